@@ -1,0 +1,138 @@
+//! Child bootstrap: how a re-exec'd process knows it is a multiproc child.
+//!
+//! A constructor (`sys::bootstrap_ctor`, through the `ctor` crate) calls
+//! [`on_load`] before `main` in every executable that links multiproc. The
+//! parent marks a spawned child, or the fork server, with the environment
+//! variable [`ENV_ROLE`]; `on_load` removes it, serves, and exits, so the
+//! user's `main` never runs in the child. Without the variable it returns
+//! at once. This is why spawn and forkserver work in binaries, examples,
+//! tests, benches and doctests with no line added to `main`.
+
+use std::ffi::{CString, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::sys::{self, ExecSpec};
+use crate::{child, codec, forkserver};
+
+/// The variable that turns a re-exec'd process into a multiproc child.
+pub(crate) const ENV_ROLE: &str = "MULTIPROC_BOOTSTRAP";
+
+static LINKED: AtomicBool = AtomicBool::new(false);
+
+/// What a re-exec'd process is for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Role {
+    /// Serve one task on fd 3, with this frame-size limit.
+    Spawn { max_frame: u64 },
+    /// Run the fork server on fd 3.
+    ForkServer,
+}
+
+impl Role {
+    fn encode(self) -> String {
+        match self {
+            Role::Spawn { max_frame } => format!("spawn:{max_frame}"),
+            Role::ForkServer => "forkserver".to_owned(),
+        }
+    }
+
+    fn parse(s: &str) -> Option<Role> {
+        if s == "forkserver" {
+            return Some(Role::ForkServer);
+        }
+        let max_frame = s.strip_prefix("spawn:")?.parse().ok()?;
+        Some(Role::Spawn { max_frame })
+    }
+}
+
+/// Called by the constructor before `main`.
+pub(crate) fn on_load() {
+    LINKED.store(true, Ordering::Relaxed);
+    let Some(role) = std::env::var_os(ENV_ROLE) else { return };
+    sys::remove_var(ENV_ROLE);
+    let outcome = std::panic::catch_unwind(|| {
+        let Some(role) = role.to_str().and_then(Role::parse) else {
+            eprintln!("multiproc: unknown {ENV_ROLE} value {role:?}; this process was not started by this build of multiproc");
+            sys::exit_now(2);
+        };
+        let control = sys::take_inherited(sys::CHILD_FD);
+        match role {
+            Role::Spawn { max_frame } => {
+                let _ = codec::set_max_frame_size(max_frame);
+                child::serve(control)
+            }
+            Role::ForkServer => forkserver::serve(control),
+        }
+    });
+    // Both roles end with `_exit`; getting here means the bootstrap panicked.
+    drop(outcome);
+    eprintln!("multiproc: the child bootstrap panicked before it could reply");
+    sys::exit_now(70)
+}
+
+/// Fails unless the bootstrap constructor ran in this process: without it,
+/// a re-exec'd child would run the user's `main` instead of the task.
+pub(crate) fn ensure_linked() -> Result<()> {
+    if LINKED.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::Unsupported,
+        "multiproc's bootstrap constructor did not run in this executable, so a re-exec'd child would run main() \
+         instead of its task; use StartMethod::Fork, or make sure the linker keeps multiproc's .init_array entry",
+    ))
+}
+
+/// The `execve` spec that re-runs this executable as a multiproc child in
+/// `role`, with `argv` and the current environment plus `extra`.
+pub(crate) fn exec_spec(argv: Vec<CString>, role: Role, extra: &[(OsString, OsString)]) -> Result<ExecSpec> {
+    ensure_linked()?;
+    let path = CString::new("/proc/self/exe").expect("no NUL");
+    let mut env: Vec<CString> = Vec::new();
+    let overridden = |key: &OsString| key == ENV_ROLE || extra.iter().any(|(k, _)| k == key);
+    for (key, value) in std::env::vars_os() {
+        if !overridden(&key) {
+            env.push(env_entry(&key, &value)?);
+        }
+    }
+    for (key, value) in extra {
+        env.push(env_entry(key, value)?);
+    }
+    env.push(env_entry(&OsString::from(ENV_ROLE), &OsString::from(role.encode()))?);
+    Ok(ExecSpec::new(path, argv, env))
+}
+
+fn env_entry(key: &OsString, value: &OsString) -> Result<CString> {
+    let mut entry = key.clone().into_vec();
+    entry.push(b'=');
+    entry.extend_from_slice(value.as_bytes());
+    CString::new(entry).map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidInput,
+            format!("the environment variable {key:?} contains a NUL byte and cannot be passed to a child"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_round_trip() {
+        assert!(matches!(Role::parse(&Role::ForkServer.encode()), Some(Role::ForkServer)));
+        assert!(matches!(
+            Role::parse(&Role::Spawn { max_frame: 77 }.encode()),
+            Some(Role::Spawn { max_frame: 77 })
+        ));
+        assert!(Role::parse("spawn:x").is_none());
+        assert!(Role::parse("").is_none());
+    }
+
+    #[test]
+    fn the_constructor_ran_in_this_test_binary() {
+        ensure_linked().unwrap();
+    }
+}

@@ -1,0 +1,191 @@
+//! What runs inside a child: reading the task, running it, replying, and
+//! leaving.
+
+use std::cell::RefCell;
+use std::ffi::OsStr;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::panic::AssertUnwindSafe;
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{self, FrameBuf, kind};
+use crate::context::StartMethod;
+use crate::error::{Error, ErrorKind, PanicInfo, RemoteError, Result};
+use crate::registry;
+use crate::sys::{self, AsFd, AsRawFd, OwnedFd};
+use crate::task::{self, Task, TaskId, Trampoline};
+
+/// Who a child is, as its parent describes it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ChildInfo {
+    pub(crate) name: String,
+    pub(crate) daemon: bool,
+    /// Python's `_identity`: the parent's identity plus this child's index.
+    pub(crate) identity: Vec<u32>,
+    pub(crate) parent_pid: i32,
+    pub(crate) parent_name: String,
+    pub(crate) start_method: StartMethod,
+    /// Environment additions the child applies to itself (fork and fork
+    /// server; a spawned child gets them from `execve`).
+    pub(crate) env: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// The first thing a re-exec'd or fork-server child reads.
+#[derive(Debug, Serialize, Deserialize)]
+struct TaskHeader {
+    magic: u32,
+    fingerprint: Vec<u8>,
+    task: TaskId,
+    info: ChildInfo,
+}
+
+/// Changes whenever the task protocol does.
+const MAGIC: u32 = 0x6d70_0001;
+
+/// The exit code of a child whose parent vanished before sending a task.
+const PARENT_GONE_EXIT: i32 = 255;
+
+/// The frame a parent sends to a spawn or fork-server child: the task
+/// header, then the encoded argument as raw bytes.
+pub(crate) fn task_frame(task: Task, info: &ChildInfo, arg: &[u8]) -> Result<Vec<u8>> {
+    let header = TaskHeader {
+        magic: MAGIC,
+        fingerprint: task::fingerprint().to_vec(),
+        task: task.id(),
+        info: info.clone(),
+    };
+    let mut frame = FrameBuf::new();
+    frame.push(&header, "the task header")?;
+    frame.extend(arg);
+    let frame = frame.finish(kind::TASK);
+    codec::check_outgoing(&frame, "the task (its encoded argument)")?;
+    Ok(frame)
+}
+
+/// Serves a spawn or fork-server child on its control socket: checks the
+/// task, runs it, replies, exits.
+pub(crate) fn serve(control: OwnedFd) -> ! {
+    sys::ignore_sigpipe();
+    let frame = match codec::read_frame_blocking(control.as_fd(), codec::max_frame_size(), "the task stream") {
+        Ok(Some(frame)) => frame,
+        Ok(None) => sys::exit_now(PARENT_GONE_EXIT),
+        Err(e) => refuse(&control, &e),
+    };
+    if frame.kind != kind::TASK {
+        let e = Error::new(
+            ErrorKind::Protocol,
+            format!("the child expected a task frame and got kind {}; the stream is corrupt", frame.kind),
+        );
+        refuse(&control, &e);
+    }
+    let (header, arg) = match codec::decode_prefix::<TaskHeader>(&frame.payload, "the task header") {
+        Ok(parts) => parts,
+        Err(e) => refuse(&control, &e),
+    };
+    if header.magic != MAGIC {
+        let e = Error::new(
+            ErrorKind::Protocol,
+            "the parent speaks another version of the multiproc task protocol; run the same build on both sides",
+        );
+        refuse(&control, &e);
+    }
+    if header.fingerprint != task::fingerprint() {
+        let e = Error::new(
+            ErrorKind::BuildMismatch,
+            "the child runs a different build of the executable than its parent (build fingerprints differ); \
+             the task was refused. Rebuild and restart so that both run the same binary",
+        );
+        refuse(&control, &e);
+    }
+    let call = match header.task.resolve() {
+        Ok(call) => call,
+        Err(e) => refuse(&control, &e),
+    };
+    run(control, header.info, call, arg)
+}
+
+/// Replies with `err` and exits with code 1, without running anything.
+fn refuse(control: &OwnedFd, err: &Error) -> ! {
+    let _ = codec::write_frame(control.as_fd(), &error_frame(err), "the reply");
+    finish(1)
+}
+
+/// Runs the task in this (child) process, replies, and exits: 0 after a
+/// returned value, 1 after a panic or an error, as Python's child exits 1
+/// after an uncaught exception.
+pub(crate) fn run(control: OwnedFd, info: ChildInfo, call: Trampoline, arg: &[u8]) -> ! {
+    for (key, value) in &info.env {
+        sys::set_var(OsStr::from_bytes(key), OsStr::from_bytes(value));
+    }
+    sys::set_title(&format!("multiproc: {}", info.name));
+    install_panic_hook();
+    sys::watch_parent(control.as_raw_fd());
+    let link = registry::enter_child(info, control);
+    let reply = call(arg);
+    let code = if codec::kind_of(&reply) == kind::VALUE { 0 } else { 1 };
+    // A parent that has gone away cannot be told; the exit is the same.
+    let _ = codec::write_frame(link.as_fd(), &reply, "the reply");
+    finish(code)
+}
+
+/// Leaves the child: daemon children are terminated and the others waited
+/// for (as Python's `_exit_function` does), stdio is flushed, and the
+/// process ends with `_exit(code)`, skipping destructors and `atexit`
+/// handlers inherited from the parent.
+pub(crate) fn finish(code: i32) -> ! {
+    let _ = std::panic::catch_unwind(registry::exit_children);
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    sys::flush_c_stdio();
+    sys::exit_now(code)
+}
+
+thread_local! {
+    static PANIC_LOCATION: RefCell<Option<(String, u32, u32)>> = const { RefCell::new(None) };
+}
+
+/// Wraps the current panic hook so that it also records where the panic
+/// happened. The wrapped hook still prints the message on the child's
+/// stderr, as Python prints a child's traceback.
+fn install_panic_hook() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if let Some(loc) = info.location() {
+            let loc = (loc.file().to_owned(), loc.line(), loc.column());
+            let _ = PANIC_LOCATION.try_with(|l| *l.borrow_mut() = Some(loc));
+        }
+        previous(info);
+    }));
+}
+
+/// Runs `f`, turning an error or a panic into the matching reply frame.
+pub(crate) fn run_guarded(f: impl FnOnce() -> Result<Vec<u8>>) -> Vec<u8> {
+    let _ = PANIC_LOCATION.try_with(|l| l.borrow_mut().take());
+    match std::panic::catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(frame)) => match codec::check_outgoing(&frame, "the return value") {
+            Ok(()) => frame,
+            Err(e) => error_frame(&e),
+        },
+        Ok(Err(e)) => error_frame(&e),
+        Err(payload) => {
+            let message = if let Some(s) = payload.downcast_ref::<&str>() {
+                (*s).to_owned()
+            } else if let Some(s) = payload.downcast_ref::<String>() {
+                s.clone()
+            } else {
+                "Box<dyn Any>".to_owned()
+            };
+            let location = PANIC_LOCATION.try_with(|l| l.borrow_mut().take()).ok().flatten();
+            // A payload whose destructor panics must not take the child down.
+            let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(payload)));
+            codec::frame_of(kind::PANIC, &PanicInfo::new(message, location), "a panic")
+                .expect("a PanicInfo always serializes")
+        }
+    }
+}
+
+/// The reply frame for an error raised in the child.
+fn error_frame(err: &Error) -> Vec<u8> {
+    codec::frame_of(kind::ERROR, &RemoteError::from(err), "an error").expect("a RemoteError always serializes")
+}

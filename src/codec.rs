@@ -1,0 +1,445 @@
+//! The wire codec: serde values to bytes, and bytes into length-prefixed
+//! frames.
+//!
+//! The serde format is postcard, chosen by measurement (README, "Codec").
+//! A frame is an 8-byte little-endian header, `kind << 56 | length`, then
+//! `length` payload bytes. A length above the frame-size limit is rejected
+//! from the header alone, before anything is allocated; below it, the
+//! buffer grows only as bytes actually arrive, so a lying header cannot
+//! make the reader allocate much more than the peer really sent.
+
+use std::any::type_name;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::sys::{self, BorrowedFd};
+
+/// Bytes in a frame header.
+pub(crate) const HEADER: usize = 8;
+const LEN_MASK: u64 = (1 << 56) - 1;
+
+/// The default frame-size limit: 1 GiB.
+pub const DEFAULT_MAX_FRAME_SIZE: u64 = 1 << 30;
+static MAX_FRAME: AtomicU64 = AtomicU64::new(DEFAULT_MAX_FRAME_SIZE);
+
+/// Sets the largest frame, in bytes, that this process accepts: an encoded
+/// argument or result (or, later, a message) whose size is above it is
+/// refused with [`ErrorKind::FrameTooLarge`] before anything is allocated.
+/// Children started afterwards inherit the limit. The default is
+/// [`DEFAULT_MAX_FRAME_SIZE`] (1 GiB).
+///
+/// # Errors
+///
+/// [`ErrorKind::InvalidInput`] for 0 or a value of 2^56 or more.
+///
+/// # Examples
+///
+/// ```
+/// multiproc::set_max_frame_size(64 << 20)?;
+/// assert_eq!(multiproc::max_frame_size(), 64 << 20);
+/// multiproc::set_max_frame_size(multiproc::DEFAULT_MAX_FRAME_SIZE)?;
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub fn set_max_frame_size(bytes: u64) -> Result<()> {
+    if bytes == 0 || bytes > LEN_MASK {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("a frame-size limit of {bytes} bytes is out of range; pick a value between 1 and 2^56 - 1"),
+        ));
+    }
+    MAX_FRAME.store(bytes, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The current frame-size limit in bytes (see [`set_max_frame_size`]).
+///
+/// # Examples
+///
+/// ```
+/// assert!(multiproc::max_frame_size() >= 1);
+/// ```
+pub fn max_frame_size() -> u64 {
+    MAX_FRAME.load(Ordering::Relaxed)
+}
+
+/// Frame kinds. Each protocol uses its own subset.
+pub(crate) mod kind {
+    /// Parent to child: a task header followed by the encoded argument.
+    pub(crate) const TASK: u8 = 1;
+    /// Child to parent: the encoded return value.
+    pub(crate) const VALUE: u8 = 2;
+    /// Child to parent: an encoded `PanicInfo`.
+    pub(crate) const PANIC: u8 = 3;
+    /// Child to parent: an encoded `RemoteError`.
+    pub(crate) const ERROR: u8 = 4;
+}
+
+/// Serializes `value` with postcard.
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T, what: &str) -> Result<Vec<u8>> {
+    postcard::to_stdvec(value).map_err(|e| serialize_error::<T>(what, e))
+}
+
+/// Deserializes a whole `T` from `bytes`; trailing bytes are an error.
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
+    match postcard::take_from_bytes::<T>(bytes) {
+        Ok((value, [])) => Ok(value),
+        Ok((_, rest)) => Err(Error::new(
+            ErrorKind::Deserialize,
+            format!(
+                "{what}: {} trailing bytes after a `{}`; both sides must use the same type",
+                rest.len(),
+                type_name::<T>()
+            ),
+        )),
+        Err(e) => Err(deserialize_error::<T>(what, e)),
+    }
+}
+
+/// Deserializes a `T` from the front of `bytes`, returning the rest.
+pub(crate) fn decode_prefix<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<(T, &'a [u8])> {
+    postcard::take_from_bytes::<T>(bytes).map_err(|e| deserialize_error::<T>(what, e))
+}
+
+fn serialize_error<T: ?Sized>(what: &str, e: postcard::Error) -> Error {
+    Error::new(
+        ErrorKind::Serialize,
+        format!(
+            "could not serialize {what} of type `{}`: {e}; every field must serialize without error \
+             (sequences need a known length)",
+            type_name::<T>()
+        ),
+    )
+    .with_source(e)
+}
+
+fn deserialize_error<T: ?Sized>(what: &str, e: postcard::Error) -> Error {
+    Error::new(
+        ErrorKind::Deserialize,
+        format!(
+            "could not deserialize {what} as `{}`: {e}; the sender and the receiver must agree on the type",
+            type_name::<T>()
+        ),
+    )
+    .with_source(e)
+}
+
+/// A frame being built: the header is reserved up front and patched by
+/// [`FrameBuf::finish`], so the whole frame leaves in one write.
+#[derive(Debug)]
+pub(crate) struct FrameBuf {
+    buf: Vec<u8>,
+}
+
+impl FrameBuf {
+    pub(crate) fn new() -> Self {
+        let mut buf = Vec::with_capacity(64);
+        buf.extend_from_slice(&[0; HEADER]);
+        FrameBuf { buf }
+    }
+
+    /// Appends raw payload bytes.
+    pub(crate) fn extend(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Appends `value`, serialized.
+    pub(crate) fn push<T: Serialize + ?Sized>(&mut self, value: &T, what: &str) -> Result<()> {
+        let buf = std::mem::take(&mut self.buf);
+        let len = buf.len();
+        match postcard::to_extend(value, buf) {
+            Ok(buf) => {
+                self.buf = buf;
+                Ok(())
+            }
+            Err(e) => {
+                // `to_extend` consumed the buffer: rebuild what we had.
+                self.buf = vec![0; len];
+                Err(serialize_error::<T>(what, e))
+            }
+        }
+    }
+
+    /// Writes the header and returns the finished frame.
+    pub(crate) fn finish(mut self, kind: u8) -> Vec<u8> {
+        let len = (self.buf.len() - HEADER) as u64;
+        debug_assert!(len <= LEN_MASK);
+        let header = (u64::from(kind) << 56) | (len & LEN_MASK);
+        self.buf[..HEADER].copy_from_slice(&header.to_le_bytes());
+        self.buf
+    }
+}
+
+/// A one-shot frame of `kind` holding `value`.
+pub(crate) fn frame_of<T: Serialize + ?Sized>(kind: u8, value: &T, what: &str) -> Result<Vec<u8>> {
+    let mut f = FrameBuf::new();
+    f.push(value, what)?;
+    Ok(f.finish(kind))
+}
+
+/// The kind byte of a finished frame.
+pub(crate) fn kind_of(frame: &[u8]) -> u8 {
+    frame.get(HEADER - 1).copied().unwrap_or(0)
+}
+
+/// Checks a frame against the limit before sending it, so that the peer is
+/// never asked to refuse it.
+pub(crate) fn check_outgoing(frame: &[u8], what: &str) -> Result<()> {
+    check_len((frame.len() - HEADER) as u64, max_frame_size(), what)
+}
+
+fn check_len(len: u64, limit: u64, what: &str) -> Result<()> {
+    if len > limit {
+        return Err(too_large(what, len, limit));
+    }
+    Ok(())
+}
+
+fn too_large(what: &str, len: u64, limit: u64) -> Error {
+    Error::new(
+        ErrorKind::FrameTooLarge,
+        format!(
+            "{what} is {len} bytes, above the frame-size limit of {limit} bytes; send less data per \
+             call, or raise the limit with multiproc::set_max_frame_size"
+        ),
+    )
+}
+
+/// A frame received whole.
+#[derive(Debug)]
+pub(crate) struct Frame {
+    pub(crate) kind: u8,
+    pub(crate) payload: Vec<u8>,
+}
+
+/// What one attempt to read a frame produced.
+#[derive(Debug)]
+pub(crate) enum ReadOutcome {
+    /// A whole frame arrived.
+    Frame(Frame),
+    /// No more bytes for now (non-blocking fd).
+    Pending,
+    /// The peer closed; `partial` says whether a frame was cut short.
+    Eof {
+        /// A frame had begun and was cut short.
+        partial: bool,
+    },
+}
+
+/// Reassembles frames from a stream, over as many reads as it takes.
+#[derive(Debug)]
+pub(crate) struct FrameReader {
+    header: Vec<u8>,
+    payload: Vec<u8>,
+    want: Option<(u8, usize)>,
+    limit: u64,
+}
+
+/// The first allocation for a payload; it doubles from there as bytes come.
+const FIRST_CHUNK: usize = 64 * 1024;
+
+impl FrameReader {
+    /// A reader that refuses frames above `limit` bytes.
+    pub(crate) fn new(limit: u64) -> Self {
+        FrameReader {
+            header: Vec::with_capacity(HEADER),
+            payload: Vec::new(),
+            want: None,
+            limit,
+        }
+    }
+
+    /// Reads from `fd` until a whole frame is assembled, the fd would block,
+    /// or the peer closes. `what` names the stream in errors.
+    pub(crate) fn read_from(&mut self, fd: BorrowedFd<'_>, what: &str) -> Result<ReadOutcome> {
+        loop {
+            match self.want {
+                None => {
+                    let need = HEADER - self.header.len();
+                    match read_some(fd, &mut self.header, need, what)? {
+                        None => return Ok(ReadOutcome::Pending),
+                        Some(0) => {
+                            return Ok(ReadOutcome::Eof {
+                                partial: !self.header.is_empty(),
+                            });
+                        }
+                        Some(_) if self.header.len() < HEADER => continue,
+                        Some(_) => self.parse_header(what)?,
+                    }
+                }
+                Some((kind, len)) => {
+                    if self.payload.len() == len {
+                        self.want = None;
+                        self.header.clear();
+                        let payload = std::mem::take(&mut self.payload);
+                        return Ok(ReadOutcome::Frame(Frame { kind, payload }));
+                    }
+                    let room = self.payload.capacity() - self.payload.len();
+                    if room == 0 {
+                        let grow = self.payload.capacity().max(FIRST_CHUNK).min(len - self.payload.len());
+                        self.payload.reserve_exact(grow);
+                    }
+                    let room = (self.payload.capacity() - self.payload.len()).min(len - self.payload.len());
+                    match read_some(fd, &mut self.payload, room, what)? {
+                        None => return Ok(ReadOutcome::Pending),
+                        Some(0) => return Ok(ReadOutcome::Eof { partial: true }),
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn parse_header(&mut self, what: &str) -> Result<()> {
+        let raw = u64::from_le_bytes(self.header[..HEADER].try_into().expect("8 header bytes"));
+        let kind = (raw >> 56) as u8;
+        let len = raw & LEN_MASK;
+        check_len(len, self.limit, what)?;
+        let len = usize::try_from(len).map_err(|_| too_large(what, len, usize::MAX as u64))?;
+        self.payload = Vec::with_capacity(len.min(FIRST_CHUNK));
+        self.want = Some((kind, len));
+        Ok(())
+    }
+}
+
+/// One read of up to `max` bytes appended to `buf`: `None` if it would
+/// block, `Some(0)` at end of file.
+fn read_some(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize, what: &str) -> Result<Option<usize>> {
+    match sys::read(fd, buf, max) {
+        Ok(n) => Ok(Some(n)),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(Some(0)),
+        Err(e) => Err(Error::io(&format!("reading {what}"), e)),
+    }
+}
+
+/// Reads one whole frame from a blocking fd. End of file before a frame
+/// begins gives `Ok(None)`.
+pub(crate) fn read_frame_blocking(fd: BorrowedFd<'_>, limit: u64, what: &str) -> Result<Option<Frame>> {
+    let mut reader = FrameReader::new(limit);
+    match reader.read_from(fd, what)? {
+        ReadOutcome::Frame(f) => Ok(Some(f)),
+        ReadOutcome::Eof { partial: false } => Ok(None),
+        ReadOutcome::Eof { partial: true } => Err(Error::new(
+            ErrorKind::Protocol,
+            format!("{what} ended in the middle of a frame; the peer died or wrote a corrupt frame"),
+        )),
+        ReadOutcome::Pending => Err(Error::new(
+            ErrorKind::Protocol,
+            format!("{what} is non-blocking where a blocking read was expected"),
+        )),
+    }
+}
+
+/// Writes a whole frame to `fd`.
+pub(crate) fn write_frame(fd: BorrowedFd<'_>, frame: &[u8], what: &str) -> Result<()> {
+    sys::send_all(fd, frame).map_err(|e| Error::io(&format!("writing {what}"), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::{AsFd, socketpair_stream};
+    use serde::Deserialize;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Point {
+        x: i32,
+        name: String,
+    }
+
+    #[test]
+    fn values_round_trip() {
+        let p = Point { x: -3, name: "a".into() };
+        let bytes = encode(&p, "a point").unwrap();
+        assert_eq!(decode::<Point>(&bytes, "a point").unwrap(), p);
+    }
+
+    #[test]
+    fn trailing_bytes_and_garbage_are_typed_errors() {
+        let mut bytes = encode(&5u64, "x").unwrap();
+        bytes.push(0);
+        assert_eq!(decode::<u64>(&bytes, "x").unwrap_err().kind(), ErrorKind::Deserialize);
+        assert_eq!(decode::<String>(&[0xff, 0xff, 0xff], "x").unwrap_err().kind(), ErrorKind::Deserialize);
+    }
+
+    struct Unserializable;
+    impl Serialize for Unserializable {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> std::result::Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("refused on purpose"))
+        }
+    }
+
+    #[test]
+    fn a_value_that_fails_to_serialize_is_a_typed_error() {
+        let err = encode(&Unserializable, "the argument").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Serialize);
+        assert!(err.to_string().contains("Unserializable"), "{err}");
+        let mut f = FrameBuf::new();
+        f.push(&1u8, "x").unwrap();
+        assert!(f.push(&Unserializable, "x").is_err());
+    }
+
+    #[test]
+    fn frames_round_trip_over_a_socket() {
+        let (a, b) = socketpair_stream().unwrap();
+        let frame = frame_of(kind::VALUE, &Point { x: 1, name: "b".into() }, "v").unwrap();
+        assert_eq!(kind_of(&frame), kind::VALUE);
+        write_frame(a.as_fd(), &frame, "test").unwrap();
+        write_frame(a.as_fd(), &frame, "test").unwrap();
+        drop(a);
+        let mut r = FrameReader::new(1024);
+        for _ in 0..2 {
+            match r.read_from(b.as_fd(), "test").unwrap() {
+                ReadOutcome::Frame(f) => {
+                    assert_eq!(f.kind, kind::VALUE);
+                    assert_eq!(decode::<Point>(&f.payload, "v").unwrap().x, 1);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(r.read_from(b.as_fd(), "test").unwrap(), ReadOutcome::Eof { partial: false }));
+    }
+
+    #[test]
+    fn a_frame_of_2_pow_40_declared_bytes_is_refused_before_allocating() {
+        let (a, b) = socketpair_stream().unwrap();
+        let header = (u64::from(kind::VALUE) << 56) | (1u64 << 40);
+        sys::send_all(a.as_fd(), &header.to_le_bytes()).unwrap();
+        let mut r = FrameReader::new(DEFAULT_MAX_FRAME_SIZE);
+        let err = r.read_from(b.as_fd(), "the result stream").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::FrameTooLarge);
+        assert!(err.to_string().contains("1099511627776"), "{err}");
+        assert_eq!(r.payload.capacity(), 0);
+    }
+
+    #[test]
+    fn a_lying_header_allocates_only_what_arrives() {
+        let (a, b) = socketpair_stream().unwrap();
+        sys::set_nonblocking(b.as_fd(), true).unwrap();
+        let header = (u64::from(kind::VALUE) << 56) | (512u64 << 20);
+        sys::send_all(a.as_fd(), &header.to_le_bytes()).unwrap();
+        sys::send_all(a.as_fd(), &[7; 100]).unwrap();
+        let mut r = FrameReader::new(DEFAULT_MAX_FRAME_SIZE);
+        assert!(matches!(r.read_from(b.as_fd(), "s").unwrap(), ReadOutcome::Pending));
+        assert!(r.payload.capacity() <= FIRST_CHUNK);
+        drop(a);
+        assert!(matches!(r.read_from(b.as_fd(), "s").unwrap(), ReadOutcome::Eof { partial: true }));
+    }
+
+    #[test]
+    fn outgoing_frames_are_checked_against_the_limit() {
+        let frame = frame_of(kind::VALUE, &vec![0u8; 100], "v").unwrap();
+        assert!(check_outgoing(&frame, "v").is_ok());
+        assert!(check_len(100, 100, "v").is_ok());
+        assert_eq!(check_len(101, 100, "v").unwrap_err().kind(), ErrorKind::FrameTooLarge);
+    }
+
+    #[test]
+    fn bad_limits_are_refused() {
+        assert_eq!(set_max_frame_size(0).unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert_eq!(set_max_frame_size(1 << 56).unwrap_err().kind(), ErrorKind::InvalidInput);
+    }
+}

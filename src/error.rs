@@ -1,0 +1,413 @@
+//! The crate's one error type.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A `Result` whose error is [`multiproc::Error`](Error).
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What kind of failure an [`Error`] is, for matching.
+///
+/// The list grows as the crate does, so a `match` needs a wildcard arm.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{ErrorKind, Process};
+/// use std::time::Duration;
+///
+/// fn nap(ms: u64) { std::thread::sleep(Duration::from_millis(ms)) }
+///
+/// let child = Process::new(nap, 10_000).start()?;
+/// let err = child.join_timeout(Duration::ZERO).unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::Timeout);
+/// child.kill()?;
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ErrorKind {
+    /// The target panicked; [`Error::panic_info`] has the message and location.
+    Panicked,
+    /// The child exited without returning a value, for example through
+    /// `std::process::exit(n)`; [`Error::exitcode`] has `n`.
+    Exited,
+    /// The child was killed by a signal; [`Error::exitcode`] is minus the signal.
+    Signaled,
+    /// A timeout elapsed before the operation could finish.
+    Timeout,
+    /// A value could not be serialized.
+    Serialize,
+    /// Bytes could not be deserialized into the expected type.
+    Deserialize,
+    /// A frame declared a length above the frame-size limit.
+    FrameTooLarge,
+    /// The peer broke the protocol: a corrupt frame, an unknown task id.
+    Protocol,
+    /// The peer runs a different build of the executable.
+    BuildMismatch,
+    /// The call does not fit the object's state, such as joining twice.
+    InvalidState,
+    /// An argument is out of range or malformed.
+    InvalidInput,
+    /// multiproc cannot work in this environment.
+    Unsupported,
+    /// An operating-system call failed; [`std::error::Error::source`] has the `io::Error`.
+    Io,
+}
+
+impl ErrorKind {
+    fn describe(self) -> &'static str {
+        match self {
+            ErrorKind::Panicked => "the target panicked",
+            ErrorKind::Exited => "the process exited without a result",
+            ErrorKind::Signaled => "the process was killed by a signal",
+            ErrorKind::Timeout => "timed out",
+            ErrorKind::Serialize => "serialization failed",
+            ErrorKind::Deserialize => "deserialization failed",
+            ErrorKind::FrameTooLarge => "frame too large",
+            ErrorKind::Protocol => "protocol error",
+            ErrorKind::BuildMismatch => "build mismatch",
+            ErrorKind::InvalidState => "invalid state",
+            ErrorKind::InvalidInput => "invalid input",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Io => "I/O error",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
+/// A panic that happened in another process, carried back as data.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::Process;
+///
+/// fn boom(_: ()) { panic!("boom") }
+///
+/// let err = Process::new(boom, ()).start()?.join().unwrap_err();
+/// let panic = err.panic_info().expect("the child panicked");
+/// assert_eq!(panic.message(), "boom");
+/// assert!(panic.file().unwrap().ends_with(".rs"));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PanicInfo {
+    message: String,
+    location: Option<(String, u32, u32)>,
+}
+
+impl PanicInfo {
+    pub(crate) fn new(message: String, location: Option<(String, u32, u32)>) -> Self {
+        PanicInfo { message, location }
+    }
+
+    /// The panic message, as `panic!` formatted it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use multiproc::Process;
+    /// fn boom(n: u32) { panic!("bad {n}") }
+    /// let err = Process::new(boom, 7).start()?.join().unwrap_err();
+    /// assert_eq!(err.panic_info().unwrap().message(), "bad 7");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The source file of the `panic!`, if the child's panic hook saw it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use multiproc::Process;
+    /// fn boom(_: ()) { panic!("boom") }
+    /// let err = Process::new(boom, ()).start()?.join().unwrap_err();
+    /// assert!(err.panic_info().unwrap().file().is_some());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn file(&self) -> Option<&str> {
+        self.location.as_ref().map(|(f, _, _)| f.as_str())
+    }
+
+    /// The line of the `panic!`, if known.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use multiproc::Process;
+    /// fn boom(_: ()) { panic!("boom") }
+    /// let err = Process::new(boom, ()).start()?.join().unwrap_err();
+    /// assert!(err.panic_info().unwrap().line().unwrap() > 0);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn line(&self) -> Option<u32> {
+        self.location.as_ref().map(|&(_, l, _)| l)
+    }
+
+    /// The column of the `panic!`, if known.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use multiproc::Process;
+    /// fn boom(_: ()) { panic!("boom") }
+    /// let err = Process::new(boom, ()).start()?.join().unwrap_err();
+    /// assert!(err.panic_info().unwrap().column().unwrap() > 0);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn column(&self) -> Option<u32> {
+        self.location.as_ref().map(|&(_, _, c)| c)
+    }
+}
+
+impl fmt::Display for PanicInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.location {
+            Some((file, line, col)) => write!(f, "panicked at {file}:{line}:{col}: {}", self.message),
+            None => write!(f, "panicked: {}", self.message),
+        }
+    }
+}
+
+/// The error of every fallible multiproc call.
+///
+/// Its message says what happened and what to do about it. Match on
+/// [`kind`](Error::kind); ask [`panic_info`](Error::panic_info) for a remote
+/// panic and [`exitcode`](Error::exitcode) for a process that died.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{ErrorKind, Process};
+///
+/// fn quit(code: i32) { std::process::exit(code) }
+///
+/// let err = Process::new(quit, 3).start()?.join().unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::Exited);
+/// assert_eq!(err.exitcode(), Some(3));
+/// println!("{err}");
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct Error {
+    inner: Box<Inner>,
+}
+
+struct Inner {
+    kind: ErrorKind,
+    message: String,
+    panic: Option<PanicInfo>,
+    exitcode: Option<i32>,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl Error {
+    /// Builds an error of `kind` whose message is `message`.
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            inner: Box::new(Inner {
+                kind,
+                message: message.into(),
+                panic: None,
+                exitcode: None,
+                source: None,
+            }),
+        }
+    }
+
+    /// An OS error while doing `what`.
+    pub(crate) fn io(what: &str, err: std::io::Error) -> Self {
+        Error::new(ErrorKind::Io, format!("{what} failed: {err}")).with_source(err)
+    }
+
+    pub(crate) fn with_source(
+        mut self,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        self.inner.source = Some(Box::new(source));
+        self
+    }
+
+    pub(crate) fn with_panic(mut self, panic: PanicInfo) -> Self {
+        self.inner.panic = Some(panic);
+        self
+    }
+
+    pub(crate) fn with_exitcode(mut self, code: i32) -> Self {
+        self.inner.exitcode = Some(code);
+        self
+    }
+
+    /// What kind of failure this is.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{ErrorKind, Process};
+    /// fn boom(_: ()) { panic!("boom") }
+    /// let err = Process::new(boom, ()).start()?.join().unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Panicked);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn kind(&self) -> ErrorKind {
+        self.inner.kind
+    }
+
+    /// Whether this error is a timeout ([`ErrorKind::Timeout`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Process;
+    /// use std::time::Duration;
+    /// fn nap(ms: u64) { std::thread::sleep(Duration::from_millis(ms)) }
+    /// let child = Process::new(nap, 10_000).start()?;
+    /// assert!(child.join_timeout(Duration::from_millis(1)).unwrap_err().is_timeout());
+    /// child.kill()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn is_timeout(&self) -> bool {
+        self.inner.kind == ErrorKind::Timeout
+    }
+
+    /// The remote panic, when the error is [`ErrorKind::Panicked`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Process;
+    /// fn boom(_: ()) { panic!("boom") }
+    /// let err = Process::new(boom, ()).start()?.join().unwrap_err();
+    /// assert_eq!(err.panic_info().unwrap().message(), "boom");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn panic_info(&self) -> Option<&PanicInfo> {
+        self.inner.panic.as_ref()
+    }
+
+    /// The process's exit code in Python's convention (`n` for an exit with
+    /// code `n`, `-signal` for death by a signal), when the error is about a
+    /// process that ended.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Process;
+    /// use std::time::Duration;
+    /// fn nap(ms: u64) { std::thread::sleep(Duration::from_millis(ms)) }
+    /// let child = Process::new(nap, 10_000).start()?;
+    /// child.kill()?;
+    /// assert_eq!(child.join().unwrap_err().exitcode(), Some(-9));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn exitcode(&self) -> Option<i32> {
+        self.inner.exitcode
+    }
+
+    /// The message without the kind prefix.
+    pub(crate) fn message(&self) -> &str {
+        &self.inner.message
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.inner.kind).field("message", &self.inner.message);
+        if let Some(p) = &self.inner.panic {
+            d.field("panic", p);
+        }
+        if let Some(c) = self.inner.exitcode {
+            d.field("exitcode", &c);
+        }
+        if let Some(s) = &self.inner.source {
+            d.field("source", s);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.inner.message)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner
+            .source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<Error> for std::io::Error {
+    fn from(err: Error) -> Self {
+        let kind = match err.kind() {
+            ErrorKind::Timeout => std::io::ErrorKind::TimedOut,
+            ErrorKind::InvalidInput => std::io::ErrorKind::InvalidInput,
+            ErrorKind::Serialize | ErrorKind::Deserialize | ErrorKind::FrameTooLarge => {
+                std::io::ErrorKind::InvalidData
+            }
+            ErrorKind::Unsupported => std::io::ErrorKind::Unsupported,
+            _ => std::io::ErrorKind::Other,
+        };
+        std::io::Error::new(kind, err)
+    }
+}
+
+/// An error raised inside a child, sent to the parent as data.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct RemoteError {
+    pub(crate) kind: ErrorKind,
+    pub(crate) message: String,
+}
+
+impl From<&Error> for RemoteError {
+    fn from(err: &Error) -> Self {
+        RemoteError {
+            kind: err.kind(),
+            message: err.message().to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_is_small_and_thread_safe() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<Error>();
+        assert_eq!(std::mem::size_of::<Error>(), std::mem::size_of::<usize>());
+    }
+
+    #[test]
+    fn display_is_the_message_and_source_is_kept() {
+        let io = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        let err = Error::io("writing the task", io);
+        assert_eq!(err.kind(), ErrorKind::Io);
+        assert!(err.to_string().starts_with("writing the task failed"));
+        assert!(std::error::Error::source(&err).is_some());
+        let back: std::io::Error = err.into();
+        assert_eq!(back.kind(), std::io::ErrorKind::Other);
+    }
+
+    #[test]
+    fn panic_info_formats_like_std() {
+        let p = PanicInfo::new("boom".into(), Some(("src/x.rs".into(), 3, 9)));
+        assert_eq!(p.to_string(), "panicked at src/x.rs:3:9: boom");
+        assert_eq!(PanicInfo::new("boom".into(), None).to_string(), "panicked: boom");
+    }
+}

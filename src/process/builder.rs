@@ -1,0 +1,256 @@
+//! `Process`: a target, its argument and options, ready to start.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::marker::PhantomData;
+use std::os::unix::ffi::OsStrExt;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::codec;
+use crate::context::{StartMethod, get_start_method};
+use crate::error::{Error, ErrorKind, Result};
+use crate::process::handle::Child;
+use crate::process::launch::{self, Launch};
+use crate::task::Task;
+
+/// A process to start: Python's `multiprocessing.Process(target, args)`.
+///
+/// The target runs in a new OS process with the argument, and its return
+/// value comes back through [`Child::join`]. The target must be a fn item
+/// or a closure that captures nothing, because it is named to the child by
+/// its address in the executable; the argument and the return value travel
+/// through serde. Options mirror Python's constructor arguments.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::Process;
+///
+/// fn print_square(n: u64) {
+///     println!("Square: {}", n * n);
+/// }
+///
+/// let child = Process::new(print_square, 5).name("squarer").start()?;
+/// child.join()?;
+/// assert_eq!(child.exitcode(), Some(0));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+///
+/// A closure that captures is refused at compile time:
+///
+/// ```compile_fail
+/// use multiproc::Process;
+/// let offset = 10;
+/// let p = Process::new(move |x: u64| x + offset, 1).start();
+/// ```
+///
+/// and so is a fn pointer, which has no fixed identity:
+///
+/// ```compile_fail
+/// use multiproc::Process;
+/// fn square(x: u64) -> u64 { x * x }
+/// let f: fn(u64) -> u64 = square;
+/// let p = Process::new(f, 1).start();
+/// ```
+#[must_use = "a Process does nothing until start() is called"]
+pub struct Process<A, R> {
+    task: Task,
+    arg: A,
+    name: Option<String>,
+    daemon: Option<bool>,
+    method: Option<StartMethod>,
+    env: Vec<(OsString, OsString)>,
+    _result: PhantomData<fn() -> R>,
+}
+
+impl<A, R> fmt::Debug for Process<A, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Process")
+            .field("task", &self.task)
+            .field("name", &self.name)
+            .field("daemon", &self.daemon)
+            .field("start_method", &self.method)
+            .field("env", &self.env)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A, R> Process<A, R>
+where
+    A: Serialize + DeserializeOwned + Send + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
+    /// A process that will run `target(arg)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Process;
+    ///
+    /// let child = Process::new(|(a, b): (u32, u32)| a * b, (6, 7)).start()?;
+    /// assert_eq!(child.join()?, 42);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn new<F>(target: F, arg: A) -> Self
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+    {
+        Process {
+            task: Task::of(target),
+            arg,
+            name: None,
+            daemon: None,
+            method: None,
+            env: Vec::new(),
+            _result: PhantomData,
+        }
+    }
+
+    /// The process's name, shown by [`current_process`](crate::current_process)
+    /// in the child, in errors, and in `ps` as `multiproc: <name>`. The
+    /// default is Python's: `Process-1`, `Process-2`, and `Process-1:1` for
+    /// a grandchild.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Process;
+    /// fn my_name(_: ()) -> String { multiproc::current_process().name().to_string() }
+    /// let child = Process::new(my_name, ()).name("worker-7").start()?;
+    /// assert_eq!(child.join()?, "worker-7");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Whether the process is a daemon: a daemon child is terminated when
+    /// its parent exits normally, while a non-daemon child is waited for
+    /// (Python's rule). The default is the daemon flag of the current
+    /// process. Whatever the flag, a child exits within about a second of
+    /// its parent's death by a signal.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Process;
+    /// fn am_i_daemon(_: ()) -> bool { multiproc::current_process().daemon() }
+    /// assert!(Process::new(am_i_daemon, ()).daemon(true).start()?.join()?);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn daemon(mut self, daemon: bool) -> Self {
+        self.daemon = Some(daemon);
+        self
+    }
+
+    /// The start method for this process, instead of the process-wide
+    /// default ([`get_start_method`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{Process, StartMethod};
+    /// fn pid(_: ()) -> u32 { std::process::id() }
+    /// let child = Process::new(pid, ()).start_method(StartMethod::Spawn).start()?;
+    /// let pid = child.pid();
+    /// assert_eq!(child.join()?, pid);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = Some(method);
+        self
+    }
+
+    /// Adds or overrides an environment variable in the child (like
+    /// `std::process::Command::env`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Process;
+    /// fn read_var(_: ()) -> Option<String> { std::env::var("GREETING").ok() }
+    /// let child = Process::new(read_var, ()).env("GREETING", "hi").start()?;
+    /// assert_eq!(child.join()?.as_deref(), Some("hi"));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Adds several environment variables (like `Command::envs`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Process;
+    /// fn read(_: ()) -> String { std::env::var("A").unwrap() + &std::env::var("B").unwrap() }
+    /// let child = Process::new(read, ()).envs([("A", "1"), ("B", "2")]).start()?;
+    /// assert_eq!(child.join()?, "12");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn envs<I, K, V>(mut self, vars: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<OsString>,
+        V: Into<OsString>,
+    {
+        self.env.extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
+    /// Starts the process. The argument is serialized first, so a value
+    /// that cannot be serialized fails here and no process is created.
+    ///
+    /// # Errors
+    ///
+    /// - [`ErrorKind::Serialize`]: the argument failed to serialize;
+    /// - [`ErrorKind::FrameTooLarge`]: the encoded argument is above
+    ///   [`max_frame_size`](crate::max_frame_size);
+    /// - [`ErrorKind::InvalidInput`]: an environment variable is malformed;
+    /// - [`ErrorKind::Io`]: the OS refused (out of processes or fds).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Process;
+    /// fn add_one(x: i32) -> i32 { x + 1 }
+    /// let child = Process::new(add_one, 41).start()?;
+    /// assert!(child.pid() > 0);
+    /// assert_eq!(child.join()?, 42);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn start(self) -> Result<Child<R>> {
+        check_env(&self.env)?;
+        let method = self.method.unwrap_or_else(get_start_method);
+        let arg = codec::encode(&self.arg, "the argument")?;
+        let shared = launch::launch(Launch {
+            task: self.task,
+            arg: &arg,
+            name: self.name,
+            daemon: self.daemon,
+            method,
+            env: &self.env,
+        })?;
+        Ok(Child::new(shared))
+    }
+}
+
+fn check_env(env: &[(OsString, OsString)]) -> Result<()> {
+    for (key, value) in env {
+        let k = key.as_bytes();
+        if k.is_empty() || k.contains(&b'=') || k.contains(&0) || value.as_bytes().contains(&0) {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "the environment variable {key:?}={value:?} cannot be set in a child: a name must be \
+                     non-empty and free of '=' and NUL, and a value free of NUL"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,353 @@
+//! The parent's record of one child: its fds, the reply it is reading, and
+//! how the child ended.
+//!
+//! A record is shared by the user's [`Child`](crate::Child) handle, the
+//! process registry (until the child is reaped) and the reaper thread (for
+//! detached children). Its fds are never closed while the record lives, so
+//! that several threads may poll them at once; every read and every reap
+//! happens under the `state` lock, which is never held while blocking.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::codec::{self, Frame, FrameReader, ReadOutcome, kind};
+use crate::error::{Error, ErrorKind, PanicInfo, RemoteError, Result};
+use crate::sys::{self, AsFd, AsRawFd, BorrowedFd, ExitStatus, OwnedFd, PollFd, PollFlags, RawFd};
+
+/// How the parent learns that a child ended.
+#[derive(Debug)]
+pub(crate) enum Waiter {
+    /// A child of this process: `waitid` on its pidfd.
+    Direct,
+    /// A child of the fork server, which writes the raw wait status into
+    /// this pipe once it has reaped the child.
+    Server(OwnedFd),
+}
+
+#[derive(Debug)]
+pub(crate) struct ChildShared {
+    pub(crate) pid: i32,
+    pub(crate) name: String,
+    pub(crate) daemon: bool,
+    pidfd: OwnedFd,
+    waiter: Waiter,
+    /// The parent's end of the control socket, non-blocking.
+    control: OwnedFd,
+    state: Mutex<State>,
+    detached: AtomicBool,
+}
+
+#[derive(Debug)]
+struct State {
+    reader: FrameReader,
+    reply: Option<Frame>,
+    /// The reply stream is finished (end of file, or abandoned).
+    done_reading: bool,
+    /// Why the reply stream was abandoned, if it was.
+    stream_error: Option<Error>,
+    status: Option<ExitStatus>,
+    /// The fork server vanished without reporting; fall back to the pidfd.
+    server_lost: bool,
+    joined: bool,
+}
+
+impl ChildShared {
+    pub(crate) fn new(pid: i32, pidfd: OwnedFd, waiter: Waiter, control: OwnedFd, name: String, daemon: bool) -> Self {
+        ChildShared {
+            pid,
+            name,
+            daemon,
+            pidfd,
+            waiter,
+            control,
+            state: Mutex::new(State {
+                reader: FrameReader::new(codec::max_frame_size()),
+                reply: None,
+                done_reading: false,
+                stream_error: None,
+                status: None,
+                server_lost: false,
+                joined: false,
+            }),
+            detached: AtomicBool::new(false),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The parent's end of the control socket.
+    pub(crate) fn control(&self) -> BorrowedFd<'_> {
+        self.control.as_fd()
+    }
+
+    /// The pidfd, readable once the child has ended.
+    pub(crate) fn sentinel(&self) -> BorrowedFd<'_> {
+        self.pidfd.as_fd()
+    }
+
+    /// Every fd this record owns, for closing in a forked child.
+    pub(crate) fn raw_fds(&self) -> [RawFd; 3] {
+        let waiter = match &self.waiter {
+            Waiter::Direct => -1,
+            Waiter::Server(fd) => fd.as_raw_fd(),
+        };
+        [self.pidfd.as_raw_fd(), self.control.as_raw_fd(), waiter]
+    }
+
+    /// The fd that becomes readable when the child has ended.
+    fn wait_fd(&self, st: &State) -> BorrowedFd<'_> {
+        match &self.waiter {
+            Waiter::Server(fd) if !st.server_lost => fd.as_fd(),
+            _ => self.pidfd.as_fd(),
+        }
+    }
+
+    /// Reads whatever reply bytes have arrived and reaps the child if it
+    /// has ended, without blocking. Returns the exit status once known.
+    fn progress(&self, st: &mut State) -> Result<Option<ExitStatus>> {
+        self.drain(st);
+        if st.status.is_none() {
+            st.status = self.try_reap(st)?;
+            if st.status.is_some() {
+                // Everything the child wrote was in the socket before it
+                // exited: collect the rest.
+                self.drain(st);
+            }
+        }
+        Ok(st.status)
+    }
+
+    fn drain(&self, st: &mut State) {
+        while !st.done_reading {
+            match st.reader.read_from(self.control.as_fd(), "the child's reply") {
+                Ok(ReadOutcome::Frame(frame)) => {
+                    if st.reply.is_none() {
+                        st.reply = Some(frame);
+                    } else {
+                        self.abandon(st, Error::new(
+                            ErrorKind::Protocol,
+                            format!("process '{}' (pid {}) sent more than one reply; the stream is corrupt", self.name, self.pid),
+                        ));
+                    }
+                }
+                Ok(ReadOutcome::Pending) => break,
+                Ok(ReadOutcome::Eof { .. }) => st.done_reading = true,
+                Err(e) => self.abandon(st, e),
+            }
+        }
+    }
+
+    /// Stops reading replies; the child's further writes fail instead of
+    /// blocking it forever.
+    fn abandon(&self, st: &mut State, err: Error) {
+        st.done_reading = true;
+        st.stream_error.get_or_insert(err);
+        let _ = sys::shutdown_read(self.control.as_fd());
+    }
+
+    fn try_reap(&self, st: &mut State) -> Result<Option<ExitStatus>> {
+        let what = || format!("waiting for process '{}' (pid {})", self.name, self.pid);
+        match &self.waiter {
+            Waiter::Server(fd) if !st.server_lost => {
+                let mut buf = Vec::with_capacity(4);
+                match sys::read(fd.as_fd(), &mut buf, 4) {
+                    Ok(4) => {
+                        let raw = i32::from_ne_bytes(buf[..4].try_into().expect("4 bytes"));
+                        Ok(Some(ExitStatus::from_raw(raw)))
+                    }
+                    Ok(_) => {
+                        // The server died without a word; its children die
+                        // with it (parent-death signal), so watch the pidfd.
+                        st.server_lost = true;
+                        self.try_reap(st)
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+                    Err(e) => Err(Error::io(&what(), e)),
+                }
+            }
+            Waiter::Server(_) => {
+                let mut fds = [PollFd::new(&self.pidfd, PollFlags::IN)];
+                let ended = sys::poll(&mut fds, Some(Duration::ZERO)).map_err(|e| Error::io(&what(), e))? > 0;
+                Ok(ended.then_some(ExitStatus::Signal(sys::SIGKILL)))
+            }
+            Waiter::Direct => sys::pidfd_wait(self.pidfd.as_fd(), false).map_err(|e| Error::io(&what(), e)),
+        }
+    }
+
+    /// Waits until the child has ended and its reply is collected, or until
+    /// `deadline`. Returns the exit status, or `None` at the deadline.
+    pub(crate) fn wait(&self, deadline: Option<Instant>) -> Result<Option<ExitStatus>> {
+        loop {
+            let (read_control, server_lost) = {
+                let mut st = self.lock();
+                if let Some(status) = self.progress(&mut st)? {
+                    return Ok(Some(status));
+                }
+                (!st.done_reading, st.server_lost)
+            };
+            let timeout = match deadline {
+                None => None,
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => return Ok(None),
+                },
+            };
+            let wait_fd = match (&self.waiter, server_lost) {
+                (Waiter::Server(fd), false) => fd.as_fd(),
+                _ => self.pidfd.as_fd(),
+            };
+            let mut fds = [PollFd::new(&wait_fd, PollFlags::IN), PollFd::new(&self.control, PollFlags::IN)];
+            let n = if read_control { 2 } else { 1 };
+            sys::poll(&mut fds[..n], timeout)
+                .map_err(|e| Error::io(&format!("waiting for process '{}' (pid {})", self.name, self.pid), e))?;
+        }
+    }
+
+    /// The exit status if the child has ended, without blocking (reaping
+    /// it if need be).
+    pub(crate) fn poll_status(&self) -> Result<Option<ExitStatus>> {
+        let mut st = self.lock();
+        self.progress(&mut st)
+    }
+
+    /// Whether the child has ended, judged from its fds alone (no reap).
+    pub(crate) fn has_ended(&self) -> bool {
+        let st = self.lock();
+        if st.status.is_some() {
+            return true;
+        }
+        let fd = self.wait_fd(&st);
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        matches!(sys::poll(&mut fds, Some(Duration::ZERO)), Ok(n) if n > 0)
+    }
+
+    /// Sends `sig` through the pidfd; a child that already ended is left
+    /// alone.
+    pub(crate) fn signal(&self, sig: i32) -> Result<()> {
+        if self.lock().status.is_some() {
+            return Ok(());
+        }
+        sys::pidfd_signal(self.pidfd.as_fd(), sig).map_err(|e| {
+            Error::io(
+                &format!("sending {} to process '{}' (pid {})", sys::signal_name(sig), self.name, self.pid),
+                e,
+            )
+        })
+    }
+
+    /// Marks the record as detached (its handle was dropped while the child
+    /// ran): the reply will never be read, so the child's writes should fail
+    /// rather than block.
+    pub(crate) fn detach(&self) {
+        self.detached.store(true, Ordering::Release);
+        let mut st = self.lock();
+        st.joined = true;
+        st.reply = None;
+        if !st.done_reading {
+            st.done_reading = true;
+            let _ = sys::shutdown_read(self.control.as_fd());
+        }
+    }
+
+    pub(crate) fn is_detached(&self) -> bool {
+        self.detached.load(Ordering::Acquire)
+    }
+
+    /// The fd the reaper thread polls for this child.
+    pub(crate) fn reaper_fd(&self) -> BorrowedFd<'_> {
+        let st = self.lock();
+        match &self.waiter {
+            Waiter::Server(fd) if !st.server_lost => fd.as_fd(),
+            _ => self.pidfd.as_fd(),
+        }
+    }
+
+    /// Takes the outcome of a child that has ended: the decoded reply, or
+    /// the error that explains why there is none. Fails with
+    /// `InvalidState` the second time.
+    pub(crate) fn take_outcome(&self) -> Result<Outcome> {
+        let mut st = self.lock();
+        let status = st.status.expect("take_outcome after the child ended");
+        if st.joined {
+            return Err(Error::new(
+                ErrorKind::InvalidState,
+                format!(
+                    "process '{}' (pid {}) was already joined and its result handed out; join a process once, \
+                     and use exitcode() to look at it again",
+                    self.name, self.pid
+                ),
+            ));
+        }
+        st.joined = true;
+        if let Some(err) = st.stream_error.take() {
+            return Err(err.with_exitcode(status.exitcode()));
+        }
+        match st.reply.take() {
+            Some(frame) => self.interpret(frame, status),
+            None => Err(self.ended_without_reply(status)),
+        }
+    }
+
+    fn interpret(&self, frame: Frame, status: ExitStatus) -> Result<Outcome> {
+        let code = status.exitcode();
+        match frame.kind {
+            kind::VALUE => Ok(Outcome(frame.payload)),
+            kind::PANIC => {
+                let panic: PanicInfo = codec::decode(&frame.payload, "a panic report")?;
+                Err(Error::new(
+                    ErrorKind::Panicked,
+                    format!(
+                        "process '{}' (pid {}) {panic}; the child exited with code {code}. Fix the target, or catch \
+                         the panic inside it and return an error value",
+                        self.name, self.pid
+                    ),
+                )
+                .with_panic(panic)
+                .with_exitcode(code))
+            }
+            kind::ERROR => {
+                let remote: RemoteError = codec::decode(&frame.payload, "an error report")?;
+                Err(Error::new(remote.kind, format!("in process '{}' (pid {}): {}", self.name, self.pid, remote.message))
+                    .with_exitcode(code))
+            }
+            other => Err(Error::new(
+                ErrorKind::Protocol,
+                format!("process '{}' (pid {}) replied with an unknown frame kind {other}", self.name, self.pid),
+            )
+            .with_exitcode(code)),
+        }
+    }
+
+    fn ended_without_reply(&self, status: ExitStatus) -> Error {
+        match status {
+            ExitStatus::Code(code) => Error::new(
+                ErrorKind::Exited,
+                format!(
+                    "process '{}' (pid {}) exited with code {code} before returning a value; the target called \
+                     std::process::exit (or something did on its behalf). Return a value from the target instead",
+                    self.name, self.pid
+                ),
+            )
+            .with_exitcode(code),
+            ExitStatus::Signal(sig) => Error::new(
+                ErrorKind::Signaled,
+                format!(
+                    "process '{}' (pid {}) was killed by {} (exitcode {}) before returning a value: it was \
+                     terminated or killed, ran out of memory, or crashed. Check the child's stderr and the system log",
+                    self.name,
+                    self.pid,
+                    sys::signal_name(sig),
+                    -sig
+                ),
+            )
+            .with_exitcode(-sig),
+        }
+    }
+}
+
+/// The encoded return value of a child that returned.
+#[derive(Debug)]
+pub(crate) struct Outcome(pub(crate) Vec<u8>);

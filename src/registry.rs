@@ -1,0 +1,157 @@
+//! The process-wide multiproc state: children not yet reaped, who this
+//! process is, its link to its parent, the fork server and the reaper.
+//!
+//! It sits behind one mutex that the Fork start method holds across
+//! `fork()`, so a forked child always sees it consistent. The child then
+//! closes every fd the parent's state held and forgets that state without
+//! running destructors (`reset_after_fork`), so no fd is closed twice.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::child::ChildInfo;
+use crate::context::StartMethod;
+use crate::forkserver::ForkServer;
+use crate::process::ChildShared;
+use crate::process::reaper::Reaper;
+use crate::sys::{self, AsRawFd, OwnedFd};
+
+#[derive(Debug)]
+pub(crate) struct Registry {
+    /// Children started here and not yet reaped.
+    pub(crate) children: Vec<Arc<ChildShared>>,
+    /// Who this process is, when it is a multiproc child.
+    pub(crate) current: Option<Arc<ChildInfo>>,
+    /// The control socket to this process's parent, when it is a child.
+    pub(crate) parent_link: Option<Arc<OwnedFd>>,
+    /// Children started so far (Python's `_counter`), for default names.
+    counter: u32,
+    atexit_registered: bool,
+    pub(crate) server: Option<Arc<ForkServer>>,
+    pub(crate) reaper: Option<Reaper>,
+}
+
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+    children: Vec::new(),
+    current: None,
+    parent_link: None,
+    counter: 0,
+    atexit_registered: false,
+    server: None,
+    reaper: None,
+});
+
+/// Locks the registry. A panic while it was held leaves plain data behind,
+/// so a poisoned lock is taken over.
+pub(crate) fn lock() -> MutexGuard<'static, Registry> {
+    REGISTRY.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Registry {
+    /// Names and numbers the next child, Python-style: `Process-1`,
+    /// `Process-1:2` for a grandchild, and so on.
+    pub(crate) fn next_child_info(
+        &mut self,
+        name: Option<String>,
+        daemon: Option<bool>,
+        start_method: StartMethod,
+        env: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> ChildInfo {
+        self.counter += 1;
+        let mut identity = self.current.as_ref().map(|c| c.identity.clone()).unwrap_or_default();
+        identity.push(self.counter);
+        let name = name.unwrap_or_else(|| {
+            let parts: Vec<String> = identity.iter().map(u32::to_string).collect();
+            format!("Process-{}", parts.join(":"))
+        });
+        let (parent_name, parent_daemon) = match &self.current {
+            Some(c) => (c.name.clone(), c.daemon),
+            None => ("MainProcess".to_owned(), false),
+        };
+        ChildInfo {
+            name,
+            daemon: daemon.unwrap_or(parent_daemon),
+            identity,
+            parent_pid: sys::getpid(),
+            parent_name,
+            start_method,
+            env,
+        }
+    }
+
+    /// Records a started child; the first one also registers the exit
+    /// handler that terminates daemon children and waits for the others.
+    pub(crate) fn add(&mut self, child: Arc<ChildShared>) {
+        if !self.atexit_registered {
+            self.atexit_registered = sys::at_exit(on_exit);
+        }
+        self.children.push(child);
+    }
+
+    /// Forgets a reaped child.
+    pub(crate) fn remove(&mut self, child: &ChildShared) {
+        self.children.retain(|c| !std::ptr::eq(Arc::as_ptr(c), child));
+    }
+
+    /// In a freshly forked child: closes every fd that the parent's
+    /// multiproc state held and forgets that state, without destructors.
+    pub(crate) fn reset_after_fork(&mut self) {
+        for child in std::mem::take(&mut self.children) {
+            child.raw_fds().into_iter().for_each(sys::close_raw);
+            std::mem::forget(child);
+        }
+        if let Some(link) = self.parent_link.take() {
+            sys::close_raw(link.as_raw_fd());
+            std::mem::forget(link);
+        }
+        if let Some(server) = self.server.take() {
+            server.raw_fds().into_iter().for_each(sys::close_raw);
+            std::mem::forget(server);
+        }
+        if let Some(reaper) = self.reaper.take() {
+            sys::close_raw(reaper.raw_fd());
+            std::mem::forget(reaper);
+        }
+        self.counter = 0;
+        // The exit handler registration is inherited with the memory.
+    }
+}
+
+/// Becomes a child: records who this process is and keeps the control
+/// socket to the parent. Returns the socket, for the reply.
+pub(crate) fn enter_child(info: ChildInfo, link: OwnedFd) -> Arc<OwnedFd> {
+    let link = Arc::new(link);
+    let mut reg = lock();
+    reg.current = Some(Arc::new(info));
+    reg.parent_link = Some(Arc::clone(&link));
+    reg.counter = 0;
+    link
+}
+
+/// Python's exit handling for children: daemon children get SIGTERM (and
+/// SIGKILL if they are still there a second later), then every child is
+/// waited for, its reply discarded.
+pub(crate) fn exit_children() {
+    let children: Vec<Arc<ChildShared>> = lock().children.clone();
+    if children.is_empty() {
+        return;
+    }
+    let daemons: Vec<&Arc<ChildShared>> = children.iter().filter(|c| c.daemon).collect();
+    for child in &daemons {
+        let _ = child.signal(sys::SIGTERM);
+    }
+    let grace = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    for child in &daemons {
+        if matches!(child.wait(Some(grace)), Ok(None)) {
+            let _ = child.signal(sys::SIGKILL);
+        }
+    }
+    for child in &children {
+        child.detach();
+        let _ = child.wait(None);
+        lock().remove(child);
+    }
+}
+
+extern "C" fn on_exit() {
+    let _ = std::panic::catch_unwind(exit_children);
+}

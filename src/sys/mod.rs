@@ -1,0 +1,39 @@
+//! Every operating-system call multiproc makes, and the only module that may
+//! use `unsafe`.
+//!
+//! Each function here is safe to call, `pub(crate)`, and returns
+//! `io::Result` or owns its fds. Code that runs in a forked child before
+//! `execve` says why it is async-signal-safe. Linux is the only target.
+
+#![allow(unsafe_code)]
+
+mod bootstrap_ctor;
+mod elf;
+mod env;
+mod exit;
+mod fd;
+mod fork;
+mod process;
+mod signal;
+mod title;
+mod zst;
+
+pub(crate) use elf::build_id;
+pub(crate) use env::{remove_var, set_var};
+pub(crate) use exit::{at_exit, exit_now, flush_c_stdio};
+pub(crate) use fd::{
+    PollFd, PollFlags, close_all_except, close_raw, take_inherited, eventfd, pipe, poll, read, recv_fds, send_all, send_fds,
+    set_nonblocking, shutdown_read, socketpair_seqpacket, socketpair_stream, write_all,
+};
+pub(crate) use fork::{CHILD_FD, ExecSpec, Forked, fork, spawn_exec};
+pub(crate) use process::{
+    ExitStatus, cpu_count, getpid, is_main_thread, kill_and_reap, pidfd_open, pidfd_signal,
+    pidfd_wait, set_parent_death_kill,
+};
+pub(crate) use signal::{
+    SIGKILL, SIGTERM, ignore_sigint, ignore_sigpipe, signal_name, watch_parent,
+};
+pub(crate) use title::set_title;
+pub(crate) use zst::{conjure, fn_at};
+
+pub(crate) use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};

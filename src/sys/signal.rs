@@ -1,0 +1,107 @@
+//! Signal dispositions, and the parent-death watch on a child's control
+//! socket.
+
+use std::sync::atomic::{AtomicI32, Ordering};
+
+pub(crate) const SIGKILL: i32 = libc::SIGKILL;
+pub(crate) const SIGTERM: i32 = libc::SIGTERM;
+
+/// The exit code of a child that saw its parent vanish. Nobody reaps it
+/// but init, so the value only shows in tools like `strace`.
+const PARENT_GONE_EXIT: i32 = 255;
+
+fn set_disposition(sig: i32, handler: libc::sighandler_t, flags: i32) {
+    // SAFETY: `action` is a fully initialised sigaction (zeroed, then the
+    // fields we need); `handler` is SIG_IGN, SIG_DFL or an `extern "C"`
+    // function that is async-signal-safe.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = handler;
+        action.sa_flags = flags;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(sig, &action, std::ptr::null_mut());
+    }
+}
+
+/// Children ignore SIGINT: a Ctrl-C goes to the whole foreground process
+/// group, and the parent decides what happens to its children.
+pub(crate) fn ignore_sigint() {
+    set_disposition(libc::SIGINT, libc::SIG_IGN, 0);
+}
+
+/// A re-exec'd child serves before Rust's runtime would ignore SIGPIPE, so
+/// it does it itself: writes to a closed pipe return `EPIPE` as in any Rust
+/// program.
+pub(crate) fn ignore_sigpipe() {
+    set_disposition(libc::SIGPIPE, libc::SIG_IGN, 0);
+}
+
+static WATCHED_FD: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_sigio(_sig: libc::c_int) {
+    // Async-signal-safe: an atomic load, `poll` and `_exit`, with errno
+    // saved and restored around them.
+    let fd = WATCHED_FD.load(Ordering::Relaxed);
+    if fd < 0 {
+        return;
+    }
+    // SAFETY: `__errno_location` returns this thread's errno slot; `poll`
+    // gets a valid one-element array; `_exit` ends the process at once.
+    unsafe {
+        let errno = *libc::__errno_location();
+        let mut pfd = libc::pollfd { fd, events: libc::POLLRDHUP, revents: 0 };
+        let n = libc::poll(&mut pfd, 1, 0);
+        if n == 1 && pfd.revents & (libc::POLLRDHUP | libc::POLLHUP) != 0 {
+            libc::_exit(PARENT_GONE_EXIT);
+        }
+        *libc::__errno_location() = errno;
+    }
+}
+
+/// Makes this process exit as soon as the peer of `fd` (the parent's end of
+/// the control socket) is closed, which happens when the parent dies in any
+/// way, SIGKILL included.
+///
+/// The socket is switched to `O_ASYNC` with this process as owner, so the
+/// kernel sends SIGIO on every state change; the handler exits only when
+/// the socket reports a hang-up. The check runs once here too, in case the
+/// parent died before the watch was armed. SIGIO is taken over in the child.
+pub(crate) fn watch_parent(fd: i32) {
+    WATCHED_FD.store(fd, Ordering::Relaxed);
+    set_disposition(libc::SIGIO, on_sigio as *const () as libc::sighandler_t, libc::SA_RESTART);
+    // SAFETY: plain fcntl calls on an fd this process owns.
+    unsafe {
+        libc::fcntl(fd, libc::F_SETOWN, libc::getpid());
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags != -1 {
+            libc::fcntl(fd, libc::F_SETFL, flags | libc::O_ASYNC);
+        }
+    }
+    on_sigio(libc::SIGIO);
+}
+
+/// "SIGKILL" for 9, and so on; "signal N" for numbers without a name.
+pub(crate) fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        libc::SIGSYS => "SIGSYS",
+        _ => return format!("signal {sig}"),
+    };
+    name.to_owned()
+}
