@@ -50,11 +50,15 @@ impl Role {
 /// Called by the constructor before `main`.
 pub(crate) fn on_load() {
     LINKED.store(true, Ordering::Relaxed);
-    let Some(role) = std::env::var_os(ENV_ROLE) else { return };
+    let Some(role) = std::env::var_os(ENV_ROLE) else {
+        return;
+    };
     sys::remove_var(ENV_ROLE);
     let outcome = std::panic::catch_unwind(|| {
         let Some(role) = role.to_str().and_then(Role::parse) else {
-            eprintln!("multiproc: unknown {ENV_ROLE} value {role:?}; this process was not started by this build of multiproc");
+            eprintln!(
+                "multiproc: unknown {ENV_ROLE} value {role:?}; this process was not started by this build of multiproc"
+            );
             sys::exit_now(2);
         };
         let control = sys::take_inherited(sys::CHILD_FD);
@@ -87,7 +91,11 @@ pub(crate) fn ensure_linked() -> Result<()> {
 
 /// The `execve` spec that re-runs this executable as a multiproc child in
 /// `role`, with `argv` and the current environment plus `extra`.
-pub(crate) fn exec_spec(argv: Vec<CString>, role: Role, extra: &[(OsString, OsString)]) -> Result<ExecSpec> {
+pub(crate) fn exec_spec(
+    argv: Vec<CString>,
+    role: Role,
+    extra: &[(OsString, OsString)],
+) -> Result<ExecSpec> {
     ensure_linked()?;
     let path = CString::new("/proc/self/exe").expect("no NUL");
     let mut env: Vec<CString> = Vec::new();
@@ -100,7 +108,10 @@ pub(crate) fn exec_spec(argv: Vec<CString>, role: Role, extra: &[(OsString, OsSt
     for (key, value) in extra {
         env.push(env_entry(key, value)?);
     }
-    env.push(env_entry(&OsString::from(ENV_ROLE), &OsString::from(role.encode()))?);
+    env.push(env_entry(
+        &OsString::from(ENV_ROLE),
+        &OsString::from(role.encode()),
+    )?);
     Ok(ExecSpec::new(path, argv, env))
 }
 
@@ -122,7 +133,10 @@ mod tests {
 
     #[test]
     fn roles_round_trip() {
-        assert!(matches!(Role::parse(&Role::ForkServer.encode()), Some(Role::ForkServer)));
+        assert!(matches!(
+            Role::parse(&Role::ForkServer.encode()),
+            Some(Role::ForkServer)
+        ));
         assert!(matches!(
             Role::parse(&Role::Spawn { max_frame: 77 }.encode()),
             Some(Role::Spawn { max_frame: 77 })

@@ -67,7 +67,11 @@ pub(crate) fn task_frame(task: Task, info: &ChildInfo, arg: &[u8]) -> Result<Vec
 /// task, runs it, replies, exits.
 pub(crate) fn serve(control: OwnedFd) -> ! {
     sys::ignore_sigpipe();
-    let frame = match codec::read_frame_blocking(control.as_fd(), codec::max_frame_size(), "the task stream") {
+    let frame = match codec::read_frame_blocking(
+        control.as_fd(),
+        codec::max_frame_size(),
+        "the task stream",
+    ) {
         Ok(Some(frame)) => frame,
         Ok(None) => sys::exit_now(PARENT_GONE_EXIT),
         Err(e) => refuse(&control, &e),
@@ -75,11 +79,15 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
     if frame.kind != kind::TASK {
         let e = Error::new(
             ErrorKind::Protocol,
-            format!("the child expected a task frame and got kind {}; the stream is corrupt", frame.kind),
+            format!(
+                "the child expected a task frame and got kind {}; the stream is corrupt",
+                frame.kind
+            ),
         );
         refuse(&control, &e);
     }
-    let (header, arg) = match codec::decode_prefix::<TaskHeader>(&frame.payload, "the task header") {
+    let (header, arg) = match codec::decode_prefix::<TaskHeader>(&frame.payload, "the task header")
+    {
         Ok(parts) => parts,
         Err(e) => refuse(&control, &e),
     };
@@ -123,7 +131,11 @@ pub(crate) fn run(control: OwnedFd, info: ChildInfo, call: Trampoline, arg: &[u8
     sys::watch_parent(control.as_raw_fd());
     let link = registry::enter_child(info, control);
     let reply = call(arg);
-    let code = if codec::kind_of(&reply) == kind::VALUE { 0 } else { 1 };
+    let code = if codec::kind_of(&reply) == kind::VALUE {
+        0
+    } else {
+        1
+    };
     // A parent that has gone away cannot be told; the exit is the same.
     let _ = codec::write_frame(link.as_fd(), &reply, "the reply");
     finish(code)
@@ -176,7 +188,10 @@ pub(crate) fn run_guarded(f: impl FnOnce() -> Result<Vec<u8>>) -> Vec<u8> {
             } else {
                 "Box<dyn Any>".to_owned()
             };
-            let location = PANIC_LOCATION.try_with(|l| l.borrow_mut().take()).ok().flatten();
+            let location = PANIC_LOCATION
+                .try_with(|l| l.borrow_mut().take())
+                .ok()
+                .flatten();
             // A payload whose destructor panics must not take the child down.
             let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(payload)));
             codec::frame_of(kind::PANIC, &PanicInfo::new(message, location), "a panic")
@@ -187,5 +202,6 @@ pub(crate) fn run_guarded(f: impl FnOnce() -> Result<Vec<u8>>) -> Vec<u8> {
 
 /// The reply frame for an error raised in the child.
 fn error_frame(err: &Error) -> Vec<u8> {
-    codec::frame_of(kind::ERROR, &RemoteError::from(err), "an error").expect("a RemoteError always serializes")
+    codec::frame_of(kind::ERROR, &RemoteError::from(err), "an error")
+        .expect("a RemoteError always serializes")
 }

@@ -173,7 +173,9 @@ impl PanicInfo {
 impl fmt::Display for PanicInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.location {
-            Some((file, line, col)) => write!(f, "panicked at {file}:{line}:{col}: {}", self.message),
+            Some((file, line, col)) => {
+                write!(f, "panicked at {file}:{line}:{col}: {}", self.message)
+            }
             None => write!(f, "panicked: {}", self.message),
         }
     }
@@ -322,7 +324,8 @@ impl Error {
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
-        d.field("kind", &self.inner.kind).field("message", &self.inner.message);
+        d.field("kind", &self.inner.kind)
+            .field("message", &self.inner.message);
         if let Some(p) = &self.inner.panic {
             d.field("panic", p);
         }
@@ -408,6 +411,9 @@ mod tests {
     fn panic_info_formats_like_std() {
         let p = PanicInfo::new("boom".into(), Some(("src/x.rs".into(), 3, 9)));
         assert_eq!(p.to_string(), "panicked at src/x.rs:3:9: boom");
-        assert_eq!(PanicInfo::new("boom".into(), None).to_string(), "panicked: boom");
+        assert_eq!(
+            PanicInfo::new("boom".into(), None).to_string(),
+            "panicked: boom"
+        );
     }
 }

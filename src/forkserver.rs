@@ -61,7 +61,8 @@ impl ForkServer {
     }
 
     fn start() -> Result<ForkServer> {
-        let (ours, theirs) = sys::socketpair_seqpacket().map_err(|e| Error::io("creating the fork server's socket", e))?;
+        let (ours, theirs) = sys::socketpair_seqpacket()
+            .map_err(|e| Error::io("creating the fork server's socket", e))?;
         // Empty arguments leave room in argv for the children's titles.
         let mut argv = vec![CString::new("multiproc: forkserver").expect("no NUL")];
         argv.extend(std::iter::repeat_n(CString::default(), 48));
@@ -69,7 +70,8 @@ impl ForkServer {
         let pid = sys::spawn_exec(&spec, theirs.as_fd(), sys::is_main_thread())
             .map_err(|e| Error::io("starting the fork server", e))?;
         drop(theirs);
-        let pidfd = sys::pidfd_open(pid).map_err(|e| Error::io("opening a pidfd for the fork server", e))?;
+        let pidfd = sys::pidfd_open(pid)
+            .map_err(|e| Error::io("opening a pidfd for the fork server", e))?;
         let server = ForkServer {
             pid,
             pidfd,
@@ -83,7 +85,8 @@ impl ForkServer {
     fn check_hello(&self) -> Result<()> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let mut fds = [PollFd::new(&*conn, PollFlags::IN)];
-        let ready = sys::poll(&mut fds, Some(Duration::from_secs(30))).map_err(|e| Error::io("waiting for the fork server", e))?;
+        let ready = sys::poll(&mut fds, Some(Duration::from_secs(30)))
+            .map_err(|e| Error::io("waiting for the fork server", e))?;
         if ready == 0 {
             return Err(Error::new(
                 ErrorKind::Timeout,
@@ -92,7 +95,8 @@ impl ForkServer {
             ));
         }
         let mut buf = Vec::with_capacity(256);
-        let n = sys::recv_fds(conn.as_fd(), &mut buf, &mut Vec::new()).map_err(|e| Error::io("reading the fork server's hello", e))?;
+        let n = sys::recv_fds(conn.as_fd(), &mut buf, &mut Vec::new())
+            .map_err(|e| Error::io("reading the fork server's hello", e))?;
         if n == 0 {
             return Err(Error::new(
                 ErrorKind::Unsupported,
@@ -112,7 +116,11 @@ impl ForkServer {
     /// Asks the server for a child that will serve on `child_end`.
     fn fork(&self, child_end: &OwnedFd) -> std::io::Result<ServerChild> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        sys::send_fds(conn.as_fd(), &codec::max_frame_size().to_le_bytes(), &[child_end.as_fd()])?;
+        sys::send_fds(
+            conn.as_fd(),
+            &codec::max_frame_size().to_le_bytes(),
+            &[child_end.as_fd()],
+        )?;
         let mut buf = Vec::with_capacity(16);
         let mut fds = Vec::new();
         let n = sys::recv_fds(conn.as_fd(), &mut buf, &mut fds)?;
@@ -128,7 +136,9 @@ impl ForkServer {
                 sys::set_nonblocking(status.as_fd(), true)?;
                 Ok(ServerChild { pid, pidfd, status })
             }
-            (Ok(_), _) => Err(std::io::Error::other("the fork server's reply lacked its fds")),
+            (Ok(_), _) => Err(std::io::Error::other(
+                "the fork server's reply lacked its fds",
+            )),
             (Err(errno), _) => Err(std::io::Error::from_raw_os_error(errno)),
         }
     }
@@ -169,7 +179,9 @@ pub(crate) fn fork_child(child_end: &OwnedFd) -> Result<ServerChild> {
 fn is_disconnect(e: &std::io::Error) -> bool {
     matches!(
         e.kind(),
-        std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::NotConnected
+        std::io::ErrorKind::BrokenPipe
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::NotConnected
     )
 }
 
@@ -201,7 +213,8 @@ pub(crate) fn serve(conn: OwnedFd) -> ! {
         fingerprint: task::fingerprint().to_vec(),
         pid: my_pid,
     };
-    let hello = codec::encode(&hello, "the fork server's hello").expect("a Hello always serializes");
+    let hello =
+        codec::encode(&hello, "the fork server's hello").expect("a Hello always serializes");
     if sys::send_fds(conn.as_fd(), &hello, &[]).is_err() {
         sys::exit_now(1);
     }
@@ -212,7 +225,11 @@ pub(crate) fn serve(conn: OwnedFd) -> ! {
         let order: Vec<i32> = children.keys().copied().collect();
         let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(order.len() + 1);
         fds.push(PollFd::new(&conn, PollFlags::IN));
-        fds.extend(order.iter().map(|pid| PollFd::new(&children[pid].0, PollFlags::IN)));
+        fds.extend(
+            order
+                .iter()
+                .map(|pid| PollFd::new(&children[pid].0, PollFlags::IN)),
+        );
         if sys::poll(&mut fds, None).is_err() {
             continue;
         }
@@ -226,7 +243,10 @@ pub(crate) fn serve(conn: OwnedFd) -> ! {
         drop(fds);
         for pid in ended {
             if let Some((pidfd, status_w)) = children.remove(&pid) {
-                let status = sys::pidfd_wait(pidfd.as_fd(), true).ok().flatten().unwrap_or(ExitStatus::Signal(sys::SIGKILL));
+                let status = sys::pidfd_wait(pidfd.as_fd(), true)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(ExitStatus::Signal(sys::SIGKILL));
                 let _ = sys::write_all(status_w.as_fd(), &status.to_raw().to_ne_bytes());
             }
         }
@@ -238,8 +258,13 @@ pub(crate) fn serve(conn: OwnedFd) -> ! {
                 Err(_) => continue,
                 Ok(_) => {}
             }
-            let limit = buf.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
-            let (Some(limit), Some(child_end)) = (limit, received.pop()) else { continue };
+            let limit = buf
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_le_bytes);
+            let (Some(limit), Some(child_end)) = (limit, received.pop()) else {
+                continue;
+            };
             let reply: std::result::Result<i32, i32> = match fork_one(child_end, limit, my_pid) {
                 Ok((pid, pidfd, status_r, status_w)) => {
                     let reply = codec::encode(&Ok::<i32, i32>(pid), "reply").expect("plain data");
@@ -260,7 +285,11 @@ const EIO: i32 = 5;
 
 /// Forks one child that serves on `child_end`. In the child: every other
 /// fd is closed, the parent-death signal is set, and the task is served.
-fn fork_one(child_end: OwnedFd, limit: u64, server_pid: i32) -> std::io::Result<(i32, OwnedFd, OwnedFd, OwnedFd)> {
+fn fork_one(
+    child_end: OwnedFd,
+    limit: u64,
+    server_pid: i32,
+) -> std::io::Result<(i32, OwnedFd, OwnedFd, OwnedFd)> {
     let (status_r, status_w) = sys::pipe()?;
     match sys::fork()? {
         Forked::Child => {

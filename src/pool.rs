@@ -96,7 +96,11 @@ impl Pool {
         }
         let children: Vec<Child<Vec<R>>> = chunks
             .into_iter()
-            .map(|chunk| Process::new(run_chunk::<F, A, R>, chunk).start_method(self.method).start())
+            .map(|chunk| {
+                Process::new(run_chunk::<F, A, R>, chunk)
+                    .start_method(self.method)
+                    .start()
+            })
             .collect::<Result<_>>()?;
         let mut out = Vec::new();
         let mut first_err = None;

@@ -74,7 +74,10 @@ impl<R> Child<R> {
                 Some(status)
             }
             Ok(None) => None,
-            Err(_) => self.shared.has_ended().then_some(ExitStatus::Signal(sys::SIGKILL)),
+            Err(_) => self
+                .shared
+                .has_ended()
+                .then_some(ExitStatus::Signal(sys::SIGKILL)),
         }
     }
 

@@ -181,7 +181,10 @@ impl ParentProcess {
         }
         Err(Error::new(
             ErrorKind::Timeout,
-            format!("the parent process '{}' (pid {}) is still running after {timeout:?}", self.name, self.pid),
+            format!(
+                "the parent process '{}' (pid {}) is still running after {timeout:?}",
+                self.name, self.pid
+            ),
         ))
     }
 
@@ -193,7 +196,10 @@ impl ParentProcess {
             if sys::poll(&mut fds, left).is_err() {
                 return false;
             }
-            if fds[0].revents().intersects(PollFlags::RDHUP | PollFlags::HUP) {
+            if fds[0]
+                .revents()
+                .intersects(PollFlags::RDHUP | PollFlags::HUP)
+            {
                 return true;
             }
             if left.is_some_and(|l| l.is_zero()) {

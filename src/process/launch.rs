@@ -76,7 +76,8 @@ fn fork(l: Launch<'_>) -> Result<Arc<ChildShared>> {
         Forked::Parent(pid) => {
             drop(child_end);
             let child = track(pid, Waiter::Direct, parent_end, info)?;
-            sys::set_nonblocking(child.control(), true).map_err(|e| Error::io("configuring the control socket", e))?;
+            sys::set_nonblocking(child.control(), true)
+                .map_err(|e| Error::io("configuring the control socket", e))?;
             reg.add(Arc::clone(&child));
             Ok(child)
         }
@@ -87,7 +88,13 @@ fn spawn(l: Launch<'_>) -> Result<Arc<ChildShared>> {
     let info = registry::lock().next_child_info(l.name, l.daemon, StartMethod::Spawn, Vec::new());
     let title = CString::new(format!("multiproc: {}", info.name).replace('\0', ""))
         .expect("NULs were removed");
-    let spec = bootstrap::exec_spec(vec![title], Role::Spawn { max_frame: codec::max_frame_size() }, l.env)?;
+    let spec = bootstrap::exec_spec(
+        vec![title],
+        Role::Spawn {
+            max_frame: codec::max_frame_size(),
+        },
+        l.env,
+    )?;
     let frame = child::task_frame(l.task, &info, l.arg)?;
     let (parent_end, child_end) = socketpair()?;
     let pid = sys::spawn_exec(&spec, child_end.as_fd(), sys::is_main_thread())
@@ -97,7 +104,12 @@ fn spawn(l: Launch<'_>) -> Result<Arc<ChildShared>> {
 }
 
 fn via_server(l: Launch<'_>) -> Result<Arc<ChildShared>> {
-    let info = registry::lock().next_child_info(l.name, l.daemon, StartMethod::ForkServer, env_bytes(l.env));
+    let info = registry::lock().next_child_info(
+        l.name,
+        l.daemon,
+        StartMethod::ForkServer,
+        env_bytes(l.env),
+    );
     let frame = child::task_frame(l.task, &info, l.arg)?;
     let (parent_end, child_end) = socketpair()?;
     let forked = forkserver::fork_child(&child_end)?;
@@ -117,7 +129,13 @@ fn via_server(l: Launch<'_>) -> Result<Arc<ChildShared>> {
 }
 
 /// Opens the pidfd of a new direct child, sends its task, and records it.
-fn finish_start(pid: i32, waiter: Waiter, parent_end: OwnedFd, info: ChildInfo, frame: &[u8]) -> Result<Arc<ChildShared>> {
+fn finish_start(
+    pid: i32,
+    waiter: Waiter,
+    parent_end: OwnedFd,
+    info: ChildInfo,
+    frame: &[u8],
+) -> Result<Arc<ChildShared>> {
     let child = track(pid, waiter, parent_end, info)?;
     send_task(&child, frame)?;
     registry::lock().add(Arc::clone(&child));
@@ -126,7 +144,12 @@ fn finish_start(pid: i32, waiter: Waiter, parent_end: OwnedFd, info: ChildInfo, 
 
 /// Builds the record of a direct child. If its pidfd cannot be opened the
 /// child is killed and reaped, so that nothing is left behind.
-fn track(pid: i32, waiter: Waiter, parent_end: OwnedFd, info: ChildInfo) -> Result<Arc<ChildShared>> {
+fn track(
+    pid: i32,
+    waiter: Waiter,
+    parent_end: OwnedFd,
+    info: ChildInfo,
+) -> Result<Arc<ChildShared>> {
     let pidfd = match sys::pidfd_open(pid) {
         Ok(fd) => fd,
         Err(e) => {
@@ -134,7 +157,14 @@ fn track(pid: i32, waiter: Waiter, parent_end: OwnedFd, info: ChildInfo) -> Resu
             return Err(Error::io("opening a pidfd for the new child", e));
         }
     };
-    Ok(Arc::new(ChildShared::new(pid, pidfd, waiter, parent_end, info.name, info.daemon)))
+    Ok(Arc::new(ChildShared::new(
+        pid,
+        pidfd,
+        waiter,
+        parent_end,
+        info.name,
+        info.daemon,
+    )))
 }
 
 /// Writes the task frame (blocking: the child reads it as it comes), then
@@ -144,7 +174,11 @@ fn send_task(child: &ChildShared, frame: &[u8]) -> Result<()> {
     let control = child.control();
     match sys::send_all(control, frame) {
         Ok(()) => {}
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset) => {}
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            ) => {}
         Err(e) => {
             let _ = child.signal(sys::SIGKILL);
             let _ = child.wait(None);

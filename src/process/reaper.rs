@@ -53,7 +53,12 @@ fn run(wake: &OwnedFd) {
     loop {
         let detached: Vec<Arc<ChildShared>> = {
             let mut reg = registry::lock();
-            let detached: Vec<_> = reg.children.iter().filter(|c| c.is_detached()).cloned().collect();
+            let detached: Vec<_> = reg
+                .children
+                .iter()
+                .filter(|c| c.is_detached())
+                .cloned()
+                .collect();
             if detached.is_empty() {
                 reg.reaper = None;
                 return;

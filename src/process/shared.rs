@@ -53,7 +53,14 @@ struct State {
 }
 
 impl ChildShared {
-    pub(crate) fn new(pid: i32, pidfd: OwnedFd, waiter: Waiter, control: OwnedFd, name: String, daemon: bool) -> Self {
+    pub(crate) fn new(
+        pid: i32,
+        pidfd: OwnedFd,
+        waiter: Waiter,
+        control: OwnedFd,
+        name: String,
+        daemon: bool,
+    ) -> Self {
         ChildShared {
             pid,
             name,
@@ -122,7 +129,10 @@ impl ChildShared {
 
     fn drain(&self, st: &mut State) {
         while !st.done_reading {
-            match st.reader.read_from(self.control.as_fd(), "the child's reply") {
+            match st
+                .reader
+                .read_from(self.control.as_fd(), "the child's reply")
+            {
                 Ok(ReadOutcome::Frame(frame)) => {
                     if st.reply.is_none() {
                         st.reply = Some(frame);
@@ -170,10 +180,14 @@ impl ChildShared {
             }
             Waiter::Server(_) => {
                 let mut fds = [PollFd::new(&self.pidfd, PollFlags::IN)];
-                let ended = sys::poll(&mut fds, Some(Duration::ZERO)).map_err(|e| Error::io(&what(), e))? > 0;
+                let ended = sys::poll(&mut fds, Some(Duration::ZERO))
+                    .map_err(|e| Error::io(&what(), e))?
+                    > 0;
                 Ok(ended.then_some(ExitStatus::Signal(sys::SIGKILL)))
             }
-            Waiter::Direct => sys::pidfd_wait(self.pidfd.as_fd(), false).map_err(|e| Error::io(&what(), e)),
+            Waiter::Direct => {
+                sys::pidfd_wait(self.pidfd.as_fd(), false).map_err(|e| Error::io(&what(), e))
+            }
         }
     }
 
@@ -199,10 +213,17 @@ impl ChildShared {
                 (Waiter::Server(fd), false) => fd.as_fd(),
                 _ => self.pidfd.as_fd(),
             };
-            let mut fds = [PollFd::new(&wait_fd, PollFlags::IN), PollFd::new(&self.control, PollFlags::IN)];
+            let mut fds = [
+                PollFd::new(&wait_fd, PollFlags::IN),
+                PollFd::new(&self.control, PollFlags::IN),
+            ];
             let n = if read_control { 2 } else { 1 };
-            sys::poll(&mut fds[..n], timeout)
-                .map_err(|e| Error::io(&format!("waiting for process '{}' (pid {})", self.name, self.pid), e))?;
+            sys::poll(&mut fds[..n], timeout).map_err(|e| {
+                Error::io(
+                    &format!("waiting for process '{}' (pid {})", self.name, self.pid),
+                    e,
+                )
+            })?;
         }
     }
 
@@ -232,7 +253,12 @@ impl ChildShared {
         }
         sys::pidfd_signal(self.pidfd.as_fd(), sig).map_err(|e| {
             Error::io(
-                &format!("sending {} to process '{}' (pid {})", sys::signal_name(sig), self.name, self.pid),
+                &format!(
+                    "sending {} to process '{}' (pid {})",
+                    sys::signal_name(sig),
+                    self.name,
+                    self.pid
+                ),
                 e,
             )
         })
@@ -310,12 +336,21 @@ impl ChildShared {
             }
             kind::ERROR => {
                 let remote: RemoteError = codec::decode(&frame.payload, "an error report")?;
-                Err(Error::new(remote.kind, format!("in process '{}' (pid {}): {}", self.name, self.pid, remote.message))
-                    .with_exitcode(code))
+                Err(Error::new(
+                    remote.kind,
+                    format!(
+                        "in process '{}' (pid {}): {}",
+                        self.name, self.pid, remote.message
+                    ),
+                )
+                .with_exitcode(code))
             }
             other => Err(Error::new(
                 ErrorKind::Protocol,
-                format!("process '{}' (pid {}) replied with an unknown frame kind {other}", self.name, self.pid),
+                format!(
+                    "process '{}' (pid {}) replied with an unknown frame kind {other}",
+                    self.name, self.pid
+                ),
             )
             .with_exitcode(code)),
         }

@@ -119,7 +119,11 @@ pub(crate) fn write_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> 
 }
 
 /// `sendmsg` of `bytes` with `fds` attached as `SCM_RIGHTS`, in one message.
-pub(crate) fn send_fds(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+pub(crate) fn send_fds(
+    sock: BorrowedFd<'_>,
+    bytes: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<()> {
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(8))];
     assert!(fds.len() <= 8, "at most 8 fds per message");
     let mut control = SendAncillaryBuffer::new(&mut space);
@@ -127,7 +131,12 @@ pub(crate) fn send_fds(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>
         return Err(io::Error::other("fd control buffer too small"));
     }
     loop {
-        match rustix::net::sendmsg(sock, &[IoSlice::new(bytes)], &mut control, SendFlags::NOSIGNAL) {
+        match rustix::net::sendmsg(
+            sock,
+            &[IoSlice::new(bytes)],
+            &mut control,
+            SendFlags::NOSIGNAL,
+        ) {
             Ok(n) if n == bytes.len() => return Ok(()),
             Ok(_) => return Err(io::Error::other("a message with fds was sent only in part")),
             Err(Errno::INTR) => {}
@@ -139,7 +148,11 @@ pub(crate) fn send_fds(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>
 /// `recvmsg` of one message into `buf` (cleared first), collecting up to 8
 /// fds (received `CLOEXEC`) into `fds`. Returns the byte count; `Ok(0)` with
 /// no fds is end of file.
-pub(crate) fn recv_fds(sock: BorrowedFd<'_>, buf: &mut Vec<u8>, fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
+pub(crate) fn recv_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut Vec<u8>,
+    fds: &mut Vec<OwnedFd>,
+) -> io::Result<usize> {
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(8))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     buf.clear();
@@ -197,9 +210,19 @@ pub(crate) fn close_all_except(keep: RawFd) {
     // fds (it never returns to the code that owned them).
     unsafe {
         if keep > 3 {
-            libc::syscall(libc::SYS_close_range, 3 as libc::c_uint, (keep - 1) as libc::c_uint, 0 as libc::c_uint);
+            libc::syscall(
+                libc::SYS_close_range,
+                3 as libc::c_uint,
+                (keep - 1) as libc::c_uint,
+                0 as libc::c_uint,
+            );
         }
-        libc::syscall(libc::SYS_close_range, (keep.max(2) + 1) as libc::c_uint, libc::c_uint::MAX, 0 as libc::c_uint);
+        libc::syscall(
+            libc::SYS_close_range,
+            (keep.max(2) + 1) as libc::c_uint,
+            libc::c_uint::MAX,
+            0 as libc::c_uint,
+        );
     }
 }
 

@@ -81,7 +81,11 @@ const ERR_FD: i32 = 4;
 /// thread exits (and exits at once if the parent is already gone). Returns
 /// the child's pid once the `execve` has succeeded; a failed `execve` is
 /// reported here, with the child already reaped.
-pub(crate) fn spawn_exec(spec: &ExecSpec, child_fd: BorrowedFd<'_>, parent_death: bool) -> io::Result<i32> {
+pub(crate) fn spawn_exec(
+    spec: &ExecSpec,
+    child_fd: BorrowedFd<'_>,
+    parent_death: bool,
+) -> io::Result<i32> {
     let (err_r, err_w) = super::pipe()?;
     let child_raw = child_fd.as_raw_fd();
     let err_raw = err_w.as_raw_fd();
@@ -122,7 +126,13 @@ pub(crate) fn spawn_exec(spec: &ExecSpec, child_fd: BorrowedFd<'_>, parent_death
 
 /// The child side of `spawn_exec`. Async-signal-safe: only raw syscalls on
 /// memory prepared before the fork, no allocation, no locks.
-fn in_child_before_exec(spec: &ExecSpec, child_raw: i32, err_raw: i32, parent_pid: i32, parent_death: bool) -> ! {
+fn in_child_before_exec(
+    spec: &ExecSpec,
+    child_raw: i32,
+    err_raw: i32,
+    parent_pid: i32,
+    parent_death: bool,
+) -> ! {
     // SAFETY: every call below is an async-signal-safe libc function (see
     // signal-safety(7)) on fds and memory that this process owns; `spec`'s
     // pointers stay valid because the parent's copy of `spec` outlives the
@@ -135,7 +145,14 @@ fn in_child_before_exec(spec: &ExecSpec, child_raw: i32, err_raw: i32, parent_pi
             libc::_exit(127)
         };
         if parent_death {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) == -1 {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) == -1
+            {
                 fail(err_raw);
             }
             if libc::getppid() != parent_pid {
@@ -161,8 +178,17 @@ fn in_child_before_exec(spec: &ExecSpec, child_raw: i32, err_raw: i32, parent_pi
         if libc::dup2(ctl, CHILD_FD) == -1 {
             fail(ERR_FD);
         }
-        libc::syscall(libc::SYS_close_range, (ERR_FD + 1) as libc::c_uint, libc::c_uint::MAX, 0 as libc::c_uint);
-        libc::execve(spec.path.as_ptr(), spec.argv_ptrs.as_ptr(), spec.envp_ptrs.as_ptr());
+        libc::syscall(
+            libc::SYS_close_range,
+            (ERR_FD + 1) as libc::c_uint,
+            libc::c_uint::MAX,
+            0 as libc::c_uint,
+        );
+        libc::execve(
+            spec.path.as_ptr(),
+            spec.argv_ptrs.as_ptr(),
+            spec.envp_ptrs.as_ptr(),
+        );
         fail(ERR_FD)
     }
 }

@@ -22,8 +22,9 @@ pub(crate) use elf::build_id;
 pub(crate) use env::{remove_var, set_var};
 pub(crate) use exit::{at_exit, exit_now, flush_c_stdio};
 pub(crate) use fd::{
-    PollFd, PollFlags, close_all_except, close_raw, take_inherited, eventfd, pipe, poll, read, recv_fds, send_all, send_fds,
-    set_nonblocking, shutdown_read, socketpair_seqpacket, socketpair_stream, write_all,
+    PollFd, PollFlags, close_all_except, close_raw, eventfd, pipe, poll, read, recv_fds, send_all,
+    send_fds, set_nonblocking, shutdown_read, socketpair_seqpacket, socketpair_stream,
+    take_inherited, write_all,
 };
 pub(crate) use fork::{CHILD_FD, ExecSpec, Forked, fork, spawn_exec};
 pub(crate) use process::{

@@ -68,7 +68,8 @@ pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
 /// `pidfd_send_signal(pidfd, sig)`. A process that has already exited is
 /// not an error.
 pub(crate) fn pidfd_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
-    let sig = Signal::from_named_raw(sig).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let sig =
+        Signal::from_named_raw(sig).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
     match rustix::process::pidfd_send_signal(pidfd, sig) {
         Ok(()) | Err(Errno::SRCH) => Ok(()),
         Err(e) => Err(e.into()),
@@ -140,7 +141,13 @@ mod tests {
 
     #[test]
     fn raw_status_round_trips() {
-        for s in [ExitStatus::Code(0), ExitStatus::Code(3), ExitStatus::Code(255), ExitStatus::Signal(9), ExitStatus::Signal(15)] {
+        for s in [
+            ExitStatus::Code(0),
+            ExitStatus::Code(3),
+            ExitStatus::Code(255),
+            ExitStatus::Signal(9),
+            ExitStatus::Signal(15),
+        ] {
             assert_eq!(ExitStatus::from_raw(s.to_raw()), s);
         }
         assert_eq!(ExitStatus::Signal(9).exitcode(), -9);

@@ -49,7 +49,11 @@ extern "C" fn on_sigio(_sig: libc::c_int) {
     // gets a valid one-element array; `_exit` ends the process at once.
     unsafe {
         let errno = *libc::__errno_location();
-        let mut pfd = libc::pollfd { fd, events: libc::POLLRDHUP, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLRDHUP,
+            revents: 0,
+        };
         let n = libc::poll(&mut pfd, 1, 0);
         if n == 1 && pfd.revents & (libc::POLLRDHUP | libc::POLLHUP) != 0 {
             libc::_exit(PARENT_GONE_EXIT);
@@ -68,7 +72,11 @@ extern "C" fn on_sigio(_sig: libc::c_int) {
 /// parent died before the watch was armed. SIGIO is taken over in the child.
 pub(crate) fn watch_parent(fd: i32) {
     WATCHED_FD.store(fd, Ordering::Relaxed);
-    set_disposition(libc::SIGIO, on_sigio as *const () as libc::sighandler_t, libc::SA_RESTART);
+    set_disposition(
+        libc::SIGIO,
+        on_sigio as *const () as libc::sighandler_t,
+        libc::SA_RESTART,
+    );
     // SAFETY: plain fcntl calls on an fd this process owns.
     unsafe {
         libc::fcntl(fd, libc::F_SETOWN, libc::getpid());

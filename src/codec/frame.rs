@@ -1,69 +1,21 @@
-//! The wire codec: serde values to bytes, and bytes into length-prefixed
-//! frames.
+//! Length-prefixed frames.
 //!
-//! The serde format is postcard, chosen by measurement (README, "Codec").
 //! A frame is an 8-byte little-endian header, `kind << 56 | length`, then
 //! `length` payload bytes. A length above the frame-size limit is rejected
 //! from the header alone, before anything is allocated; below it, the
 //! buffer grows only as bytes actually arrive, so a lying header cannot
 //! make the reader allocate much more than the peer really sent.
 
-use std::any::type_name;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
+use super::max_frame_size;
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys::{self, BorrowedFd};
 
 /// Bytes in a frame header.
 pub(crate) const HEADER: usize = 8;
-const LEN_MASK: u64 = (1 << 56) - 1;
-
-/// The default frame-size limit: 1 GiB.
-pub const DEFAULT_MAX_FRAME_SIZE: u64 = 1 << 30;
-static MAX_FRAME: AtomicU64 = AtomicU64::new(DEFAULT_MAX_FRAME_SIZE);
-
-/// Sets the largest frame, in bytes, that this process accepts: an encoded
-/// argument or result (or, later, a message) whose size is above it is
-/// refused with [`ErrorKind::FrameTooLarge`] before anything is allocated.
-/// Children started afterwards inherit the limit. The default is
-/// [`DEFAULT_MAX_FRAME_SIZE`] (1 GiB).
-///
-/// # Errors
-///
-/// [`ErrorKind::InvalidInput`] for 0 or a value of 2^56 or more.
-///
-/// # Examples
-///
-/// ```
-/// multiproc::set_max_frame_size(64 << 20)?;
-/// assert_eq!(multiproc::max_frame_size(), 64 << 20);
-/// multiproc::set_max_frame_size(multiproc::DEFAULT_MAX_FRAME_SIZE)?;
-/// # Ok::<(), multiproc::Error>(())
-/// ```
-pub fn set_max_frame_size(bytes: u64) -> Result<()> {
-    if bytes == 0 || bytes > LEN_MASK {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            format!("a frame-size limit of {bytes} bytes is out of range; pick a value between 1 and 2^56 - 1"),
-        ));
-    }
-    MAX_FRAME.store(bytes, Ordering::Relaxed);
-    Ok(())
-}
-
-/// The current frame-size limit in bytes (see [`set_max_frame_size`]).
-///
-/// # Examples
-///
-/// ```
-/// assert!(multiproc::max_frame_size() >= 1);
-/// ```
-pub fn max_frame_size() -> u64 {
-    MAX_FRAME.load(Ordering::Relaxed)
-}
+/// The largest length a header can carry.
+pub(crate) const LEN_MASK: u64 = (1 << 56) - 1;
 
 /// Frame kinds. Each protocol uses its own subset.
 pub(crate) mod kind {
@@ -75,55 +27,6 @@ pub(crate) mod kind {
     pub(crate) const PANIC: u8 = 3;
     /// Child to parent: an encoded `RemoteError`.
     pub(crate) const ERROR: u8 = 4;
-}
-
-/// Serializes `value` with postcard.
-pub(crate) fn encode<T: Serialize + ?Sized>(value: &T, what: &str) -> Result<Vec<u8>> {
-    postcard::to_stdvec(value).map_err(|e| serialize_error::<T>(what, e))
-}
-
-/// Deserializes a whole `T` from `bytes`; trailing bytes are an error.
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
-    match postcard::take_from_bytes::<T>(bytes) {
-        Ok((value, [])) => Ok(value),
-        Ok((_, rest)) => Err(Error::new(
-            ErrorKind::Deserialize,
-            format!(
-                "{what}: {} trailing bytes after a `{}`; both sides must use the same type",
-                rest.len(),
-                type_name::<T>()
-            ),
-        )),
-        Err(e) => Err(deserialize_error::<T>(what, e)),
-    }
-}
-
-/// Deserializes a `T` from the front of `bytes`, returning the rest.
-pub(crate) fn decode_prefix<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<(T, &'a [u8])> {
-    postcard::take_from_bytes::<T>(bytes).map_err(|e| deserialize_error::<T>(what, e))
-}
-
-fn serialize_error<T: ?Sized>(what: &str, e: postcard::Error) -> Error {
-    Error::new(
-        ErrorKind::Serialize,
-        format!(
-            "could not serialize {what} of type `{}`: {e}; every field must serialize without error \
-             (sequences need a known length)",
-            type_name::<T>()
-        ),
-    )
-    .with_source(e)
-}
-
-fn deserialize_error<T: ?Sized>(what: &str, e: postcard::Error) -> Error {
-    Error::new(
-        ErrorKind::Deserialize,
-        format!(
-            "could not deserialize {what} as `{}`: {e}; the sender and the receiver must agree on the type",
-            type_name::<T>()
-        ),
-    )
-    .with_source(e)
 }
 
 /// A frame being built: the header is reserved up front and patched by
@@ -157,7 +60,7 @@ impl FrameBuf {
             Err(e) => {
                 // `to_extend` consumed the buffer: rebuild what we had.
                 self.buf = vec![0; len];
-                Err(serialize_error::<T>(what, e))
+                Err(super::serialize_error(value, what, e))
             }
         }
     }
@@ -190,7 +93,7 @@ pub(crate) fn check_outgoing(frame: &[u8], what: &str) -> Result<()> {
     check_len((frame.len() - HEADER) as u64, max_frame_size(), what)
 }
 
-fn check_len(len: u64, limit: u64, what: &str) -> Result<()> {
+pub(crate) fn check_len(len: u64, limit: u64, what: &str) -> Result<()> {
     if len > limit {
         return Err(too_large(what, len, limit));
     }
@@ -278,10 +181,15 @@ impl FrameReader {
                     }
                     let room = self.payload.capacity() - self.payload.len();
                     if room == 0 {
-                        let grow = self.payload.capacity().max(FIRST_CHUNK).min(len - self.payload.len());
+                        let grow = self
+                            .payload
+                            .capacity()
+                            .max(FIRST_CHUNK)
+                            .min(len - self.payload.len());
                         self.payload.reserve_exact(grow);
                     }
-                    let room = (self.payload.capacity() - self.payload.len()).min(len - self.payload.len());
+                    let room = (self.payload.capacity() - self.payload.len())
+                        .min(len - self.payload.len());
                     match read_some(fd, &mut self.payload, room, what)? {
                         None => return Ok(ReadOutcome::Pending),
                         Some(0) => return Ok(ReadOutcome::Eof { partial: true }),
@@ -306,7 +214,12 @@ impl FrameReader {
 
 /// One read of up to `max` bytes appended to `buf`: `None` if it would
 /// block, `Some(0)` at end of file.
-fn read_some(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize, what: &str) -> Result<Option<usize>> {
+fn read_some(
+    fd: BorrowedFd<'_>,
+    buf: &mut Vec<u8>,
+    max: usize,
+    what: &str,
+) -> Result<Option<usize>> {
     match sys::read(fd, buf, max) {
         Ok(n) => Ok(Some(n)),
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
@@ -317,14 +230,20 @@ fn read_some(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize, what: &str) -> R
 
 /// Reads one whole frame from a blocking fd. End of file before a frame
 /// begins gives `Ok(None)`.
-pub(crate) fn read_frame_blocking(fd: BorrowedFd<'_>, limit: u64, what: &str) -> Result<Option<Frame>> {
+pub(crate) fn read_frame_blocking(
+    fd: BorrowedFd<'_>,
+    limit: u64,
+    what: &str,
+) -> Result<Option<Frame>> {
     let mut reader = FrameReader::new(limit);
     match reader.read_from(fd, what)? {
         ReadOutcome::Frame(f) => Ok(Some(f)),
         ReadOutcome::Eof { partial: false } => Ok(None),
         ReadOutcome::Eof { partial: true } => Err(Error::new(
             ErrorKind::Protocol,
-            format!("{what} ended in the middle of a frame; the peer died or wrote a corrupt frame"),
+            format!(
+                "{what} ended in the middle of a frame; the peer died or wrote a corrupt frame"
+            ),
         )),
         ReadOutcome::Pending => Err(Error::new(
             ErrorKind::Protocol,
@@ -341,6 +260,7 @@ pub(crate) fn write_frame(fd: BorrowedFd<'_>, frame: &[u8], what: &str) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::{DEFAULT_MAX_FRAME_SIZE, decode};
     use crate::sys::{AsFd, socketpair_stream};
     use serde::Deserialize;
 
@@ -351,41 +271,17 @@ mod tests {
     }
 
     #[test]
-    fn values_round_trip() {
-        let p = Point { x: -3, name: "a".into() };
-        let bytes = encode(&p, "a point").unwrap();
-        assert_eq!(decode::<Point>(&bytes, "a point").unwrap(), p);
-    }
-
-    #[test]
-    fn trailing_bytes_and_garbage_are_typed_errors() {
-        let mut bytes = encode(&5u64, "x").unwrap();
-        bytes.push(0);
-        assert_eq!(decode::<u64>(&bytes, "x").unwrap_err().kind(), ErrorKind::Deserialize);
-        assert_eq!(decode::<String>(&[0xff, 0xff, 0xff], "x").unwrap_err().kind(), ErrorKind::Deserialize);
-    }
-
-    struct Unserializable;
-    impl Serialize for Unserializable {
-        fn serialize<S: serde::Serializer>(&self, _: S) -> std::result::Result<S::Ok, S::Error> {
-            Err(serde::ser::Error::custom("refused on purpose"))
-        }
-    }
-
-    #[test]
-    fn a_value_that_fails_to_serialize_is_a_typed_error() {
-        let err = encode(&Unserializable, "the argument").unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Serialize);
-        assert!(err.to_string().contains("Unserializable"), "{err}");
-        let mut f = FrameBuf::new();
-        f.push(&1u8, "x").unwrap();
-        assert!(f.push(&Unserializable, "x").is_err());
-    }
-
-    #[test]
     fn frames_round_trip_over_a_socket() {
         let (a, b) = socketpair_stream().unwrap();
-        let frame = frame_of(kind::VALUE, &Point { x: 1, name: "b".into() }, "v").unwrap();
+        let frame = frame_of(
+            kind::VALUE,
+            &Point {
+                x: 1,
+                name: "b".into(),
+            },
+            "v",
+        )
+        .unwrap();
         assert_eq!(kind_of(&frame), kind::VALUE);
         write_frame(a.as_fd(), &frame, "test").unwrap();
         write_frame(a.as_fd(), &frame, "test").unwrap();
@@ -400,7 +296,10 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-        assert!(matches!(r.read_from(b.as_fd(), "test").unwrap(), ReadOutcome::Eof { partial: false }));
+        assert!(matches!(
+            r.read_from(b.as_fd(), "test").unwrap(),
+            ReadOutcome::Eof { partial: false }
+        ));
     }
 
     #[test]
@@ -423,10 +322,16 @@ mod tests {
         sys::send_all(a.as_fd(), &header.to_le_bytes()).unwrap();
         sys::send_all(a.as_fd(), &[7; 100]).unwrap();
         let mut r = FrameReader::new(DEFAULT_MAX_FRAME_SIZE);
-        assert!(matches!(r.read_from(b.as_fd(), "s").unwrap(), ReadOutcome::Pending));
+        assert!(matches!(
+            r.read_from(b.as_fd(), "s").unwrap(),
+            ReadOutcome::Pending
+        ));
         assert!(r.payload.capacity() <= FIRST_CHUNK);
         drop(a);
-        assert!(matches!(r.read_from(b.as_fd(), "s").unwrap(), ReadOutcome::Eof { partial: true }));
+        assert!(matches!(
+            r.read_from(b.as_fd(), "s").unwrap(),
+            ReadOutcome::Eof { partial: true }
+        ));
     }
 
     #[test]
@@ -434,12 +339,9 @@ mod tests {
         let frame = frame_of(kind::VALUE, &vec![0u8; 100], "v").unwrap();
         assert!(check_outgoing(&frame, "v").is_ok());
         assert!(check_len(100, 100, "v").is_ok());
-        assert_eq!(check_len(101, 100, "v").unwrap_err().kind(), ErrorKind::FrameTooLarge);
-    }
-
-    #[test]
-    fn bad_limits_are_refused() {
-        assert_eq!(set_max_frame_size(0).unwrap_err().kind(), ErrorKind::InvalidInput);
-        assert_eq!(set_max_frame_size(1 << 56).unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert_eq!(
+            check_len(101, 100, "v").unwrap_err().kind(),
+            ErrorKind::FrameTooLarge
+        );
     }
 }

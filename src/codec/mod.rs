@@ -1,0 +1,199 @@
+//! The wire codec: serde values to bytes ([this module](self)), and bytes
+//! into length-prefixed frames ([`frame`]).
+//!
+//! The serde format is postcard, chosen by measurement (README, "Codec").
+
+use std::any::type_name;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, ErrorKind, Result};
+
+mod frame;
+mod probe;
+
+#[cfg(test)]
+pub(crate) use frame::HEADER;
+use frame::LEN_MASK;
+pub(crate) use frame::{
+    Frame, FrameBuf, FrameReader, ReadOutcome, check_len, check_outgoing, frame_of, kind, kind_of,
+    read_frame_blocking, write_frame,
+};
+
+/// The default frame-size limit: 1 GiB.
+pub const DEFAULT_MAX_FRAME_SIZE: u64 = 1 << 30;
+static MAX_FRAME: AtomicU64 = AtomicU64::new(DEFAULT_MAX_FRAME_SIZE);
+
+/// Sets the largest frame, in bytes, that this process accepts: an encoded
+/// argument or result (or, later, a message) whose size is above it is
+/// refused with [`ErrorKind::FrameTooLarge`] before anything is allocated.
+/// Children started afterwards inherit the limit. The default is
+/// [`DEFAULT_MAX_FRAME_SIZE`] (1 GiB).
+///
+/// # Errors
+///
+/// [`ErrorKind::InvalidInput`] for 0 or a value of 2^56 or more.
+///
+/// # Examples
+///
+/// ```
+/// multiproc::set_max_frame_size(64 << 20)?;
+/// assert_eq!(multiproc::max_frame_size(), 64 << 20);
+/// multiproc::set_max_frame_size(multiproc::DEFAULT_MAX_FRAME_SIZE)?;
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub fn set_max_frame_size(bytes: u64) -> Result<()> {
+    if bytes == 0 || bytes > LEN_MASK {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "a frame-size limit of {bytes} bytes is out of range; pick a value between 1 and 2^56 - 1"
+            ),
+        ));
+    }
+    MAX_FRAME.store(bytes, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The current frame-size limit in bytes (see [`set_max_frame_size`]).
+///
+/// # Examples
+///
+/// ```
+/// assert!(multiproc::max_frame_size() >= 1);
+/// ```
+pub fn max_frame_size() -> u64 {
+    MAX_FRAME.load(Ordering::Relaxed)
+}
+
+/// Serializes `value` with postcard.
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T, what: &str) -> Result<Vec<u8>> {
+    postcard::to_stdvec(value).map_err(|e| serialize_error(value, what, e))
+}
+
+/// Deserializes a whole `T` from `bytes`; trailing bytes are an error.
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
+    match postcard::take_from_bytes::<T>(bytes) {
+        Ok((value, [])) => Ok(value),
+        Ok((_, rest)) => Err(Error::new(
+            ErrorKind::Deserialize,
+            format!(
+                "{what}: {} trailing bytes after a `{}`; both sides must use the same type",
+                rest.len(),
+                type_name::<T>()
+            ),
+        )),
+        Err(e) => Err(deserialize_error::<T>(what, e)),
+    }
+}
+
+/// Deserializes a `T` from the front of `bytes`, returning the rest.
+pub(crate) fn decode_prefix<'a, T: serde::Deserialize<'a>>(
+    bytes: &'a [u8],
+    what: &str,
+) -> Result<(T, &'a [u8])> {
+    postcard::take_from_bytes::<T>(bytes).map_err(|e| deserialize_error::<T>(what, e))
+}
+
+/// The error for a value that failed to serialize, with the message its
+/// `Serialize` impl gave (recovered by [`probe`]) when there is one.
+pub(crate) fn serialize_error<T: Serialize + ?Sized>(
+    value: &T,
+    what: &str,
+    e: postcard::Error,
+) -> Error {
+    let reason = match probe::failure_message(value) {
+        Some(msg) => msg,
+        None => e.to_string(),
+    };
+    Error::new(
+        ErrorKind::Serialize,
+        format!(
+            "could not serialize {what} of type `{}`: {reason}; every field must serialize without error \
+             (and sequences need a known length)",
+            type_name::<T>()
+        ),
+    )
+    .with_source(e)
+}
+
+fn deserialize_error<T: ?Sized>(what: &str, e: postcard::Error) -> Error {
+    Error::new(
+        ErrorKind::Deserialize,
+        format!(
+            "could not deserialize {what} as `{}`: {e}; the sender and the receiver must agree on the type",
+            type_name::<T>()
+        ),
+    )
+    .with_source(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use serde::Deserialize;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Point {
+        x: i32,
+        name: String,
+    }
+
+    #[test]
+    fn values_round_trip() {
+        let p = Point {
+            x: -3,
+            name: "a".into(),
+        };
+        let bytes = encode(&p, "a point").unwrap();
+        assert_eq!(decode::<Point>(&bytes, "a point").unwrap(), p);
+    }
+
+    #[test]
+    fn trailing_bytes_and_garbage_are_typed_errors() {
+        let mut bytes = encode(&5u64, "x").unwrap();
+        bytes.push(0);
+        assert_eq!(
+            decode::<u64>(&bytes, "x").unwrap_err().kind(),
+            ErrorKind::Deserialize
+        );
+        assert_eq!(
+            decode::<String>(&[0xff, 0xff, 0xff], "x")
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Deserialize
+        );
+    }
+
+    struct Unserializable;
+    impl Serialize for Unserializable {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> std::result::Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("refused on purpose"))
+        }
+    }
+
+    #[test]
+    fn a_value_that_fails_to_serialize_is_a_typed_error() {
+        let err = encode(&Unserializable, "the argument").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Serialize);
+        assert!(err.to_string().contains("Unserializable"), "{err}");
+        let mut f = FrameBuf::new();
+        f.push(&1u8, "x").unwrap();
+        assert!(f.push(&Unserializable, "x").is_err());
+    }
+
+    #[test]
+    fn bad_limits_are_refused() {
+        assert_eq!(
+            set_max_frame_size(0).unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            set_max_frame_size(1 << 56).unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+    }
+}

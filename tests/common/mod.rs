@@ -1,0 +1,172 @@
+//! Fixtures shared by the integration tests: a watchdog, per-start-method
+//! test generation, and counters for leak checks (fds, threads, children,
+//! zombies) read from /proc.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use multiproc::StartMethod;
+
+/// The ceiling on any single blocking call in a test.
+pub const LONG: Duration = Duration::from_secs(30);
+
+/// Every start method, for tests that run under each.
+pub const METHODS: [StartMethod; 3] = [
+    StartMethod::Fork,
+    StartMethod::Spawn,
+    StartMethod::ForkServer,
+];
+
+/// Generates one `#[test]` per start method: `name::fork`, `name::spawn`
+/// and `name::forkserver`, each calling `body(method)` under a watchdog.
+#[macro_export]
+macro_rules! per_method {
+    ($(#[$meta:meta])* fn $name:ident($method:ident: StartMethod) $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            fn run($method: multiproc::StartMethod) $body
+            #[test]
+            fn fork() {
+                let _w = $crate::common::watchdog(stringify!($name));
+                run(multiproc::StartMethod::Fork)
+            }
+            #[test]
+            fn spawn() {
+                let _w = $crate::common::watchdog(stringify!($name));
+                run(multiproc::StartMethod::Spawn)
+            }
+            #[test]
+            fn forkserver() {
+                let _w = $crate::common::watchdog(stringify!($name));
+                run(multiproc::StartMethod::ForkServer)
+            }
+        }
+    };
+}
+
+/// Aborts the whole test process if the guard is still alive after 120 s,
+/// so that a hang fails the run instead of stalling it.
+pub struct Watchdog {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+pub fn watchdog(what: &'static str) -> Watchdog {
+    watchdog_for(what, Duration::from_secs(120))
+}
+
+pub fn watchdog_for(what: &'static str, limit: Duration) -> Watchdog {
+    let (tx, rx) = mpsc::channel::<()>();
+    let thread = thread::spawn(move || {
+        if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+            eprintln!("watchdog: test '{what}' still running after {limit:?}; aborting");
+            std::process::abort();
+        }
+    });
+    Watchdog {
+        stop: Some(tx),
+        thread: Some(thread),
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Polls `cond` every 5 ms until it holds or `limit` passes. For waiting on
+/// an outside event (a process vanishing, a file appearing) with a ceiling.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Open fds of this process.
+pub fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
+        .saturating_sub(1)
+}
+
+/// Threads of this process.
+pub fn thread_count() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
+}
+
+/// The state letter and parent pid of a process, if it exists.
+pub fn stat(pid: u32) -> Option<(char, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+/// Whether the process has ended: no /proc entry, or a zombie waiting for a
+/// parent that is not us to reap it.
+pub fn gone(pid: u32) -> bool {
+    match stat(pid) {
+        None => true,
+        Some((state, _)) => state == 'Z' || state == 'X',
+    }
+}
+
+/// Direct children of this process, with their state letters.
+pub fn children() -> Vec<(u32, char)> {
+    let me = std::process::id();
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() {
+            if let Some((state, ppid)) = stat(pid) {
+                if ppid == me {
+                    out.push((pid, state));
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Where cargo put the example binary `name` for this profile.
+pub fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    dir.join("examples").join(name)
+}
+
+/// A fresh, empty directory under the system temp dir.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "multiproc-test-{}-{tag}-{:?}",
+        std::process::id(),
+        thread::current().id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
