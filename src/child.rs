@@ -2,9 +2,7 @@
 //! leaving.
 
 use std::cell::RefCell;
-use std::ffi::OsStr;
 use std::io::Write;
-use std::os::unix::ffi::OsStrExt;
 use std::panic::AssertUnwindSafe;
 
 use serde::{Deserialize, Serialize};
@@ -67,6 +65,7 @@ pub(crate) fn task_frame(task: Task, info: &ChildInfo, arg: &[u8]) -> Result<Vec
 /// task, runs it, replies, exits.
 pub(crate) fn serve(control: OwnedFd) -> ! {
     sys::ignore_sigpipe();
+    install_panic_hook();
     let frame = match codec::read_frame_blocking(
         control.as_fd(),
         codec::max_frame_size(),
@@ -123,11 +122,8 @@ fn refuse(control: &OwnedFd, err: &Error) -> ! {
 /// returned value, 1 after a panic or an error, as Python's child exits 1
 /// after an uncaught exception.
 pub(crate) fn run(control: OwnedFd, info: ChildInfo, call: Trampoline, arg: &[u8]) -> ! {
-    for (key, value) in &info.env {
-        sys::set_var(OsStr::from_bytes(key), OsStr::from_bytes(value));
-    }
+    sys::extend_environ(&info.env);
     sys::set_title(&format!("multiproc: {}", info.name));
-    install_panic_hook();
     sys::watch_parent(control.as_raw_fd());
     let link = registry::enter_child(info, control);
     let reply = call(arg);
@@ -157,10 +153,20 @@ thread_local! {
     static PANIC_LOCATION: RefCell<Option<(String, u32, u32)>> = const { RefCell::new(None) };
 }
 
-/// Wraps the current panic hook so that it also records where the panic
-/// happened. The wrapped hook still prints the message on the child's
-/// stderr, as Python prints a child's traceback.
-fn install_panic_hook() {
+/// Wraps the current panic hook, once per process, so that it also records
+/// where a panic happened, for the reply of the task that panicked. The
+/// wrapped hook still prints the message on stderr (in a child, as Python
+/// prints a child's traceback).
+///
+/// It is installed in the parent before the first child starts, never in
+/// a forked child: replacing a hook takes a lock that another thread of
+/// the parent may have held (while panicking) at the moment of the fork.
+pub(crate) fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(wrap_panic_hook);
+}
+
+fn wrap_panic_hook() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         if let Some(loc) = info.location() {

@@ -110,7 +110,7 @@ per_method! {
         assert_eq!(three.exitcode(), Some(3));
         assert!(err.to_string().contains("exited with code 3"), "{err}");
 
-        let killed = Process::new(forever, ()).start_method(method).start().unwrap();
+        let killed = Process::new(forever, ()).daemon(true).start_method(method).start().unwrap();
         killed.kill().unwrap();
         let err = killed.join_timeout(LONG).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Signaled);
@@ -118,7 +118,7 @@ per_method! {
         assert_eq!(killed.exitcode(), Some(-9));
         assert!(err.to_string().contains("SIGKILL"), "{err}");
 
-        let terminated = Process::new(forever, ()).start_method(method).start().unwrap();
+        let terminated = Process::new(forever, ()).daemon(true).start_method(method).start().unwrap();
         terminated.terminate().unwrap();
         let err = terminated.join_timeout(LONG).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Signaled);
@@ -129,7 +129,7 @@ per_method! {
 
 per_method! {
     fn join_timeout_leaves_a_sleeping_child_alive(method: StartMethod) {
-        let child = Process::new(nap, 60_000).start_method(method).start().unwrap();
+        let child = Process::new(nap, 60_000).daemon(true).start_method(method).start().unwrap();
         let started = Instant::now();
         let err = child.join_timeout(Duration::from_millis(200)).unwrap_err();
         let took = started.elapsed();
@@ -149,7 +149,7 @@ per_method! {
 
 per_method! {
     fn is_alive_and_exitcode_before_and_after(method: StartMethod) {
-        let child = Process::new(forever, ()).start_method(method).start().unwrap();
+        let child = Process::new(forever, ()).daemon(true).start_method(method).start().unwrap();
         assert!(child.is_alive());
         assert_eq!(child.exitcode(), None);
         child.terminate().unwrap();
@@ -221,7 +221,7 @@ per_method! {
 per_method! {
     fn active_children_tracks_running_children(method: StartMethod) {
         let name = format!("active-{method}");
-        let child = Process::new(forever, ()).name(name.clone()).start_method(method).start().unwrap();
+        let child = Process::new(forever, ()).daemon(true).name(name.clone()).start_method(method).start().unwrap();
         let pid = child.pid();
         assert!(multiproc::active_children().iter().any(|c| c.pid() == pid && c.name() == name));
         child.kill().unwrap();
@@ -357,7 +357,7 @@ per_method! {
 
 per_method! {
     fn a_handle_can_be_shared_between_threads(method: StartMethod) {
-        let child = Process::new(forever, ()).start_method(method).start().unwrap();
+        let child = Process::new(forever, ()).daemon(true).start_method(method).start().unwrap();
         std::thread::scope(|s| {
             let joiner = s.spawn(|| child.join_timeout(LONG));
             assert!(child.is_alive());
@@ -369,7 +369,7 @@ per_method! {
 
 per_method! {
     fn children_ignore_sigint(method: StartMethod) {
-        let child = Process::new(forever, ()).start_method(method).start().unwrap();
+        let child = Process::new(forever, ()).daemon(true).start_method(method).start().unwrap();
         // SIGINT (as from Ctrl-C to the process group) must not end it.
         let status = std::process::Command::new("kill").args(["-INT", &child.pid().to_string()]).status().unwrap();
         assert!(status.success());

@@ -28,6 +28,7 @@ pub(crate) struct Launch<'a> {
 
 /// Starts the child and records it in the registry.
 pub(crate) fn launch(l: Launch<'_>) -> Result<Arc<ChildShared>> {
+    child::install_panic_hook();
     match l.method {
         StartMethod::Fork => fork(l),
         StartMethod::Spawn => spawn(l),
@@ -86,21 +87,11 @@ fn fork(l: Launch<'_>) -> Result<Arc<ChildShared>> {
 
 fn spawn(l: Launch<'_>) -> Result<Arc<ChildShared>> {
     let info = registry::lock().next_child_info(l.name, l.daemon, StartMethod::Spawn, Vec::new());
-    let title = CString::new(format!("multiproc: {}", info.name).replace('\0', ""))
-        .expect("NULs were removed");
-    let spec = bootstrap::exec_spec(
-        vec![title],
-        Role::Spawn {
-            max_frame: codec::max_frame_size(),
-        },
-        l.env,
-    )?;
     let frame = child::task_frame(l.task, &info, l.arg)?;
-    let (parent_end, child_end) = socketpair()?;
-    let pid = sys::spawn_exec(&spec, child_end.as_fd(), sys::is_main_thread())
-        .map_err(|e| Error::io("starting a child with fork() + execve(/proc/self/exe)", e))?;
-    drop(child_end);
-    finish_start(pid, Waiter::Direct, parent_end, info, &frame)
+    let child = exec_child(info, l.env)?;
+    send_task(&child, &frame)?;
+    registry::lock().add(Arc::clone(&child));
+    Ok(child)
 }
 
 fn via_server(l: Launch<'_>) -> Result<Arc<ChildShared>> {
@@ -111,35 +102,46 @@ fn via_server(l: Launch<'_>) -> Result<Arc<ChildShared>> {
         env_bytes(l.env),
     );
     let frame = child::task_frame(l.task, &info, l.arg)?;
-    let (parent_end, child_end) = socketpair()?;
-    let forked = forkserver::fork_child(&child_end)?;
-    drop(child_end);
-    let pid = forked.pid;
-    let child = Arc::new(ChildShared::new(
-        pid,
-        forked.pidfd,
-        Waiter::Server(forked.status),
-        parent_end,
-        info.name,
-        info.daemon,
-    ));
+    let child = server_child(info)?;
     send_task(&child, &frame)?;
     registry::lock().add(Arc::clone(&child));
     Ok(child)
 }
 
-/// Opens the pidfd of a new direct child, sends its task, and records it.
-fn finish_start(
-    pid: i32,
-    waiter: Waiter,
-    parent_end: OwnedFd,
+/// A re-exec'd child, waiting for its task on the control socket.
+pub(crate) fn exec_child(
     info: ChildInfo,
-    frame: &[u8],
+    env: &[(OsString, OsString)],
 ) -> Result<Arc<ChildShared>> {
-    let child = track(pid, waiter, parent_end, info)?;
-    send_task(&child, frame)?;
-    registry::lock().add(Arc::clone(&child));
-    Ok(child)
+    let title = CString::new(format!("multiproc: {}", info.name).replace('\0', ""))
+        .expect("NULs were removed");
+    let spec = bootstrap::exec_spec(
+        vec![title],
+        Role::Spawn {
+            max_frame: codec::max_frame_size(),
+        },
+        env,
+    )?;
+    let (parent_end, child_end) = socketpair()?;
+    let pid = sys::spawn_exec(&spec, child_end.as_fd(), sys::is_main_thread())
+        .map_err(|e| Error::io("starting a child with fork() + execve(/proc/self/exe)", e))?;
+    drop(child_end);
+    track(pid, Waiter::Direct, parent_end, info)
+}
+
+/// A child of the fork server, waiting for its task on the control socket.
+pub(crate) fn server_child(info: ChildInfo) -> Result<Arc<ChildShared>> {
+    let (parent_end, child_end) = socketpair()?;
+    let forked = forkserver::fork_child(&child_end)?;
+    drop(child_end);
+    Ok(Arc::new(ChildShared::new(
+        forked.pid,
+        forked.pidfd,
+        Waiter::Server(forked.status),
+        parent_end,
+        info.name,
+        info.daemon,
+    )))
 }
 
 /// Builds the record of a direct child. If its pidfd cannot be opened the
@@ -170,7 +172,7 @@ fn track(
 /// Writes the task frame (blocking: the child reads it as it comes), then
 /// makes the control socket non-blocking for the reply. A child that died
 /// before reading it is not an error here: `join` reports how it ended.
-fn send_task(child: &ChildShared, frame: &[u8]) -> Result<()> {
+pub(crate) fn send_task(child: &ChildShared, frame: &[u8]) -> Result<()> {
     let control = child.control();
     match sys::send_all(control, frame) {
         Ok(()) => {}

@@ -8,6 +8,7 @@ mod info;
 mod launch;
 pub(crate) mod reaper;
 mod shared;
+mod test;
 
 pub use builder::Process;
 pub use handle::Child;

@@ -19,7 +19,7 @@ mod title;
 mod zst;
 
 pub(crate) use elf::build_id;
-pub(crate) use env::{remove_var, set_var};
+pub(crate) use env::{extend_environ, remove_var};
 pub(crate) use exit::{at_exit, exit_now, flush_c_stdio};
 pub(crate) use fd::{
     PollFd, PollFlags, close_all_except, close_raw, eventfd, pipe, poll, read, recv_fds, send_all,

@@ -76,6 +76,12 @@ pub fn watchdog_for(what: &'static str, limit: Duration) -> Watchdog {
 
 impl Drop for Watchdog {
     fn drop(&mut self) {
+        if thread::panicking() {
+            // Keep watching: a failed test must not hang the run on its way
+            // out (say, in an exit handler waiting for a child).
+            std::mem::forget(self.stop.take());
+            return;
+        }
         drop(self.stop.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -169,4 +175,11 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Sends SIGKILL to `pid` (cleanup of strays after a failed assertion).
+pub fn sigkill(pid: u32) {
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status();
 }

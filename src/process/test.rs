@@ -1,0 +1,187 @@
+//! Bad input at the protocol level, against real children: frames and task
+//! ids that no public API can produce.
+
+#![cfg(test)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::child::ChildInfo;
+use crate::codec::{self, FrameBuf, kind};
+use crate::context::StartMethod;
+use crate::error::ErrorKind;
+use crate::process::launch::{exec_child, send_task, server_child};
+use crate::process::{ChildShared, Process};
+use crate::registry;
+use crate::sys::{self, AsFd};
+use crate::task::{self, Task, TaskId};
+
+fn info(method: StartMethod) -> ChildInfo {
+    registry::lock().next_child_info(None, None, method, Vec::new())
+}
+
+/// A re-exec'd or fork-server child that has not been sent its task.
+fn bare_child(method: StartMethod) -> Arc<ChildShared> {
+    match method {
+        StartMethod::Spawn => exec_child(info(method), &[]).unwrap(),
+        StartMethod::ForkServer => server_child(info(method)).unwrap(),
+        StartMethod::Fork => unreachable!("a forked child needs no task frame"),
+    }
+}
+
+fn outcome_kind(child: &ChildShared) -> (ErrorKind, String, Option<i32>) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = child.wait(Some(deadline)).unwrap().expect("the child ends");
+    let err = child.take_outcome().unwrap_err();
+    assert_eq!(err.exitcode(), Some(status.exitcode()));
+    (err.kind(), err.to_string(), err.exitcode())
+}
+
+/// The task frame of `Task`, with its header fields tampered by `edit`.
+fn frame_with(method: StartMethod, edit: impl FnOnce(&mut TaskIdAndPrint)) -> Vec<u8> {
+    fn ident(x: u64) -> u64 {
+        x
+    }
+    let task = Task::of(ident);
+    let mut parts = TaskIdAndPrint {
+        id: task.id(),
+        fingerprint: task::fingerprint().to_vec(),
+    };
+    edit(&mut parts);
+    let mut f = FrameBuf::new();
+    // Mirrors child::TaskHeader field by field.
+    f.push(
+        &(0x6d70_0001u32, parts.fingerprint, parts.id, info(method)),
+        "header",
+    )
+    .unwrap();
+    f.extend(&codec::encode(&5u64, "arg").unwrap());
+    f.finish(kind::TASK)
+}
+
+struct TaskIdAndPrint {
+    id: TaskId,
+    fingerprint: Vec<u8>,
+}
+
+const SERVED: [StartMethod; 2] = [StartMethod::Spawn, StartMethod::ForkServer];
+
+#[test]
+fn an_untampered_hand_made_frame_runs() {
+    for method in SERVED {
+        let child = bare_child(method);
+        send_task(&child, &frame_with(method, |_| {})).unwrap();
+        child.wait(None).unwrap();
+        let value = child.take_outcome().unwrap();
+        assert_eq!(codec::decode::<u64>(&value.0, "v").unwrap(), 5);
+    }
+}
+
+#[test]
+fn a_garbage_task_id_is_refused_by_the_child() {
+    for method in SERVED {
+        let child = bare_child(method);
+        let frame = frame_with(method, |p| {
+            p.id = TaskId {
+                offset: 0x1234_5678,
+                tag: 0xdead_beef,
+            }
+        });
+        send_task(&child, &frame).unwrap();
+        let (kind, msg, code) = outcome_kind(&child);
+        assert_eq!(kind, ErrorKind::Protocol, "{method}: {msg}");
+        assert!(msg.contains("refused task id"), "{msg}");
+        assert_eq!(code, Some(1));
+    }
+}
+
+#[test]
+fn another_builds_fingerprint_is_refused_by_the_child() {
+    for method in SERVED {
+        let child = bare_child(method);
+        send_task(
+            &child,
+            &frame_with(method, |p| p.fingerprint = vec![1, 2, 3]),
+        )
+        .unwrap();
+        let (kind, msg, _) = outcome_kind(&child);
+        assert_eq!(kind, ErrorKind::BuildMismatch, "{method}: {msg}");
+    }
+}
+
+#[test]
+fn a_task_frame_of_2_pow_40_declared_bytes_is_refused_by_the_child() {
+    for method in SERVED {
+        let child = bare_child(method);
+        let header = (u64::from(kind::TASK) << 56) | (1u64 << 40);
+        send_task(&child, &header.to_le_bytes()).unwrap();
+        let (kind, msg, code) = outcome_kind(&child);
+        assert_eq!(kind, ErrorKind::FrameTooLarge, "{method}: {msg}");
+        assert_eq!(code, Some(1));
+    }
+}
+
+#[test]
+fn garbage_bytes_instead_of_a_task_are_refused_by_the_child() {
+    for method in SERVED {
+        let child = bare_child(method);
+        let mut junk = FrameBuf::new();
+        junk.extend(b"\xff\xfe\xfd definitely not a task header");
+        send_task(&child, &junk.finish(kind::TASK)).unwrap();
+        let (kind, msg, _) = outcome_kind(&child);
+        assert_eq!(kind, ErrorKind::Deserialize, "{method}: {msg}");
+        let child = bare_child(method);
+        send_task(&child, &FrameBuf::new().finish(kind::VALUE)).unwrap();
+        assert_eq!(outcome_kind(&child).0, ErrorKind::Protocol);
+    }
+}
+
+/// Writes a reply header that declares 2^40 bytes, then exits.
+fn lying_reply(_: ()) -> u64 {
+    let link = registry::lock().parent_link.clone().expect("in a child");
+    let header = (u64::from(kind::VALUE) << 56) | (1u64 << 40);
+    sys::send_all(link.as_fd(), &header.to_le_bytes()).unwrap();
+    sys::exit_now(0)
+}
+
+#[test]
+fn a_reply_of_2_pow_40_declared_bytes_is_refused_by_the_parent() {
+    for method in [
+        StartMethod::Fork,
+        StartMethod::Spawn,
+        StartMethod::ForkServer,
+    ] {
+        let child = Process::new(lying_reply, ())
+            .start_method(method)
+            .start()
+            .unwrap();
+        let err = child.join_timeout(Duration::from_secs(30)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::FrameTooLarge, "{method}: {err}");
+        assert!(err.to_string().contains("1099511627776"), "{err}");
+    }
+}
+
+/// Writes half a reply frame, then exits.
+fn torn_reply(_: ()) -> u64 {
+    let link = registry::lock().parent_link.clone().expect("in a child");
+    let frame = codec::frame_of(kind::VALUE, &vec![1u8; 1000], "v").unwrap();
+    sys::send_all(link.as_fd(), &frame[..500]).unwrap();
+    sys::exit_now(0)
+}
+
+#[test]
+fn a_torn_reply_is_reported_with_the_exit_status() {
+    for method in [
+        StartMethod::Fork,
+        StartMethod::Spawn,
+        StartMethod::ForkServer,
+    ] {
+        let child = Process::new(torn_reply, ())
+            .start_method(method)
+            .start()
+            .unwrap();
+        let err = child.join_timeout(Duration::from_secs(30)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Exited, "{method}: {err}");
+        assert_eq!(err.exitcode(), Some(0));
+    }
+}

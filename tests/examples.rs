@@ -1,0 +1,123 @@
+//! Runs the examples as a user would, with stdout a pipe, and checks what
+//! they print. The quickstart's output is the seed programs' contract,
+//! byte for byte (Q-6's four lines in any order, each exactly once).
+
+mod common;
+
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+fn run(name: &str) -> Output {
+    let path = common::example(name);
+    assert!(
+        path.exists(),
+        "{} is not built; run the tests with `cargo test`",
+        path.display()
+    );
+    let child = Command::new(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // The watchdog for a blocking wait_with_output.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            common::sigkill(pid);
+        }
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = tx.send(());
+    assert!(out.status.success(), "{name} failed: {out:?}");
+    out
+}
+
+fn stdout_lines(name: &str) -> Vec<String> {
+    String::from_utf8(run(name).stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn quickstart_prints_the_seed_output_byte_for_byte() {
+    let out = String::from_utf8(run("quickstart").stdout).unwrap();
+    let lines: Vec<&str> = out.split_inclusive('\n').collect();
+    assert_eq!(lines.len(), 6, "{out:?}");
+    assert_eq!(lines[0], "Square: 25\n");
+    assert_eq!(lines[1], "[1, 4, 9, 16]\n");
+    let mut numbers: Vec<&str> = lines[2..].to_vec();
+    numbers.sort();
+    assert_eq!(
+        numbers,
+        ["Number: 1\n", "Number: 2\n", "Number: 3\n", "Number: 4\n"]
+    );
+}
+
+#[test]
+fn quickstart_is_stable_over_repeated_runs() {
+    for _ in 0..5 {
+        quickstart_prints_the_seed_output_byte_for_byte();
+    }
+}
+
+#[test]
+fn return_values_example() {
+    assert_eq!(
+        stdout_lines("return_values"),
+        ["count=8 mean=3.875 max=9", "2^10 = 1024", "hello, world"]
+    );
+}
+
+#[test]
+fn exit_codes_example() {
+    assert_eq!(
+        stdout_lines("exit_codes"),
+        [
+            "returned: exitcode Some(0)",
+            "panicked: exitcode Some(1), message Some(\"something went wrong\")",
+            "exit(3): exitcode Some(3)",
+            "segfault: exitcode Some(-11)",
+        ]
+    );
+}
+
+#[test]
+fn timeouts_example() {
+    assert_eq!(
+        stdout_lines("timeouts"),
+        [
+            "quick: 81",
+            "slow: timed out, still alive: true",
+            "slow: killed, exitcode Some(-9)"
+        ]
+    );
+}
+
+#[test]
+fn terminate_example() {
+    assert_eq!(
+        stdout_lines("terminate"),
+        [
+            "sleeper alive: true",
+            "terminated: exitcode Some(-15)",
+            "sleeper alive: false",
+            "killed: exitcode Some(-9)"
+        ]
+    );
+}
+
+#[test]
+fn start_methods_example_flushes_children_into_a_pipe() {
+    assert_eq!(
+        stdout_lines("start_methods"),
+        [
+            "[fork] child Process-1 says hi without a newline... (pid matches: true)",
+            "[spawn] child Process-2 says hi without a newline... (pid matches: true)",
+            "[forkserver] child Process-3 says hi without a newline... (pid matches: true)",
+            "a context for spawn starts processes with it",
+        ]
+    );
+}
