@@ -65,7 +65,7 @@ pub(crate) fn on_load() {
         match role {
             Role::Spawn { max_frame } => {
                 let _ = codec::set_max_frame_size(max_frame);
-                child::serve(control)
+                child::serve(control, None)
             }
             Role::ForkServer => forkserver::serve(control),
         }

@@ -1,7 +1,7 @@
 //! What runs inside a child: reading the task, running it, replying, and
 //! leaving.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::io::Write;
 use std::panic::AssertUnwindSafe;
 
@@ -62,17 +62,23 @@ pub(crate) fn task_frame(task: Task, info: &ChildInfo, arg: &[u8]) -> Result<Vec
 }
 
 /// Serves a spawn or fork-server child on its control socket: checks the
-/// task, runs it, replies, exits.
-pub(crate) fn serve(control: OwnedFd) -> ! {
+/// task, runs it, replies, exits. The task frame is `inline` when the fork
+/// server received it with the request (the child finds it in the memory
+/// it inherited), and is read from the socket otherwise.
+pub(crate) fn serve(control: OwnedFd, inline: Option<&[u8]>) -> ! {
     sys::ignore_sigpipe();
     install_panic_hook();
-    let frame = match codec::read_frame_blocking(
-        control.as_fd(),
-        codec::max_frame_size(),
-        "the task stream",
-    ) {
-        Ok(Some(frame)) => frame,
-        Ok(None) => sys::exit_now(PARENT_GONE_EXIT),
+    let limit = codec::max_frame_size();
+    let frame = match inline {
+        Some(bytes) => codec::parse_frame(bytes, limit, "the task"),
+        None => match codec::read_frame_blocking(control.as_fd(), limit, "the task stream") {
+            Ok(Some(frame)) => Ok(frame),
+            Ok(None) => sys::exit_now(PARENT_GONE_EXIT),
+            Err(e) => Err(e),
+        },
+    };
+    let frame = match frame {
+        Ok(frame) => frame,
         Err(e) => refuse(&control, &e),
     };
     if frame.kind != kind::TASK {
@@ -149,8 +155,42 @@ pub(crate) fn finish(code: i32) -> ! {
     sys::exit_now(code)
 }
 
+/// Where the last panic on a thread happened: its file (cut to 255
+/// bytes), line and column. A plain `Copy` value, so that the thread-local
+/// holding it has no destructor to register: registering one costs a
+/// dynamic symbol lookup, which a forked child would pay at every start.
+#[derive(Clone, Copy)]
+struct Spot {
+    file: [u8; 255],
+    len: u8,
+    line: u32,
+    column: u32,
+}
+
+impl Spot {
+    fn new(file: &str, line: u32, column: u32) -> Spot {
+        let mut cut = file.len().min(255);
+        while !file.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let mut spot = Spot {
+            file: [0; 255],
+            len: cut as u8,
+            line,
+            column,
+        };
+        spot.file[..cut].copy_from_slice(&file.as_bytes()[..cut]);
+        spot
+    }
+
+    fn into_parts(self) -> (String, u32, u32) {
+        let file = String::from_utf8_lossy(&self.file[..self.len as usize]).into_owned();
+        (file, self.line, self.column)
+    }
+}
+
 thread_local! {
-    static PANIC_LOCATION: RefCell<Option<(String, u32, u32)>> = const { RefCell::new(None) };
+    static PANIC_LOCATION: Cell<Option<Spot>> = const { Cell::new(None) };
 }
 
 /// Wraps the current panic hook, once per process, so that it also records
@@ -170,8 +210,8 @@ fn wrap_panic_hook() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         if let Some(loc) = info.location() {
-            let loc = (loc.file().to_owned(), loc.line(), loc.column());
-            let _ = PANIC_LOCATION.try_with(|l| *l.borrow_mut() = Some(loc));
+            let spot = Spot::new(loc.file(), loc.line(), loc.column());
+            let _ = PANIC_LOCATION.try_with(|l| l.set(Some(spot)));
         }
         previous(info);
     }));
@@ -179,7 +219,7 @@ fn wrap_panic_hook() {
 
 /// Runs `f`, turning an error or a panic into the matching reply frame.
 pub(crate) fn run_guarded(f: impl FnOnce() -> Result<Vec<u8>>) -> Vec<u8> {
-    let _ = PANIC_LOCATION.try_with(|l| l.borrow_mut().take());
+    let _ = PANIC_LOCATION.try_with(|l| l.set(None));
     match std::panic::catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(frame)) => match codec::check_outgoing(&frame, "the return value") {
             Ok(()) => frame,
@@ -195,9 +235,10 @@ pub(crate) fn run_guarded(f: impl FnOnce() -> Result<Vec<u8>>) -> Vec<u8> {
                 "Box<dyn Any>".to_owned()
             };
             let location = PANIC_LOCATION
-                .try_with(|l| l.borrow_mut().take())
+                .try_with(Cell::take)
                 .ok()
-                .flatten();
+                .flatten()
+                .map(Spot::into_parts);
             // A payload whose destructor panics must not take the child down.
             let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(payload)));
             codec::frame_of(kind::PANIC, &PanicInfo::new(message, location), "a panic")

@@ -16,7 +16,7 @@ use crate::sys;
 ///
 /// | method | how | start + join here | threads in the parent |
 /// |---|---|---|---|
-/// | [`Fork`](StartMethod::Fork) | `fork()` of the calling process | fastest | unsafe if another thread holds a lock the child needs |
+/// | [`Fork`](StartMethod::Fork) | `fork()` of the calling process | fastest | hazardous if another thread holds a lock the child needs |
 /// | [`Spawn`](StartMethod::Spawn) | `fork()` + `execve("/proc/self/exe")` | slowest | safe |
 /// | [`ForkServer`](StartMethod::ForkServer) | a clean, exec'd, single-threaded server forks it | close to fork | safe |
 ///

@@ -8,8 +8,11 @@
 //! Protocol, over a `SOCK_SEQPACKET` socketpair (one message each way per
 //! request, under the client's lock):
 //! - server → client, once: [`Hello`] (fingerprint, pid);
-//! - client → server: the frame-size limit (8 bytes), with the child's end
-//!   of its control socket attached;
+//! - client → server: the frame-size limit (8 bytes) and, when it is at
+//!   most [`INLINE_TASK`] bytes, the child's task frame, with the child's
+//!   end of its control socket attached (a child forked with its task
+//!   already in memory starts at once, saving a round of wake-ups; a
+//!   larger task is written to the control socket);
 //! - server → client: `Ok(pid)` with the child's pidfd and the read end of
 //!   a status pipe attached, or `Err(errno)`.
 //!
@@ -37,6 +40,9 @@ struct Hello {
     fingerprint: Vec<u8>,
     pid: i32,
 }
+
+/// The largest task frame sent along with the fork request.
+pub(crate) const INLINE_TASK: usize = 32 * 1024;
 
 /// The client's handle on a running fork server.
 #[derive(Debug)]
@@ -113,14 +119,14 @@ impl ForkServer {
         Ok(())
     }
 
-    /// Asks the server for a child that will serve on `child_end`.
-    fn fork(&self, child_end: &OwnedFd) -> std::io::Result<ServerChild> {
+    /// Asks the server for a child that will serve on `child_end`, with
+    /// its task frame if it is `inline`.
+    fn fork(&self, child_end: &OwnedFd, inline: Option<&[u8]>) -> std::io::Result<ServerChild> {
+        let mut request = Vec::with_capacity(8 + inline.map_or(0, <[u8]>::len));
+        request.extend_from_slice(&codec::max_frame_size().to_le_bytes());
+        request.extend_from_slice(inline.unwrap_or_default());
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        sys::send_fds(
-            conn.as_fd(),
-            &codec::max_frame_size().to_le_bytes(),
-            &[child_end.as_fd()],
-        )?;
+        sys::send_fds(conn.as_fd(), &request, &[child_end.as_fd()])?;
         let mut buf = Vec::with_capacity(16);
         let mut fds = Vec::new();
         let n = sys::recv_fds(conn.as_fd(), &mut buf, &mut fds)?;
@@ -150,12 +156,13 @@ impl ForkServer {
 }
 
 /// Forks a child through the fork server (started on first use, and
-/// restarted once if it has died) that serves on `child_end`.
-pub(crate) fn fork_child(child_end: &OwnedFd) -> Result<ServerChild> {
+/// restarted once if it has died) that serves on `child_end`, with its task
+/// frame if it is `inline` (at most [`INLINE_TASK`] bytes).
+pub(crate) fn fork_child(child_end: &OwnedFd, inline: Option<&[u8]>) -> Result<ServerChild> {
     let mut last_err = None;
     for _ in 0..2 {
         let server = current_server()?;
-        match server.fork(child_end) {
+        match server.fork(child_end, inline) {
             Ok(child) => return Ok(child),
             Err(e) if is_disconnect(&e) => {
                 // The server died (killed, or crashed): replace it.
@@ -220,7 +227,7 @@ pub(crate) fn serve(conn: OwnedFd) -> ! {
     }
     // Children by pid: their pidfd and the write end of their status pipe.
     let mut children: HashMap<i32, (OwnedFd, OwnedFd)> = HashMap::new();
-    let mut buf = Vec::with_capacity(64);
+    let mut buf = Vec::with_capacity(8 + INLINE_TASK + 4096);
     loop {
         let order: Vec<i32> = children.keys().copied().collect();
         let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(order.len() + 1);
@@ -265,15 +272,19 @@ pub(crate) fn serve(conn: OwnedFd) -> ! {
             let (Some(limit), Some(child_end)) = (limit, received.pop()) else {
                 continue;
             };
-            let reply: std::result::Result<i32, i32> = match fork_one(child_end, limit, my_pid) {
-                Ok((pid, pidfd, status_r, status_w)) => {
-                    let reply = codec::encode(&Ok::<i32, i32>(pid), "reply").expect("plain data");
-                    let _ = sys::send_fds(conn.as_fd(), &reply, &[pidfd.as_fd(), status_r.as_fd()]);
-                    children.insert(pid, (pidfd, status_w));
-                    continue;
-                }
-                Err(e) => Err(e.raw_os_error().unwrap_or(EIO)),
-            };
+            let inline = (buf.len() > 8).then(|| &buf[8..]);
+            let reply: std::result::Result<i32, i32> =
+                match fork_one(child_end, inline, limit, my_pid) {
+                    Ok((pid, pidfd, status_r, status_w)) => {
+                        let reply =
+                            codec::encode(&Ok::<i32, i32>(pid), "reply").expect("plain data");
+                        let _ =
+                            sys::send_fds(conn.as_fd(), &reply, &[pidfd.as_fd(), status_r.as_fd()]);
+                        children.insert(pid, (pidfd, status_w));
+                        continue;
+                    }
+                    Err(e) => Err(e.raw_os_error().unwrap_or(EIO)),
+                };
             let reply = codec::encode(&reply, "reply").expect("plain data");
             let _ = sys::send_fds(conn.as_fd(), &reply, &[]);
         }
@@ -287,6 +298,7 @@ const EIO: i32 = 5;
 /// fd is closed, the parent-death signal is set, and the task is served.
 fn fork_one(
     child_end: OwnedFd,
+    inline: Option<&[u8]>,
     limit: u64,
     server_pid: i32,
 ) -> std::io::Result<(i32, OwnedFd, OwnedFd, OwnedFd)> {
@@ -301,7 +313,7 @@ fn fork_one(
             // The server's own state is gone with the fds; forget it.
             std::mem::forget(status_r);
             std::mem::forget(status_w);
-            child::serve(child_end)
+            child::serve(child_end, inline)
         }
         Forked::Parent(pid) => {
             drop(child_end);

@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::LONG;
-use multiproc::{Process, StartMethod};
+use multiproc::Process;
 
 fn square(x: u64) -> u64 {
     x * x

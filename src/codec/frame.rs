@@ -252,6 +252,35 @@ pub(crate) fn read_frame_blocking(
     }
 }
 
+/// Parses one whole frame held in memory (header included).
+pub(crate) fn parse_frame(bytes: &[u8], limit: u64, what: &str) -> Result<Frame> {
+    let header: [u8; HEADER] = bytes
+        .get(..HEADER)
+        .and_then(|h| h.try_into().ok())
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Protocol,
+                format!("{what} is shorter than a frame header"),
+            )
+        })?;
+    let raw = u64::from_le_bytes(header);
+    let len = raw & LEN_MASK;
+    check_len(len, limit, what)?;
+    if len != (bytes.len() - HEADER) as u64 {
+        return Err(Error::new(
+            ErrorKind::Protocol,
+            format!(
+                "{what} declares {len} bytes but holds {}; the frame is corrupt",
+                bytes.len() - HEADER
+            ),
+        ));
+    }
+    Ok(Frame {
+        kind: (raw >> 56) as u8,
+        payload: bytes[HEADER..].to_vec(),
+    })
+}
+
 /// Writes a whole frame to `fd`.
 pub(crate) fn write_frame(fd: BorrowedFd<'_>, frame: &[u8], what: &str) -> Result<()> {
     sys::send_all(fd, frame).map_err(|e| Error::io(&format!("writing {what}"), e))
@@ -341,6 +370,30 @@ mod tests {
         assert!(check_len(100, 100, "v").is_ok());
         assert_eq!(
             check_len(101, 100, "v").unwrap_err().kind(),
+            ErrorKind::FrameTooLarge
+        );
+    }
+
+    #[test]
+    fn frames_in_memory_are_checked_whole() {
+        let frame = frame_of(kind::TASK, &7u32, "t").unwrap();
+        let parsed = parse_frame(&frame, 1024, "t").unwrap();
+        assert_eq!(
+            (parsed.kind, decode::<u32>(&parsed.payload, "t").unwrap()),
+            (kind::TASK, 7)
+        );
+        assert_eq!(
+            parse_frame(&frame[..frame.len() - 1], 1024, "t")
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Protocol
+        );
+        assert_eq!(
+            parse_frame(&frame[..3], 1024, "t").unwrap_err().kind(),
+            ErrorKind::Protocol
+        );
+        assert_eq!(
+            parse_frame(&frame, 0, "t").unwrap_err().kind(),
             ErrorKind::FrameTooLarge
         );
     }

@@ -19,7 +19,7 @@ pub(crate) use frame::HEADER;
 use frame::LEN_MASK;
 pub(crate) use frame::{
     Frame, FrameBuf, FrameReader, ReadOutcome, check_len, check_outgoing, frame_of, kind, kind_of,
-    read_frame_blocking, write_frame,
+    parse_frame, read_frame_blocking, write_frame,
 };
 
 /// The default frame-size limit: 1 GiB.

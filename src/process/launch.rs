@@ -48,6 +48,7 @@ fn socketpair() -> Result<(OwnedFd, OwnedFd)> {
 }
 
 fn fork(l: Launch<'_>) -> Result<Arc<ChildShared>> {
+    sys::prepare_title();
     let parent_death = sys::is_main_thread();
     let parent_pid = sys::getpid();
     // Hold stdout, stderr and the registry across fork(), so that the child
@@ -102,8 +103,9 @@ fn via_server(l: Launch<'_>) -> Result<Arc<ChildShared>> {
         env_bytes(l.env),
     );
     let frame = child::task_frame(l.task, &info, l.arg)?;
-    let child = server_child(info)?;
-    send_task(&child, &frame)?;
+    let inline = frame.len() <= forkserver::INLINE_TASK;
+    let child = server_child(info, inline.then_some(&frame[..]))?;
+    send_task(&child, if inline { &[] } else { &frame })?;
     registry::lock().add(Arc::clone(&child));
     Ok(child)
 }
@@ -129,10 +131,11 @@ pub(crate) fn exec_child(
     track(pid, Waiter::Direct, parent_end, info)
 }
 
-/// A child of the fork server, waiting for its task on the control socket.
-pub(crate) fn server_child(info: ChildInfo) -> Result<Arc<ChildShared>> {
+/// A child of the fork server, started with its task frame if it is
+/// `inline`, or else waiting for it on the control socket.
+pub(crate) fn server_child(info: ChildInfo, inline: Option<&[u8]>) -> Result<Arc<ChildShared>> {
     let (parent_end, child_end) = socketpair()?;
-    let forked = forkserver::fork_child(&child_end)?;
+    let forked = forkserver::fork_child(&child_end, inline)?;
     drop(child_end);
     Ok(Arc::new(ChildShared::new(
         forked.pid,

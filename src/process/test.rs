@@ -24,7 +24,7 @@ fn info(method: StartMethod) -> ChildInfo {
 fn bare_child(method: StartMethod) -> Arc<ChildShared> {
     match method {
         StartMethod::Spawn => exec_child(info(method), &[]).unwrap(),
-        StartMethod::ForkServer => server_child(info(method)).unwrap(),
+        StartMethod::ForkServer => server_child(info(method), None).unwrap(),
         StartMethod::Fork => unreachable!("a forked child needs no task frame"),
     }
 }

@@ -34,7 +34,7 @@ pub(crate) use process::{
 pub(crate) use signal::{
     SIGKILL, SIGTERM, ignore_sigint, ignore_sigpipe, signal_name, watch_parent,
 };
-pub(crate) use title::set_title;
+pub(crate) use title::{prepare_title, set_title};
 pub(crate) use zst::{conjure, fn_at};
 
 pub(crate) use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};

@@ -77,13 +77,12 @@ pub(crate) fn watch_parent(fd: i32) {
         on_sigio as *const () as libc::sighandler_t,
         libc::SA_RESTART,
     );
-    // SAFETY: plain fcntl calls on an fd this process owns.
+    // SAFETY: plain fcntl calls on an fd this process owns. The control
+    // socket is a blocking read-write socket, so O_RDWR | O_ASYNC is its
+    // whole flag set.
     unsafe {
         libc::fcntl(fd, libc::F_SETOWN, libc::getpid());
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags != -1 {
-            libc::fcntl(fd, libc::F_SETFL, flags | libc::O_ASYNC);
-        }
+        libc::fcntl(fd, libc::F_SETFL, libc::O_RDWR | libc::O_ASYNC);
     }
     on_sigio(libc::SIGIO);
 }

@@ -9,11 +9,12 @@
 /// compile time.
 pub(crate) fn conjure<F: Copy>() -> F {
     const { assert!(std::mem::size_of::<F>() == 0) };
-    // SAFETY: `F` is zero-sized (checked at compile time) and is a fn item
-    // or captureless closure type, which is valid for any (empty) bit
-    // pattern; it is also `Copy`, so this is no different from copying the
-    // value the parent holds.
-    unsafe { std::mem::MaybeUninit::<F>::uninit().assume_init() }
+    // SAFETY: `F` is zero-sized (checked at compile time), so reading it
+    // through a dangling but aligned, non-null pointer touches no memory;
+    // and as a fn item or captureless closure type it has no invariant
+    // beyond existing. It is also `Copy`, so this is no different from
+    // copying the value the parent holds.
+    unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() }
 }
 
 /// The function at `anchor + offset`, as a task trampoline.

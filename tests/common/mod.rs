@@ -25,11 +25,11 @@ pub const METHODS: [StartMethod; 3] = [
 /// and `name::forkserver`, each calling `body(method)` under a watchdog.
 #[macro_export]
 macro_rules! per_method {
-    ($(#[$meta:meta])* fn $name:ident($method:ident: StartMethod) $body:block) => {
+    ($(#[$meta:meta])* fn $name:ident($method:ident: $ty:ty) $body:block) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
-            fn run($method: multiproc::StartMethod) $body
+            fn run($method: $ty) $body
             #[test]
             fn fork() {
                 let _w = $crate::common::watchdog(stringify!($name));
