@@ -25,6 +25,10 @@ pub(crate) enum Waiter {
     Server(OwnedFd),
 }
 
+/// How long a joiner that has the reply keeps looking for the exit before
+/// it sleeps.
+const SPIN_MICROS: u64 = 60;
+
 #[derive(Debug)]
 pub(crate) struct ChildShared {
     pub(crate) pid: i32,
@@ -194,14 +198,24 @@ impl ChildShared {
     /// Waits until the child has ended and its reply is collected, or until
     /// `deadline`. Returns the exit status, or `None` at the deadline.
     pub(crate) fn wait(&self, deadline: Option<Instant>) -> Result<Option<ExitStatus>> {
+        let mut spun = false;
         loop {
             let (read_control, server_lost) = {
                 let mut st = self.lock();
                 if let Some(status) = self.progress(&mut st)? {
                     return Ok(Some(status));
                 }
-                (!st.done_reading, st.server_lost)
+                (st.reply.is_none() && !st.done_reading, st.server_lost)
             };
+            // The reply is in: the child is on its way out. Exiting takes it
+            // a few tens of microseconds, less than sleeping and being woken
+            // costs us, so look again for a short while before sleeping.
+            if !read_control && !spun {
+                spun = true;
+                if let Some(status) = self.spin_for_exit(Duration::from_micros(SPIN_MICROS))? {
+                    return Ok(Some(status));
+                }
+            }
             let timeout = match deadline {
                 None => None,
                 Some(d) => match d.checked_duration_since(Instant::now()) {
@@ -225,6 +239,20 @@ impl ChildShared {
                 )
             })?;
         }
+    }
+
+    /// Polls for the child's exit for up to `budget`, yielding the CPU
+    /// between looks (the child may share it).
+    fn spin_for_exit(&self, budget: Duration) -> Result<Option<ExitStatus>> {
+        let start = Instant::now();
+        while start.elapsed() < budget {
+            std::thread::yield_now();
+            let mut st = self.lock();
+            if let Some(status) = self.progress(&mut st)? {
+                return Ok(Some(status));
+            }
+        }
+        Ok(None)
     }
 
     /// The exit status if the child has ended, without blocking (reaping
