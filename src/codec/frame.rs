@@ -289,15 +289,8 @@ pub(crate) fn write_frame(fd: BorrowedFd<'_>, frame: &[u8], what: &str) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::{DEFAULT_MAX_FRAME_SIZE, decode};
+    use crate::codec::{DEFAULT_MAX_FRAME_SIZE, Point, decode};
     use crate::sys::{AsFd, socketpair_stream};
-    use serde::Deserialize;
-
-    #[derive(Debug, PartialEq, Serialize, Deserialize)]
-    struct Point {
-        x: i32,
-        name: String,
-    }
 
     #[test]
     fn frames_round_trip_over_a_socket() {

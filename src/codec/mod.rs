@@ -130,17 +130,17 @@ fn deserialize_error<T: ?Sized>(what: &str, e: postcard::Error) -> Error {
     .with_source(e)
 }
 
+/// A small serde type for the codec's tests.
+#[cfg(test)]
+#[derive(Debug, PartialEq, Serialize, serde::Deserialize)]
+pub(crate) struct Point {
+    pub(crate) x: i32,
+    pub(crate) name: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    use serde::Deserialize;
-
-    #[derive(Debug, PartialEq, Serialize, Deserialize)]
-    struct Point {
-        x: i32,
-        name: String,
-    }
 
     #[test]
     fn values_round_trip() {

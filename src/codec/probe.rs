@@ -158,27 +158,22 @@ impl ser::SerializeMap for Probe {
     }
 }
 
-impl ser::SerializeStruct for Probe {
-    type Ok = ();
-    type Error = ProbeError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, _: &'static str, value: &T) -> Res {
-        value.serialize(Probe)
-    }
-    fn end(self) -> Res {
-        Ok(())
-    }
+macro_rules! named_fields {
+    ($($tr:ident),* $(,)?) => {
+        $(impl ser::$tr for Probe {
+            type Ok = ();
+            type Error = ProbeError;
+            fn serialize_field<T: Serialize + ?Sized>(&mut self, _: &'static str, value: &T) -> Res {
+                value.serialize(Probe)
+            }
+            fn end(self) -> Res {
+                Ok(())
+            }
+        })*
+    };
 }
 
-impl ser::SerializeStructVariant for Probe {
-    type Ok = ();
-    type Error = ProbeError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, _: &'static str, value: &T) -> Res {
-        value.serialize(Probe)
-    }
-    fn end(self) -> Res {
-        Ok(())
-    }
-}
+named_fields!(SerializeStruct, SerializeStructVariant);
 
 #[cfg(test)]
 mod tests {
