@@ -1,13 +1,22 @@
 //! multiproc's benchmark harness: the workloads of
 //! `../shared/bench/python/bench_mp.py`, with the same names, parameters
-//! and timed regions, printed as JSON lines in the same schema.
+//! and timed regions, printed as JSON lines in the same schema, beside the
+//! physical limits (`impl: "raw"`) and rayon (`impl: "rayon"`) measured in
+//! the same run.
 //!
 //! ```text
 //! cargo bench --bench mp -- [--reps N] [--list] [WORKLOAD...]
 //! ```
+//!
+//! A workload whose multiproc feature has not landed yet says so on stderr
+//! and prints only its raw / rayon rows; nothing is faked.
 
 #![allow(unreachable_pub, missing_debug_implementations)]
 
+#[path = "mp/cpu.rs"]
+mod cpu;
+#[path = "mp/raw.rs"]
+mod raw;
 #[path = "mp/report.rs"]
 mod report;
 #[path = "mp/spawn_join.rs"]
@@ -15,9 +24,6 @@ mod spawn_join;
 
 /// The `impl` of our rows.
 pub const IMPL: &str = "multiproc";
-
-/// Set in the environment of a raw exec-of-self child: exit at once.
-pub const EXIT_AT_ONCE: &str = "MULTIPROC_BENCH_EXIT_AT_ONCE";
 
 /// Options shared by every workload.
 pub struct Config {
@@ -27,32 +33,48 @@ pub struct Config {
 
 type Workload = fn(&Config);
 
-/// Every workload, in bench_mp.py's order; `None` where the feature has
-/// not landed yet.
-const WORKLOADS: &[(&str, Option<Workload>)] = &[
-    ("spawn_join", Some(spawn_join::run)),
-    ("pool_create", None),
-    ("pool_map_small", None),
-    ("pool_imap_unordered", None),
-    ("apply_async_latency", None),
-    ("queue_small", None),
-    ("queue_large", None),
-    ("pipe_throughput", None),
-    ("pipe_pingpong", None),
-    ("cpu_bound", None),
-    ("shared_value", None),
-    ("executor_map", None),
-    ("manager_dict", None),
+fn missing(name: &str, what: &str) {
+    report::log(&format!("# {name}: multiproc rows missing ({what} has not landed yet)"));
+}
+
+/// Every workload of bench_mp.py, in its order.
+const WORKLOADS: &[(&str, Workload)] = &[
+    ("spawn_join", spawn_join::run),
+    ("pool_create", |_| missing("pool_create", "Pool")),
+    ("pool_map_small", |cfg| {
+        missing("pool_map_small", "Pool");
+        cpu::pool_map_small_rayon(cfg.reps);
+    }),
+    ("pool_imap_unordered", |_| missing("pool_imap_unordered", "Pool")),
+    ("apply_async_latency", |_| missing("apply_async_latency", "Pool")),
+    ("queue_small", |_| missing("queue_small", "Queue")),
+    ("queue_large", |cfg| {
+        missing("queue_large", "Queue");
+        raw::queue_large(cfg.reps);
+    }),
+    ("pipe_throughput", |cfg| {
+        missing("pipe_throughput", "Pipe");
+        raw::pipe_throughput(cfg.reps);
+    }),
+    ("pipe_pingpong", |cfg| {
+        missing("pipe_pingpong", "Pipe");
+        raw::pipe_pingpong(cfg.reps);
+    }),
+    ("cpu_bound", |cfg| {
+        missing("cpu_bound", "Pool");
+        let serial = cpu::cpu_bound_serial(cfg.reps);
+        cpu::cpu_bound_rayon(cfg.reps, serial);
+    }),
+    ("shared_value", |_| missing("shared_value", "Value")),
+    ("executor_map", |_| missing("executor_map", "the executor API")),
+    ("manager_dict", |_| missing("manager_dict", "Manager")),
 ];
 
 fn main() {
-    if std::env::var_os(EXIT_AT_ONCE).is_some() {
+    if raw::serve_role() {
         return;
     }
-    let mut args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
+    let mut args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     if args.iter().any(|a| a == "--list") {
         for (name, _) in WORKLOADS {
             println!("{name}");
@@ -61,14 +83,10 @@ fn main() {
     }
     let mut cfg = Config { reps: 5 };
     if let Some(i) = args.iter().position(|a| a == "--reps") {
-        cfg.reps = args
-            .get(i + 1)
-            .and_then(|n| n.parse().ok())
-            .filter(|&n| n > 0)
-            .unwrap_or_else(|| {
-                eprintln!("--reps needs a positive number");
-                std::process::exit(2)
-            });
+        cfg.reps = args.get(i + 1).and_then(|n| n.parse().ok()).filter(|&n| n > 0).unwrap_or_else(|| {
+            eprintln!("--reps needs a positive number");
+            std::process::exit(2)
+        });
         args.drain(i..i + 2);
     }
     let names: Vec<&str> = if args.is_empty() {
@@ -76,24 +94,15 @@ fn main() {
     } else {
         args.iter().map(String::as_str).collect()
     };
+    if let Some(bad) = names.iter().find(|n| !WORKLOADS.iter().any(|(w, _)| w == *n)) {
+        eprintln!("unknown workload {bad:?}; see --list");
+        std::process::exit(2);
+    }
     for name in names {
-        match WORKLOADS.iter().find(|(n, _)| *n == name) {
-            None => {
-                eprintln!("unknown workload {name:?}; see --list");
-                std::process::exit(2);
-            }
-            Some((_, None)) => report::log(&format!(
-                "# {name}: missing (its feature has not landed yet)"
-            )),
-            Some((_, Some(run))) => {
-                let t0 = std::time::Instant::now();
-                report::log(&format!("# {name} ..."));
-                run(&cfg);
-                report::log(&format!(
-                    "# {name} done in {:.1} s",
-                    t0.elapsed().as_secs_f64()
-                ));
-            }
-        }
+        let (_, run) = WORKLOADS.iter().find(|(n, _)| *n == name).expect("checked above");
+        let t0 = std::time::Instant::now();
+        report::log(&format!("# {name} ..."));
+        run(&cfg);
+        report::log(&format!("# {name} done in {:.1} s", t0.elapsed().as_secs_f64()));
     }
 }

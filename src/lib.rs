@@ -46,6 +46,9 @@
 //! Use a tuple for several arguments. A capturing closure is refused at
 //! compile time (see [`Process`]).
 
+#[doc(hidden)]
+#[path = "bench_support.rs"]
+pub mod __bench;
 mod bootstrap;
 mod child;
 mod codec;

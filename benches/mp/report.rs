@@ -26,6 +26,8 @@ pub enum Unit {
     GbPerSecond(f64),
     /// Milliseconds, as is.
     Millis,
+    /// A speedup: this reference time over the measured time, in "x".
+    Ratio(f64),
 }
 
 impl Unit {
@@ -35,6 +37,7 @@ impl Unit {
             Unit::MicrosPer(n, _) => s / n * 1e6,
             Unit::GbPerSecond(bytes) => bytes / s / 1e9,
             Unit::Millis => s * 1e3,
+            Unit::Ratio(reference) => reference / s,
         }
     }
 
@@ -43,6 +46,7 @@ impl Unit {
             Unit::PerSecond(_, name) | Unit::MicrosPer(_, name) => name,
             Unit::GbPerSecond(_) => "GB/s",
             Unit::Millis => "ms",
+            Unit::Ratio(_) => "x",
         }
     }
 }

@@ -192,3 +192,23 @@ fn in_child_before_exec(
         fail(ERR_FD)
     }
 }
+
+/// `fork()` a child that `_exit(0)`s at once, and `waitpid` it: the floor
+/// under every start method, for the benchmark harness.
+pub(crate) fn raw_fork_and_wait() -> io::Result<()> {
+    // SAFETY: the child calls only `_exit`, which is async-signal-safe.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => Err(io::Error::last_os_error()),
+        // SAFETY: `_exit` has no preconditions.
+        0 => unsafe { libc::_exit(0) },
+        pid => {
+            let mut status = 0;
+            // SAFETY: `pid` is our own child; `status` is a valid out-pointer.
+            if unsafe { libc::waitpid(pid, &mut status, 0) } == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        }
+    }
+}

@@ -26,7 +26,7 @@ pub(crate) use fd::{
     send_fds, set_nonblocking, shutdown_read, socketpair_seqpacket, socketpair_stream,
     take_inherited, write_all,
 };
-pub(crate) use fork::{CHILD_FD, ExecSpec, Forked, fork, spawn_exec};
+pub(crate) use fork::{CHILD_FD, ExecSpec, Forked, fork, raw_fork_and_wait, spawn_exec};
 pub(crate) use process::{
     ExitStatus, cpu_count, getpid, is_main_thread, kill_and_reap, pidfd_open, pidfd_signal,
     pidfd_wait, set_parent_death_kill,

@@ -1,0 +1,242 @@
+#!/usr/bin/env python3
+"""Runs Python's multiprocessing benchmark and multiproc's side by side, in
+one invocation, interleaved workload by workload, and prints how they
+compare, with the physical limit (or rayon) measured in the same run.
+
+Usage:
+    python3 bench/compare.py [--reps N] [--json] [--plot FILE.png]
+                             [--python-bench PATH] [WORKLOAD...]
+
+Every row of Python's baseline (impl "python-multiprocessing") is matched
+with multiproc's row of the same workload and params, and with the
+limit: the "raw" row (or the "rayon" row) of the same workload and params.
+Ratios are oriented so that > 1 means multiproc is better: for a time
+(us/..., ms) it is other/multiproc, for a rate (.../s, GB/s, x) it is
+multiproc/other.
+
+--json prints one line per Python row instead of the table, with these
+keys (stable, for tools):
+    workload, params, unit, python, multiproc, limit, limit_impl,
+    ratio_vs_python, ratio_vs_limit
+(missing values are null).
+
+--plot FILE.png draws both ratios as a bar chart (needs matplotlib:
+`pip install matplotlib`).
+"""
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_BENCH = os.path.join(ROOT, "..", "shared", "bench", "python", "bench_mp.py")
+VENDORED_BENCH = os.path.join(ROOT, "bench", "python", "bench_mp.py")
+LOWER_IS_BETTER = ("us/", "ms")
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def lower_is_better(unit):
+    return unit.startswith(LOWER_IS_BETTER)
+
+
+def ratio(unit, ours, other):
+    if ours is None or other is None or ours == 0 or other == 0:
+        return None
+    return other / ours if lower_is_better(unit) else ours / other
+
+
+def key(row):
+    return (row["workload"], json.dumps(row["params"], sort_keys=True))
+
+
+def build_ours():
+    """Builds the bench and returns the path of its executable."""
+    out = subprocess.run(
+        ["cargo", "bench", "--bench", "mp", "--no-run", "--message-format=json"],
+        cwd=ROOT, stdout=subprocess.PIPE, check=True, text=True)
+    for line in out.stdout.splitlines():
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        if msg.get("reason") == "compiler-artifact" and msg.get("executable") \
+                and msg["target"]["name"] == "mp":
+            return msg["executable"]
+    sys.exit("compare.py: cargo did not report the mp bench executable")
+
+
+def run_lines(cmd):
+    """Runs cmd, streaming its stderr through, and returns its JSON lines."""
+    out = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    if out.returncode != 0:
+        sys.exit(f"compare.py: {' '.join(cmd)} failed with {out.returncode}")
+    rows = []
+    for line in out.stdout.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            rows.append(json.loads(line))
+    return rows
+
+
+def list_workloads(cmd):
+    out = subprocess.run(cmd + ["--list"], cwd=ROOT, stdout=subprocess.PIPE,
+                         text=True, check=True)
+    return [w for w in out.stdout.split() if w]
+
+
+def fmt_num(x):
+    if x is None:
+        return "—"
+    if x == 0:
+        return "0"
+    mag = math.floor(math.log10(abs(x)))
+    if mag >= 5:
+        return f"{x:,.0f}"
+    digits = max(0, 2 - mag)
+    return f"{x:,.{digits}f}"
+
+
+def fmt_ratio(r):
+    return "—" if r is None else f"{r:.2f}×"
+
+
+def fmt_params(params):
+    return ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
+
+
+def match(python_rows, our_rows):
+    ours = {}
+    limits = {}
+    for r in our_rows:
+        if r["impl"] == "multiproc":
+            ours[key(r)] = r
+        elif r["impl"] in ("raw", "rayon"):
+            limits.setdefault(key(r), r)
+    matched = []
+    for p in python_rows:
+        if p["impl"] != "python-multiprocessing":
+            continue
+        m = ours.get(key(p))
+        lim = limits.get(key(p))
+        unit = p["unit"]
+        mv = m["unit_value"] if m else None
+        lv = lim["unit_value"] if lim else None
+        matched.append({
+            "workload": p["workload"],
+            "params": p["params"],
+            "unit": unit,
+            "python": p["unit_value"],
+            "multiproc": mv,
+            "limit": lv,
+            "limit_impl": lim["impl"] if lim else None,
+            "ratio_vs_python": ratio(unit, mv, p["unit_value"]),
+            "ratio_vs_limit": ratio(unit, mv, lv),
+        })
+    return matched
+
+
+def print_table(rows):
+    header = ["workload", "params", "unit", "Python", "multiproc", "limit",
+              "vs Python", "vs limit"]
+    body = []
+    for r in rows:
+        limit = fmt_num(r["limit"])
+        if r["limit_impl"] and r["limit"] is not None:
+            limit += f" ({r['limit_impl']})"
+        body.append([r["workload"], fmt_params(r["params"]), r["unit"],
+                     fmt_num(r["python"]), fmt_num(r["multiproc"]), limit,
+                     fmt_ratio(r["ratio_vs_python"]),
+                     fmt_ratio(r["ratio_vs_limit"])])
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h)
+              for i, h in enumerate(header)]
+    line = lambda cells: "| " + " | ".join(
+        c.ljust(w) for c, w in zip(cells, widths)) + " |"
+    print(line(header))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for b in body:
+        print(line(b))
+
+
+def plot(rows, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        sys.exit("compare.py: --plot needs matplotlib (pip install matplotlib)")
+    rows = [r for r in rows if r["ratio_vs_python"] is not None]
+    if not rows:
+        sys.exit("compare.py: nothing to plot: no row has a multiproc figure")
+    labels = [f"{r['workload']}\n{fmt_params(r['params'])[:60]}" for r in rows]
+    vs_py = [r["ratio_vs_python"] for r in rows]
+    vs_lim = [r["ratio_vs_limit"] or 0 for r in rows]
+    fig, ax = plt.subplots(figsize=(11, 0.55 * len(rows) + 1.5))
+    ys = range(len(rows))
+    ax.barh([y + 0.2 for y in ys], vs_py, height=0.4, label="multiproc vs Python")
+    ax.barh([y - 0.2 for y in ys], vs_lim, height=0.4, label="multiproc vs limit")
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_yticks(list(ys))
+    ax.set_yticklabels(labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("ratio (> 1: multiproc is better)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    log(f"# wrote {path}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--plot", metavar="FILE.png")
+    ap.add_argument("--python-bench", metavar="PATH",
+                    help="bench_mp.py to run (default: ../shared/bench/python, "
+                         "else the vendored copy in bench/python)")
+    ap.add_argument("workloads", nargs="*")
+    args = ap.parse_args()
+    if args.reps < 1:
+        sys.exit("compare.py: --reps must be at least 1")
+
+    py_bench = args.python_bench or (
+        SHARED_BENCH if os.path.exists(SHARED_BENCH) else VENDORED_BENCH)
+    py_cmd = [sys.executable, py_bench]
+    log(f"# Python baseline: {py_bench}")
+    ours = build_ours()
+    our_cmd = [ours]
+    py_names = list_workloads(py_cmd)
+    our_names = list_workloads(our_cmd)
+    names = args.workloads or [w for w in py_names if w in our_names]
+    unknown = [w for w in names if w not in py_names or w not in our_names]
+    if unknown:
+        sys.exit(f"compare.py: unknown workload(s) {unknown}; both sides know "
+                 f"{[w for w in py_names if w in our_names]}")
+
+    python_rows, our_rows = [], []
+    for i, name in enumerate(names):
+        runs = [("python", py_cmd), ("multiproc", our_cmd)]
+        if i % 2:
+            runs.reverse()  # alternate who goes first
+        for who, cmd in runs:
+            log(f"# {name}: {who} ...")
+            rows = run_lines(cmd + ["--reps", str(args.reps), name])
+            (python_rows if who == "python" else our_rows).extend(rows)
+
+    rows = match(python_rows, our_rows)
+    if args.json:
+        for r in rows:
+            print(json.dumps(r))
+    else:
+        print_table(rows)
+    if args.plot:
+        plot(rows, args.plot)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+//! The physical limits, measured in the same run: bare `fork()` + `waitpid`,
+//! exec of this executable, a socketpair round trip and socketpair / pipe
+//! throughput between two processes, and `memcpy`.
+//!
+//! Helper processes are this bench binary re-executed through std's
+//! `Command` with [`ROLE`] set, and the socket or pipe as their stdin or
+//! stdout; `main` serves the role before doing anything else.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use crate::report::{Unit, emit, repeat, time};
+
+/// The environment variable that turns this binary into a raw helper.
+pub const ROLE: &str = "MULTIPROC_BENCH_RAW";
+
+/// Serves a helper role and returns true, or returns false in a normal run.
+pub fn serve_role() -> bool {
+    let Ok(role) = std::env::var(ROLE) else { return false };
+    let parts: Vec<&str> = role.split(':').collect();
+    match parts.as_slice() {
+        ["exit"] => {}
+        ["echo"] => echo(),
+        ["send", chunk, total] => send(chunk.parse().unwrap(), total.parse().unwrap()),
+        _ => panic!("unknown {ROLE} {role:?}"),
+    }
+    true
+}
+
+/// Echoes 8-byte messages from stdin to stdout until end of file.
+fn echo() {
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    let mut buf = [0u8; 8];
+    loop {
+        if read_full(stdin.as_fd(), &mut buf) == 0 {
+            return;
+        }
+        rustix::io::write(stdout.as_fd(), &buf).unwrap();
+    }
+}
+
+/// Says ready, waits for go, then writes `total` bytes in `chunk`-byte
+/// writes to stdout.
+fn send(chunk: usize, total: usize) {
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout().lock();
+    out.write_all(b"r").unwrap();
+    out.flush().unwrap();
+    let mut go = [0u8; 1];
+    std::io::stdin().read_exact(&mut go).unwrap();
+    drop(stdin);
+    let buf = vec![0u8; chunk];
+    let mut sent = 0;
+    while sent < total {
+        write_full(std::io::stdout().as_fd(), &buf);
+        sent += chunk;
+    }
+}
+
+fn read_full(fd: std::os::fd::BorrowedFd<'_>, buf: &mut [u8]) -> usize {
+    let mut got = 0;
+    while got < buf.len() {
+        match rustix::io::read(fd, &mut buf[got..]) {
+            Ok(0) => return got,
+            Ok(n) => got += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    got
+}
+
+fn write_full(fd: std::os::fd::BorrowedFd<'_>, mut buf: &[u8]) {
+    while !buf.is_empty() {
+        match rustix::io::write(fd, buf) {
+            Ok(n) => buf = &buf[n..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => panic!("write: {e}"),
+        }
+    }
+}
+
+fn helper(role: &str, stdin: Stdio, stdout: Stdio) -> Child {
+    Command::new("/proc/self/exe").env(ROLE, role).stdin(stdin).stdout(stdout).spawn().unwrap()
+}
+
+const SPAWN_N: usize = 100;
+
+/// `spawn_join`'s floors: `fork()` + `waitpid` under the fork and
+/// forkserver rows, exec of this executable under the spawn row.
+pub fn spawn_join(reps: usize) {
+    for method in ["fork", "forkserver"] {
+        let samples = repeat(reps, || {
+            time(|| {
+                for _ in 0..SPAWN_N {
+                    multiproc::__bench::raw_fork_and_wait().unwrap();
+                }
+            })
+        });
+        emit_raw("spawn_join", json!({"start_method": method, "n": SPAWN_N}), &samples, Unit::MicrosPer(SPAWN_N as f64, "us/process"), "fork() + _exit + waitpid");
+    }
+    let samples = repeat(reps, || {
+        time(|| {
+            for _ in 0..SPAWN_N {
+                let status = Command::new("/proc/self/exe").env(ROLE, "exit").status().unwrap();
+                assert!(status.success());
+            }
+        })
+    });
+    emit_raw("spawn_join", json!({"start_method": "spawn", "n": SPAWN_N}), &samples, Unit::MicrosPer(SPAWN_N as f64, "us/process"), "fork() + execve(self) that exits before main's work + wait");
+}
+
+/// `pipe_pingpong`'s floor: 8-byte round trips over a socketpair with a
+/// child process that echoes.
+pub fn pipe_pingpong(reps: usize) {
+    const N: usize = 20_000;
+    let samples = repeat(reps, || {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let theirs = OwnedFd::from(theirs);
+        let mut child = helper("echo", Stdio::from(theirs.try_clone().unwrap()), Stdio::from(theirs));
+        let mut buf = *b"12345678";
+        // The first round trip waits out the child's start-up: untimed.
+        rustix::io::write(&ours, &buf).unwrap();
+        read_full(ours.as_fd(), &mut buf);
+        let t0 = Instant::now();
+        for _ in 0..N - 1 {
+            rustix::io::write(&ours, &buf).unwrap();
+            read_full(ours.as_fd(), &mut buf);
+        }
+        let took = t0.elapsed();
+        drop(ours);
+        child.wait().unwrap();
+        took
+    });
+    emit_raw(
+        "pipe_pingpong",
+        json!({"api": "send_bytes/recv_bytes", "duplex": true, "payload": "b'12345678'", "round_trips": N - 1, "start_method": "fork"}),
+        &samples,
+        Unit::MicrosPer((N - 1) as f64, "us/round_trip"),
+        "write/read of 8 bytes on a socketpair, echoed by a child process",
+    );
+}
+
+/// `pipe_throughput`'s floors: 1 GiB in 1 MiB writes from a child, through
+/// a socketpair and through a pipe.
+pub fn pipe_throughput(reps: usize) {
+    const CHUNK: usize = 1 << 20;
+    const TOTAL: usize = 1 << 30;
+    for duplex in [true, false] {
+        let samples = repeat(reps, || {
+            let (data_r, data_w, go_w, go_r): (OwnedFd, OwnedFd, OwnedFd, OwnedFd) = if duplex {
+                let (a, b) = UnixStream::pair().unwrap();
+                let (a, b) = (OwnedFd::from(a), OwnedFd::from(b));
+                (a.try_clone().unwrap(), b.try_clone().unwrap(), a, b)
+            } else {
+                let (r, w) = std::io::pipe().unwrap();
+                let (gr, gw) = std::io::pipe().unwrap();
+                (r.into(), w.into(), gw.into(), gr.into())
+            };
+            let mut child = helper(&format!("send:{CHUNK}:{TOTAL}"), Stdio::from(go_r), Stdio::from(data_w));
+            let mut ready = [0u8; 1];
+            read_full(data_r.as_fd(), &mut ready);
+            let mut buf = vec![0u8; CHUNK];
+            let t0 = Instant::now();
+            rustix::io::write(&go_w, b"g").unwrap();
+            let mut got = 0;
+            while got < TOTAL {
+                let n = read_full(data_r.as_fd(), &mut buf);
+                assert!(n > 0, "the sender stopped early");
+                got += n;
+            }
+            let took = t0.elapsed();
+            child.wait().unwrap();
+            took
+        });
+        emit_raw(
+            "pipe_throughput",
+            json!({"mode": "send_bytes/recv_bytes", "duplex": duplex, "transport": if duplex { "socketpair" } else { "os.pipe" }, "chunk_bytes": CHUNK, "total_bytes": TOTAL, "start_method": "fork"}),
+            &samples,
+            Unit::GbPerSecond(TOTAL as f64),
+            if duplex { "1 MiB write/read on a socketpair from a child" } else { "1 MiB write/read on a pipe from a child" },
+        );
+    }
+}
+
+/// `queue_large`'s floor: copying each 8 MiB message once, in memory.
+pub fn queue_large(reps: usize) {
+    const N: usize = 200;
+    const SIZE: usize = 8 << 20;
+    let src = vec![1u8; SIZE];
+    let mut dst = vec![0u8; SIZE];
+    let samples = repeat(reps, || {
+        time(|| {
+            for _ in 0..N {
+                dst.copy_from_slice(std::hint::black_box(&src));
+                std::hint::black_box(&mut dst);
+            }
+        })
+    });
+    emit_raw(
+        "queue_large",
+        json!({"queue": "Queue", "start_method": "fork", "n": N, "msg": "bytes[8 MiB]", "total_bytes": N * SIZE}),
+        &samples,
+        Unit::GbPerSecond((N * SIZE) as f64),
+        "memcpy of each 8 MiB message, in one process",
+    );
+}
+
+fn emit_raw(workload: &str, params: Value, samples: &[f64], unit: Unit, what: &str) {
+    emit(workload, "raw", params, samples, unit, Some(json!({ "what": what })));
+}
