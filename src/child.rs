@@ -115,7 +115,8 @@ pub(crate) fn serve(control: OwnedFd, inline: Option<&[u8]>) -> ! {
         Ok(call) => call,
         Err(e) => refuse(&control, &e),
     };
-    run(control, header.info, call, arg)
+    let environ = sys::Environ::with_additions(&header.info.env);
+    run(control, header.info, environ, call, arg)
 }
 
 /// Replies with `err` and exits with code 1, without running anything.
@@ -126,9 +127,18 @@ fn refuse(control: &OwnedFd, err: &Error) -> ! {
 
 /// Runs the task in this (child) process, replies, and exits: 0 after a
 /// returned value, 1 after a panic or an error, as Python's child exits 1
-/// after an uncaught exception.
-pub(crate) fn run(control: OwnedFd, info: ChildInfo, call: Trampoline, arg: &[u8]) -> ! {
-    sys::extend_environ(&info.env);
+/// after an uncaught exception. `environ`, built before the fork when
+/// there are environment additions, is installed first.
+pub(crate) fn run(
+    control: OwnedFd,
+    info: ChildInfo,
+    environ: Option<sys::Environ>,
+    call: Trampoline,
+    arg: &[u8],
+) -> ! {
+    if let Some(environ) = environ {
+        environ.install();
+    }
     sys::set_title(&format!("multiproc: {}", info.name));
     sys::watch_parent(control.as_raw_fd());
     let link = registry::enter_child(info, control);

@@ -244,8 +244,8 @@ impl Error {
         self
     }
 
-    pub(crate) fn with_exitcode(mut self, code: i32) -> Self {
-        self.inner.exitcode = Some(code);
+    pub(crate) fn with_exitcode(mut self, code: Option<i32>) -> Self {
+        self.inner.exitcode = code;
         self
     }
 

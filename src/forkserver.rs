@@ -13,16 +13,20 @@
 //!   end of its control socket attached (a child forked with its task
 //!   already in memory starts at once, saving a round of wake-ups; a
 //!   larger task is written to the control socket);
-//! - server → client: `Ok(pid)` with the child's pidfd and the read end of
-//!   a status pipe attached, or `Err(errno)`.
+//! - server → client, always: `Ok(pid)` with the child's pidfd and the read
+//!   end of a status pipe attached, or `Err(errno)`.
 //!
 //! When the child ends, the server reaps it and writes its raw wait status
-//! (4 bytes) into the status pipe. When the client goes away, the server
-//! sees end of file and exits, and its children get SIGKILL from their
-//! parent-death signal.
+//! (4 bytes) into the status pipe; if it cannot, it closes the pipe and
+//! the client reports the status as lost. When the client goes away, the
+//! server sees end of file and exits, and its children get SIGKILL from
+//! their parent-death signal. The client never waits on the server
+//! without a bound: a server that does not answer within
+//! [`REPLY_TIMEOUT`] is killed and replaced.
 
 use std::collections::HashMap;
 use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,7 +36,7 @@ use crate::bootstrap;
 use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
 use crate::registry;
-use crate::sys::{self, AsFd, AsRawFd, ExitStatus, Forked, OwnedFd, PollFd, PollFlags, RawFd};
+use crate::sys::{self, AsFd, AsRawFd, BorrowedFd, Forked, OwnedFd, PollFd, PollFlags, RawFd};
 use crate::{child, task};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -43,6 +47,19 @@ struct Hello {
 
 /// The largest task frame sent along with the fork request.
 pub(crate) const INLINE_TASK: usize = 32 * 1024;
+
+/// How long the client waits for the server's hello or reply.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The server's argv[0]: padded, because its children overwrite it with
+/// their own titles and may not write past its end.
+const SERVER_TITLE: &str = "multiproc: forkserver";
+const TITLE_ROOM: usize = 96;
+
+/// The errno reported for a failure that has none.
+const EIO: i32 = 5;
+/// The errno of a request that came without its fd.
+const EINVAL: i32 = 22;
 
 /// The client's handle on a running fork server.
 #[derive(Debug)]
@@ -58,7 +75,18 @@ pub(crate) struct ForkServer {
 pub(crate) struct ServerChild {
     pub(crate) pid: i32,
     pub(crate) pidfd: OwnedFd,
+    /// The status pipe (non-blocking).
     pub(crate) status: OwnedFd,
+    /// Our end of the child's control socket.
+    pub(crate) control: OwnedFd,
+}
+
+/// Why a request to the server failed.
+enum Failure {
+    /// The server is dead or stuck: replace it and try again.
+    Server(std::io::Error),
+    /// The server answered with an error (say, `fork()` failed).
+    Request(std::io::Error),
 }
 
 impl ForkServer {
@@ -69,44 +97,62 @@ impl ForkServer {
     fn start() -> Result<ForkServer> {
         let (ours, theirs) = sys::socketpair_seqpacket()
             .map_err(|e| Error::io("creating the fork server's socket", e))?;
-        // Empty arguments leave room in argv for the children's titles.
-        let mut argv = vec![CString::new("multiproc: forkserver").expect("no NUL")];
-        argv.extend(std::iter::repeat_n(CString::default(), 48));
+        let mut argv = vec![CString::new(format!("{SERVER_TITLE:<TITLE_ROOM$}")).expect("no NUL")];
+        argv.extend(
+            std::env::args_os()
+                .skip(1)
+                .filter_map(|a| CString::new(a.as_bytes()).ok()),
+        );
         let spec = bootstrap::exec_spec(argv, bootstrap::Role::ForkServer, &[])?;
         let pid = sys::spawn_exec(&spec, theirs.as_fd(), sys::is_main_thread())
             .map_err(|e| Error::io("starting the fork server", e))?;
         drop(theirs);
-        let pidfd = sys::pidfd_open(pid)
-            .map_err(|e| Error::io("opening a pidfd for the fork server", e))?;
+        let pidfd = match sys::pidfd_open(pid) {
+            Ok(fd) => fd,
+            Err(e) => {
+                sys::kill_and_reap(pid);
+                return Err(Error::io("opening a pidfd for the fork server", e));
+            }
+        };
         let server = ForkServer {
             pid,
             pidfd,
             conn_raw: ours.as_raw_fd(),
             conn: Mutex::new(ours),
         };
-        server.check_hello()?;
+        if let Err(e) = server.check_hello() {
+            server.reap();
+            return Err(e);
+        }
         Ok(server)
+    }
+
+    /// Waits, with a bound, until the server has a message for us.
+    fn await_message(&self, conn: BorrowedFd<'_>) -> std::io::Result<()> {
+        let mut fds = [
+            PollFd::new(&conn, PollFlags::IN),
+            PollFd::new(&self.pidfd, PollFlags::IN),
+        ];
+        if sys::poll(&mut fds, Some(REPLY_TIMEOUT))? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the fork server did not answer within {REPLY_TIMEOUT:?}"),
+            ));
+        }
+        Ok(())
     }
 
     fn check_hello(&self) -> Result<()> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let mut fds = [PollFd::new(&*conn, PollFlags::IN)];
-        let ready = sys::poll(&mut fds, Some(Duration::from_secs(30)))
-            .map_err(|e| Error::io("waiting for the fork server", e))?;
-        if ready == 0 {
-            return Err(Error::new(
-                ErrorKind::Timeout,
-                "the fork server did not say hello within 30 s; the machine is overloaded or the executable cannot \
-                 re-exec itself. Try StartMethod::Fork",
-            ));
-        }
+        self.await_message(conn.as_fd())
+            .map_err(|e| Error::io("waiting for the fork server's hello", e))?;
         let mut buf = Vec::with_capacity(256);
         let n = sys::recv_fds(conn.as_fd(), &mut buf, &mut Vec::new())
             .map_err(|e| Error::io("reading the fork server's hello", e))?;
         if n == 0 {
             return Err(Error::new(
                 ErrorKind::Unsupported,
-                "the fork server exited before saying hello; see its message on stderr",
+                "the fork server exited before saying hello; see its message on stderr, or use StartMethod::Fork",
             ));
         }
         let hello: Hello = codec::decode(&buf, "the fork server's hello")?;
@@ -121,34 +167,44 @@ impl ForkServer {
 
     /// Asks the server for a child that will serve on `child_end`, with
     /// its task frame if it is `inline`.
-    fn fork(&self, child_end: &OwnedFd, inline: Option<&[u8]>) -> std::io::Result<ServerChild> {
+    fn fork(
+        &self,
+        child_end: &OwnedFd,
+        inline: Option<&[u8]>,
+    ) -> std::result::Result<(i32, OwnedFd, OwnedFd), Failure> {
         let mut request = Vec::with_capacity(8 + inline.map_or(0, <[u8]>::len));
         request.extend_from_slice(&codec::max_frame_size().to_le_bytes());
         request.extend_from_slice(inline.unwrap_or_default());
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        sys::send_fds(conn.as_fd(), &request, &[child_end.as_fd()])?;
+        sys::send_fds(conn.as_fd(), &request, &[child_end.as_fd()]).map_err(Failure::Server)?;
+        self.await_message(conn.as_fd()).map_err(Failure::Server)?;
         let mut buf = Vec::with_capacity(16);
         let mut fds = Vec::new();
-        let n = sys::recv_fds(conn.as_fd(), &mut buf, &mut fds)?;
+        let n = sys::recv_fds(conn.as_fd(), &mut buf, &mut fds).map_err(Failure::Server)?;
         if n == 0 {
-            return Err(std::io::ErrorKind::ConnectionReset.into());
+            return Err(Failure::Server(std::io::ErrorKind::ConnectionReset.into()));
         }
         let reply: std::result::Result<i32, i32> =
-            codec::decode(&buf, "the fork server's reply").map_err(std::io::Error::from)?;
+            codec::decode(&buf, "the fork server's reply")
+                .map_err(|e| Failure::Server(std::io::Error::from(e)))?;
         match (reply, fds.len()) {
             (Ok(pid), 2) => {
                 let status = fds.pop().expect("two fds");
                 let pidfd = fds.pop().expect("two fds");
-                sys::set_nonblocking(status.as_fd(), true)?;
-                Ok(ServerChild { pid, pidfd, status })
+                if let Err(e) = sys::set_nonblocking(status.as_fd(), true) {
+                    let _ = sys::pidfd_signal(pidfd.as_fd(), sys::SIGKILL);
+                    return Err(Failure::Request(e));
+                }
+                Ok((pid, pidfd, status))
             }
-            (Ok(_), _) => Err(std::io::Error::other(
+            (Ok(_), _) => Err(Failure::Server(std::io::Error::other(
                 "the fork server's reply lacked its fds",
-            )),
-            (Err(errno), _) => Err(std::io::Error::from_raw_os_error(errno)),
+            ))),
+            (Err(errno), _) => Err(Failure::Request(std::io::Error::from_raw_os_error(errno))),
         }
     }
 
+    /// Kills the server and waits for it.
     fn reap(&self) {
         let _ = sys::pidfd_signal(self.pidfd.as_fd(), sys::SIGKILL);
         let _ = sys::pidfd_wait(self.pidfd.as_fd(), true);
@@ -156,16 +212,29 @@ impl ForkServer {
 }
 
 /// Forks a child through the fork server (started on first use, and
-/// restarted once if it has died) that serves on `child_end`, with its task
-/// frame if it is `inline` (at most [`INLINE_TASK`] bytes).
-pub(crate) fn fork_child(child_end: &OwnedFd, inline: Option<&[u8]>) -> Result<ServerChild> {
+/// replaced once if it has died or hangs), with its task frame if it is
+/// `inline` (at most [`INLINE_TASK`] bytes). Each attempt uses a fresh
+/// control socket, so that a child the failed attempt may have started can
+/// never reach the next one.
+pub(crate) fn fork_child(inline: Option<&[u8]>) -> Result<ServerChild> {
     let mut last_err = None;
     for _ in 0..2 {
+        let (control, child_end) = sys::socketpair_stream()
+            .map_err(|e| Error::io("creating a control socket for the child", e))?;
         let server = current_server()?;
-        match server.fork(child_end, inline) {
-            Ok(child) => return Ok(child),
-            Err(e) if is_disconnect(&e) => {
-                // The server died (killed, or crashed): replace it.
+        match server.fork(&child_end, inline) {
+            Ok((pid, pidfd, status)) => {
+                return Ok(ServerChild {
+                    pid,
+                    pidfd,
+                    status,
+                    control,
+                });
+            }
+            Err(Failure::Request(e)) => {
+                return Err(Error::io("asking the fork server for a child", e));
+            }
+            Err(Failure::Server(e)) => {
                 let mut reg = registry::lock();
                 if reg.server.as_ref().is_some_and(|s| Arc::ptr_eq(s, &server)) {
                     reg.server = None;
@@ -174,22 +243,12 @@ pub(crate) fn fork_child(child_end: &OwnedFd, inline: Option<&[u8]>) -> Result<S
                 server.reap();
                 last_err = Some(e);
             }
-            Err(e) => return Err(Error::io("asking the fork server for a child", e)),
         }
     }
     Err(Error::io(
-        "asking the fork server for a child (after restarting it)",
+        "asking the fork server for a child (after replacing it once)",
         last_err.unwrap_or_else(|| std::io::ErrorKind::ConnectionReset.into()),
     ))
-}
-
-fn is_disconnect(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        std::io::ErrorKind::BrokenPipe
-            | std::io::ErrorKind::ConnectionReset
-            | std::io::ErrorKind::NotConnected
-    )
 }
 
 fn current_server() -> Result<Arc<ForkServer>> {
@@ -214,7 +273,7 @@ fn current_server() -> Result<Arc<ForkServer>> {
 pub(crate) fn serve(conn: OwnedFd) -> ! {
     sys::ignore_sigint();
     sys::ignore_sigpipe();
-    sys::set_title("multiproc: forkserver");
+    sys::set_title(SERVER_TITLE);
     let my_pid = sys::getpid();
     let hello = Hello {
         fingerprint: task::fingerprint().to_vec(),
@@ -250,49 +309,53 @@ pub(crate) fn serve(conn: OwnedFd) -> ! {
         drop(fds);
         for pid in ended {
             if let Some((pidfd, status_w)) = children.remove(&pid) {
-                let status = sys::pidfd_wait(pidfd.as_fd(), true)
+                // No status (the wait failed): closing the pipe tells the
+                // client that it is lost.
+                let raw = sys::pidfd_wait(pidfd.as_fd(), true)
                     .ok()
                     .flatten()
-                    .unwrap_or(ExitStatus::Signal(sys::SIGKILL));
-                let _ = sys::write_all(status_w.as_fd(), &status.to_raw().to_ne_bytes());
+                    .and_then(sys::ExitStatus::to_raw);
+                if let Some(raw) = raw {
+                    let _ = sys::write_all(status_w.as_fd(), &raw.to_ne_bytes());
+                }
             }
         }
         if conn_ready {
             let mut received = Vec::new();
-            match sys::recv_fds(conn.as_fd(), &mut buf, &mut received) {
-                Ok(0) if received.is_empty() => sys::exit_now(0),
-                Err(e) if e.kind() != std::io::ErrorKind::Interrupted => sys::exit_now(0),
-                Err(_) => continue,
-                Ok(_) => {}
-            }
-            let limit = buf
-                .get(..8)
-                .and_then(|b| b.try_into().ok())
-                .map(u64::from_le_bytes);
-            let (Some(limit), Some(child_end)) = (limit, received.pop()) else {
-                continue;
-            };
-            let inline = (buf.len() > 8).then(|| &buf[8..]);
             let reply: std::result::Result<i32, i32> =
-                match fork_one(child_end, inline, limit, my_pid) {
-                    Ok((pid, pidfd, status_r, status_w)) => {
-                        let reply =
-                            codec::encode(&Ok::<i32, i32>(pid), "reply").expect("plain data");
-                        let _ =
-                            sys::send_fds(conn.as_fd(), &reply, &[pidfd.as_fd(), status_r.as_fd()]);
-                        children.insert(pid, (pidfd, status_w));
-                        continue;
-                    }
-                    Err(e) => Err(e.raw_os_error().unwrap_or(EIO)),
+                match sys::recv_fds(conn.as_fd(), &mut buf, &mut received) {
+                    Ok(0) if received.is_empty() => sys::exit_now(0),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.raw_os_error().is_some() => sys::exit_now(0),
+                    // A message we could not take whole (fds dropped): say so.
+                    Err(_) => Err(EIO),
+                    Ok(_) => match (buf.get(..8), received.pop()) {
+                        (Some(limit), Some(child_end)) => {
+                            let limit = u64::from_le_bytes(limit.try_into().expect("8 bytes"));
+                            let inline = (buf.len() > 8).then(|| &buf[8..]);
+                            match fork_one(child_end, inline, limit, my_pid) {
+                                Ok((pid, pidfd, status_r, status_w)) => {
+                                    let reply = codec::encode(&Ok::<i32, i32>(pid), "reply")
+                                        .expect("plain data");
+                                    let _ = sys::send_fds(
+                                        conn.as_fd(),
+                                        &reply,
+                                        &[pidfd.as_fd(), status_r.as_fd()],
+                                    );
+                                    children.insert(pid, (pidfd, status_w));
+                                    continue;
+                                }
+                                Err(e) => Err(e.raw_os_error().unwrap_or(EIO)),
+                            }
+                        }
+                        _ => Err(EINVAL),
+                    },
                 };
             let reply = codec::encode(&reply, "reply").expect("plain data");
             let _ = sys::send_fds(conn.as_fd(), &reply, &[]);
         }
     }
 }
-
-/// The errno reported for a failure that has none.
-const EIO: i32 = 5;
 
 /// Forks one child that serves on `child_end`. In the child: every other
 /// fd is closed, the parent-death signal is set, and the task is served.
@@ -310,7 +373,7 @@ fn fork_one(
                 sys::exit_now(255);
             }
             let _ = codec::set_max_frame_size(limit);
-            // The server's own state is gone with the fds; forget it.
+            // The server's own fds are closed; forget their owners.
             std::mem::forget(status_r);
             std::mem::forget(status_w);
             child::serve(child_end, inline)

@@ -124,6 +124,6 @@ fn run_chunk<F, A, R>(chunk: Vec<A>) -> Vec<R>
 where
     F: Fn(A) -> R + Copy + Send + 'static,
 {
-    let f: F = sys::conjure::<F>();
+    let f: F = sys::conjure::<F, A, R>();
     chunk.into_iter().map(f).collect()
 }

@@ -6,7 +6,7 @@
 //! closes every fd the parent's state held and forgets that state without
 //! running destructors (`reset_after_fork`), so no fd is closed twice.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::child::ChildInfo;
 use crate::context::StartMethod;
@@ -39,6 +39,27 @@ static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     server: None,
     reaper: None,
 });
+
+/// Fork starts hold this exclusively across `fork()`; every window in
+/// which multiproc holds an fd that the registry does not know yet (a new
+/// control socket, a spawn's error pipe, the fork server's socket and the
+/// fds it sends back) holds it shared. So a forked child never inherits an
+/// internal fd that `reset_after_fork` cannot close: such a stray fd would
+/// keep another child's socket open, or make a concurrent spawn wait on its
+/// error pipe for as long as the forked child lives.
+static FD_WINDOWS: RwLock<()> = RwLock::new(());
+
+/// Enters a window in which internal fds are created before they are
+/// registered. Take it once per start, never nested.
+pub(crate) fn fd_window() -> RwLockReadGuard<'static, ()> {
+    FD_WINDOWS.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Waits until no such window is open and keeps new ones from opening,
+/// for the duration of a `fork()`.
+pub(crate) fn no_fd_windows() -> RwLockWriteGuard<'static, ()> {
+    FD_WINDOWS.write().unwrap_or_else(|p| p.into_inner())
+}
 
 /// Locks the registry. A panic while it was held leaves plain data behind,
 /// so a poisoned lock is taken over.

@@ -2,39 +2,18 @@
 //! in every process that runs this executable.
 //!
 //! `trampoline::<F, A, R>` decodes an `A`, calls the zero-sized `F`, and
-//! encodes the `R` (or the panic) as a reply frame. Its address minus the
-//! address of [`anchor`] is the same in a forked, a re-exec'd and a
-//! fork-server child, because ASLR moves the whole executable as one piece;
-//! that offset is the task id. A child accepts an id only with a tag keyed
-//! on the build fingerprint, so corrupt ids and other builds are refused
-//! before anything is called.
-
-use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::OnceLock;
+//! encodes the `R` (or the panic) as a reply frame. Its id, an offset from
+//! a fixed anchor plus a tag checked against this build, is made and
+//! resolved by `sys::trampoline`, which explains why the offset is the same
+//! in every process and when an id is accepted.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, kind};
 use crate::error::{Error, ErrorKind, Result};
+pub(crate) use crate::sys::{Trampoline, fingerprint};
 use crate::{child, sys};
-
-/// A reply-producing entry point: the encoded argument in, a whole reply
-/// frame out.
-pub(crate) type Trampoline = fn(&[u8]) -> Vec<u8>;
-
-/// The fixed point that task offsets are measured from.
-#[inline(never)]
-fn anchor() -> u64 {
-    // A distinctive body, so that the linker has no reason to fold it with
-    // another function (folding would still be harmless: the address would
-    // stay fixed within the executable).
-    std::hint::black_box(0x6d75_6c74_6970_726f)
-}
-
-fn anchor_addr() -> usize {
-    anchor as fn() -> u64 as usize
-}
 
 /// A target function, ready to run here or to be named to another process.
 #[derive(Clone, Copy)]
@@ -72,15 +51,12 @@ impl Task {
 
     /// This task's id, valid in any process running this executable.
     pub(crate) fn id(&self) -> TaskId {
-        let offset = (self.call as usize).wrapping_sub(anchor_addr()) as u64;
-        TaskId {
-            offset,
-            tag: tag(offset),
-        }
+        let (offset, tag) = sys::id_of(self.call);
+        TaskId { offset, tag }
     }
 }
 
-/// A task as it travels: an offset from the anchor, and its keyed tag.
+/// A task as it travels: an offset from the anchor, and its tag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct TaskId {
     pub(crate) offset: u64,
@@ -90,42 +66,17 @@ pub(crate) struct TaskId {
 impl TaskId {
     /// The trampoline this id names, if its tag is right for this build.
     pub(crate) fn resolve(self) -> Result<Trampoline> {
-        if self.tag != tag(self.offset) {
-            return Err(Error::new(
+        sys::resolve(self.offset, self.tag).ok_or_else(|| {
+            Error::new(
                 ErrorKind::Protocol,
                 format!(
-                    "refused task id {:#x}: its tag does not match this build; the id is corrupt or \
-                     comes from another executable, so nothing was run",
+                    "refused task id {:#x}: its tag does not match this build; the id is corrupt or comes from \
+                     another executable, so nothing was run",
                     self.offset
                 ),
-            ));
-        }
-        Ok(sys::fn_at(anchor_addr(), self.offset))
-    }
-}
-
-fn tag(offset: u64) -> u64 {
-    let mut h = DefaultHasher::new();
-    fingerprint().hash(&mut h);
-    offset.hash(&mut h);
-    0x6d70u16.hash(&mut h);
-    h.finish()
-}
-
-/// The build fingerprint of this executable: its GNU build-id, or, when the
-/// linker wrote none, a hash of the executable file.
-pub(crate) fn fingerprint() -> &'static [u8] {
-    static FP: OnceLock<Vec<u8>> = OnceLock::new();
-    FP.get_or_init(|| {
-        sys::build_id().unwrap_or_else(|| {
-            let mut h = DefaultHasher::new();
-            match std::fs::read("/proc/self/exe") {
-                Ok(bytes) => bytes.hash(&mut h),
-                Err(_) => anchor_addr().hash(&mut h),
-            }
-            h.finish().to_le_bytes().to_vec()
+            )
         })
-    })
+    }
 }
 
 /// Runs target `F` on an encoded argument and returns the reply frame.
@@ -135,7 +86,7 @@ where
     A: DeserializeOwned + 'static,
     R: Serialize + 'static,
 {
-    let f: F = sys::conjure::<F>();
+    let f: F = sys::conjure::<F, A, R>();
     child::run_guarded(move || {
         let arg: A = codec::decode(input, "the argument")?;
         let value = f(arg);
@@ -183,11 +134,5 @@ mod tests {
         ] {
             assert_eq!(bad.resolve().unwrap_err().kind(), ErrorKind::Protocol);
         }
-    }
-
-    #[test]
-    fn fingerprint_is_stable_and_non_empty() {
-        assert!(!fingerprint().is_empty());
-        assert_eq!(fingerprint(), fingerprint());
     }
 }

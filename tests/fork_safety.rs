@@ -62,3 +62,66 @@ fn forked_children_do_not_inherit_held_locks() {
         t.join().unwrap();
     }
 }
+
+fn forever(_: ()) {
+    loop {
+        std::thread::park();
+    }
+}
+
+fn seven(_: ()) -> u8 {
+    7
+}
+
+/// A forked child must not inherit the fds another thread is in the
+/// middle of setting up (a spawn's error pipe, a new control socket): a
+/// spawn would wait on its error pipe for as long as that forked child
+/// lives, here forever.
+#[test]
+fn fork_starts_do_not_capture_other_threads_fds_in_flight() {
+    let _w = common::watchdog("fork_race");
+    let stop = Arc::new(AtomicBool::new(false));
+    let forker = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut kids = Vec::new();
+            while !stop.load(Ordering::Relaxed) && kids.len() < 400 {
+                kids.push(
+                    Process::new(forever, ())
+                        .daemon(true)
+                        .start_method(StartMethod::Fork)
+                        .start()
+                        .unwrap(),
+                );
+            }
+            kids
+        })
+    };
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let starter = std::thread::spawn(move || {
+        for method in [StartMethod::Spawn, StartMethod::ForkServer] {
+            for _ in 0..60 {
+                let child = Process::new(seven, ())
+                    .start_method(method)
+                    .start()
+                    .unwrap();
+                assert_eq!(child.join_timeout(LONG).unwrap(), 7);
+            }
+        }
+        let _ = done_tx.send(());
+    });
+    let finished = done_rx.recv_timeout(std::time::Duration::from_secs(60));
+    stop.store(true, Ordering::Relaxed);
+    let kids = forker.join().unwrap();
+    for kid in &kids {
+        kid.kill().unwrap();
+    }
+    for kid in &kids {
+        let _ = kid.join_timeout(LONG);
+    }
+    assert!(
+        finished.is_ok(),
+        "spawn / fork-server starts got stuck behind forked children"
+    );
+    starter.join().unwrap();
+}

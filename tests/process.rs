@@ -450,3 +450,17 @@ fn cpu_count_honours_the_affinity_mask() {
         .unwrap();
     assert_eq!(child.join_timeout(LONG).unwrap(), 1);
 }
+
+fn my_args(_: ()) -> Vec<String> {
+    std::env::args().collect()
+}
+
+per_method! {
+    fn a_child_keeps_the_parents_arguments_after_its_title(method: StartMethod) {
+        let child = Process::new(my_args, ()).name("argv").start_method(method).start().unwrap();
+        let args = child.join_timeout(LONG).unwrap();
+        let ours: Vec<String> = std::env::args().collect();
+        assert!(args[0].starts_with("multiproc: argv") || ours[0].starts_with(&args[0]), "{args:?}");
+        assert_eq!(args[1..], ours[1..], "the arguments after argv[0] are the parent's");
+    }
+}

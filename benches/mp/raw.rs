@@ -21,7 +21,9 @@ pub const ROLE: &str = "MULTIPROC_BENCH_RAW";
 
 /// Serves a helper role and returns true, or returns false in a normal run.
 pub fn serve_role() -> bool {
-    let Ok(role) = std::env::var(ROLE) else { return false };
+    let Ok(role) = std::env::var(ROLE) else {
+        return false;
+    };
     let parts: Vec<&str> = role.split(':').collect();
     match parts.as_slice() {
         ["exit"] => {}
@@ -48,13 +50,11 @@ fn echo() {
 /// Says ready, waits for go, then writes `total` bytes in `chunk`-byte
 /// writes to stdout.
 fn send(chunk: usize, total: usize) {
-    let stdin = std::io::stdin();
     let mut out = std::io::stdout().lock();
     out.write_all(b"r").unwrap();
     out.flush().unwrap();
     let mut go = [0u8; 1];
     std::io::stdin().read_exact(&mut go).unwrap();
-    drop(stdin);
     let buf = vec![0u8; chunk];
     let mut sent = 0;
     while sent < total {
@@ -87,7 +87,12 @@ fn write_full(fd: std::os::fd::BorrowedFd<'_>, mut buf: &[u8]) {
 }
 
 fn helper(role: &str, stdin: Stdio, stdout: Stdio) -> Child {
-    Command::new("/proc/self/exe").env(ROLE, role).stdin(stdin).stdout(stdout).spawn().unwrap()
+    Command::new("/proc/self/exe")
+        .env(ROLE, role)
+        .stdin(stdin)
+        .stdout(stdout)
+        .spawn()
+        .unwrap()
 }
 
 const SPAWN_N: usize = 100;
@@ -103,17 +108,32 @@ pub fn spawn_join(reps: usize) {
                 }
             })
         });
-        emit_raw("spawn_join", json!({"start_method": method, "n": SPAWN_N}), &samples, Unit::MicrosPer(SPAWN_N as f64, "us/process"), "fork() + _exit + waitpid");
+        emit_raw(
+            "spawn_join",
+            json!({"start_method": method, "n": SPAWN_N}),
+            &samples,
+            Unit::MicrosPer(SPAWN_N as f64, "us/process"),
+            "fork() + _exit + waitpid",
+        );
     }
     let samples = repeat(reps, || {
         time(|| {
             for _ in 0..SPAWN_N {
-                let status = Command::new("/proc/self/exe").env(ROLE, "exit").status().unwrap();
+                let status = Command::new("/proc/self/exe")
+                    .env(ROLE, "exit")
+                    .status()
+                    .unwrap();
                 assert!(status.success());
             }
         })
     });
-    emit_raw("spawn_join", json!({"start_method": "spawn", "n": SPAWN_N}), &samples, Unit::MicrosPer(SPAWN_N as f64, "us/process"), "fork() + execve(self) that exits before main's work + wait");
+    emit_raw(
+        "spawn_join",
+        json!({"start_method": "spawn", "n": SPAWN_N}),
+        &samples,
+        Unit::MicrosPer(SPAWN_N as f64, "us/process"),
+        "fork() + execve(self) that exits before main's work + wait",
+    );
 }
 
 /// `pipe_pingpong`'s floor: 8-byte round trips over a socketpair with a
@@ -123,7 +143,11 @@ pub fn pipe_pingpong(reps: usize) {
     let samples = repeat(reps, || {
         let (ours, theirs) = UnixStream::pair().unwrap();
         let theirs = OwnedFd::from(theirs);
-        let mut child = helper("echo", Stdio::from(theirs.try_clone().unwrap()), Stdio::from(theirs));
+        let mut child = helper(
+            "echo",
+            Stdio::from(theirs.try_clone().unwrap()),
+            Stdio::from(theirs),
+        );
         let mut buf = *b"12345678";
         // The first round trip waits out the child's start-up: untimed.
         rustix::io::write(&ours, &buf).unwrap();
@@ -163,7 +187,11 @@ pub fn pipe_throughput(reps: usize) {
                 let (gr, gw) = std::io::pipe().unwrap();
                 (r.into(), w.into(), gw.into(), gr.into())
             };
-            let mut child = helper(&format!("send:{CHUNK}:{TOTAL}"), Stdio::from(go_r), Stdio::from(data_w));
+            let mut child = helper(
+                &format!("send:{CHUNK}:{TOTAL}"),
+                Stdio::from(go_r),
+                Stdio::from(data_w),
+            );
             let mut ready = [0u8; 1];
             read_full(data_r.as_fd(), &mut ready);
             let mut buf = vec![0u8; CHUNK];
@@ -184,7 +212,11 @@ pub fn pipe_throughput(reps: usize) {
             json!({"mode": "send_bytes/recv_bytes", "duplex": duplex, "transport": if duplex { "socketpair" } else { "os.pipe" }, "chunk_bytes": CHUNK, "total_bytes": TOTAL, "start_method": "fork"}),
             &samples,
             Unit::GbPerSecond(TOTAL as f64),
-            if duplex { "1 MiB write/read on a socketpair from a child" } else { "1 MiB write/read on a pipe from a child" },
+            if duplex {
+                "1 MiB write/read on a socketpair from a child"
+            } else {
+                "1 MiB write/read on a pipe from a child"
+            },
         );
     }
 }
@@ -213,5 +245,12 @@ pub fn queue_large(reps: usize) {
 }
 
 fn emit_raw(workload: &str, params: Value, samples: &[f64], unit: Unit, what: &str) {
-    emit(workload, "raw", params, samples, unit, Some(json!({ "what": what })));
+    emit(
+        workload,
+        "raw",
+        params,
+        samples,
+        unit,
+        Some(json!({ "what": what })),
+    );
 }

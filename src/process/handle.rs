@@ -74,10 +74,7 @@ impl<R> Child<R> {
                 Some(status)
             }
             Ok(None) => None,
-            Err(_) => self
-                .shared
-                .has_ended()
-                .then_some(ExitStatus::Signal(sys::SIGKILL)),
+            Err(_) => self.shared.has_ended().then_some(ExitStatus::Lost),
         }
     }
 
@@ -102,7 +99,10 @@ impl<R> Child<R> {
     /// runs: 0 after the target returned, 1 after a panic, `n` after
     /// `std::process::exit(n)`, and `-signal` after death by a signal
     /// (`-15` after [`terminate`](Child::terminate), `-9` after
-    /// [`kill`](Child::kill)).
+    /// [`kill`](Child::kill)). Also `None` for a child that has ended but
+    /// whose status was lost (when this process ignores SIGCHLD, the kernel
+    /// reaps children before anyone can ask): then
+    /// [`is_alive`](Child::is_alive) is false.
     ///
     /// # Examples
     ///
@@ -115,7 +115,7 @@ impl<R> Child<R> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn exitcode(&self) -> Option<i32> {
-        self.status().map(ExitStatus::exitcode)
+        self.status().and_then(ExitStatus::exitcode)
     }
 
     /// The child's process id.

@@ -2,6 +2,7 @@
 
 use std::ffi::{CString, OsString};
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
 use crate::bootstrap::{self, Role};
@@ -12,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::forkserver;
 use crate::process::shared::{ChildShared, Waiter};
 use crate::registry;
-use crate::sys::{self, AsFd, Forked, OwnedFd};
+use crate::sys::{self, AsFd, Environ, Forked, OwnedFd};
 use crate::task::Task;
 
 /// Everything needed to start one child.
@@ -37,7 +38,6 @@ pub(crate) fn launch(l: Launch<'_>) -> Result<Arc<ChildShared>> {
 }
 
 fn env_bytes(env: &[(OsString, OsString)]) -> Vec<(Vec<u8>, Vec<u8>)> {
-    use std::os::unix::ffi::OsStrExt;
     env.iter()
         .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
         .collect()
@@ -51,16 +51,19 @@ fn fork(l: Launch<'_>) -> Result<Arc<ChildShared>> {
     sys::prepare_title();
     let parent_death = sys::is_main_thread();
     let parent_pid = sys::getpid();
-    // Hold stdout, stderr and the registry across fork(), so that the child
-    // finds them unlocked and consistent, and flush so that it does not
-    // print the parent's pending output again.
+    let environ = Environ::with_additions(&env_bytes(l.env));
+    // No other thread may hold an unregistered internal fd across the
+    // fork; then stdout, stderr and the registry are held across it, so
+    // that the child finds them unlocked and consistent, and stdio is
+    // flushed so that the child does not print pending output again.
+    let windows = registry::no_fd_windows();
     let mut out = std::io::stdout().lock();
     let mut err = std::io::stderr().lock();
     let _ = out.flush();
     let _ = err.flush();
     sys::flush_c_stdio();
     let mut reg = registry::lock();
-    let info = reg.next_child_info(l.name, l.daemon, StartMethod::Fork, env_bytes(l.env));
+    let info = reg.next_child_info(l.name, l.daemon, StartMethod::Fork, Vec::new());
     let (parent_end, child_end) = socketpair()?;
     match sys::fork().map_err(|e| Error::io("fork()", e))? {
         Forked::Child => {
@@ -69,17 +72,20 @@ fn fork(l: Launch<'_>) -> Result<Arc<ChildShared>> {
             drop(reg);
             drop(err);
             drop(out);
+            drop(windows);
             if parent_death && !sys::set_parent_death_kill(parent_pid) {
                 sys::exit_now(255);
             }
             sys::ignore_sigint();
-            child::run(child_end, info, l.task.call, l.arg)
+            sys::reset_signal_mask();
+            child::run(child_end, info, environ, l.task.call, l.arg)
         }
         Forked::Parent(pid) => {
             drop(child_end);
-            let child = track(pid, Waiter::Direct, parent_end, info)?;
-            sys::set_nonblocking(child.control(), true)
-                .map_err(|e| Error::io("configuring the control socket", e))?;
+            let child = track(pid, parent_end, info)?;
+            if let Err(e) = sys::set_nonblocking(child.control(), true) {
+                return Err(abort_start(&child, "configuring the control socket", e));
+            }
             reg.add(Arc::clone(&child));
             Ok(child)
         }
@@ -89,6 +95,7 @@ fn fork(l: Launch<'_>) -> Result<Arc<ChildShared>> {
 fn spawn(l: Launch<'_>) -> Result<Arc<ChildShared>> {
     let info = registry::lock().next_child_info(l.name, l.daemon, StartMethod::Spawn, Vec::new());
     let frame = child::task_frame(l.task, &info, l.arg)?;
+    let _window = registry::fd_window();
     let child = exec_child(info, l.env)?;
     send_task(&child, &frame)?;
     registry::lock().add(Arc::clone(&child));
@@ -104,21 +111,30 @@ fn via_server(l: Launch<'_>) -> Result<Arc<ChildShared>> {
     );
     let frame = child::task_frame(l.task, &info, l.arg)?;
     let inline = frame.len() <= forkserver::INLINE_TASK;
+    let _window = registry::fd_window();
     let child = server_child(info, inline.then_some(&frame[..]))?;
     send_task(&child, if inline { &[] } else { &frame })?;
     registry::lock().add(Arc::clone(&child));
     Ok(child)
 }
 
-/// A re-exec'd child, waiting for its task on the control socket.
+/// A re-exec'd child, waiting for its task on the control socket. Its argv
+/// is its title followed by this process's arguments, so that `ps` shows
+/// it and `std::env::args()` in it goes on like the parent's.
 pub(crate) fn exec_child(
     info: ChildInfo,
     env: &[(OsString, OsString)],
 ) -> Result<Arc<ChildShared>> {
     let title = CString::new(format!("multiproc: {}", info.name).replace('\0', ""))
         .expect("NULs were removed");
+    let mut argv = vec![title];
+    argv.extend(
+        std::env::args_os()
+            .skip(1)
+            .filter_map(|a| CString::new(a.as_bytes()).ok()),
+    );
     let spec = bootstrap::exec_spec(
-        vec![title],
+        argv,
         Role::Spawn {
             max_frame: codec::max_frame_size(),
         },
@@ -128,20 +144,18 @@ pub(crate) fn exec_child(
     let pid = sys::spawn_exec(&spec, child_end.as_fd(), sys::is_main_thread())
         .map_err(|e| Error::io("starting a child with fork() + execve(/proc/self/exe)", e))?;
     drop(child_end);
-    track(pid, Waiter::Direct, parent_end, info)
+    track(pid, parent_end, info)
 }
 
 /// A child of the fork server, started with its task frame if it is
 /// `inline`, or else waiting for it on the control socket.
 pub(crate) fn server_child(info: ChildInfo, inline: Option<&[u8]>) -> Result<Arc<ChildShared>> {
-    let (parent_end, child_end) = socketpair()?;
-    let forked = forkserver::fork_child(&child_end, inline)?;
-    drop(child_end);
+    let forked = forkserver::fork_child(inline)?;
     Ok(Arc::new(ChildShared::new(
         forked.pid,
         forked.pidfd,
         Waiter::Server(forked.status),
-        parent_end,
+        forked.control,
         info.name,
         info.daemon,
     )))
@@ -149,12 +163,7 @@ pub(crate) fn server_child(info: ChildInfo, inline: Option<&[u8]>) -> Result<Arc
 
 /// Builds the record of a direct child. If its pidfd cannot be opened the
 /// child is killed and reaped, so that nothing is left behind.
-fn track(
-    pid: i32,
-    waiter: Waiter,
-    parent_end: OwnedFd,
-    info: ChildInfo,
-) -> Result<Arc<ChildShared>> {
+fn track(pid: i32, parent_end: OwnedFd, info: ChildInfo) -> Result<Arc<ChildShared>> {
     let pidfd = match sys::pidfd_open(pid) {
         Ok(fd) => fd,
         Err(e) => {
@@ -165,7 +174,7 @@ fn track(
     Ok(Arc::new(ChildShared::new(
         pid,
         pidfd,
-        waiter,
+        Waiter::Direct,
         parent_end,
         info.name,
         info.daemon,
@@ -184,11 +193,16 @@ pub(crate) fn send_task(child: &ChildShared, frame: &[u8]) -> Result<()> {
                 e.kind(),
                 std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
             ) => {}
-        Err(e) => {
-            let _ = child.signal(sys::SIGKILL);
-            let _ = child.wait(None);
-            return Err(Error::io("sending the task to the child", e));
-        }
+        Err(e) => return Err(abort_start(child, "sending the task to the child", e)),
     }
-    sys::set_nonblocking(control, true).map_err(|e| Error::io("configuring the control socket", e))
+    sys::set_nonblocking(control, true)
+        .map_err(|e| abort_start(child, "configuring the control socket", e))
+}
+
+/// Kills and reaps a child whose start failed half-way, so that nothing is
+/// left behind, and returns the error.
+fn abort_start(child: &ChildShared, what: &str, e: std::io::Error) -> Error {
+    let _ = child.signal(sys::SIGKILL);
+    let _ = child.wait(None);
+    Error::io(what, e)
 }

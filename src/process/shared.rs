@@ -133,21 +133,35 @@ impl ChildShared {
 
     fn drain(&self, st: &mut State) {
         while !st.done_reading {
+            if st.reply.is_some() {
+                // After the reply only end of file may come: a byte more is
+                // refused at once, without reading (or allocating for)
+                // whatever follows it.
+                let mut byte = Vec::with_capacity(1);
+                match sys::read(self.control.as_fd(), &mut byte, 1) {
+                    Ok(0) => st.done_reading = true,
+                    Ok(_) => self.abandon(
+                        st,
+                        Error::new(
+                            ErrorKind::Protocol,
+                            format!(
+                                "process '{}' (pid {}) sent more data after its reply; the stream is corrupt",
+                                self.name, self.pid
+                            ),
+                        ),
+                    ),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => st.done_reading = true,
+                    Err(e) => self.abandon(st, Error::io("reading the child's reply", e)),
+                }
+                continue;
+            }
             match st
                 .reader
                 .read_from(self.control.as_fd(), "the child's reply")
             {
-                Ok(ReadOutcome::Frame(frame)) => {
-                    if st.reply.is_none() {
-                        st.reply = Some(frame);
-                    } else {
-                        self.abandon(st, Error::new(
-                            ErrorKind::Protocol,
-                            format!("process '{}' (pid {}) sent more than one reply; the stream is corrupt", self.name, self.pid),
-                        ));
-                    }
-                }
-                Ok(ReadOutcome::Pending) => break,
+                Ok(ReadOutcome::Frame(frame)) => st.reply = Some(frame),
+                Ok(ReadOutcome::Pending) => return,
                 Ok(ReadOutcome::Eof { .. }) => st.done_reading = true,
                 Err(e) => self.abandon(st, e),
             }
@@ -173,8 +187,9 @@ impl ChildShared {
                         Ok(Some(ExitStatus::from_raw(raw)))
                     }
                     Ok(_) => {
-                        // The server died without a word; its children die
-                        // with it (parent-death signal), so watch the pidfd.
+                        // The server died without a word (or could not wait
+                        // for the child); watch the pidfd instead. Its
+                        // children die with it (parent-death signal).
                         st.server_lost = true;
                         self.try_reap(st)
                     }
@@ -187,7 +202,7 @@ impl ChildShared {
                 let ended = sys::poll(&mut fds, Some(Duration::ZERO))
                     .map_err(|e| Error::io(&what(), e))?
                     > 0;
-                Ok(ended.then_some(ExitStatus::Signal(sys::SIGKILL)))
+                Ok(ended.then_some(ExitStatus::Lost))
             }
             Waiter::Direct => {
                 sys::pidfd_wait(self.pidfd.as_fd(), false).map_err(|e| Error::io(&what(), e))
@@ -200,17 +215,17 @@ impl ChildShared {
     pub(crate) fn wait(&self, deadline: Option<Instant>) -> Result<Option<ExitStatus>> {
         let mut spun = false;
         loop {
-            let (read_control, server_lost) = {
+            let (read_control, replied, server_lost) = {
                 let mut st = self.lock();
                 if let Some(status) = self.progress(&mut st)? {
                     return Ok(Some(status));
                 }
-                (st.reply.is_none() && !st.done_reading, st.server_lost)
+                (!st.done_reading, st.reply.is_some(), st.server_lost)
             };
             // The reply is in: the child is on its way out. Exiting takes it
             // a few tens of microseconds, less than sleeping and being woken
             // costs us, so look again for a short while before sleeping.
-            if !read_control && !spun {
+            if replied && !spun {
                 spun = true;
                 if let Some(status) = self.spin_for_exit(Duration::from_micros(SPIN_MICROS))? {
                     return Ok(Some(status));
@@ -354,9 +369,11 @@ impl ChildShared {
                 Err(Error::new(
                     ErrorKind::Panicked,
                     format!(
-                        "process '{}' (pid {}) {panic}; the child exited with code {code}. Fix the target, or catch \
-                         the panic inside it and return an error value",
-                        self.name, self.pid
+                        "process '{}' (pid {}) {panic}; the child exited with code {}. Fix the target, or catch the \
+                         panic inside it and return an error value",
+                        self.name,
+                        self.pid,
+                        code.map_or("unknown".to_owned(), |c| c.to_string())
                     ),
                 )
                 .with_panic(panic)
@@ -394,7 +411,7 @@ impl ChildShared {
                     self.name, self.pid
                 ),
             )
-            .with_exitcode(code),
+            .with_exitcode(Some(code)),
             ExitStatus::Signal(sig) => Error::new(
                 ErrorKind::Signaled,
                 format!(
@@ -406,7 +423,14 @@ impl ChildShared {
                     -sig
                 ),
             )
-            .with_exitcode(-sig),
+            .with_exitcode(Some(-sig)),
+            ExitStatus::Lost => Error::new(
+                ErrorKind::Io,
+                format!(
+                    "process '{}' (pid {}) ended without a reply, and how it ended is unknown: its exit status was                      lost (SIGCHLD is ignored in this process, so the kernel reaped it, or something else waited                      for it). Do not ignore SIGCHLD, and do not wait for children you did not start",
+                    self.name, self.pid
+                ),
+            ),
         }
     }
 }

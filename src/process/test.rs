@@ -33,7 +33,7 @@ fn outcome_kind(child: &ChildShared) -> (ErrorKind, String, Option<i32>) {
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = child.wait(Some(deadline)).unwrap().expect("the child ends");
     let err = child.take_outcome().unwrap_err();
-    assert_eq!(err.exitcode(), Some(status.exitcode()));
+    assert_eq!(err.exitcode(), status.exitcode());
     (err.kind(), err.to_string(), err.exitcode())
 }
 
@@ -184,4 +184,53 @@ fn a_torn_reply_is_reported_with_the_exit_status() {
         assert_eq!(err.kind(), ErrorKind::Exited, "{method}: {err}");
         assert_eq!(err.exitcode(), Some(0));
     }
+}
+
+/// Replies, then writes more.
+fn reply_then_junk(_: ()) -> u64 {
+    let link = registry::lock().parent_link.clone().expect("in a child");
+    let frame = codec::frame_of(kind::VALUE, &7u64, "v").unwrap();
+    sys::send_all(link.as_fd(), &frame).unwrap();
+    let junk = (u64::from(kind::VALUE) << 56) | (512u64 << 20);
+    sys::send_all(link.as_fd(), &junk.to_le_bytes()).unwrap();
+    sys::exit_now(0)
+}
+
+#[test]
+fn bytes_after_the_reply_are_refused() {
+    for method in [
+        StartMethod::Fork,
+        StartMethod::Spawn,
+        StartMethod::ForkServer,
+    ] {
+        let child = Process::new(reply_then_junk, ())
+            .start_method(method)
+            .start()
+            .unwrap();
+        let err = child.join_timeout(Duration::from_secs(30)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Protocol, "{method}: {err}");
+        assert!(err.to_string().contains("after its reply"), "{err}");
+    }
+}
+
+fn terminate_me(_: ()) -> u64 {
+    loop {
+        std::thread::park();
+    }
+}
+
+#[test]
+fn a_fork_child_does_not_inherit_a_blocked_sigterm() {
+    let child = std::thread::spawn(|| {
+        sys::block_sigterm_in_this_thread();
+        Process::new(terminate_me, ())
+            .start_method(StartMethod::Fork)
+            .start()
+            .unwrap()
+    })
+    .join()
+    .unwrap();
+    child.terminate().unwrap();
+    let err = child.join_timeout(Duration::from_secs(30)).unwrap_err();
+    assert_eq!(err.exitcode(), Some(-15), "{err}");
 }

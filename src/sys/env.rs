@@ -14,63 +14,70 @@ pub(crate) fn remove_var(key: &str) {
     unsafe { std::env::remove_var(key) }
 }
 
-/// Adds (or overrides) `additions` in this process's environment by
-/// installing a new `environ` array.
+/// A complete environment, built ahead of time and installed later by
+/// swapping the `environ` pointer.
 ///
-/// Called in a child before its task runs, which may be a fork of a
-/// multithreaded parent: `std::env::set_var` takes std's environment
-/// write lock, and a thread of the parent that was reading the
-/// environment at the moment of the fork left that lock read-held forever
-/// in the child. Reading the current environment takes the read side
-/// only, and the new array is swapped in without any lock. The old array
-/// and strings are left in place (they may be inherited memory), and the
-/// new ones live for the rest of the process.
-pub(crate) fn extend_environ(additions: &[(Vec<u8>, Vec<u8>)]) {
-    if additions.is_empty() {
-        return;
-    }
-    let mut entries: Vec<CString> = Vec::new();
-    for (key, value) in std::env::vars_os() {
-        if additions
-            .iter()
-            .any(|(k, _)| k.as_slice() == key.as_bytes())
-        {
-            continue;
+/// A forked child of a multithreaded parent must not touch std's
+/// environment lock (another thread may have held it at the moment of the
+/// fork), so the parent builds the new environment before forking and the
+/// child only installs it.
+#[derive(Debug)]
+pub(crate) struct Environ {
+    _entries: Vec<CString>,
+    ptrs: Vec<*mut c_char>,
+}
+
+// SAFETY: the pointers point into `_entries`, owned by the same value and
+// never mutated; moving the value between threads moves the strings too.
+unsafe impl Send for Environ {}
+
+impl Environ {
+    /// The current environment plus `additions` (which override), or
+    /// `None` when there is nothing to add.
+    pub(crate) fn with_additions(additions: &[(Vec<u8>, Vec<u8>)]) -> Option<Environ> {
+        if additions.is_empty() {
+            return None;
         }
-        let mut entry = key.as_bytes().to_vec();
-        entry.push(b'=');
-        entry.extend_from_slice(value.as_bytes());
-        entries.extend(CString::new(entry).ok());
+        let mut entries: Vec<CString> = Vec::new();
+        for (key, value) in std::env::vars_os() {
+            if additions
+                .iter()
+                .any(|(k, _)| k.as_slice() == key.as_bytes())
+            {
+                continue;
+            }
+            let mut entry = key.as_bytes().to_vec();
+            entry.push(b'=');
+            entry.extend_from_slice(value.as_bytes());
+            entries.extend(CString::new(entry).ok());
+        }
+        for (key, value) in additions {
+            let mut entry = key.clone();
+            entry.push(b'=');
+            entry.extend_from_slice(value);
+            entries.extend(CString::new(entry).ok());
+        }
+        let mut ptrs: Vec<*mut c_char> = entries.iter().map(|e| e.as_ptr().cast_mut()).collect();
+        ptrs.push(std::ptr::null_mut());
+        Some(Environ {
+            _entries: entries,
+            ptrs,
+        })
     }
-    for (key, value) in additions {
-        let mut entry = key.clone();
-        entry.push(b'=');
-        entry.extend_from_slice(value);
-        entries.extend(CString::new(entry).ok());
+
+    /// Makes this the process's environment, for the rest of its life.
+    /// Called in a freshly started child, which is single-threaded.
+    pub(crate) fn install(self) {
+        let this = Box::leak(Box::new(self));
+        // SAFETY: the process is single-threaded here (a fresh child), so
+        // nothing reads `environ` concurrently; the array is NUL-terminated
+        // and every entry is a NUL-terminated `KEY=value` string; both are
+        // leaked, so they live for the rest of the process. The old array is
+        // left in place (it may be inherited memory).
+        unsafe { environ = this.ptrs.as_mut_ptr() };
     }
-    let entries: &'static [CString] = Vec::leak(entries);
-    let mut ptrs: Vec<*mut c_char> = entries.iter().map(|e| e.as_ptr().cast_mut()).collect();
-    ptrs.push(std::ptr::null_mut());
-    let ptrs: &'static mut [*mut c_char] = Vec::leak(ptrs);
-    // SAFETY: this process is single-threaded here (a fresh child), so no
-    // one reads `environ` concurrently; the array is NUL-terminated, every
-    // entry is a NUL-terminated `KEY=value` string, and both live for the
-    // rest of the process (leaked above).
-    unsafe { libc_environ_set(ptrs.as_mut_ptr()) };
 }
 
 unsafe extern "C" {
     static mut environ: *mut *mut c_char;
-}
-
-/// Assigns `environ`.
-///
-/// # Safety
-///
-/// `new` must be a valid NUL-terminated array of `KEY=value` C strings
-/// that lives for the rest of the process, and no other thread may touch
-/// the environment.
-unsafe fn libc_environ_set(new: *mut *mut c_char) {
-    // SAFETY: guaranteed by the caller.
-    unsafe { environ = new };
 }

@@ -183,7 +183,13 @@ pub(crate) fn recv_fds(
         }
     }
     if msg.flags.contains(rustix::net::ReturnFlags::TRUNC) {
-        return Err(io::Error::other("a control message was truncated"));
+        return Err(io::Error::other("a message was truncated"));
+    }
+    if msg.flags.contains(rustix::net::ReturnFlags::CTRUNC) {
+        // The kernel could not install every fd (out of fds, or more than 8).
+        return Err(io::Error::other(
+            "fds attached to a message were dropped (control message truncated)",
+        ));
     }
     Ok(msg.bytes)
 }

@@ -76,8 +76,8 @@ const ERR_FD: i32 = 4;
 
 /// Forks and execs `spec` with `child_fd` as fd 3 and no other fd but 0-2.
 ///
-/// In the child, before `execve`: SIGINT is ignored, the signal mask is
-/// cleared, and with `parent_death` the child asks for SIGKILL when this
+/// In the child, before `execve`: SIGINT is ignored, SIGCHLD is back to its
+/// default, the signal mask is cleared, and with `parent_death` the child asks for SIGKILL when this
 /// thread exits (and exits at once if the parent is already gone). Returns
 /// the child's pid once the `execve` has succeeded; a failed `execve` is
 /// reported here, with the child already reaped.
@@ -100,27 +100,29 @@ pub(crate) fn spawn_exec(
         in_child_before_exec(spec, child_raw, err_raw, parent_pid, parent_death);
     }
     drop(err_w);
+    // End of file on the error pipe means the execve succeeded (the pipe is
+    // CLOEXEC); 4 bytes are the errno of a failed one.
     let mut buf = Vec::with_capacity(4);
-    let n = loop {
-        match super::read(rustix::fd::AsFd::as_fd(&err_r), &mut buf, 4) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            other => break other?,
-        }
-    };
-    if n == 0 {
-        return Ok(pid);
-    }
     while buf.len() < 4 {
         let want = 4 - buf.len();
-        if super::read(rustix::fd::AsFd::as_fd(&err_r), &mut buf, want)? == 0 {
-            break;
+        match super::read(rustix::fd::AsFd::as_fd(&err_r), &mut buf, want) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                super::kill_and_reap(pid);
+                return Err(e);
+            }
         }
     }
-    let errno = i32::from_ne_bytes(buf[..4].try_into().unwrap_or([0; 4]));
+    if buf.is_empty() {
+        return Ok(pid);
+    }
+    let errno = buf
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .map_or(libc::EIO, i32::from_ne_bytes);
     // The child has written its errno and is exiting: reap it.
-    let mut status = 0;
-    // SAFETY: `pid` is our own child; `status` is a valid out-pointer.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
+    super::kill_and_reap(pid);
     Err(io::Error::from_raw_os_error(errno))
 }
 
@@ -162,6 +164,11 @@ fn in_child_before_exec(
         let mut ign: libc::sigaction = std::mem::zeroed();
         ign.sa_sigaction = libc::SIG_IGN;
         libc::sigaction(libc::SIGINT, &ign, std::ptr::null_mut());
+        // A parent that ignores SIGCHLD would pass that on through execve,
+        // and the child could then not wait for its own children.
+        let mut dfl: libc::sigaction = std::mem::zeroed();
+        dfl.sa_sigaction = libc::SIG_DFL;
+        libc::sigaction(libc::SIGCHLD, &dfl, std::ptr::null_mut());
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());

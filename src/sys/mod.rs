@@ -16,10 +16,10 @@ mod fork;
 mod process;
 mod signal;
 mod title;
-mod zst;
+mod trampoline;
 
 pub(crate) use elf::build_id;
-pub(crate) use env::{extend_environ, remove_var};
+pub(crate) use env::{Environ, remove_var};
 pub(crate) use exit::{at_exit, exit_now, flush_c_stdio};
 pub(crate) use fd::{
     PollFd, PollFlags, close_all_except, close_raw, eventfd, pipe, poll, read, recv_fds, send_all,
@@ -31,10 +31,12 @@ pub(crate) use process::{
     ExitStatus, cpu_count, getpid, is_main_thread, kill_and_reap, pidfd_open, pidfd_signal,
     pidfd_wait, set_parent_death_kill,
 };
+#[cfg(test)]
+pub(crate) use signal::block_sigterm_in_this_thread;
 pub(crate) use signal::{
-    SIGKILL, SIGTERM, ignore_sigint, ignore_sigpipe, signal_name, watch_parent,
+    SIGKILL, SIGTERM, ignore_sigint, ignore_sigpipe, reset_signal_mask, signal_name, watch_parent,
 };
 pub(crate) use title::{prepare_title, set_title};
-pub(crate) use zst::{conjure, fn_at};
+pub(crate) use trampoline::{Trampoline, conjure, fingerprint, id_of, resolve};
 
 pub(crate) use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};

@@ -13,14 +13,20 @@ pub(crate) enum ExitStatus {
     Code(i32),
     /// Killed by this signal.
     Signal(i32),
+    /// It ended, but its status could not be collected: the kernel reaped
+    /// it (SIGCHLD ignored), something else waited for it, or the fork
+    /// server that reaped it died before reporting.
+    Lost,
 }
 
 impl ExitStatus {
-    /// Python's `exitcode`: the code, or minus the signal.
-    pub(crate) fn exitcode(self) -> i32 {
+    /// Python's `exitcode`: the code, or minus the signal; `None` when the
+    /// status was lost.
+    pub(crate) fn exitcode(self) -> Option<i32> {
         match self {
-            ExitStatus::Code(c) => c,
-            ExitStatus::Signal(s) => -s,
+            ExitStatus::Code(c) => Some(c),
+            ExitStatus::Signal(s) => Some(-s),
+            ExitStatus::Lost => None,
         }
     }
 
@@ -33,11 +39,12 @@ impl ExitStatus {
         }
     }
 
-    /// Encodes as a raw `wait` status word.
-    pub(crate) fn to_raw(self) -> i32 {
+    /// Encodes as a raw `wait` status word; a lost status has none.
+    pub(crate) fn to_raw(self) -> Option<i32> {
         match self {
-            ExitStatus::Code(c) => (c & 0xff) << 8,
-            ExitStatus::Signal(s) => s & 0x7f,
+            ExitStatus::Code(c) => Some((c & 0xff) << 8),
+            ExitStatus::Signal(s) => Some(s & 0x7f),
+            ExitStatus::Lost => None,
         }
     }
 }
@@ -77,8 +84,29 @@ pub(crate) fn pidfd_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
 }
 
 /// `waitid(P_PIDFD, pidfd, WEXITED)`, reaping the child. With `block` false
-/// it returns `None` while the child runs.
+/// it returns `None` while the child runs. A child that has ended but
+/// cannot be waited for (`ECHILD`: SIGCHLD is ignored, so the kernel
+/// reaped it, or someone else did) is `ExitStatus::Lost`.
 pub(crate) fn pidfd_wait(pidfd: BorrowedFd<'_>, block: bool) -> io::Result<Option<ExitStatus>> {
+    match waitid_pidfd(pidfd, block) {
+        Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
+            let mut fds = [rustix::event::PollFd::new(
+                &pidfd,
+                rustix::event::PollFlags::IN,
+            )];
+            let timeout = if block {
+                None
+            } else {
+                Some(std::time::Duration::ZERO)
+            };
+            let ended = super::poll(&mut fds, timeout)? > 0;
+            Ok(ended.then_some(ExitStatus::Lost))
+        }
+        other => other,
+    }
+}
+
+fn waitid_pidfd(pidfd: BorrowedFd<'_>, block: bool) -> io::Result<Option<ExitStatus>> {
     let mut options = WaitIdOptions::EXITED;
     if !block {
         options |= WaitIdOptions::NOHANG;
@@ -148,10 +176,12 @@ mod tests {
             ExitStatus::Signal(9),
             ExitStatus::Signal(15),
         ] {
-            assert_eq!(ExitStatus::from_raw(s.to_raw()), s);
+            assert_eq!(ExitStatus::from_raw(s.to_raw().unwrap()), s);
         }
-        assert_eq!(ExitStatus::Signal(9).exitcode(), -9);
-        assert_eq!(ExitStatus::Code(3).exitcode(), 3);
+        assert_eq!(ExitStatus::Signal(9).exitcode(), Some(-9));
+        assert_eq!(ExitStatus::Code(3).exitcode(), Some(3));
+        assert_eq!(ExitStatus::Lost.exitcode(), None);
+        assert_eq!(ExitStatus::Lost.to_raw(), None);
     }
 
     #[test]

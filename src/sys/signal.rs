@@ -36,6 +36,30 @@ pub(crate) fn ignore_sigpipe() {
     set_disposition(libc::SIGPIPE, libc::SIG_IGN, 0);
 }
 
+/// Unblocks every signal for this thread (a forked child inherits the
+/// forking thread's mask; `terminate()` must reach it).
+pub(crate) fn reset_signal_mask() {
+    // SAFETY: `set` is initialised by `sigemptyset` before use.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Blocks SIGTERM in the calling thread, for a test that a forked child
+/// does not inherit the mask.
+#[cfg(test)]
+pub(crate) fn block_sigterm_in_this_thread() {
+    // SAFETY: `set` is initialised by `sigemptyset` before use.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
 static WATCHED_FD: AtomicI32 = AtomicI32::new(-1);
 
 extern "C" fn on_sigio(_sig: libc::c_int) {

@@ -1,0 +1,119 @@
+//! Turning a target function into a number every process of this
+//! executable understands, and back.
+//!
+//! The number is the offset of a monomorphised trampoline from [`anchor`]:
+//! ASLR moves the executable as one piece, so the offset is the same in a
+//! forked, a re-exec'd and a fork-server child. An offset travels with a
+//! tag, a checksum of the offset keyed on this build's fingerprint, and is
+//! turned back into a function only when the tag matches. That refuses a
+//! corrupt id and an id from another build. It is not a secret: ids are
+//! only ever accepted from the parent over a private socket (a peer on a
+//! shared channel must be authenticated before any id it sends is read).
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::OnceLock;
+
+/// A reply-producing entry point: the encoded argument in, a whole reply
+/// frame out.
+pub(crate) type Trampoline = fn(&[u8]) -> Vec<u8>;
+
+/// Produces the one value of the zero-sized function type `F`.
+///
+/// On stable Rust only fn items, closures and fn pointers implement `Fn`;
+/// fn pointers are not zero-sized (checked at compile time), so `F` is a fn
+/// item or a closure that captures nothing: a type with no fields and no
+/// invariant, whose value can be made from nothing.
+pub(crate) fn conjure<F, A, R>() -> F
+where
+    F: Fn(A) -> R + Copy,
+{
+    const { assert!(std::mem::size_of::<F>() == 0) };
+    // SAFETY: `F` is zero-sized (checked at compile time), so reading it
+    // through a dangling but aligned, non-null pointer touches no memory;
+    // as a fn item or captureless closure type it has no invariant beyond
+    // existing, and it is `Copy`, so this is no different from copying the
+    // value the caller named.
+    unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() }
+}
+
+/// The fixed point that task offsets are measured from.
+#[inline(never)]
+fn anchor() -> u64 {
+    // A distinctive body, so that the linker has no reason to fold it with
+    // another function (folding would still be harmless: the address would
+    // stay fixed within the executable).
+    std::hint::black_box(0x6d75_6c74_6970_726f)
+}
+
+fn anchor_addr() -> usize {
+    anchor as fn() -> u64 as usize
+}
+
+/// The build fingerprint of this executable: its GNU build-id, or, when the
+/// linker wrote none, a hash of the executable file.
+pub(crate) fn fingerprint() -> &'static [u8] {
+    static FP: OnceLock<Vec<u8>> = OnceLock::new();
+    FP.get_or_init(|| {
+        super::build_id().unwrap_or_else(|| {
+            let mut h = DefaultHasher::new();
+            match std::fs::read("/proc/self/exe") {
+                Ok(bytes) => bytes.hash(&mut h),
+                Err(_) => anchor_addr().hash(&mut h),
+            }
+            h.finish().to_le_bytes().to_vec()
+        })
+    })
+}
+
+fn tag(offset: u64) -> u64 {
+    let mut h = DefaultHasher::new();
+    fingerprint().hash(&mut h);
+    offset.hash(&mut h);
+    0x6d70u16.hash(&mut h);
+    h.finish()
+}
+
+/// The id of `call`: its offset from the anchor, and the offset's tag.
+pub(crate) fn id_of(call: Trampoline) -> (u64, u64) {
+    let offset = (call as usize).wrapping_sub(anchor_addr()) as u64;
+    (offset, tag(offset))
+}
+
+/// The trampoline an id names, if its tag is right for this build.
+pub(crate) fn resolve(offset: u64, tag_received: u64) -> Option<Trampoline> {
+    if tag_received != tag(offset) {
+        return None;
+    }
+    let addr = anchor_addr().wrapping_add(offset as usize);
+    // SAFETY: the tag matches, so the offset was made by `id_of` from a
+    // real `Trampoline` in this same build (same fingerprint): the address
+    // is that trampoline's here, ASLR having moved the anchor and it
+    // together. Ids come only from the parent over a private socket (see
+    // the module documentation), so a matching tag is not forged.
+    Some(unsafe { std::mem::transmute::<usize, Trampoline>(addr) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn echo(input: &[u8]) -> Vec<u8> {
+        input.to_vec()
+    }
+
+    #[test]
+    fn ids_resolve_to_the_same_function_and_garbage_does_not() {
+        let (offset, tag) = id_of(echo);
+        let call = resolve(offset, tag).unwrap();
+        assert_eq!(call(b"hi"), b"hi");
+        assert!(resolve(offset, tag ^ 1).is_none());
+        assert!(resolve(offset + 8, tag).is_none());
+        assert!(resolve(0xdead_beef, 0x1234).is_none());
+    }
+
+    #[test]
+    fn fingerprint_is_stable_and_non_empty() {
+        assert!(!fingerprint().is_empty());
+        assert_eq!(fingerprint(), fingerprint());
+    }
+}
