@@ -225,9 +225,11 @@ impl ChildShared {
             // The reply is in: the child is on its way out. Exiting takes it
             // a few tens of microseconds, less than sleeping and being woken
             // costs us, so look again for a short while before sleeping.
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             if replied && !spun {
                 spun = true;
-                if let Some(status) = self.spin_for_exit(Duration::from_micros(SPIN_MICROS))? {
+                let budget = Duration::from_micros(SPIN_MICROS).min(left.unwrap_or(Duration::MAX));
+                if let Some(status) = self.spin_for_exit(budget)? {
                     return Ok(Some(status));
                 }
             }

@@ -136,78 +136,74 @@ fn garbage_bytes_instead_of_a_task_are_refused_by_the_child() {
     }
 }
 
-/// Writes a reply header that declares 2^40 bytes, then exits.
-fn lying_reply(_: ()) -> u64 {
+/// Writes `bytes` to the parent instead of a proper reply, then exits 0.
+fn write_raw_and_exit(bytes: &[u8]) -> ! {
     let link = registry::lock().parent_link.clone().expect("in a child");
-    let header = (u64::from(kind::VALUE) << 56) | (1u64 << 40);
-    sys::send_all(link.as_fd(), &header.to_le_bytes()).unwrap();
+    sys::send_all(link.as_fd(), bytes).unwrap();
     sys::exit_now(0)
+}
+
+/// Runs `target` under every start method; returns each join's error.
+fn join_errors<F: Fn(()) -> u64 + Copy + Send + 'static>(
+    target: F,
+) -> Vec<(StartMethod, crate::Error)> {
+    [
+        StartMethod::Fork,
+        StartMethod::Spawn,
+        StartMethod::ForkServer,
+    ]
+    .into_iter()
+    .map(|method| {
+        let child = Process::new(target, ())
+            .start_method(method)
+            .start()
+            .unwrap();
+        (
+            method,
+            child.join_timeout(Duration::from_secs(30)).unwrap_err(),
+        )
+    })
+    .collect()
+}
+
+/// A reply header that declares 2^40 bytes.
+fn lying_reply(_: ()) -> u64 {
+    let header = (u64::from(kind::VALUE) << 56) | (1u64 << 40);
+    write_raw_and_exit(&header.to_le_bytes())
 }
 
 #[test]
 fn a_reply_of_2_pow_40_declared_bytes_is_refused_by_the_parent() {
-    for method in [
-        StartMethod::Fork,
-        StartMethod::Spawn,
-        StartMethod::ForkServer,
-    ] {
-        let child = Process::new(lying_reply, ())
-            .start_method(method)
-            .start()
-            .unwrap();
-        let err = child.join_timeout(Duration::from_secs(30)).unwrap_err();
+    for (method, err) in join_errors(lying_reply) {
         assert_eq!(err.kind(), ErrorKind::FrameTooLarge, "{method}: {err}");
         assert!(err.to_string().contains("1099511627776"), "{err}");
     }
 }
 
-/// Writes half a reply frame, then exits.
+/// Half a reply frame.
 fn torn_reply(_: ()) -> u64 {
-    let link = registry::lock().parent_link.clone().expect("in a child");
     let frame = codec::frame_of(kind::VALUE, &vec![1u8; 1000], "v").unwrap();
-    sys::send_all(link.as_fd(), &frame[..500]).unwrap();
-    sys::exit_now(0)
+    write_raw_and_exit(&frame[..500])
 }
 
 #[test]
 fn a_torn_reply_is_reported_with_the_exit_status() {
-    for method in [
-        StartMethod::Fork,
-        StartMethod::Spawn,
-        StartMethod::ForkServer,
-    ] {
-        let child = Process::new(torn_reply, ())
-            .start_method(method)
-            .start()
-            .unwrap();
-        let err = child.join_timeout(Duration::from_secs(30)).unwrap_err();
+    for (method, err) in join_errors(torn_reply) {
         assert_eq!(err.kind(), ErrorKind::Exited, "{method}: {err}");
         assert_eq!(err.exitcode(), Some(0));
     }
 }
 
-/// Replies, then writes more.
+/// A whole reply, then the header of another frame.
 fn reply_then_junk(_: ()) -> u64 {
-    let link = registry::lock().parent_link.clone().expect("in a child");
-    let frame = codec::frame_of(kind::VALUE, &7u64, "v").unwrap();
-    sys::send_all(link.as_fd(), &frame).unwrap();
-    let junk = (u64::from(kind::VALUE) << 56) | (512u64 << 20);
-    sys::send_all(link.as_fd(), &junk.to_le_bytes()).unwrap();
-    sys::exit_now(0)
+    let mut bytes = codec::frame_of(kind::VALUE, &7u64, "v").unwrap();
+    bytes.extend_from_slice(&((u64::from(kind::VALUE) << 56) | (512u64 << 20)).to_le_bytes());
+    write_raw_and_exit(&bytes)
 }
 
 #[test]
 fn bytes_after_the_reply_are_refused() {
-    for method in [
-        StartMethod::Fork,
-        StartMethod::Spawn,
-        StartMethod::ForkServer,
-    ] {
-        let child = Process::new(reply_then_junk, ())
-            .start_method(method)
-            .start()
-            .unwrap();
-        let err = child.join_timeout(Duration::from_secs(30)).unwrap_err();
+    for (method, err) in join_errors(reply_then_junk) {
         assert_eq!(err.kind(), ErrorKind::Protocol, "{method}: {err}");
         assert!(err.to_string().contains("after its reply"), "{err}");
     }
