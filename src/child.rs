@@ -201,6 +201,14 @@ impl Spot {
 
 thread_local! {
     static PANIC_LOCATION: Cell<Option<Spot>> = const { Cell::new(None) };
+    static QUIET_PANICS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Stops this thread's panics from being printed by the panic hook (their
+/// message and location still reach the parent): a pool worker's panics
+/// are its tasks' results, which Python's Pool does not print either.
+pub(crate) fn quiet_panics() {
+    QUIET_PANICS.with(|q| q.set(true));
 }
 
 /// Wraps the current panic hook, once per process, so that it also records
@@ -223,19 +231,27 @@ fn wrap_panic_hook() {
             let spot = Spot::new(loc.file(), loc.line(), loc.column());
             let _ = PANIC_LOCATION.try_with(|l| l.set(Some(spot)));
         }
-        previous(info);
+        if !QUIET_PANICS.try_with(Cell::get).unwrap_or(false) {
+            previous(info);
+        }
     }));
 }
 
-/// Runs `f`, turning an error or a panic into the matching reply frame.
-pub(crate) fn run_guarded(f: impl FnOnce() -> Result<Vec<u8>>) -> Vec<u8> {
+/// How a guarded call failed.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// It panicked.
+    Panic(PanicInfo),
+    /// It returned an error.
+    Error(Error),
+}
+
+/// Runs `f`, catching a panic with its message and location.
+pub(crate) fn catch<T>(f: impl FnOnce() -> Result<T>) -> std::result::Result<T, Failure> {
     let _ = PANIC_LOCATION.try_with(|l| l.set(None));
     match std::panic::catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(frame)) => match codec::check_outgoing(&frame, "the return value") {
-            Ok(()) => frame,
-            Err(e) => error_frame(&e),
-        },
-        Ok(Err(e)) => error_frame(&e),
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(Failure::Error(e)),
         Err(payload) => {
             let message = if let Some(s) = payload.downcast_ref::<&str>() {
                 (*s).to_owned()
@@ -251,8 +267,21 @@ pub(crate) fn run_guarded(f: impl FnOnce() -> Result<Vec<u8>>) -> Vec<u8> {
                 .map(Spot::into_parts);
             // A payload whose destructor panics must not take the child down.
             let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(payload)));
-            codec::frame_of(kind::PANIC, &PanicInfo::new(message, location), "a panic")
-                .expect("a PanicInfo always serializes")
+            Err(Failure::Panic(PanicInfo::new(message, location)))
+        }
+    }
+}
+
+/// Runs `f`, turning an error or a panic into the matching reply frame.
+pub(crate) fn run_guarded(f: impl FnOnce() -> Result<Vec<u8>>) -> Vec<u8> {
+    match catch(f) {
+        Ok(frame) => match codec::check_outgoing(&frame, "the return value") {
+            Ok(()) => frame,
+            Err(e) => error_frame(&e),
+        },
+        Err(Failure::Error(e)) => error_frame(&e),
+        Err(Failure::Panic(p)) => {
+            codec::frame_of(kind::PANIC, &p, "a panic").expect("a PanicInfo always serializes")
         }
     }
 }

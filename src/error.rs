@@ -55,6 +55,14 @@ pub enum ErrorKind {
     Unsupported,
     /// An operating-system call failed; [`std::error::Error::source`] has the `io::Error`.
     Io,
+    /// A pool worker died (killed, crashed, exited) while it held the task;
+    /// [`Error::pid`] and [`Error::exitcode`] say which and how.
+    WorkerLost,
+    /// The task was cancelled before it started.
+    Cancelled,
+    /// The pool cannot run tasks any more: its initializer failed, or it
+    /// was terminated.
+    BrokenPool,
 }
 
 impl ErrorKind {
@@ -73,6 +81,9 @@ impl ErrorKind {
             ErrorKind::InvalidInput => "invalid input",
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::Io => "I/O error",
+            ErrorKind::WorkerLost => "worker lost",
+            ErrorKind::Cancelled => "cancelled",
+            ErrorKind::BrokenPool => "broken pool",
         }
     }
 }
@@ -209,6 +220,7 @@ struct Inner {
     message: String,
     panic: Option<PanicInfo>,
     exitcode: Option<i32>,
+    pid: Option<u32>,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
@@ -221,6 +233,7 @@ impl Error {
                 message: message.into(),
                 panic: None,
                 exitcode: None,
+                pid: None,
                 source: None,
             }),
         }
@@ -246,6 +259,11 @@ impl Error {
 
     pub(crate) fn with_exitcode(mut self, code: Option<i32>) -> Self {
         self.inner.exitcode = code;
+        self
+    }
+
+    pub(crate) fn with_pid(mut self, pid: u32) -> Self {
+        self.inner.pid = Some(pid);
         self
     }
 
@@ -315,6 +333,38 @@ impl Error {
         self.inner.exitcode
     }
 
+    /// The pid of the process the error is about, when it is about one (a
+    /// pool worker that was lost).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{ErrorKind, Pool};
+    /// fn crash(_: ()) { std::process::abort() }
+    /// let pool = Pool::new(1)?;
+    /// let err = pool.apply(crash, ()).unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::WorkerLost);
+    /// assert!(err.pid().is_some());
+    /// assert_eq!(err.exitcode(), Some(-6));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn pid(&self) -> Option<u32> {
+        self.inner.pid
+    }
+
+    /// A copy of this error, for delivering one failure to several waiters
+    /// (every item of a lost chunk). The source is kept as text.
+    pub(crate) fn duplicate(&self) -> Error {
+        let mut copy = Error::new(self.inner.kind, self.inner.message.clone());
+        copy.inner.panic = self.inner.panic.clone();
+        copy.inner.exitcode = self.inner.exitcode;
+        copy.inner.pid = self.inner.pid;
+        if let Some(source) = &self.inner.source {
+            copy.inner.source = Some(Box::new(std::io::Error::other(source.to_string())));
+        }
+        copy
+    }
+
     /// The message without the kind prefix.
     pub(crate) fn message(&self) -> &str {
         &self.inner.message
@@ -331,6 +381,9 @@ impl fmt::Debug for Error {
         }
         if let Some(c) = self.inner.exitcode {
             d.field("exitcode", &c);
+        }
+        if let Some(p) = self.inner.pid {
+            d.field("pid", &p);
         }
         if let Some(s) = &self.inner.source {
             d.field("source", s);

@@ -67,7 +67,10 @@ pub use context::{
     get_start_method, set_start_method,
 };
 pub use error::{Error, ErrorKind, PanicInfo, Result};
-pub use pool::Pool;
+pub use pool::{
+    AsCompleted, AsyncResult, Calls, Done, IMap, IMapUnordered, Pool, PoolBuilder, ReturnWhen,
+    StarFn, as_completed, wait,
+};
 pub use process::{
     Child, ParentProcess, Process, ProcessInfo, active_children, current_process, parent_process,
 };

@@ -13,7 +13,7 @@ use crate::context::StartMethod;
 use crate::forkserver::ForkServer;
 use crate::process::ChildShared;
 use crate::process::reaper::Reaper;
-use crate::sys::{self, AsRawFd, OwnedFd};
+use crate::sys::{self, AsRawFd, OwnedFd, RawFd};
 
 #[derive(Debug)]
 pub(crate) struct Registry {
@@ -28,6 +28,9 @@ pub(crate) struct Registry {
     atexit_registered: bool,
     pub(crate) server: Option<Arc<ForkServer>>,
     pub(crate) reaper: Option<Reaper>,
+    /// Other internal fds (a pool dispatcher's wake-up eventfd) that a
+    /// forked child must not keep.
+    internal: Vec<RawFd>,
 }
 
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
@@ -38,6 +41,7 @@ static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     atexit_registered: false,
     server: None,
     reaper: None,
+    internal: Vec::new(),
 });
 
 /// Fork starts hold this exclusively across `fork()`; every window in
@@ -112,6 +116,16 @@ impl Registry {
         self.children.push(child);
     }
 
+    /// Notes an internal fd that forked children must not keep.
+    pub(crate) fn add_internal(&mut self, fd: RawFd) {
+        self.internal.push(fd);
+    }
+
+    /// Forgets an internal fd that is about to be closed.
+    pub(crate) fn remove_internal(&mut self, fd: RawFd) {
+        self.internal.retain(|&f| f != fd);
+    }
+
     /// Forgets a reaped child.
     pub(crate) fn remove(&mut self, child: &ChildShared) {
         self.children
@@ -132,6 +146,9 @@ impl Registry {
         if let Some(server) = self.server.take() {
             server.raw_fds().into_iter().for_each(sys::close_raw);
             std::mem::forget(server);
+        }
+        for fd in std::mem::take(&mut self.internal) {
+            sys::close_raw(fd);
         }
         if let Some(reaper) = self.reaper.take() {
             sys::close_raw(reaper.raw_fd());

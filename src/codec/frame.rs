@@ -50,19 +50,7 @@ impl FrameBuf {
 
     /// Appends `value`, serialized.
     pub(crate) fn push<T: Serialize + ?Sized>(&mut self, value: &T, what: &str) -> Result<()> {
-        let buf = std::mem::take(&mut self.buf);
-        let len = buf.len();
-        match postcard::to_extend(value, buf) {
-            Ok(buf) => {
-                self.buf = buf;
-                Ok(())
-            }
-            Err(e) => {
-                // `to_extend` consumed the buffer: rebuild what we had.
-                self.buf = vec![0; len];
-                Err(super::serialize_error(value, what, e))
-            }
-        }
+        super::encode_into(value, &mut self.buf, what)
     }
 
     /// Writes the header and returns the finished frame.
@@ -252,6 +240,105 @@ pub(crate) fn read_frame_blocking(
     }
 }
 
+/// Appends one frame of `kind` to `out`, whose payload `body` appends; on
+/// error `out` is left as it was. For batching many frames into one write.
+pub(crate) fn append_frame(
+    out: &mut Vec<u8>,
+    kind: u8,
+    body: impl FnOnce(&mut Vec<u8>) -> Result<()>,
+) -> Result<()> {
+    let start = out.len();
+    out.extend_from_slice(&[0; HEADER]);
+    if let Err(e) = body(out) {
+        out.truncate(start);
+        return Err(e);
+    }
+    let len = (out.len() - start - HEADER) as u64;
+    let header = (u64::from(kind) << 56) | (len & LEN_MASK);
+    out[start..start + HEADER].copy_from_slice(&header.to_le_bytes());
+    Ok(())
+}
+
+/// Reads a stream that carries many frames, in large reads: frames that
+/// fit the buffer are cut out of it, so a read returns dozens of small
+/// frames at once; a larger one is read into its own allocation, which
+/// grows only as its bytes arrive. Lengths are checked against the limit
+/// from the header, before anything is allocated.
+#[derive(Debug)]
+pub(crate) struct FrameStream {
+    buf: Vec<u8>,
+    pos: usize,
+    big: Option<(u8, usize, Vec<u8>)>,
+    limit: u64,
+}
+
+/// The stream buffer; frames larger than half of it are read on their own.
+const STREAM_BUF: usize = 64 * 1024;
+
+impl FrameStream {
+    pub(crate) fn new(limit: u64) -> Self {
+        FrameStream {
+            buf: Vec::with_capacity(STREAM_BUF),
+            pos: 0,
+            big: None,
+            limit,
+        }
+    }
+
+    /// The next frame already read, without reading more.
+    pub(crate) fn next_buffered(&mut self, what: &str) -> Result<Option<Frame>> {
+        if let Some((kind, want, payload)) = &mut self.big {
+            if payload.len() < *want {
+                return Ok(None);
+            }
+            let (kind, payload) = (*kind, std::mem::take(payload));
+            self.big = None;
+            return Ok(Some(Frame { kind, payload }));
+        }
+        let avail = &self.buf[self.pos..];
+        if avail.len() < HEADER {
+            return Ok(None);
+        }
+        let raw = u64::from_le_bytes(avail[..HEADER].try_into().expect("8 header bytes"));
+        let kind = (raw >> 56) as u8;
+        let len = raw & LEN_MASK;
+        check_len(len, self.limit, what)?;
+        let len = usize::try_from(len).map_err(|_| too_large(what, len, usize::MAX as u64))?;
+        if avail.len() - HEADER >= len {
+            let payload = avail[HEADER..HEADER + len].to_vec();
+            self.pos += HEADER + len;
+            return Ok(Some(Frame { kind, payload }));
+        }
+        if len > STREAM_BUF / 2 {
+            let mut payload = Vec::with_capacity(len.min(FIRST_CHUNK));
+            payload.extend_from_slice(&avail[HEADER..]);
+            self.pos = self.buf.len();
+            self.big = Some((kind, len, payload));
+        }
+        Ok(None)
+    }
+
+    /// One read from `fd`: `Some(0)` at end of file, `None` if it would
+    /// block.
+    pub(crate) fn fill(&mut self, fd: BorrowedFd<'_>, what: &str) -> Result<Option<usize>> {
+        if let Some((_, want, payload)) = &mut self.big {
+            let missing = *want - payload.len();
+            if payload.capacity() == payload.len() {
+                let grow = payload.capacity().max(FIRST_CHUNK).min(missing);
+                payload.reserve_exact(grow);
+            }
+            let room = (payload.capacity() - payload.len()).min(missing);
+            return read_some(fd, payload, room, what);
+        }
+        if self.pos > 0 && (self.pos == self.buf.len() || self.pos > STREAM_BUF / 2) {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        let room = STREAM_BUF.saturating_sub(self.buf.len()).max(HEADER);
+        read_some(fd, &mut self.buf, room, what)
+    }
+}
+
 /// Parses one whole frame held in memory (header included).
 pub(crate) fn parse_frame(bytes: &[u8], limit: u64, what: &str) -> Result<Frame> {
     let header: [u8; HEADER] = bytes
@@ -363,6 +450,60 @@ mod tests {
         assert!(check_len(100, 100, "v").is_ok());
         assert_eq!(
             check_len(101, 100, "v").unwrap_err().kind(),
+            ErrorKind::FrameTooLarge
+        );
+    }
+
+    #[test]
+    fn a_stream_cuts_many_frames_from_one_read_and_big_ones_apart() {
+        let (a, b) = socketpair_stream().unwrap();
+        let mut out = Vec::new();
+        for i in 0..50u32 {
+            append_frame(&mut out, kind::VALUE, |buf| {
+                buf.extend_from_slice(&i.to_le_bytes());
+                Ok(())
+            })
+            .unwrap();
+        }
+        let big = vec![9u8; 200_000];
+        append_frame(&mut out, kind::TASK, |buf| {
+            buf.extend_from_slice(&big);
+            Ok(())
+        })
+        .unwrap();
+        let writer = std::thread::spawn(move || {
+            sys::send_all(a.as_fd(), &out).unwrap();
+        });
+        let mut s = FrameStream::new(1 << 20);
+        let mut got = Vec::new();
+        while got.len() < 51 {
+            match s.next_buffered("t").unwrap() {
+                Some(f) => got.push(f),
+                None => assert!(s.fill(b.as_fd(), "t").unwrap().unwrap() > 0),
+            }
+        }
+        writer.join().unwrap();
+        assert_eq!(got[7].payload, 7u32.to_le_bytes());
+        assert_eq!((got[50].kind, got[50].payload.len()), (kind::TASK, 200_000));
+        // A refused body leaves the buffer as it was.
+        let mut out = vec![1, 2, 3];
+        let err = append_frame(&mut out, kind::VALUE, |buf| {
+            buf.push(4);
+            Err(Error::new(ErrorKind::Serialize, "no"))
+        });
+        assert!(err.is_err());
+        assert_eq!(out, [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_stream_refuses_an_oversized_header() {
+        let (a, b) = socketpair_stream().unwrap();
+        let header = (u64::from(kind::VALUE) << 56) | (1u64 << 40);
+        sys::send_all(a.as_fd(), &header.to_le_bytes()).unwrap();
+        let mut s = FrameStream::new(1 << 20);
+        s.fill(b.as_fd(), "t").unwrap();
+        assert_eq!(
+            s.next_buffered("t").unwrap_err().kind(),
             ErrorKind::FrameTooLarge
         );
     }

@@ -18,8 +18,8 @@ mod probe;
 pub(crate) use frame::HEADER;
 use frame::LEN_MASK;
 pub(crate) use frame::{
-    Frame, FrameBuf, FrameReader, ReadOutcome, check_len, check_outgoing, frame_of, kind, kind_of,
-    parse_frame, read_frame_blocking, write_frame,
+    Frame, FrameBuf, FrameReader, FrameStream, ReadOutcome, append_frame, check_len,
+    check_outgoing, frame_of, kind, kind_of, parse_frame, read_frame_blocking, write_frame,
 };
 
 /// The default frame-size limit: 1 GiB.
@@ -71,6 +71,43 @@ pub fn max_frame_size() -> u64 {
 /// Serializes `value` with postcard.
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T, what: &str) -> Result<Vec<u8>> {
     postcard::to_stdvec(value).map_err(|e| serialize_error(value, what, e))
+}
+
+/// Appends `value`, serialized, to `out`; on error `out` is left as it was.
+pub(crate) fn encode_into<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+    what: &str,
+) -> Result<()> {
+    let start = out.len();
+    match postcard::serialize_with_flavor(value, Tail(out)) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            out.truncate(start);
+            Err(serialize_error(value, what, e))
+        }
+    }
+}
+
+/// A postcard flavor that appends to a borrowed `Vec`.
+struct Tail<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Tail<'_> {
+    type Output = ();
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
 }
 
 /// Deserializes a whole `T` from `bytes`; trailing bytes are an error.

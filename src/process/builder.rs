@@ -4,6 +4,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::marker::PhantomData;
 use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -13,6 +14,7 @@ use crate::context::{StartMethod, get_start_method};
 use crate::error::{Error, ErrorKind, Result};
 use crate::process::handle::Child;
 use crate::process::launch::{self, Launch};
+use crate::process::shared::ChildShared;
 use crate::task::Task;
 
 /// A process to start: Python's `multiprocessing.Process(target, args)`.
@@ -240,8 +242,26 @@ where
             daemon: self.daemon,
             method,
             env: &self.env,
+            exclusive: false,
         })?;
         Ok(Child::new(shared))
+    }
+
+    /// Starts the process as a pool worker: like [`start`](Process::start),
+    /// but the caller reads the control socket itself.
+    pub(crate) fn start_worker(self) -> Result<Arc<ChildShared>> {
+        check_env(&self.env)?;
+        let method = self.method.unwrap_or_else(get_start_method);
+        let arg = codec::encode(&self.arg, "the worker's configuration")?;
+        launch::launch(Launch {
+            task: self.task,
+            arg: &arg,
+            name: self.name,
+            daemon: self.daemon,
+            method,
+            env: &self.env,
+            exclusive: true,
+        })
     }
 }
 

@@ -25,6 +25,8 @@ pub(crate) struct Launch<'a> {
     pub(crate) daemon: Option<bool>,
     pub(crate) method: StartMethod,
     pub(crate) env: &'a [(OsString, OsString)],
+    /// The caller reads the control socket itself (a pool worker).
+    pub(crate) exclusive: bool,
 }
 
 /// Starts the child and records it in the registry.
@@ -82,7 +84,7 @@ fn fork(l: Launch<'_>) -> Result<Arc<ChildShared>> {
         }
         Forked::Parent(pid) => {
             drop(child_end);
-            let child = track(pid, parent_end, info)?;
+            let child = track(pid, parent_end, &info, l.exclusive)?;
             if let Err(e) = sys::set_nonblocking(child.control(), true) {
                 return Err(abort_start(&child, "configuring the control socket", e));
             }
@@ -96,7 +98,7 @@ fn spawn(l: Launch<'_>) -> Result<Arc<ChildShared>> {
     let info = registry::lock().next_child_info(l.name, l.daemon, StartMethod::Spawn, Vec::new());
     let frame = child::task_frame(l.task, &info, l.arg)?;
     let _window = registry::fd_window();
-    let child = exec_child(info, l.env)?;
+    let child = exec_child(&info, l.env, l.exclusive)?;
     send_task(&child, &frame)?;
     registry::lock().add(Arc::clone(&child));
     Ok(child)
@@ -112,7 +114,7 @@ fn via_server(l: Launch<'_>) -> Result<Arc<ChildShared>> {
     let frame = child::task_frame(l.task, &info, l.arg)?;
     let inline = frame.len() <= forkserver::INLINE_TASK;
     let _window = registry::fd_window();
-    let child = server_child(info, inline.then_some(&frame[..]))?;
+    let child = server_child(&info, inline.then_some(&frame[..]), l.exclusive)?;
     send_task(&child, if inline { &[] } else { &frame })?;
     registry::lock().add(Arc::clone(&child));
     Ok(child)
@@ -122,8 +124,9 @@ fn via_server(l: Launch<'_>) -> Result<Arc<ChildShared>> {
 /// is its title followed by this process's arguments, so that `ps` shows
 /// it and `std::env::args()` in it goes on like the parent's.
 pub(crate) fn exec_child(
-    info: ChildInfo,
+    info: &ChildInfo,
     env: &[(OsString, OsString)],
+    exclusive: bool,
 ) -> Result<Arc<ChildShared>> {
     let title = CString::new(format!("multiproc: {}", info.name).replace('\0', ""))
         .expect("NULs were removed");
@@ -144,26 +147,35 @@ pub(crate) fn exec_child(
     let pid = sys::spawn_exec(&spec, child_end.as_fd(), sys::is_main_thread())
         .map_err(|e| Error::io("starting a child with fork() + execve(/proc/self/exe)", e))?;
     drop(child_end);
-    track(pid, parent_end, info)
+    track(pid, parent_end, info, exclusive)
 }
 
 /// A child of the fork server, started with its task frame if it is
 /// `inline`, or else waiting for it on the control socket.
-pub(crate) fn server_child(info: ChildInfo, inline: Option<&[u8]>) -> Result<Arc<ChildShared>> {
+pub(crate) fn server_child(
+    info: &ChildInfo,
+    inline: Option<&[u8]>,
+    exclusive: bool,
+) -> Result<Arc<ChildShared>> {
     let forked = forkserver::fork_child(inline)?;
     Ok(Arc::new(ChildShared::new(
         forked.pid,
         forked.pidfd,
         Waiter::Server(forked.status),
         forked.control,
-        info.name,
-        info.daemon,
+        info,
+        exclusive,
     )))
 }
 
 /// Builds the record of a direct child. If its pidfd cannot be opened the
 /// child is killed and reaped, so that nothing is left behind.
-fn track(pid: i32, parent_end: OwnedFd, info: ChildInfo) -> Result<Arc<ChildShared>> {
+fn track(
+    pid: i32,
+    parent_end: OwnedFd,
+    info: &ChildInfo,
+    exclusive: bool,
+) -> Result<Arc<ChildShared>> {
     let pidfd = match sys::pidfd_open(pid) {
         Ok(fd) => fd,
         Err(e) => {
@@ -176,8 +188,8 @@ fn track(pid: i32, parent_end: OwnedFd, info: ChildInfo) -> Result<Arc<ChildShar
         pidfd,
         Waiter::Direct,
         parent_end,
-        info.name,
-        info.daemon,
+        info,
+        exclusive,
     )))
 }
 

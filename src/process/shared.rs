@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::child::ChildInfo;
 use crate::codec::{self, Frame, FrameReader, ReadOutcome, kind};
 use crate::error::{Error, ErrorKind, PanicInfo, RemoteError, Result};
 use crate::sys::{self, AsFd, AsRawFd, BorrowedFd, ExitStatus, OwnedFd, PollFd, PollFlags, RawFd};
@@ -40,6 +41,9 @@ pub(crate) struct ChildShared {
     control: OwnedFd,
     state: Mutex<State>,
     detached: AtomicBool,
+    /// The control socket belongs to someone else (a pool's dispatcher):
+    /// never read it here, only reap.
+    exclusive: bool,
 }
 
 #[derive(Debug)]
@@ -57,14 +61,17 @@ struct State {
 }
 
 impl ChildShared {
+    /// The record of a new child. With `exclusive`, its control socket is
+    /// read by its owner (a pool's dispatcher), never here.
     pub(crate) fn new(
         pid: i32,
         pidfd: OwnedFd,
         waiter: Waiter,
         control: OwnedFd,
-        name: String,
-        daemon: bool,
+        info: &ChildInfo,
+        exclusive: bool,
     ) -> Self {
+        let (name, daemon) = (info.name.clone(), info.daemon);
         ChildShared {
             pid,
             name,
@@ -82,6 +89,7 @@ impl ChildShared {
                 joined: false,
             }),
             detached: AtomicBool::new(false),
+            exclusive,
         }
     }
 
@@ -132,6 +140,9 @@ impl ChildShared {
     }
 
     fn drain(&self, st: &mut State) {
+        if self.exclusive {
+            return;
+        }
         while !st.done_reading {
             if st.reply.is_some() {
                 // After the reply only end of file may come: a byte more is
@@ -220,7 +231,11 @@ impl ChildShared {
                 if let Some(status) = self.progress(&mut st)? {
                     return Ok(Some(status));
                 }
-                (!st.done_reading, st.reply.is_some(), st.server_lost)
+                (
+                    !st.done_reading && !self.exclusive,
+                    st.reply.is_some(),
+                    st.server_lost,
+                )
             };
             // The reply is in: the child is on its way out. Exiting takes it
             // a few tens of microseconds, less than sleeping and being woken

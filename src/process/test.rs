@@ -23,8 +23,8 @@ fn info(method: StartMethod) -> ChildInfo {
 /// A re-exec'd or fork-server child that has not been sent its task.
 fn bare_child(method: StartMethod) -> Arc<ChildShared> {
     match method {
-        StartMethod::Spawn => exec_child(info(method), &[]).unwrap(),
-        StartMethod::ForkServer => server_child(info(method), None).unwrap(),
+        StartMethod::Spawn => exec_child(&info(method), &[], false).unwrap(),
+        StartMethod::ForkServer => server_child(&info(method), None, false).unwrap(),
         StartMethod::Fork => unreachable!("a forked child needs no task frame"),
     }
 }

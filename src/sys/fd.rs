@@ -105,6 +105,25 @@ pub(crate) fn send_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Sends as much of `bytes` as the socket takes without blocking
+/// (`send(MSG_NOSIGNAL | MSG_DONTWAIT)`), and returns how much that was.
+pub(crate) fn send_nonblocking(fd: BorrowedFd<'_>, bytes: &[u8]) -> io::Result<usize> {
+    let mut sent = 0;
+    while sent < bytes.len() {
+        match rustix::net::send(
+            fd,
+            &bytes[sent..],
+            SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
+        ) {
+            Ok(n) => sent += n,
+            Err(Errno::INTR) => {}
+            Err(Errno::AGAIN) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(sent)
+}
+
 /// `write(2)` until all of `bytes` is written, retrying on `EINTR`.
 pub(crate) fn write_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {

@@ -23,8 +23,8 @@ pub(crate) use env::{Environ, remove_var};
 pub(crate) use exit::{at_exit, exit_now, flush_c_stdio};
 pub(crate) use fd::{
     PollFd, PollFlags, close_all_except, close_raw, eventfd, pipe, poll, read, recv_fds, send_all,
-    send_fds, set_nonblocking, shutdown_read, socketpair_seqpacket, socketpair_stream,
-    take_inherited, write_all,
+    send_fds, send_nonblocking, set_nonblocking, shutdown_read, socketpair_seqpacket,
+    socketpair_stream, take_inherited, write_all,
 };
 pub(crate) use fork::{CHILD_FD, ExecSpec, Forked, fork, raw_fork_and_wait, spawn_exec};
 pub(crate) use process::{
@@ -35,8 +35,11 @@ pub(crate) use process::{
 pub(crate) use signal::block_sigterm_in_this_thread;
 pub(crate) use signal::{
     SIGKILL, SIGTERM, ignore_sigint, ignore_sigpipe, reset_signal_mask, signal_name, watch_parent,
+    watch_parent_from_thread,
 };
 pub(crate) use title::{prepare_title, set_title};
-pub(crate) use trampoline::{Trampoline, conjure, fingerprint, id_of, resolve};
+pub(crate) use trampoline::{
+    ChunkTrampoline, Trampoline, chunk_id_of, conjure, fingerprint, id_of, resolve, resolve_chunk,
+};
 
 pub(crate) use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};

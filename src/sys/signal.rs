@@ -111,6 +111,42 @@ pub(crate) fn watch_parent(fd: i32) {
     on_sigio(libc::SIGIO);
 }
 
+/// Like [`watch_parent`], but from a thread blocked in `poll` for a
+/// hang-up, instead of a signal on every change of the socket: for a pool
+/// worker, whose control socket sees traffic all the time. Turns `O_ASYNC`
+/// off first if `watch_parent` had turned it on.
+pub(crate) fn watch_parent_from_thread(fd: i32) {
+    WATCHED_FD.store(-1, Ordering::Relaxed);
+    // SAFETY: a plain fcntl on an fd this process owns; the control socket
+    // is blocking and read-write, so O_RDWR is its whole flag set.
+    unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_RDWR) };
+    let spawned = std::thread::Builder::new()
+        .name("multiproc-parent-watch".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            loop {
+                let mut pfd = libc::pollfd {
+                    fd,
+                    events: libc::POLLRDHUP,
+                    revents: 0,
+                };
+                // SAFETY: `pfd` is a valid one-element array; `_exit` ends the
+                // process at once.
+                unsafe {
+                    if libc::poll(&mut pfd, 1, -1) == 1
+                        && pfd.revents & (libc::POLLRDHUP | libc::POLLHUP) != 0
+                    {
+                        libc::_exit(PARENT_GONE_EXIT);
+                    }
+                }
+            }
+        });
+    if spawned.is_err() {
+        // No thread: fall back to the signal.
+        watch_parent(fd);
+    }
+}
+
 /// "SIGKILL" for 9, and so on; "signal N" for numbers without a name.
 pub(crate) fn signal_name(sig: i32) -> String {
     let name = match sig {

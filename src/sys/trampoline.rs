@@ -17,6 +17,18 @@ use std::sync::OnceLock;
 /// frame out.
 pub(crate) type Trampoline = fn(&[u8]) -> Vec<u8>;
 
+/// A pool's entry point: `count` encoded arguments in, one encoded outcome
+/// per argument appended to the buffer.
+pub(crate) type ChunkTrampoline = fn(&[u8], u32, &mut Vec<u8>);
+
+/// Which kind of entry point an id names; part of the tag, so that an id of
+/// one kind never resolves as the other.
+#[derive(Clone, Copy)]
+enum Domain {
+    Task = 1,
+    Chunk = 2,
+}
+
 /// Produces the one value of the zero-sized function type `F`.
 ///
 /// On stable Rust only fn items, closures and fn pointers implement `Fn`;
@@ -65,32 +77,51 @@ pub(crate) fn fingerprint() -> &'static [u8] {
     })
 }
 
-fn tag(offset: u64) -> u64 {
+fn tag(offset: u64, domain: Domain) -> u64 {
     let mut h = DefaultHasher::new();
     fingerprint().hash(&mut h);
     offset.hash(&mut h);
-    0x6d70u16.hash(&mut h);
+    (domain as u16 | 0x6d00).hash(&mut h);
     h.finish()
+}
+
+fn id_of_addr(addr: usize, domain: Domain) -> (u64, u64) {
+    let offset = addr.wrapping_sub(anchor_addr()) as u64;
+    (offset, tag(offset, domain))
+}
+
+/// The address an id names, if its tag is right for this build and domain.
+fn resolve_addr(offset: u64, tag_received: u64, domain: Domain) -> Option<usize> {
+    (tag_received == tag(offset, domain)).then(|| anchor_addr().wrapping_add(offset as usize))
 }
 
 /// The id of `call`: its offset from the anchor, and the offset's tag.
 pub(crate) fn id_of(call: Trampoline) -> (u64, u64) {
-    let offset = (call as usize).wrapping_sub(anchor_addr()) as u64;
-    (offset, tag(offset))
+    id_of_addr(call as usize, Domain::Task)
+}
+
+/// The id of a pool entry point.
+pub(crate) fn chunk_id_of(call: ChunkTrampoline) -> (u64, u64) {
+    id_of_addr(call as usize, Domain::Chunk)
 }
 
 /// The trampoline an id names, if its tag is right for this build.
 pub(crate) fn resolve(offset: u64, tag_received: u64) -> Option<Trampoline> {
-    if tag_received != tag(offset) {
-        return None;
-    }
-    let addr = anchor_addr().wrapping_add(offset as usize);
+    let addr = resolve_addr(offset, tag_received, Domain::Task)?;
     // SAFETY: the tag matches, so the offset was made by `id_of` from a
-    // real `Trampoline` in this same build (same fingerprint): the address
-    // is that trampoline's here, ASLR having moved the anchor and it
-    // together. Ids come only from the parent over a private socket (see
-    // the module documentation), so a matching tag is not forged.
+    // real `Trampoline` in this same build (same fingerprint, same domain):
+    // the address is that trampoline's here, ASLR having moved the anchor
+    // and it together. Ids come only from the parent over a private socket
+    // (see the module documentation), so a matching tag is not forged.
     Some(unsafe { std::mem::transmute::<usize, Trampoline>(addr) })
+}
+
+/// The pool entry point an id names, if its tag is right for this build.
+pub(crate) fn resolve_chunk(offset: u64, tag_received: u64) -> Option<ChunkTrampoline> {
+    let addr = resolve_addr(offset, tag_received, Domain::Chunk)?;
+    // SAFETY: as in `resolve`, for ids made by `chunk_id_of` (the domain is
+    // part of the tag, so a task id never resolves here).
+    Some(unsafe { std::mem::transmute::<usize, ChunkTrampoline>(addr) })
 }
 
 #[cfg(test)]
@@ -109,6 +140,21 @@ mod tests {
         assert!(resolve(offset, tag ^ 1).is_none());
         assert!(resolve(offset + 8, tag).is_none());
         assert!(resolve(0xdead_beef, 0x1234).is_none());
+    }
+
+    fn count(_: &[u8], n: u32, out: &mut Vec<u8>) {
+        out.push(n as u8);
+    }
+
+    #[test]
+    fn chunk_ids_live_in_their_own_domain() {
+        let (offset, tag) = chunk_id_of(count);
+        let mut out = Vec::new();
+        resolve_chunk(offset, tag).unwrap()(b"", 3, &mut out);
+        assert_eq!(out, [3]);
+        assert!(resolve(offset, tag).is_none());
+        let (offset, tag) = id_of(echo);
+        assert!(resolve_chunk(offset, tag).is_none());
     }
 
     #[test]

@@ -1,0 +1,249 @@
+//! `PoolBuilder`: a pool's settings.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::dispatch::{Config, Shared};
+use super::handle::Pool;
+use crate::codec;
+use crate::context::{Context, StartMethod, cpu_count, get_start_method};
+use crate::error::{Error, ErrorKind, Result};
+use crate::task::{Task, TaskId};
+
+/// Builds a [`Pool`] (Python's `Pool(processes, initializer, initargs,
+/// maxtasksperchild, context)`, plus a default per-task timeout and a cap
+/// on what `imap` keeps in flight).
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{Pool, StartMethod};
+/// use std::time::Duration;
+///
+/// fn hello(name: String) { eprintln!("worker {} ready for {name}", std::process::id()) }
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// let pool = Pool::builder()
+///     .processes(2)
+///     .initializer(hello, "the docs".to_string())
+///     .maxtasksperchild(100)
+///     .start_method(StartMethod::Fork)
+///     .task_timeout(Duration::from_secs(60))
+///     .build()?;
+/// assert_eq!(pool.map(square, [1, 2, 3])?, [1, 4, 9]);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[must_use = "a PoolBuilder does nothing until build() is called"]
+pub struct PoolBuilder {
+    processes: Option<usize>,
+    method: Option<StartMethod>,
+    initializer: Option<Result<(TaskId, Vec<u8>)>>,
+    max_tasks: Option<u64>,
+    task_timeout: Option<Duration>,
+    max_in_flight: Option<usize>,
+}
+
+impl fmt::Debug for PoolBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolBuilder")
+            .field("processes", &self.processes)
+            .field("start_method", &self.method)
+            .field("initializer", &self.initializer.is_some())
+            .field("maxtasksperchild", &self.max_tasks)
+            .field("task_timeout", &self.task_timeout)
+            .field("max_in_flight", &self.max_in_flight)
+            .finish()
+    }
+}
+
+impl PoolBuilder {
+    pub(crate) fn new() -> Self {
+        PoolBuilder {
+            processes: None,
+            method: None,
+            initializer: None,
+            max_tasks: None,
+            task_timeout: None,
+            max_in_flight: None,
+        }
+    }
+
+    /// The number of workers; the default is [`cpu_count()`](crate::cpu_count).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = multiproc::Pool::builder().processes(3).build()?;
+    /// assert_eq!(pool.processes(), 3);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn processes(mut self, processes: usize) -> Self {
+        self.processes = Some(processes);
+        self
+    }
+
+    /// Runs `f(arg)` once in every worker before its first task,
+    /// replacements included. If it panics or fails, the pool is broken:
+    /// every task fails with [`ErrorKind::BrokenPool`], instead of workers
+    /// being replaced forever.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{ErrorKind, Pool};
+    /// fn bad_init(_: ()) { panic!("no config file") }
+    /// fn one(_: ()) -> u8 { 1 }
+    /// let pool = Pool::builder().processes(1).initializer(bad_init, ()).build()?;
+    /// let err = pool.apply(one, ()).unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::BrokenPool);
+    /// assert!(err.to_string().contains("no config file"));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn initializer<F, A>(mut self, f: F, arg: A) -> Self
+    where
+        F: Fn(A) + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + 'static,
+    {
+        self.initializer = Some(
+            codec::encode(&arg, "the initializer's argument")
+                .map(|bytes| (Task::of::<F, A, ()>(f).id(), bytes)),
+        );
+        self
+    }
+
+    /// Replaces each worker after it has run this many tasks (chunks), to
+    /// give memory back (Python's `maxtasksperchild`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Pool;
+    /// fn pid(_: u32) -> u32 { std::process::id() }
+    /// let pool = Pool::builder().processes(1).maxtasksperchild(1).build()?;
+    /// let pids = pool.chunksize(1).map(pid, 0..3)?;
+    /// assert!(pids[0] != pids[1] && pids[1] != pids[2]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn maxtasksperchild(mut self, tasks: u64) -> Self {
+        self.max_tasks = Some(tasks);
+        self
+    }
+
+    /// The workers' start method; the default is the process-wide one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{Pool, StartMethod};
+    /// let pool = Pool::builder().processes(1).start_method(StartMethod::Spawn).build()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = Some(method);
+        self
+    }
+
+    /// The start method of `context` (Python's `context=`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{Pool, StartMethod};
+    /// let ctx = multiproc::get_context(StartMethod::Fork);
+    /// let pool = Pool::builder().processes(1).context(ctx).build()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn context(self, context: Context) -> Self {
+        self.start_method(context.start_method())
+    }
+
+    /// A timeout for every task, unless a call sets its own (see
+    /// [`Pool::timeout`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{ErrorKind, Pool};
+    /// use std::time::Duration;
+    /// fn nap(ms: u64) { std::thread::sleep(Duration::from_millis(ms)) }
+    /// let pool = Pool::builder().processes(1).task_timeout(Duration::from_millis(100)).build()?;
+    /// assert_eq!(pool.apply(nap, 60_000).unwrap_err().kind(), ErrorKind::Timeout);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn task_timeout(mut self, timeout: Duration) -> Self {
+        self.task_timeout = Some(timeout);
+        self
+    }
+
+    /// The most chunks an `imap` keeps submitted but not yet consumed (the
+    /// default is 64 per worker, at least 256).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Pool;
+    /// fn id(x: u64) -> u64 { x }
+    /// let pool = Pool::builder().processes(1).max_in_flight(4).build()?;
+    /// assert_eq!(pool.imap(id, 0..100)?.count(), 100);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn max_in_flight(mut self, chunks: usize) -> Self {
+        self.max_in_flight = Some(chunks);
+        self
+    }
+
+    /// Starts the workers.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`] for 0 processes, `maxtasksperchild` 0,
+    /// `max_in_flight` 0, or an initializer argument that does not
+    /// serialize; the errors of starting a process.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{ErrorKind, Pool};
+    /// let err = Pool::builder().maxtasksperchild(0).build().unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn build(self) -> Result<Pool> {
+        let processes = self.processes.unwrap_or_else(cpu_count);
+        if processes == 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "a pool needs at least 1 process (Python: 'Number of processes must be at least 1'); pass 1 or more, \
+                 or leave it to cpu_count()",
+            ));
+        }
+        if self.max_tasks == Some(0) {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "maxtasksperchild must be at least 1, as in Python; leave it unset for workers that live as long as \
+                 the pool",
+            ));
+        }
+        if self.max_in_flight == Some(0) {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "max_in_flight must be at least 1 chunk",
+            ));
+        }
+        let initializer = self.initializer.transpose()?;
+        let config = Config {
+            processes,
+            method: self.method.unwrap_or_else(get_start_method),
+            initializer,
+            max_tasks: self.max_tasks,
+            task_timeout: self.task_timeout,
+            max_in_flight: self.max_in_flight.unwrap_or((processes * 64).max(256)),
+        };
+        Ok(Pool {
+            shared: Shared::start(config)?,
+        })
+    }
+}

@@ -1,0 +1,267 @@
+//! `imap` and `imap_unordered`: results of lazily fed input.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::dispatch::{Pending, Shared};
+use super::job::{ChunkOutcome, Job};
+use super::progress::Bar;
+use super::wire;
+use crate::codec;
+use crate::error::Result;
+use crate::task::TaskId;
+
+/// Pulls input lazily into a job, keeping at most `cap` chunks submitted
+/// and not yet taken.
+pub(crate) struct Feeder<It> {
+    shared: Arc<Shared>,
+    input: Option<It>,
+    task: TaskId,
+    chunksize: usize,
+    timeout: Option<Duration>,
+    job: Arc<Job>,
+    submitted: u32,
+    taken: u32,
+    failed: Option<crate::Error>,
+    bar: Bar,
+}
+
+impl<It> fmt::Debug for Feeder<It> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Feeder")
+            .field("job", &self.job.id)
+            .field("submitted", &self.submitted)
+            .field("taken", &self.taken)
+            .field("exhausted", &self.input.is_none())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: Serialize, It: Iterator<Item = A>> Feeder<It> {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        input: It,
+        task: TaskId,
+        chunksize: usize,
+        timeout: Option<Duration>,
+    ) -> Self {
+        let bar = match input.size_hint() {
+            (low, Some(high)) if low == high => Bar::new(low as u64),
+            _ => Bar::unbounded(),
+        };
+        Feeder {
+            shared,
+            input: Some(input),
+            task,
+            chunksize,
+            timeout,
+            job: Arc::new(Job::new()),
+            submitted: 0,
+            taken: 0,
+            failed: None,
+            bar,
+        }
+    }
+
+    /// Submits chunks until `cap` are outstanding or the input ends.
+    fn top_up(&mut self) {
+        let cap = self.shared.config.max_in_flight as u32;
+        let mut pending = Vec::new();
+        while self.submitted + pending.len() as u32 - self.taken < cap {
+            let Some(input) = &mut self.input else { break };
+            let chunk: Vec<A> = input.by_ref().take(self.chunksize).collect();
+            if chunk.len() < self.chunksize {
+                self.input = None;
+            }
+            if chunk.is_empty() {
+                break;
+            }
+            let index = self.submitted + pending.len() as u32;
+            let mut frame = Vec::new();
+            let encoded = wire::append_task(&mut frame, self.job.id, index, self.task, &chunk)
+                .and_then(|count| {
+                    codec::check_outgoing(&frame, "a chunk of encoded arguments").map(|()| count)
+                });
+            match encoded {
+                Ok(count) => pending.push(Pending {
+                    job: Arc::clone(&self.job),
+                    index,
+                    count,
+                    frame,
+                    timeout: self.timeout,
+                }),
+                Err(e) => {
+                    self.failed = Some(e);
+                    self.input = None;
+                    break;
+                }
+            }
+        }
+        if pending.is_empty() {
+            return;
+        }
+        let n = pending.len() as u32;
+        match self.shared.submit(pending) {
+            Ok(()) => self.submitted += n,
+            Err(e) => {
+                self.failed = Some(e);
+                self.input = None;
+            }
+        }
+    }
+
+    /// Tops up, then says whether anything is left to wait for.
+    fn more(&mut self) -> bool {
+        self.top_up();
+        self.taken < self.submitted
+    }
+}
+
+impl<It> Drop for Feeder<It> {
+    fn drop(&mut self) {
+        self.shared.forget(&self.job);
+        self.bar.finish();
+    }
+}
+
+fn decode_into<R: DeserializeOwned>(
+    buffer: &mut VecDeque<Result<R>>,
+    count: u32,
+    outcome: &ChunkOutcome,
+    bar: &Bar,
+) {
+    buffer.extend(outcome.decode::<R>(count));
+    bar.inc(u64::from(count));
+}
+
+/// The iterator of [`Pool::imap`](crate::Pool::imap): results in input
+/// order, each `Ok` or that item's `Err`.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::Pool;
+/// fn halve(x: u32) -> u32 { assert!(x % 2 == 0, "odd"); x / 2 }
+/// let pool = Pool::new(2)?;
+/// let out: Vec<_> = pool.imap(halve, [2, 3, 4])?.map(|r| r.ok()).collect();
+/// assert_eq!(out, [Some(1), None, Some(2)]);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct IMap<R, It> {
+    feeder: Feeder<It>,
+    buffer: VecDeque<Result<R>>,
+    _result: PhantomData<fn() -> R>,
+}
+
+impl<R, It> fmt::Debug for IMap<R, It> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IMap")
+            .field("feeder", &self.feeder)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R, It> IMap<R, It> {
+    pub(crate) fn new(feeder: Feeder<It>) -> Self {
+        IMap {
+            feeder,
+            buffer: VecDeque::new(),
+            _result: PhantomData,
+        }
+    }
+}
+
+impl<R: DeserializeOwned, A: Serialize, It: Iterator<Item = A>> Iterator for IMap<R, It> {
+    type Item = Result<R>;
+
+    fn next(&mut self) -> Option<Result<R>> {
+        loop {
+            if let Some(item) = self.buffer.pop_front() {
+                return Some(item);
+            }
+            if let Some(e) = self.feeder.failed.take() {
+                return Some(Err(e));
+            }
+            if !self.feeder.more() {
+                return self.feeder.failed.take().map(Err);
+            }
+            let index = self.feeder.taken;
+            match self.feeder.job.take(index, None) {
+                Ok((count, outcome)) => {
+                    self.feeder.taken += 1;
+                    decode_into(&mut self.buffer, count, &outcome, &self.feeder.bar);
+                }
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
+
+/// The iterator of [`Pool::imap_unordered`](crate::Pool::imap_unordered):
+/// results in the order they complete.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::Pool;
+/// fn square(x: u64) -> u64 { x * x }
+/// let pool = Pool::new(2)?;
+/// let total: u64 = pool.imap_unordered(square, 0..100)?.map(|r| r.unwrap()).sum();
+/// assert_eq!(total, 328_350);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct IMapUnordered<R, It> {
+    feeder: Feeder<It>,
+    buffer: VecDeque<Result<R>>,
+    _result: PhantomData<fn() -> R>,
+}
+
+impl<R, It> fmt::Debug for IMapUnordered<R, It> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IMapUnordered")
+            .field("feeder", &self.feeder)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R, It> IMapUnordered<R, It> {
+    pub(crate) fn new(feeder: Feeder<It>) -> Self {
+        IMapUnordered {
+            feeder,
+            buffer: VecDeque::new(),
+            _result: PhantomData,
+        }
+    }
+}
+
+impl<R: DeserializeOwned, A: Serialize, It: Iterator<Item = A>> Iterator for IMapUnordered<R, It> {
+    type Item = Result<R>;
+
+    fn next(&mut self) -> Option<Result<R>> {
+        loop {
+            if let Some(item) = self.buffer.pop_front() {
+                return Some(item);
+            }
+            if let Some(e) = self.feeder.failed.take() {
+                return Some(Err(e));
+            }
+            if !self.feeder.more() {
+                return self.feeder.failed.take().map(Err);
+            }
+            match self.feeder.job.take_any(None) {
+                Ok(Some((_, count, outcome))) => {
+                    self.feeder.taken += 1;
+                    decode_into(&mut self.buffer, count, &outcome, &self.feeder.bar);
+                }
+                Ok(None) => {}
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}

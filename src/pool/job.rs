@@ -1,0 +1,307 @@
+//! Jobs: the result slots that the dispatcher fills and callers wait on.
+//!
+//! A job is one call (`apply_async`, `map`, an `imap`) split into chunks.
+//! Each chunk's slot receives the worker's encoded outcomes, or one error
+//! for the whole chunk (its worker was lost, it timed out, it was
+//! cancelled). Decoding into the caller's types happens in the caller's
+//! thread, when it takes the chunk, so the dispatcher only moves bytes.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+
+use super::wire::Outcomes;
+use crate::error::{Error, ErrorKind, Result};
+
+/// What a finished chunk holds.
+#[derive(Debug)]
+pub(crate) enum ChunkOutcome {
+    /// A `RESULT` payload: `count` encoded outcomes.
+    Items(Vec<u8>),
+    /// One failure for every item of the chunk.
+    Failed(Error),
+}
+
+impl ChunkOutcome {
+    /// Whether every item of the chunk succeeded.
+    pub(crate) fn all_ok(&self) -> bool {
+        match self {
+            ChunkOutcome::Items(payload) => super::wire::failed_items(payload) == 0,
+            ChunkOutcome::Failed(_) => false,
+        }
+    }
+
+    /// Decodes the chunk's `count` items.
+    pub(crate) fn decode<R: DeserializeOwned>(&self, count: u32) -> Vec<Result<R>> {
+        match self {
+            ChunkOutcome::Items(payload) => {
+                let mut outcomes = Outcomes::of(payload);
+                (0..count).map(|_| outcomes.next_item::<R>()).collect()
+            }
+            ChunkOutcome::Failed(e) => (0..count).map(|_| Err(e.duplicate())).collect(),
+        }
+    }
+
+    /// Decodes the chunk's `count` items onto `out`, stopping at the first
+    /// failed one, whose error comes back.
+    pub(crate) fn decode_into<R: DeserializeOwned>(
+        &self,
+        count: u32,
+        out: &mut Vec<R>,
+    ) -> Result<()> {
+        match self {
+            ChunkOutcome::Items(payload) => {
+                let mut outcomes = Outcomes::of(payload);
+                out.reserve(count as usize);
+                for _ in 0..count {
+                    out.push(outcomes.next_item::<R>()?);
+                }
+                Ok(())
+            }
+            ChunkOutcome::Failed(e) if count > 0 => Err(e.duplicate()),
+            ChunkOutcome::Failed(_) => Ok(()),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Slot {
+    /// Submitted, not finished.
+    Pending,
+    /// Finished, not taken yet.
+    Ready(ChunkOutcome),
+    /// Handed to the caller.
+    Taken,
+}
+
+#[derive(Debug)]
+pub(crate) struct JobState {
+    slots: Vec<(u32, Slot)>,
+    /// Finished chunks not taken yet, in the order they finished.
+    finished: VecDeque<u32>,
+    pending: usize,
+    wakers: Vec<Waker>,
+}
+
+/// One call's chunks.
+#[derive(Debug)]
+pub(crate) struct Job {
+    pub(crate) id: u64,
+    state: Mutex<JobState>,
+    cond: Condvar,
+    cancelled: AtomicBool,
+}
+
+static NEXT_JOB: AtomicU64 = AtomicU64::new(1);
+
+/// How long a waiter looks for its result before it sleeps: a short task's
+/// result usually arrives sooner than a wake-up would take.
+const SPIN: Duration = Duration::from_micros(60);
+
+impl Job {
+    pub(crate) fn new() -> Job {
+        Job {
+            id: NEXT_JOB.fetch_add(1, Ordering::Relaxed),
+            state: Mutex::new(JobState {
+                slots: Vec::new(),
+                finished: VecDeque::new(),
+                pending: 0,
+                wakers: Vec::new(),
+            }),
+            cond: Condvar::new(),
+            cancelled: AtomicBool::new(false),
+        }
+    }
+
+    /// Notes that the job was cancelled (before its chunks are failed).
+    pub(crate) fn mark_cancelled(&self) {
+        self.cancelled.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, JobState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds chunk `index` of `count` items, pending.
+    pub(crate) fn add_chunk(&self, index: u32, count: u32) {
+        let mut st = self.lock();
+        let index = index as usize;
+        if st.slots.len() <= index {
+            st.slots.resize_with(index + 1, || (0, Slot::Taken));
+        }
+        st.slots[index] = (count, Slot::Pending);
+        st.pending += 1;
+    }
+
+    /// Delivers chunk `index`; a chunk delivered twice keeps its first
+    /// outcome.
+    pub(crate) fn finish(&self, index: u32, outcome: ChunkOutcome) {
+        let wakers = {
+            let mut st = self.lock();
+            let Some((_, slot)) = st.slots.get_mut(index as usize) else {
+                return;
+            };
+            if !matches!(slot, Slot::Pending) {
+                return;
+            }
+            *slot = Slot::Ready(outcome);
+            st.pending -= 1;
+            st.finished.push_back(index);
+            if st.pending == 0 {
+                std::mem::take(&mut st.wakers)
+            } else {
+                Vec::new()
+            }
+        };
+        self.cond.notify_all();
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// Whether every chunk added so far has finished.
+    pub(crate) fn all_finished(&self) -> bool {
+        self.lock().pending == 0
+    }
+
+    /// Registers a waker to wake when every chunk has finished; false if
+    /// they already have.
+    pub(crate) fn add_waker(&self, waker: &Waker) -> bool {
+        let mut st = self.lock();
+        if st.pending == 0 {
+            return false;
+        }
+        if !st.wakers.iter().any(|w| w.will_wake(waker)) {
+            st.wakers.push(waker.clone());
+        }
+        true
+    }
+
+    /// Whether every finished chunk succeeded in full; `None` while some
+    /// chunk is pending.
+    pub(crate) fn all_ok(&self) -> Option<bool> {
+        let st = self.lock();
+        if st.pending > 0 {
+            return None;
+        }
+        Some(st.slots.iter().all(|(_, slot)| match slot {
+            Slot::Ready(outcome) => outcome.all_ok(),
+            _ => true,
+        }))
+    }
+
+    /// Waits until `ready(state)` holds or `deadline` passes, looking
+    /// without sleeping for a short while first.
+    fn wait_for(
+        &self,
+        deadline: Option<Instant>,
+        ready: impl Fn(&JobState) -> bool,
+    ) -> Result<MutexGuard<'_, JobState>> {
+        let spin_until = Instant::now() + SPIN;
+        loop {
+            let st = self.lock();
+            if ready(&st) {
+                return Ok(st);
+            }
+            drop(st);
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(timeout());
+            }
+            if now >= spin_until {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        let mut st = self.lock();
+        loop {
+            if ready(&st) {
+                return Ok(st);
+            }
+            st = match deadline {
+                None => self.cond.wait(st).unwrap_or_else(|p| p.into_inner()),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(timeout());
+                    }
+                    self.cond
+                        .wait_timeout(st, left)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+
+    /// Waits for chunk `index` to finish, without taking it; its item count.
+    pub(crate) fn wait_chunk(&self, index: u32) -> Result<u32> {
+        let i = index as usize;
+        let st = self.wait_for(None, |st| {
+            !matches!(st.slots.get(i), Some((_, Slot::Pending)))
+        })?;
+        Ok(st.slots.get(i).map_or(0, |(count, _)| *count))
+    }
+
+    /// Waits for every chunk (up to `deadline`).
+    pub(crate) fn wait_all(&self, deadline: Option<Instant>) -> Result<()> {
+        self.wait_for(deadline, |st| st.pending == 0).map(drop)
+    }
+
+    /// Waits for chunk `index` and takes it: its item count and outcome.
+    pub(crate) fn take(
+        &self,
+        index: u32,
+        deadline: Option<Instant>,
+    ) -> Result<(u32, ChunkOutcome)> {
+        let i = index as usize;
+        let mut st = self.wait_for(deadline, |st| {
+            !matches!(st.slots.get(i), Some((_, Slot::Pending)))
+        })?;
+        st.finished.retain(|&f| f != index);
+        match st.slots.get_mut(i) {
+            Some((count, slot @ Slot::Ready(_))) => {
+                let count = *count;
+                let Slot::Ready(outcome) = std::mem::replace(slot, Slot::Taken) else {
+                    unreachable!()
+                };
+                Ok((count, outcome))
+            }
+            _ => Err(Error::new(
+                ErrorKind::InvalidState,
+                "this result was already taken; a result can be taken once",
+            )),
+        }
+    }
+
+    /// Waits for any finished chunk not taken yet and takes it (up to
+    /// `deadline`); `None` when no chunk is pending or waiting.
+    pub(crate) fn take_any(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<(u32, u32, ChunkOutcome)>> {
+        let mut st = self.wait_for(deadline, |st| !st.finished.is_empty() || st.pending == 0)?;
+        let Some(index) = st.finished.pop_front() else {
+            return Ok(None);
+        };
+        let (count, slot) = &mut st.slots[index as usize];
+        let count = *count;
+        match std::mem::replace(slot, Slot::Taken) {
+            Slot::Ready(outcome) => Ok(Some((index, count, outcome))),
+            _ => unreachable!("only ready chunks are in the finished queue"),
+        }
+    }
+}
+
+fn timeout() -> Error {
+    Error::new(
+        ErrorKind::Timeout,
+        "the result is not ready yet; the task goes on running: wait again, or cancel it if it has not started",
+    )
+}

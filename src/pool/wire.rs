@@ -1,0 +1,305 @@
+//! What the dispatcher and a pool worker say to each other, and the typed
+//! code that runs a chunk in the worker.
+//!
+//! Frames (`codec::frame` headers) on the worker's control socket:
+//! - parent → worker `TASK`: job id (u64), chunk index (u32), item count
+//!   (u32), chunk trampoline id (offset u64, tag u64), then the encoded
+//!   items one after another;
+//! - parent → worker `EXIT`: leave once this frame is read;
+//! - worker → parent `RESULT`: job id, chunk index, item count, failed
+//!   item count (u32), then one outcome per item: a tag byte (`OK`,
+//!   `PANIC`, `ERROR`) and the encoded value, `PanicInfo` or `RemoteError`;
+//! - worker → parent `INIT_FAILED`: the initializer's `RemoteError`.
+//!
+//! All integers are little-endian. A worker runs its frames in order, so
+//! results come back in the order the chunks were sent to it.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::child::{self, Failure};
+use crate::codec;
+use crate::error::{Error, ErrorKind, PanicInfo, RemoteError, Result};
+use crate::sys::{self, ChunkTrampoline};
+use crate::task::TaskId;
+
+pub(crate) const TASK: u8 = 16;
+pub(crate) const EXIT: u8 = 17;
+pub(crate) const RESULT: u8 = 18;
+pub(crate) const INIT_FAILED: u8 = 19;
+
+const OK: u8 = 0;
+const PANIC: u8 = 1;
+const ERROR: u8 = 2;
+
+/// Bytes before the items of a `TASK` payload.
+const TASK_HEAD: usize = 32;
+/// Bytes before the outcomes of a `RESULT` payload.
+const RESULT_HEAD: usize = 20;
+
+/// The chunk entry point of target `F`, as an id a worker can resolve.
+pub(crate) fn chunk_task<F, A, R>() -> TaskId
+where
+    F: Fn(A) -> R + Copy + 'static,
+    A: DeserializeOwned + 'static,
+    R: Serialize + 'static,
+{
+    let (offset, tag) = sys::chunk_id_of(run_chunk::<F, A, R>);
+    TaskId { offset, tag }
+}
+
+/// Runs `F` over `count` encoded arguments, appending one outcome per item.
+/// Each item is guarded on its own: a panic or an error fails that item,
+/// and the next one runs. The failed-item count goes into the 4 bytes
+/// `out` holds for it just before the outcomes.
+fn run_chunk<F, A, R>(items: &[u8], count: u32, out: &mut Vec<u8>)
+where
+    F: Fn(A) -> R + Copy + 'static,
+    A: DeserializeOwned + 'static,
+    R: Serialize + 'static,
+{
+    let f: F = sys::conjure::<F, A, R>();
+    let failed_at = out.len() - 4;
+    let mut failed = 0u32;
+    let mut rest = items;
+    for _ in 0..count {
+        let arg = match codec::decode_prefix::<A>(rest, "a task's argument") {
+            Ok((arg, tail)) => {
+                rest = tail;
+                arg
+            }
+            Err(e) => {
+                // The rest of the chunk cannot be found in the bytes: every
+                // remaining item gets the error.
+                push_failure(out, &Failure::Error(e));
+                failed += 1;
+                continue;
+            }
+        };
+        let start = out.len();
+        out.push(OK);
+        let outcome = child::catch(|| {
+            let value = f(arg);
+            codec::encode_into(&value, out, "a task's return value")
+        });
+        if let Err(failure) = outcome {
+            out.truncate(start);
+            push_failure(out, &failure);
+            failed += 1;
+        }
+    }
+    out[failed_at..failed_at + 4].copy_from_slice(&failed.to_le_bytes());
+}
+
+fn push_failure(out: &mut Vec<u8>, failure: &Failure) {
+    match failure {
+        Failure::Panic(p) => {
+            out.push(PANIC);
+            codec::encode_into(p, out, "a panic").expect("a PanicInfo always serializes");
+        }
+        Failure::Error(e) => {
+            out.push(ERROR);
+            codec::encode_into(&RemoteError::from(e), out, "an error")
+                .expect("a RemoteError always serializes");
+        }
+    }
+}
+
+/// Appends a `TASK` frame for chunk `index` of `job`, whose items `encode`
+/// appends; returns the item count.
+pub(crate) fn append_task<I, A>(
+    out: &mut Vec<u8>,
+    job: u64,
+    index: u32,
+    task: TaskId,
+    items: I,
+) -> Result<u32>
+where
+    I: IntoIterator<Item = A>,
+    A: Serialize,
+{
+    let mut count = 0u32;
+    codec::append_frame(out, TASK, |buf| {
+        let head = buf.len();
+        buf.extend_from_slice(&[0; TASK_HEAD]);
+        for item in items {
+            codec::encode_into(&item, buf, "a task's argument")?;
+            count += 1;
+        }
+        let h = &mut buf[head..head + TASK_HEAD];
+        h[0..8].copy_from_slice(&job.to_le_bytes());
+        h[8..12].copy_from_slice(&index.to_le_bytes());
+        h[12..16].copy_from_slice(&count.to_le_bytes());
+        h[16..24].copy_from_slice(&task.offset.to_le_bytes());
+        h[24..32].copy_from_slice(&task.tag.to_le_bytes());
+        Ok(())
+    })?;
+    Ok(count)
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+fn short(what: &str) -> Error {
+    Error::new(
+        ErrorKind::Protocol,
+        format!("a {what} frame is too short; the stream is corrupt"),
+    )
+}
+
+/// Runs a `TASK` payload in the worker and appends the `RESULT` frame.
+pub(crate) fn run_task(payload: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    if payload.len() < TASK_HEAD {
+        return Err(short("task"));
+    }
+    let (job, index, count) = (u64_at(payload, 0), u32_at(payload, 8), u32_at(payload, 12));
+    let call: ChunkTrampoline = sys::resolve_chunk(u64_at(payload, 16), u64_at(payload, 24))
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Protocol,
+                "refused a pool task whose id does not match this build; nothing was run",
+            )
+        })?;
+    codec::append_frame(out, RESULT, |buf| {
+        buf.extend_from_slice(&job.to_le_bytes());
+        buf.extend_from_slice(&index.to_le_bytes());
+        buf.extend_from_slice(&count.to_le_bytes());
+        buf.extend_from_slice(&0u32.to_le_bytes());
+        call(&payload[TASK_HEAD..], count, buf);
+        Ok(())
+    })
+}
+
+/// The head of a `RESULT` payload: job id, chunk index, item count.
+pub(crate) fn result_head(payload: &[u8]) -> Result<(u64, u32, u32)> {
+    if payload.len() < RESULT_HEAD {
+        return Err(short("result"));
+    }
+    Ok((u64_at(payload, 0), u32_at(payload, 8), u32_at(payload, 12)))
+}
+
+/// How many items of a `RESULT` payload failed.
+pub(crate) fn failed_items(payload: &[u8]) -> u32 {
+    if payload.len() < RESULT_HEAD {
+        return u32::MAX;
+    }
+    u32_at(payload, 16)
+}
+
+/// The outcomes of a `RESULT` payload, decoded one item at a time.
+#[derive(Debug)]
+pub(crate) struct Outcomes<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Outcomes<'a> {
+    /// The outcomes that follow the head of a `RESULT` payload.
+    pub(crate) fn of(payload: &'a [u8]) -> Self {
+        Outcomes {
+            rest: payload.get(RESULT_HEAD..).unwrap_or_default(),
+        }
+    }
+
+    /// The next item's outcome.
+    pub(crate) fn next_item<R: DeserializeOwned>(&mut self) -> Result<R> {
+        let (&tag, rest) = self.rest.split_first().ok_or_else(|| short("result"))?;
+        match tag {
+            OK => {
+                let (value, rest) = codec::decode_prefix::<R>(rest, "a task's return value")?;
+                self.rest = rest;
+                Ok(value)
+            }
+            PANIC => {
+                let (panic, rest) = codec::decode_prefix::<PanicInfo>(rest, "a panic report")?;
+                self.rest = rest;
+                Err(Error::new(
+                    ErrorKind::Panicked,
+                    format!("a pool task {panic}; the worker survived. Fix the target, or catch the panic inside it"),
+                )
+                .with_panic(panic))
+            }
+            ERROR => {
+                let (remote, rest) = codec::decode_prefix::<RemoteError>(rest, "an error report")?;
+                self.rest = rest;
+                Err(Error::new(
+                    remote.kind,
+                    format!("in a pool worker: {}", remote.message),
+                ))
+            }
+            other => Err(Error::new(
+                ErrorKind::Protocol,
+                format!("a pool result has an unknown outcome tag {other}; the stream is corrupt"),
+            )),
+        }
+    }
+}
+
+/// The `INIT_FAILED` frame for an initializer that failed.
+pub(crate) fn init_failed(failure: &Failure) -> Vec<u8> {
+    let err = match failure {
+        Failure::Panic(p) => RemoteError {
+            kind: ErrorKind::Panicked,
+            message: format!("the pool's initializer {p}"),
+        },
+        Failure::Error(e) => RemoteError::from(e),
+    };
+    codec::frame_of(INIT_FAILED, &err, "an error").expect("a RemoteError always serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task_of<F: Fn(u32) -> u32 + Copy + 'static>(_: F) -> TaskId {
+        chunk_task::<F, u32, u32>()
+    }
+
+    fn halve(x: u32) -> u32 {
+        assert!(x.is_multiple_of(2), "odd: {x}");
+        x / 2
+    }
+
+    #[test]
+    fn a_chunk_round_trips_with_per_item_outcomes() {
+        let mut frame = Vec::new();
+        let count = append_task(&mut frame, 7, 3, task_of(halve), [4u32, 5, 6]).unwrap();
+        assert_eq!(count, 3);
+        let parsed = codec::parse_frame(&frame, 1 << 20, "t").unwrap();
+        assert_eq!(parsed.kind, TASK);
+        let mut out = Vec::new();
+        run_task(&parsed.payload, &mut out).unwrap();
+        let result = codec::parse_frame(&out, 1 << 20, "r").unwrap();
+        assert_eq!(result.kind, RESULT);
+        assert_eq!(result_head(&result.payload).unwrap(), (7, 3, 3));
+        assert_eq!(failed_items(&result.payload), 1);
+        let mut items = Outcomes::of(&result.payload);
+        assert_eq!(items.next_item::<u32>().unwrap(), 2);
+        let err = items.next_item::<u32>().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Panicked);
+        assert_eq!(err.panic_info().unwrap().message(), "odd: 5");
+        assert_eq!(items.next_item::<u32>().unwrap(), 3);
+        assert_eq!(
+            items.next_item::<u32>().unwrap_err().kind(),
+            ErrorKind::Protocol
+        );
+    }
+
+    #[test]
+    fn a_corrupt_task_is_refused() {
+        let mut out = Vec::new();
+        assert_eq!(
+            run_task(&[0; 8], &mut out).unwrap_err().kind(),
+            ErrorKind::Protocol
+        );
+        assert_eq!(
+            run_task(&[0; 40], &mut out).unwrap_err().kind(),
+            ErrorKind::Protocol
+        );
+        assert!(out.is_empty());
+    }
+}

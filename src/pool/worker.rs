@@ -1,0 +1,141 @@
+//! A pool worker: a child process that runs chunks until told to stop.
+//!
+//! It is started as an ordinary multiproc child whose target is [`serve`],
+//! and talks to the dispatcher on its control socket. It reads as many
+//! task frames as one read brings, runs them in order, and writes their
+//! results back in one write. When its input runs dry it keeps looking for
+//! a short while before it sleeps, because the next task usually follows
+//! within microseconds and a wake-up costs more than that.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::wire;
+use crate::child;
+use crate::codec::{self, FrameStream};
+use crate::registry;
+use crate::sys::{self, AsFd, AsRawFd, BorrowedFd, PollFd, PollFlags};
+use crate::task::TaskId;
+
+/// What a worker needs to know, sent as its start argument.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct WorkerConfig {
+    /// The initializer's task and encoded argument.
+    pub(crate) initializer: Option<(TaskId, Vec<u8>)>,
+    /// Leave after this many chunks (Python's `maxtasksperchild`).
+    pub(crate) max_tasks: Option<u64>,
+}
+
+/// How long an idle worker keeps looking for input before it sleeps.
+const SPIN: Duration = Duration::from_micros(50);
+
+/// The worker's main loop. Leaves the process (through `child::finish`)
+/// when told to, after its quota of chunks, at end of file, or on a broken
+/// stream; returns only if it cannot find its control socket.
+pub(crate) fn serve(cfg: WorkerConfig) {
+    let Some(link) = registry::lock().parent_link.clone() else {
+        return;
+    };
+    sys::watch_parent_from_thread(link.as_raw_fd());
+    child::quiet_panics();
+    let fd = link.as_fd();
+    if let Some((id, arg)) = &cfg.initializer {
+        if let Err(failure) = initialize(*id, arg) {
+            let _ = codec::write_frame(
+                fd,
+                &wire::init_failed(&failure),
+                "the initializer's failure",
+            );
+            child::finish(1);
+        }
+    }
+    let _ = sys::set_nonblocking(fd, true);
+    let mut stream = FrameStream::new(codec::max_frame_size());
+    let mut out = Vec::with_capacity(64 * 1024);
+    let mut done = 0u64;
+    loop {
+        let frame = match stream.next_buffered("the pool's task stream") {
+            Ok(Some(frame)) => frame,
+            Ok(None) => {
+                if flush(fd, &mut out).is_err() || !refill(fd, &mut stream) {
+                    child::finish(0);
+                }
+                continue;
+            }
+            Err(_) => child::finish(1),
+        };
+        match frame.kind {
+            wire::TASK => {
+                if wire::run_task(&frame.payload, &mut out).is_err() {
+                    let _ = flush(fd, &mut out);
+                    child::finish(1);
+                }
+                done += 1;
+                if cfg.max_tasks.is_some_and(|max| done >= max) {
+                    let _ = flush(fd, &mut out);
+                    child::finish(0);
+                }
+            }
+            wire::EXIT => {
+                let _ = flush(fd, &mut out);
+                child::finish(0);
+            }
+            _ => child::finish(1),
+        }
+    }
+}
+
+/// Runs the initializer; its failure (panic or error) comes back.
+fn initialize(id: TaskId, arg: &[u8]) -> std::result::Result<(), child::Failure> {
+    let call = id.resolve().map_err(child::Failure::Error)?;
+    let reply = call(arg);
+    match codec::parse_frame(&reply, u64::MAX >> 8, "the initializer's reply") {
+        Ok(frame) if frame.kind == codec::kind::VALUE => Ok(()),
+        Ok(frame) if frame.kind == codec::kind::PANIC => {
+            let panic =
+                codec::decode(&frame.payload, "a panic report").map_err(child::Failure::Error)?;
+            Err(child::Failure::Panic(panic))
+        }
+        Ok(frame) => {
+            let remote: crate::error::RemoteError =
+                codec::decode(&frame.payload, "an error report").map_err(child::Failure::Error)?;
+            Err(child::Failure::Error(crate::error::Error::new(
+                remote.kind,
+                remote.message,
+            )))
+        }
+        Err(e) => Err(child::Failure::Error(e)),
+    }
+}
+
+/// Writes out what has been produced.
+fn flush(fd: BorrowedFd<'_>, out: &mut Vec<u8>) -> std::io::Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    let result = sys::send_all(fd, out);
+    out.clear();
+    result
+}
+
+/// Reads more input: first without sleeping, for a short while, then
+/// blocking. False at end of file or on an error.
+fn refill(fd: BorrowedFd<'_>, stream: &mut FrameStream) -> bool {
+    let start = Instant::now();
+    loop {
+        match stream.fill(fd, "the pool's task stream") {
+            Ok(Some(0)) | Err(_) => return false,
+            Ok(Some(_)) => return true,
+            Ok(None) => {}
+        }
+        if start.elapsed() >= SPIN {
+            let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+            if sys::poll(&mut fds, None).is_err() {
+                return false;
+            }
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
