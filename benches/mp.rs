@@ -34,9 +34,7 @@ pub struct Config {
 type Workload = fn(&Config);
 
 fn missing(name: &str, what: &str) {
-    report::log(&format!(
-        "# {name}: multiproc rows missing ({what} has not landed yet)"
-    ));
+    report::log(&format!("# {name}: multiproc rows missing ({what} has not landed yet)"));
 }
 
 /// Every workload of bench_mp.py, in its order.
@@ -47,12 +45,8 @@ const WORKLOADS: &[(&str, Workload)] = &[
         missing("pool_map_small", "Pool");
         cpu::pool_map_small_rayon(cfg.reps);
     }),
-    ("pool_imap_unordered", |_| {
-        missing("pool_imap_unordered", "Pool")
-    }),
-    ("apply_async_latency", |_| {
-        missing("apply_async_latency", "Pool")
-    }),
+    ("pool_imap_unordered", |_| missing("pool_imap_unordered", "Pool")),
+    ("apply_async_latency", |_| missing("apply_async_latency", "Pool")),
     ("queue_small", |_| missing("queue_small", "Queue")),
     ("queue_large", |cfg| {
         missing("queue_large", "Queue");
@@ -72,9 +66,7 @@ const WORKLOADS: &[(&str, Workload)] = &[
         cpu::cpu_bound_rayon(cfg.reps, serial);
     }),
     ("shared_value", |_| missing("shared_value", "Value")),
-    ("executor_map", |_| {
-        missing("executor_map", "the executor API")
-    }),
+    ("executor_map", |_| missing("executor_map", "the executor API")),
     ("manager_dict", |_| missing("manager_dict", "Manager")),
 ];
 
@@ -82,10 +74,7 @@ fn main() {
     if raw::serve_role() {
         return;
     }
-    let mut args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
+    let mut args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     if args.iter().any(|a| a == "--list") {
         for (name, _) in WORKLOADS {
             println!("{name}");
@@ -94,14 +83,10 @@ fn main() {
     }
     let mut cfg = Config { reps: 5 };
     if let Some(i) = args.iter().position(|a| a == "--reps") {
-        cfg.reps = args
-            .get(i + 1)
-            .and_then(|n| n.parse().ok())
-            .filter(|&n| n > 0)
-            .unwrap_or_else(|| {
-                eprintln!("--reps needs a positive number");
-                std::process::exit(2)
-            });
+        cfg.reps = args.get(i + 1).and_then(|n| n.parse().ok()).filter(|&n| n > 0).unwrap_or_else(|| {
+            eprintln!("--reps needs a positive number");
+            std::process::exit(2)
+        });
         args.drain(i..i + 2);
     }
     let names: Vec<&str> = if args.is_empty() {
@@ -109,24 +94,15 @@ fn main() {
     } else {
         args.iter().map(String::as_str).collect()
     };
-    if let Some(bad) = names
-        .iter()
-        .find(|n| !WORKLOADS.iter().any(|(w, _)| w == *n))
-    {
+    if let Some(bad) = names.iter().find(|n| !WORKLOADS.iter().any(|(w, _)| w == *n)) {
         eprintln!("unknown workload {bad:?}; see --list");
         std::process::exit(2);
     }
     for name in names {
-        let (_, run) = WORKLOADS
-            .iter()
-            .find(|(n, _)| *n == name)
-            .expect("checked above");
+        let (_, run) = WORKLOADS.iter().find(|(n, _)| *n == name).expect("checked above");
         let t0 = std::time::Instant::now();
         report::log(&format!("# {name} ..."));
         run(&cfg);
-        report::log(&format!(
-            "# {name} done in {:.1} s",
-            t0.elapsed().as_secs_f64()
-        ));
+        report::log(&format!("# {name} done in {:.1} s", t0.elapsed().as_secs_f64()));
     }
 }

@@ -20,9 +20,7 @@ fn exits(code: i32) {
 
 fn segfaults(_: ()) {
     // Dies by SIGSEGV, as a crash in a C library would.
-    let _ = std::process::Command::new("kill")
-        .args(["-SEGV", &std::process::id().to_string()])
-        .status();
+    let _ = std::process::Command::new("kill").args(["-SEGV", &std::process::id().to_string()]).status();
     loop {
         std::thread::park();
     }
@@ -36,11 +34,7 @@ fn main() -> multiproc::Result<()> {
     let child = Process::new(panics, ()).start()?;
     let err = child.join().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Panicked);
-    println!(
-        "panicked: exitcode {:?}, message {:?}",
-        child.exitcode(),
-        err.panic_info().map(|p| p.message())
-    );
+    println!("panicked: exitcode {:?}, message {:?}", child.exitcode(), err.panic_info().map(|p| p.message()));
 
     let child = Process::new(exits, 3).start()?;
     let err = child.join().unwrap_err();

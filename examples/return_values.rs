@@ -35,8 +35,7 @@ fn main() -> multiproc::Result<()> {
     println!("2^10 = {}", child.join()?);
 
     // A closure that captures nothing works too.
-    let child =
-        Process::new(|name: String| format!("hello, {name}"), "world".to_string()).start()?;
+    let child = Process::new(|name: String| format!("hello, {name}"), "world".to_string()).start()?;
     println!("{}", child.join()?);
     Ok(())
 }

@@ -91,11 +91,7 @@ pub(crate) fn ensure_linked() -> Result<()> {
 
 /// The `execve` spec that re-runs this executable as a multiproc child in
 /// `role`, with `argv` and the current environment plus `extra`.
-pub(crate) fn exec_spec(
-    argv: Vec<CString>,
-    role: Role,
-    extra: &[(OsString, OsString)],
-) -> Result<ExecSpec> {
+pub(crate) fn exec_spec(argv: Vec<CString>, role: Role, extra: &[(OsString, OsString)]) -> Result<ExecSpec> {
     ensure_linked()?;
     let path = CString::new("/proc/self/exe").expect("no NUL");
     let mut env: Vec<CString> = Vec::new();
@@ -108,10 +104,7 @@ pub(crate) fn exec_spec(
     for (key, value) in extra {
         env.push(env_entry(key, value)?);
     }
-    env.push(env_entry(
-        &OsString::from(ENV_ROLE),
-        &OsString::from(role.encode()),
-    )?);
+    env.push(env_entry(&OsString::from(ENV_ROLE), &OsString::from(role.encode()))?);
     Ok(ExecSpec::new(path, argv, env))
 }
 
@@ -133,14 +126,8 @@ mod tests {
 
     #[test]
     fn roles_round_trip() {
-        assert!(matches!(
-            Role::parse(&Role::ForkServer.encode()),
-            Some(Role::ForkServer)
-        ));
-        assert!(matches!(
-            Role::parse(&Role::Spawn { max_frame: 77 }.encode()),
-            Some(Role::Spawn { max_frame: 77 })
-        ));
+        assert!(matches!(Role::parse(&Role::ForkServer.encode()), Some(Role::ForkServer)));
+        assert!(matches!(Role::parse(&Role::Spawn { max_frame: 77 }.encode()), Some(Role::Spawn { max_frame: 77 })));
         assert!(Role::parse("spawn:x").is_none());
         assert!(Role::parse("").is_none());
     }

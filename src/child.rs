@@ -47,12 +47,8 @@ const PARENT_GONE_EXIT: i32 = 255;
 /// The frame a parent sends to a spawn or fork-server child: the task
 /// header, then the encoded argument as raw bytes.
 pub(crate) fn task_frame(task: Task, info: &ChildInfo, arg: &[u8]) -> Result<Vec<u8>> {
-    let header = TaskHeader {
-        magic: MAGIC,
-        fingerprint: task::fingerprint().to_vec(),
-        task: task.id(),
-        info: info.clone(),
-    };
+    let header =
+        TaskHeader { magic: MAGIC, fingerprint: task::fingerprint().to_vec(), task: task.id(), info: info.clone() };
     let mut frame = FrameBuf::new();
     frame.push(&header, "the task header")?;
     frame.extend(arg);
@@ -84,15 +80,11 @@ pub(crate) fn serve(control: OwnedFd, inline: Option<&[u8]>) -> ! {
     if frame.kind != kind::TASK {
         let e = Error::new(
             ErrorKind::Protocol,
-            format!(
-                "the child expected a task frame and got kind {}; the stream is corrupt",
-                frame.kind
-            ),
+            format!("the child expected a task frame and got kind {}; the stream is corrupt", frame.kind),
         );
         refuse(&control, &e);
     }
-    let (header, arg) = match codec::decode_prefix::<TaskHeader>(&frame.payload, "the task header")
-    {
+    let (header, arg) = match codec::decode_prefix::<TaskHeader>(&frame.payload, "the task header") {
         Ok(parts) => parts,
         Err(e) => refuse(&control, &e),
     };
@@ -129,13 +121,7 @@ fn refuse(control: &OwnedFd, err: &Error) -> ! {
 /// returned value, 1 after a panic or an error, as Python's child exits 1
 /// after an uncaught exception. `environ`, built before the fork when
 /// there are environment additions, is installed first.
-pub(crate) fn run(
-    control: OwnedFd,
-    info: ChildInfo,
-    environ: Option<sys::Environ>,
-    call: Trampoline,
-    arg: &[u8],
-) -> ! {
+pub(crate) fn run(control: OwnedFd, info: ChildInfo, environ: Option<sys::Environ>, call: Trampoline, arg: &[u8]) -> ! {
     if let Some(environ) = environ {
         environ.install();
     }
@@ -143,11 +129,7 @@ pub(crate) fn run(
     sys::watch_parent(control.as_raw_fd());
     let link = registry::enter_child(info, control);
     let reply = call(arg);
-    let code = if codec::kind_of(&reply) == kind::VALUE {
-        0
-    } else {
-        1
-    };
+    let code = if codec::kind_of(&reply) == kind::VALUE { 0 } else { 1 };
     // A parent that has gone away cannot be told; the exit is the same.
     let _ = codec::write_frame(link.as_fd(), &reply, "the reply");
     finish(code)
@@ -183,12 +165,7 @@ impl Spot {
         while !file.is_char_boundary(cut) {
             cut -= 1;
         }
-        let mut spot = Spot {
-            file: [0; 255],
-            len: cut as u8,
-            line,
-            column,
-        };
+        let mut spot = Spot { file: [0; 255], len: cut as u8, line, column };
         spot.file[..cut].copy_from_slice(&file.as_bytes()[..cut]);
         spot
     }
@@ -248,28 +225,29 @@ pub(crate) enum Failure {
 
 /// Runs `f`, catching a panic with its message and location.
 pub(crate) fn catch<T>(f: impl FnOnce() -> Result<T>) -> std::result::Result<T, Failure> {
-    let _ = PANIC_LOCATION.try_with(|l| l.set(None));
-    match std::panic::catch_unwind(AssertUnwindSafe(f)) {
+    match catch_panic(f) {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(Failure::Error(e)),
-        Err(payload) => {
-            let message = if let Some(s) = payload.downcast_ref::<&str>() {
-                (*s).to_owned()
-            } else if let Some(s) = payload.downcast_ref::<String>() {
-                s.clone()
-            } else {
-                "Box<dyn Any>".to_owned()
-            };
-            let location = PANIC_LOCATION
-                .try_with(Cell::take)
-                .ok()
-                .flatten()
-                .map(Spot::into_parts);
-            // A payload whose destructor panics must not take the child down.
-            let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(payload)));
-            Err(Failure::Panic(PanicInfo::new(message, location)))
-        }
+        Err(panic) => Err(Failure::Panic(panic)),
     }
+}
+
+/// Runs `f`, turning a panic into its message and location.
+pub(crate) fn catch_panic<T>(f: impl FnOnce() -> T) -> std::result::Result<T, PanicInfo> {
+    let _ = PANIC_LOCATION.try_with(|l| l.set(None));
+    std::panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
+        let message = if let Some(s) = payload.downcast_ref::<&str>() {
+            (*s).to_owned()
+        } else if let Some(s) = payload.downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "Box<dyn Any>".to_owned()
+        };
+        let location = PANIC_LOCATION.try_with(Cell::take).ok().flatten().map(Spot::into_parts);
+        // A payload whose destructor panics must not take the child down.
+        let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(payload)));
+        PanicInfo::new(message, location)
+    })
 }
 
 /// Runs `f`, turning an error or a panic into the matching reply frame.
@@ -280,14 +258,11 @@ pub(crate) fn run_guarded(f: impl FnOnce() -> Result<Vec<u8>>) -> Vec<u8> {
             Err(e) => error_frame(&e),
         },
         Err(Failure::Error(e)) => error_frame(&e),
-        Err(Failure::Panic(p)) => {
-            codec::frame_of(kind::PANIC, &p, "a panic").expect("a PanicInfo always serializes")
-        }
+        Err(Failure::Panic(p)) => codec::frame_of(kind::PANIC, &p, "a panic").expect("a PanicInfo always serializes"),
     }
 }
 
 /// The reply frame for an error raised in the child.
 fn error_frame(err: &Error) -> Vec<u8> {
-    codec::frame_of(kind::ERROR, &RemoteError::from(err), "an error")
-        .expect("a RemoteError always serializes")
+    codec::frame_of(kind::ERROR, &RemoteError::from(err), "an error").expect("a RemoteError always serializes")
 }

@@ -98,9 +98,7 @@ impl FromStr for StartMethod {
             "forkserver" => Ok(StartMethod::ForkServer),
             other => Err(Error::new(
                 ErrorKind::InvalidInput,
-                format!(
-                    "unknown start method {other:?}; use \"fork\", \"spawn\" or \"forkserver\""
-                ),
+                format!("unknown start method {other:?}; use \"fork\", \"spawn\" or \"forkserver\""),
             )),
         }
     }
@@ -183,11 +181,7 @@ pub fn get_start_method() -> StartMethod {
 /// assert_eq!(multiproc::get_all_start_methods().len(), 3);
 /// ```
 pub fn get_all_start_methods() -> Vec<StartMethod> {
-    vec![
-        StartMethod::ForkServer,
-        StartMethod::Spawn,
-        StartMethod::Fork,
-    ]
+    vec![StartMethod::ForkServer, StartMethod::Spawn, StartMethod::Fork]
 }
 
 /// A start method to use for some processes, without touching the

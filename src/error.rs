@@ -244,10 +244,7 @@ impl Error {
         Error::new(ErrorKind::Io, format!("{what} failed: {err}")).with_source(err)
     }
 
-    pub(crate) fn with_source(
-        mut self,
-        source: impl std::error::Error + Send + Sync + 'static,
-    ) -> Self {
+    pub(crate) fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.inner.source = Some(Box::new(source));
         self
     }
@@ -374,8 +371,7 @@ impl Error {
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
-        d.field("kind", &self.inner.kind)
-            .field("message", &self.inner.message);
+        d.field("kind", &self.inner.kind).field("message", &self.inner.message);
         if let Some(p) = &self.inner.panic {
             d.field("panic", p);
         }
@@ -400,10 +396,7 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.inner
-            .source
-            .as_deref()
-            .map(|s| s as &(dyn std::error::Error + 'static))
+        self.inner.source.as_deref().map(|s| s as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -412,9 +405,7 @@ impl From<Error> for std::io::Error {
         let kind = match err.kind() {
             ErrorKind::Timeout => std::io::ErrorKind::TimedOut,
             ErrorKind::InvalidInput => std::io::ErrorKind::InvalidInput,
-            ErrorKind::Serialize | ErrorKind::Deserialize | ErrorKind::FrameTooLarge => {
-                std::io::ErrorKind::InvalidData
-            }
+            ErrorKind::Serialize | ErrorKind::Deserialize | ErrorKind::FrameTooLarge => std::io::ErrorKind::InvalidData,
             ErrorKind::Unsupported => std::io::ErrorKind::Unsupported,
             _ => std::io::ErrorKind::Other,
         };
@@ -431,10 +422,7 @@ pub(crate) struct RemoteError {
 
 impl From<&Error> for RemoteError {
     fn from(err: &Error) -> Self {
-        RemoteError {
-            kind: err.kind(),
-            message: err.message().to_owned(),
-        }
+        RemoteError { kind: err.kind(), message: err.message().to_owned() }
     }
 }
 
@@ -464,9 +452,6 @@ mod tests {
     fn panic_info_formats_like_std() {
         let p = PanicInfo::new("boom".into(), Some(("src/x.rs".into(), 3, 9)));
         assert_eq!(p.to_string(), "panicked at src/x.rs:3:9: boom");
-        assert_eq!(
-            PanicInfo::new("boom".into(), None).to_string(),
-            "panicked: boom"
-        );
+        assert_eq!(PanicInfo::new("boom".into(), None).to_string(), "panicked: boom");
     }
 }

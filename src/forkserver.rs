@@ -95,14 +95,10 @@ impl ForkServer {
     }
 
     fn start() -> Result<ForkServer> {
-        let (ours, theirs) = sys::socketpair_seqpacket()
-            .map_err(|e| Error::io("creating the fork server's socket", e))?;
+        let (ours, theirs) =
+            sys::socketpair_seqpacket().map_err(|e| Error::io("creating the fork server's socket", e))?;
         let mut argv = vec![CString::new(format!("{SERVER_TITLE:<TITLE_ROOM$}")).expect("no NUL")];
-        argv.extend(
-            std::env::args_os()
-                .skip(1)
-                .filter_map(|a| CString::new(a.as_bytes()).ok()),
-        );
+        argv.extend(std::env::args_os().skip(1).filter_map(|a| CString::new(a.as_bytes()).ok()));
         let spec = bootstrap::exec_spec(argv, bootstrap::Role::ForkServer, &[])?;
         let pid = sys::spawn_exec(&spec, theirs.as_fd(), sys::is_main_thread())
             .map_err(|e| Error::io("starting the fork server", e))?;
@@ -114,12 +110,7 @@ impl ForkServer {
                 return Err(Error::io("opening a pidfd for the fork server", e));
             }
         };
-        let server = ForkServer {
-            pid,
-            pidfd,
-            conn_raw: ours.as_raw_fd(),
-            conn: Mutex::new(ours),
-        };
+        let server = ForkServer { pid, pidfd, conn_raw: ours.as_raw_fd(), conn: Mutex::new(ours) };
         if let Err(e) = server.check_hello() {
             server.reap();
             return Err(e);
@@ -129,10 +120,7 @@ impl ForkServer {
 
     /// Waits, with a bound, until the server has a message for us.
     fn await_message(&self, conn: BorrowedFd<'_>) -> std::io::Result<()> {
-        let mut fds = [
-            PollFd::new(&conn, PollFlags::IN),
-            PollFd::new(&self.pidfd, PollFlags::IN),
-        ];
+        let mut fds = [PollFd::new(&conn, PollFlags::IN), PollFd::new(&self.pidfd, PollFlags::IN)];
         if sys::poll(&mut fds, Some(REPLY_TIMEOUT))? == 0 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
@@ -144,8 +132,7 @@ impl ForkServer {
 
     fn check_hello(&self) -> Result<()> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        self.await_message(conn.as_fd())
-            .map_err(|e| Error::io("waiting for the fork server's hello", e))?;
+        self.await_message(conn.as_fd()).map_err(|e| Error::io("waiting for the fork server's hello", e))?;
         let mut buf = Vec::with_capacity(256);
         let n = sys::recv_fds(conn.as_fd(), &mut buf, &mut Vec::new())
             .map_err(|e| Error::io("reading the fork server's hello", e))?;
@@ -185,8 +172,7 @@ impl ForkServer {
             return Err(Failure::Server(std::io::ErrorKind::ConnectionReset.into()));
         }
         let reply: std::result::Result<i32, i32> =
-            codec::decode(&buf, "the fork server's reply")
-                .map_err(|e| Failure::Server(std::io::Error::from(e)))?;
+            codec::decode(&buf, "the fork server's reply").map_err(|e| Failure::Server(std::io::Error::from(e)))?;
         match (reply, fds.len()) {
             (Ok(pid), 2) => {
                 let status = fds.pop().expect("two fds");
@@ -197,9 +183,7 @@ impl ForkServer {
                 }
                 Ok((pid, pidfd, status))
             }
-            (Ok(_), _) => Err(Failure::Server(std::io::Error::other(
-                "the fork server's reply lacked its fds",
-            ))),
+            (Ok(_), _) => Err(Failure::Server(std::io::Error::other("the fork server's reply lacked its fds"))),
             (Err(errno), _) => Err(Failure::Request(std::io::Error::from_raw_os_error(errno))),
         }
     }
@@ -219,17 +203,12 @@ impl ForkServer {
 pub(crate) fn fork_child(inline: Option<&[u8]>) -> Result<ServerChild> {
     let mut last_err = None;
     for _ in 0..2 {
-        let (control, child_end) = sys::socketpair_stream()
-            .map_err(|e| Error::io("creating a control socket for the child", e))?;
+        let (control, child_end) =
+            sys::socketpair_stream().map_err(|e| Error::io("creating a control socket for the child", e))?;
         let server = current_server()?;
         match server.fork(&child_end, inline) {
             Ok((pid, pidfd, status)) => {
-                return Ok(ServerChild {
-                    pid,
-                    pidfd,
-                    status,
-                    control,
-                });
+                return Ok(ServerChild { pid, pidfd, status, control });
             }
             Err(Failure::Request(e)) => {
                 return Err(Error::io("asking the fork server for a child", e));
@@ -275,12 +254,8 @@ pub(crate) fn serve(conn: OwnedFd) -> ! {
     sys::ignore_sigpipe();
     sys::set_title(SERVER_TITLE);
     let my_pid = sys::getpid();
-    let hello = Hello {
-        fingerprint: task::fingerprint().to_vec(),
-        pid: my_pid,
-    };
-    let hello =
-        codec::encode(&hello, "the fork server's hello").expect("a Hello always serializes");
+    let hello = Hello { fingerprint: task::fingerprint().to_vec(), pid: my_pid };
+    let hello = codec::encode(&hello, "the fork server's hello").expect("a Hello always serializes");
     if sys::send_fds(conn.as_fd(), &hello, &[]).is_err() {
         sys::exit_now(1);
     }
@@ -291,30 +266,19 @@ pub(crate) fn serve(conn: OwnedFd) -> ! {
         let order: Vec<i32> = children.keys().copied().collect();
         let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(order.len() + 1);
         fds.push(PollFd::new(&conn, PollFlags::IN));
-        fds.extend(
-            order
-                .iter()
-                .map(|pid| PollFd::new(&children[pid].0, PollFlags::IN)),
-        );
+        fds.extend(order.iter().map(|pid| PollFd::new(&children[pid].0, PollFlags::IN)));
         if sys::poll(&mut fds, None).is_err() {
             continue;
         }
         let conn_ready = !fds[0].revents().is_empty();
-        let ended: Vec<i32> = order
-            .iter()
-            .zip(&fds[1..])
-            .filter(|(_, fd)| !fd.revents().is_empty())
-            .map(|(pid, _)| *pid)
-            .collect();
+        let ended: Vec<i32> =
+            order.iter().zip(&fds[1..]).filter(|(_, fd)| !fd.revents().is_empty()).map(|(pid, _)| *pid).collect();
         drop(fds);
         for pid in ended {
             if let Some((pidfd, status_w)) = children.remove(&pid) {
                 // No status (the wait failed): closing the pipe tells the
                 // client that it is lost.
-                let raw = sys::pidfd_wait(pidfd.as_fd(), true)
-                    .ok()
-                    .flatten()
-                    .and_then(sys::ExitStatus::to_raw);
+                let raw = sys::pidfd_wait(pidfd.as_fd(), true).ok().flatten().and_then(sys::ExitStatus::to_raw);
                 if let Some(raw) = raw {
                     let _ = sys::write_all(status_w.as_fd(), &raw.to_ne_bytes());
                 }
@@ -322,35 +286,29 @@ pub(crate) fn serve(conn: OwnedFd) -> ! {
         }
         if conn_ready {
             let mut received = Vec::new();
-            let reply: std::result::Result<i32, i32> =
-                match sys::recv_fds(conn.as_fd(), &mut buf, &mut received) {
-                    Ok(0) if received.is_empty() => sys::exit_now(0),
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) if e.raw_os_error().is_some() => sys::exit_now(0),
-                    // A message we could not take whole (fds dropped): say so.
-                    Err(_) => Err(EIO),
-                    Ok(_) => match (buf.get(..8), received.pop()) {
-                        (Some(limit), Some(child_end)) => {
-                            let limit = u64::from_le_bytes(limit.try_into().expect("8 bytes"));
-                            let inline = (buf.len() > 8).then(|| &buf[8..]);
-                            match fork_one(child_end, inline, limit, my_pid) {
-                                Ok((pid, pidfd, status_r, status_w)) => {
-                                    let reply = codec::encode(&Ok::<i32, i32>(pid), "reply")
-                                        .expect("plain data");
-                                    let _ = sys::send_fds(
-                                        conn.as_fd(),
-                                        &reply,
-                                        &[pidfd.as_fd(), status_r.as_fd()],
-                                    );
-                                    children.insert(pid, (pidfd, status_w));
-                                    continue;
-                                }
-                                Err(e) => Err(e.raw_os_error().unwrap_or(EIO)),
+            let reply: std::result::Result<i32, i32> = match sys::recv_fds(conn.as_fd(), &mut buf, &mut received) {
+                Ok(0) if received.is_empty() => sys::exit_now(0),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.raw_os_error().is_some() => sys::exit_now(0),
+                // A message we could not take whole (fds dropped): say so.
+                Err(_) => Err(EIO),
+                Ok(_) => match (buf.get(..8), received.pop()) {
+                    (Some(limit), Some(child_end)) => {
+                        let limit = u64::from_le_bytes(limit.try_into().expect("8 bytes"));
+                        let inline = (buf.len() > 8).then(|| &buf[8..]);
+                        match fork_one(child_end, inline, limit, my_pid) {
+                            Ok((pid, pidfd, status_r, status_w)) => {
+                                let reply = codec::encode(&Ok::<i32, i32>(pid), "reply").expect("plain data");
+                                let _ = sys::send_fds(conn.as_fd(), &reply, &[pidfd.as_fd(), status_r.as_fd()]);
+                                children.insert(pid, (pidfd, status_w));
+                                continue;
                             }
+                            Err(e) => Err(e.raw_os_error().unwrap_or(EIO)),
                         }
-                        _ => Err(EINVAL),
-                    },
-                };
+                    }
+                    _ => Err(EINVAL),
+                },
+            };
             let reply = codec::encode(&reply, "reply").expect("plain data");
             let _ = sys::send_fds(conn.as_fd(), &reply, &[]);
         }

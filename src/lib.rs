@@ -63,14 +63,12 @@ mod task;
 
 pub use codec::{DEFAULT_MAX_FRAME_SIZE, max_frame_size, set_max_frame_size};
 pub use context::{
-    Context, StartMethod, cpu_count, force_start_method, get_all_start_methods, get_context,
-    get_start_method, set_start_method,
+    Context, StartMethod, cpu_count, force_start_method, get_all_start_methods, get_context, get_start_method,
+    set_start_method,
 };
 pub use error::{Error, ErrorKind, PanicInfo, Result};
 pub use pool::{
-    AsCompleted, AsyncResult, Calls, Done, IMap, IMapUnordered, Pool, PoolBuilder, ReturnWhen,
-    StarFn, as_completed, wait,
+    AsCompleted, AsyncResult, Calls, Done, IMap, IMapUnordered, Pool, PoolBuilder, ReturnWhen, StarFn, as_completed,
+    wait,
 };
-pub use process::{
-    Child, ParentProcess, Process, ProcessInfo, active_children, current_process, parent_process,
-};
+pub use process::{Child, ParentProcess, Process, ProcessInfo, active_children, current_process, parent_process};

@@ -82,11 +82,7 @@ impl Registry {
         env: Vec<(Vec<u8>, Vec<u8>)>,
     ) -> ChildInfo {
         self.counter += 1;
-        let mut identity = self
-            .current
-            .as_ref()
-            .map(|c| c.identity.clone())
-            .unwrap_or_default();
+        let mut identity = self.current.as_ref().map(|c| c.identity.clone()).unwrap_or_default();
         identity.push(self.counter);
         let name = name.unwrap_or_else(|| {
             let parts: Vec<String> = identity.iter().map(u32::to_string).collect();
@@ -128,8 +124,7 @@ impl Registry {
 
     /// Forgets a reaped child.
     pub(crate) fn remove(&mut self, child: &ChildShared) {
-        self.children
-            .retain(|c| !std::ptr::eq(Arc::as_ptr(c), child));
+        self.children.retain(|c| !std::ptr::eq(Arc::as_ptr(c), child));
     }
 
     /// In a freshly forked child: closes every fd that the parent's

@@ -44,9 +44,7 @@ impl Task {
                  captured values through the argument instead."
             )
         };
-        Task {
-            call: trampoline::<F, A, R>,
-        }
+        Task { call: trampoline::<F, A, R> }
     }
 
     /// This task's id, valid in any process running this executable.
@@ -109,28 +107,16 @@ mod tests {
         assert_eq!(call as usize, task.call as usize);
         let reply = call(&codec::encode(&21u64, "x").unwrap());
         assert_eq!(codec::kind_of(&reply), kind::VALUE);
-        assert_eq!(
-            codec::decode::<u64>(&reply[codec::HEADER..], "x").unwrap(),
-            42
-        );
+        assert_eq!(codec::decode::<u64>(&reply[codec::HEADER..], "x").unwrap(), 42);
     }
 
     #[test]
     fn a_garbage_task_id_is_refused_without_calling_anything() {
         let id = Task::of::<_, u64, u64>(double).id();
         for bad in [
-            TaskId {
-                offset: id.offset,
-                tag: id.tag ^ 1,
-            },
-            TaskId {
-                offset: id.offset + 8,
-                tag: id.tag,
-            },
-            TaskId {
-                offset: 0xdead_beef,
-                tag: 0x1234,
-            },
+            TaskId { offset: id.offset, tag: id.tag ^ 1 },
+            TaskId { offset: id.offset + 8, tag: id.tag },
+            TaskId { offset: 0xdead_beef, tag: 0x1234 },
         ] {
             assert_eq!(bad.resolve().unwrap_err().kind(), ErrorKind::Protocol);
         }

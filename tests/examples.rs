@@ -9,16 +9,8 @@ use std::time::Duration;
 
 fn run(name: &str) -> Output {
     let path = common::example(name);
-    assert!(
-        path.exists(),
-        "{} is not built; run the tests with `cargo test`",
-        path.display()
-    );
-    let child = Command::new(&path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    assert!(path.exists(), "{} is not built; run the tests with `cargo test`", path.display());
+    let child = Command::new(&path).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let pid = child.id();
     // The watchdog for a blocking wait_with_output.
     let (tx, rx) = std::sync::mpsc::channel();
@@ -34,11 +26,7 @@ fn run(name: &str) -> Output {
 }
 
 fn stdout_lines(name: &str) -> Vec<String> {
-    String::from_utf8(run(name).stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    String::from_utf8(run(name).stdout).unwrap().lines().map(str::to_owned).collect()
 }
 
 #[test]
@@ -50,10 +38,7 @@ fn quickstart_prints_the_seed_output_byte_for_byte() {
     assert_eq!(lines[1], "[1, 4, 9, 16]\n");
     let mut numbers: Vec<&str> = lines[2..].to_vec();
     numbers.sort();
-    assert_eq!(
-        numbers,
-        ["Number: 1\n", "Number: 2\n", "Number: 3\n", "Number: 4\n"]
-    );
+    assert_eq!(numbers, ["Number: 1\n", "Number: 2\n", "Number: 3\n", "Number: 4\n"]);
 }
 
 #[test]
@@ -65,10 +50,7 @@ fn quickstart_is_stable_over_repeated_runs() {
 
 #[test]
 fn return_values_example() {
-    assert_eq!(
-        stdout_lines("return_values"),
-        ["count=8 mean=3.875 max=9", "2^10 = 1024", "hello, world"]
-    );
+    assert_eq!(stdout_lines("return_values"), ["count=8 mean=3.875 max=9", "2^10 = 1024", "hello, world"]);
 }
 
 #[test]
@@ -88,11 +70,7 @@ fn exit_codes_example() {
 fn timeouts_example() {
     assert_eq!(
         stdout_lines("timeouts"),
-        [
-            "quick: 81",
-            "slow: timed out, still alive: true",
-            "slow: killed, exitcode Some(-9)"
-        ]
+        ["quick: 81", "slow: timed out, still alive: true", "slow: killed, exitcode Some(-9)"]
     );
 }
 
@@ -100,12 +78,7 @@ fn timeouts_example() {
 fn terminate_example() {
     assert_eq!(
         stdout_lines("terminate"),
-        [
-            "sleeper alive: true",
-            "terminated: exitcode Some(-15)",
-            "sleeper alive: false",
-            "killed: exitcode Some(-9)"
-        ]
+        ["sleeper alive: true", "terminated: exitcode Some(-15)", "sleeper alive: false", "killed: exitcode Some(-9)"]
     );
 }
 

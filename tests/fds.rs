@@ -22,10 +22,7 @@ fn open_fds() -> Vec<(i32, String)> {
         .flatten()
         .filter_map(|e| {
             let fd = e.file_name().to_string_lossy().parse().ok()?;
-            let target = std::fs::read_link(e.path())
-                .ok()?
-                .to_string_lossy()
-                .into_owned();
+            let target = std::fs::read_link(e.path()).ok()?.to_string_lossy().into_owned();
             Some((fd, target))
         })
         .filter(|(_, target)| !target.starts_with("/proc/") || !target.ends_with("/fd"))
@@ -40,11 +37,7 @@ fn my_fds(_: ()) -> Vec<(i32, String)> {
 
 fn is_cloexec(fd: i32) -> bool {
     let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap();
-    let flags = info
-        .lines()
-        .find_map(|l| l.strip_prefix("flags:"))
-        .unwrap()
-        .trim();
+    let flags = info.lines().find_map(|l| l.strip_prefix("flags:")).unwrap().trim();
     u32::from_str_radix(flags, 8).unwrap() & 0o2000000 != 0
 }
 
@@ -59,76 +52,35 @@ fn children_get_only_the_fds_they_need() {
     // Other children, so that there are internal fds around to leak.
     let others: Vec<_> = common::METHODS
         .iter()
-        .map(|&m| {
-            Process::new(forever, ())
-                .daemon(true)
-                .start_method(m)
-                .start()
-                .unwrap()
-        })
+        .map(|&m| Process::new(forever, ()).daemon(true).start_method(m).start().unwrap())
         .collect();
 
     // Every fd opened since the test began is CLOEXEC: multiproc's
     // sockets, pidfds and pipes, and Rust's own file.
-    let new: Vec<(i32, String)> = open_fds()
-        .into_iter()
-        .filter(|fd| !inherited.contains(fd))
-        .collect();
-    assert!(
-        new.len() >= 7,
-        "the children's fds and the fork server's: {new:?}"
-    );
+    let new: Vec<(i32, String)> = open_fds().into_iter().filter(|fd| !inherited.contains(fd)).collect();
+    assert!(new.len() >= 7, "the children's fds and the fork server's: {new:?}");
     for (fd, target) in new {
         assert!(is_cloexec(fd), "fd {fd} ({target}) is not CLOEXEC");
     }
 
     for method in common::METHODS {
-        let child = Process::new(my_fds, ())
-            .start_method(method)
-            .start()
-            .unwrap();
+        let child = Process::new(my_fds, ()).start_method(method).start().unwrap();
         let fds = child.join_timeout(LONG).unwrap();
         // What the child has beyond stdio and what this test process
         // inherited from its own environment.
-        let extra: Vec<&(i32, String)> = fds
-            .iter()
-            .filter(|fd| fd.0 > 2 && !inherited.contains(fd))
-            .collect();
-        let sockets = extra
-            .iter()
-            .filter(|(_, t)| t.starts_with("socket:"))
-            .count();
+        let extra: Vec<&(i32, String)> = fds.iter().filter(|fd| fd.0 > 2 && !inherited.contains(fd)).collect();
+        let sockets = extra.iter().filter(|(_, t)| t.starts_with("socket:")).count();
         assert_eq!(sockets, 1, "{method}: only the control socket, got {fds:?}");
-        assert!(
-            !extra.iter().any(|(_, t)| t.contains("pidfd")),
-            "{method}: another child's pidfd leaked: {fds:?}"
-        );
-        assert!(
-            !extra.iter().any(|(_, t)| t.starts_with("pipe:")),
-            "{method}: a pipe leaked: {fds:?}"
-        );
+        assert!(!extra.iter().any(|(_, t)| t.contains("pidfd")), "{method}: another child's pidfd leaked: {fds:?}");
+        assert!(!extra.iter().any(|(_, t)| t.starts_with("pipe:")), "{method}: a pipe leaked: {fds:?}");
         match method {
             StartMethod::Fork => {
-                assert!(
-                    extra.iter().any(|(fd, _)| *fd == user_fd),
-                    "fork inherits user fds: {fds:?}"
-                );
-                assert_eq!(
-                    extra.len(),
-                    2,
-                    "fork: the user's file and the control socket, got {fds:?}"
-                );
+                assert!(extra.iter().any(|(fd, _)| *fd == user_fd), "fork inherits user fds: {fds:?}");
+                assert_eq!(extra.len(), 2, "fork: the user's file and the control socket, got {fds:?}");
             }
             _ => {
-                assert_eq!(
-                    extra.len(),
-                    1,
-                    "{method}: only the control socket, got {fds:?}"
-                );
-                assert!(
-                    fds.iter().all(|fd| fd.0 <= 2 || fd == extra[0]),
-                    "{method}: nothing inherited, got {fds:?}"
-                );
+                assert_eq!(extra.len(), 1, "{method}: only the control socket, got {fds:?}");
+                assert!(fds.iter().all(|fd| fd.0 <= 2 || fd == extra[0]), "{method}: nothing inherited, got {fds:?}");
             }
         }
     }

@@ -43,19 +43,10 @@ fn forked_children_do_not_inherit_held_locks() {
             .unwrap();
         assert_eq!(child.join_timeout(LONG).unwrap(), Some(i.to_string()));
         // A panicking target still reports its location.
-        let child = Process::new(boom, ())
-            .start_method(StartMethod::Fork)
-            .start()
-            .unwrap();
+        let child = Process::new(boom, ()).start_method(StartMethod::Fork).start().unwrap();
         let err = child.join_timeout(LONG).unwrap_err();
         assert_eq!(err.panic_info().unwrap().message(), "expected");
-        assert!(
-            err.panic_info()
-                .unwrap()
-                .file()
-                .unwrap()
-                .ends_with("fork_safety.rs")
-        );
+        assert!(err.panic_info().unwrap().file().unwrap().ends_with("fork_safety.rs"));
     }
     stop.store(true, Ordering::Relaxed);
     for t in noise {
@@ -86,13 +77,7 @@ fn fork_starts_do_not_capture_other_threads_fds_in_flight() {
         std::thread::spawn(move || {
             let mut kids = Vec::new();
             while !stop.load(Ordering::Relaxed) && kids.len() < 400 {
-                kids.push(
-                    Process::new(forever, ())
-                        .daemon(true)
-                        .start_method(StartMethod::Fork)
-                        .start()
-                        .unwrap(),
-                );
+                kids.push(Process::new(forever, ()).daemon(true).start_method(StartMethod::Fork).start().unwrap());
             }
             kids
         })
@@ -101,10 +86,7 @@ fn fork_starts_do_not_capture_other_threads_fds_in_flight() {
     let starter = std::thread::spawn(move || {
         for method in [StartMethod::Spawn, StartMethod::ForkServer] {
             for _ in 0..60 {
-                let child = Process::new(seven, ())
-                    .start_method(method)
-                    .start()
-                    .unwrap();
+                let child = Process::new(seven, ()).start_method(method).start().unwrap();
                 assert_eq!(child.join_timeout(LONG).unwrap(), 7);
             }
         }
@@ -119,9 +101,6 @@ fn fork_starts_do_not_capture_other_threads_fds_in_flight() {
     for kid in &kids {
         let _ = kid.join_timeout(LONG);
     }
-    assert!(
-        finished.is_ok(),
-        "spawn / fork-server starts got stuck behind forked children"
-    );
+    assert!(finished.is_ok(), "spawn / fork-server starts got stuck behind forked children");
     starter.join().unwrap();
 }

@@ -19,28 +19,17 @@ fn square(x: u64) -> u64 {
 
 /// The fork server among this process's children.
 fn fork_server() -> Option<u32> {
-    common::children()
-        .into_iter()
-        .map(|(pid, _)| pid)
-        .find(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| c.starts_with(b"multiproc: forkserver"))
-        })
+    common::children().into_iter().map(|(pid, _)| pid).find(|pid| {
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"multiproc: forkserver"))
+    })
 }
 
 #[test]
 fn a_killed_fork_server_is_replaced_and_its_children_end() {
     let _w = common::watchdog("forkserver");
-    let warm = Process::new(square, 2)
-        .start_method(StartMethod::ForkServer)
-        .start()
-        .unwrap();
+    let warm = Process::new(square, 2).start_method(StartMethod::ForkServer).start().unwrap();
     assert_eq!(warm.join_timeout(LONG).unwrap(), 4);
-    let in_flight = Process::new(forever, ())
-        .daemon(true)
-        .start_method(StartMethod::ForkServer)
-        .start()
-        .unwrap();
+    let in_flight = Process::new(forever, ()).daemon(true).start_method(StartMethod::ForkServer).start().unwrap();
     let server = fork_server().expect("the fork server is our child");
     common::sigkill(server);
 
@@ -52,15 +41,9 @@ fn a_killed_fork_server_is_replaced_and_its_children_end() {
     assert!(err.to_string().contains("unknown"), "{err}");
 
     // The next start replaces the server.
-    let child = Process::new(square, 9)
-        .start_method(StartMethod::ForkServer)
-        .start()
-        .unwrap();
+    let child = Process::new(square, 9).start_method(StartMethod::ForkServer).start().unwrap();
     assert_eq!(child.join_timeout(LONG).unwrap(), 81);
     let replacement = fork_server().expect("a new fork server");
     assert_ne!(replacement, server);
-    assert!(
-        common::wait_until(LONG, || common::stat(server).is_none()),
-        "the old server was reaped"
-    );
+    assert!(common::wait_until(LONG, || common::stat(server).is_none()), "the old server was reaped");
 }

@@ -26,55 +26,32 @@ fn forever(_: ()) {
 }
 
 fn snapshot() -> (usize, usize, Vec<(u32, char)>) {
-    (
-        common::fd_count(),
-        common::thread_count(),
-        common::children(),
-    )
+    (common::fd_count(), common::thread_count(), common::children())
 }
 
 #[test]
 fn no_fd_thread_or_process_leaks_after_200_cycles_per_method() {
     // Warm up: the fork server starts, lazy statics initialise.
     for method in common::METHODS {
-        Process::new(square, 1)
-            .start_method(method)
-            .start()
-            .unwrap()
-            .join_timeout(LONG)
-            .unwrap();
+        Process::new(square, 1).start_method(method).start().unwrap().join_timeout(LONG).unwrap();
     }
     let _w = common::watchdog_for("leaks", Duration::from_secs(300));
     let before = snapshot();
-    assert!(
-        before.2.iter().all(|&(_, state)| state != 'Z'),
-        "zombies before: {before:?}"
-    );
+    assert!(before.2.iter().all(|&(_, state)| state != 'Z'), "zombies before: {before:?}");
 
     for method in common::METHODS {
         for i in 0..200u64 {
-            let child = Process::new(square, i)
-                .start_method(method)
-                .start()
-                .unwrap();
+            let child = Process::new(square, i).start_method(method).start().unwrap();
             assert_eq!(child.join_timeout(LONG).unwrap(), i * i);
         }
         // The failure paths release everything too.
         for _ in 0..10 {
             let child = Process::new(boom, ()).start_method(method).start().unwrap();
             assert!(child.join_timeout(LONG).is_err());
-            let child = Process::new(forever, ())
-                .daemon(true)
-                .start_method(method)
-                .start()
-                .unwrap();
+            let child = Process::new(forever, ()).daemon(true).start_method(method).start().unwrap();
             child.kill().unwrap();
             assert!(child.join_timeout(LONG).is_err());
-            let child = Process::new(forever, ())
-                .daemon(true)
-                .start_method(method)
-                .start()
-                .unwrap();
+            let child = Process::new(forever, ()).daemon(true).start_method(method).start().unwrap();
             assert!(child.join_timeout(Duration::ZERO).unwrap_err().is_timeout());
             child.terminate().unwrap();
             drop(child); // detached: the reaper thread takes it
@@ -85,8 +62,5 @@ fn no_fd_thread_or_process_leaks_after_200_cycles_per_method() {
     let settled = common::wait_until(LONG, || snapshot() == before);
     let after = snapshot();
     assert!(settled, "before {before:?}\nafter  {after:?}");
-    assert!(
-        after.2.iter().all(|&(_, state)| state != 'Z'),
-        "zombies after: {after:?}"
-    );
+    assert!(after.2.iter().all(|&(_, state)| state != 'Z'), "zombies after: {after:?}");
 }

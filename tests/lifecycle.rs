@@ -27,10 +27,7 @@ fn wait_gate(path: String) {
 
 fn make_gate(dir: &Path) -> String {
     let path = dir.join("gate");
-    let ok = std::process::Command::new("mkfifo")
-        .arg(&path)
-        .status()
-        .unwrap();
+    let ok = std::process::Command::new("mkfifo").arg(&path).status().unwrap();
     assert!(ok.success());
     path.to_string_lossy().into_owned()
 }
@@ -49,18 +46,9 @@ fn write_atomically(path: &Path, text: &str) {
 /// Starts 4 children (2 from the main thread, 2 from a thread that then
 /// exits), writes their pids to `dir/pids`, and waits to be killed.
 fn parent_of_four((method, dir): (StartMethod, String)) {
-    let start = move || {
-        Process::new(forever, ())
-            .start_method(method)
-            .start()
-            .unwrap()
-    };
+    let start = move || Process::new(forever, ()).start_method(method).start().unwrap();
     let mut kids: Vec<Child<()>> = vec![start(), start()];
-    kids.extend(
-        std::thread::spawn(move || vec![start(), start()])
-            .join()
-            .unwrap(),
-    );
+    kids.extend(std::thread::spawn(move || vec![start(), start()]).join().unwrap());
     let pids: Vec<String> = kids.iter().map(|k| k.pid().to_string()).collect();
     write_atomically(&Path::new(&dir).join("pids"), &pids.join(" "));
     forever(())
@@ -94,11 +82,7 @@ per_method! {
 
 /// Starts a daemon child that runs forever and returns its pid.
 fn start_daemon(method: StartMethod) -> u32 {
-    let kid = Process::new(forever, ())
-        .daemon(true)
-        .start_method(method)
-        .start()
-        .unwrap();
+    let kid = Process::new(forever, ()).daemon(true).start_method(method).start().unwrap();
     kid.pid()
 }
 
@@ -114,11 +98,7 @@ per_method! {
 /// Starts a non-daemon child that waits on the gate, says it is returning,
 /// and returns the child's pid.
 fn start_worker((method, gate, dir): (StartMethod, String, String)) -> u32 {
-    let kid = Process::new(wait_gate, gate)
-        .daemon(false)
-        .start_method(method)
-        .start()
-        .unwrap();
+    let kid = Process::new(wait_gate, gate).daemon(false).start_method(method).start().unwrap();
     write_atomically(&Path::new(&dir).join("returning"), "yes");
     kid.pid()
 }

@@ -60,12 +60,6 @@ per_method! {
 
 #[test]
 fn out_of_range_limits_are_refused() {
-    assert_eq!(
-        multiproc::set_max_frame_size(0).unwrap_err().kind(),
-        ErrorKind::InvalidInput
-    );
-    assert_eq!(
-        multiproc::set_max_frame_size(u64::MAX).unwrap_err().kind(),
-        ErrorKind::InvalidInput
-    );
+    assert_eq!(multiproc::set_max_frame_size(0).unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(multiproc::set_max_frame_size(u64::MAX).unwrap_err().kind(), ErrorKind::InvalidInput);
 }

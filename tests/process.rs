@@ -90,10 +90,7 @@ per_method! {
 /// The line of the `panic!` in `boom`, found in this file's source.
 fn line_of_boom() -> u32 {
     let src = include_str!("process.rs");
-    let line = src
-        .lines()
-        .position(|l| l.trim() == "panic!(\"{msg}\");")
-        .unwrap();
+    let line = src.lines().position(|l| l.trim() == "panic!(\"{msg}\");").unwrap();
     line as u32 + 1
 }
 
@@ -187,10 +184,7 @@ per_method! {
 }
 
 fn grandchild_names(method: StartMethod) -> (String, String, Whoami) {
-    let inner = Process::new(whoami, ())
-        .start_method(method)
-        .start()
-        .unwrap();
+    let inner = Process::new(whoami, ()).start_method(method).start().unwrap();
     let inner_name = inner.name().to_owned();
     let me = multiproc::current_process().name().to_owned();
     (me, inner_name, inner.join_timeout(LONG).unwrap())
@@ -269,17 +263,13 @@ struct Unserializable;
 
 impl Serialize for Unserializable {
     fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
-        Err(serde::ser::Error::custom(
-            "this value refuses to be serialized",
-        ))
+        Err(serde::ser::Error::custom("this value refuses to be serialized"))
     }
 }
 
 impl<'de> Deserialize<'de> for Unserializable {
     fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
-        Err(serde::de::Error::custom(
-            "this value refuses to be deserialized",
-        ))
+        Err(serde::de::Error::custom("this value refuses to be deserialized"))
     }
 }
 
@@ -382,14 +372,8 @@ per_method! {
 
 fn cmdline_and_comm(pid: u32) -> (String, String) {
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
-    let cmdline = String::from_utf8_lossy(&cmdline)
-        .replace('\0', " ")
-        .trim()
-        .to_string();
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .unwrap()
-        .trim()
-        .to_string();
+    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ").trim().to_string();
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap().trim().to_string();
     (cmdline, comm)
 }
 
@@ -411,16 +395,10 @@ fn start_methods_parse_and_contexts_bind() {
     for m in common::METHODS {
         assert_eq!(m.name().parse::<StartMethod>().unwrap(), m);
         assert_eq!(multiproc::get_context(m).start_method(), m);
-        let child = multiproc::get_context(m)
-            .process(square, 5)
-            .start()
-            .unwrap();
+        let child = multiproc::get_context(m).process(square, 5).start().unwrap();
         assert_eq!(child.join_timeout(LONG).unwrap(), 25);
     }
-    assert_eq!(
-        "threads".parse::<StartMethod>().unwrap_err().kind(),
-        ErrorKind::InvalidInput
-    );
+    assert_eq!("threads".parse::<StartMethod>().unwrap_err().kind(), ErrorKind::InvalidInput);
     assert_eq!(multiproc::get_all_start_methods().len(), 3);
 }
 
@@ -429,25 +407,13 @@ fn cpu_count_honours_the_affinity_mask() {
     fn pinned_count(_: ()) -> usize {
         // Pin this child to CPU 0 (taskset is in util-linux).
         let pid = std::process::id().to_string();
-        let status = std::process::Command::new("taskset")
-            .args(["-p", "-c", "0", &pid])
-            .output()
-            .unwrap();
+        let status = std::process::Command::new("taskset").args(["-p", "-c", "0", &pid]).output().unwrap();
         assert!(status.status.success(), "{status:?}");
         multiproc::cpu_count()
     }
     assert!(multiproc::cpu_count() >= 1);
-    assert_eq!(
-        multiproc::cpu_count(),
-        std::thread::available_parallelism()
-            .unwrap()
-            .get()
-            .min(multiproc::cpu_count())
-    );
-    let child = Process::new(pinned_count, ())
-        .start_method(StartMethod::Fork)
-        .start()
-        .unwrap();
+    assert_eq!(multiproc::cpu_count(), std::thread::available_parallelism().unwrap().get().min(multiproc::cpu_count()));
+    let child = Process::new(pinned_count, ()).start_method(StartMethod::Fork).start().unwrap();
     assert_eq!(child.join_timeout(LONG).unwrap(), 1);
 }
 

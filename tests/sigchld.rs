@@ -22,11 +22,7 @@ fn quit(code: i32) {
 
 fn sigchld_ignored() -> bool {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let ign = status
-        .lines()
-        .find_map(|l| l.strip_prefix("SigIgn:"))
-        .unwrap()
-        .trim();
+    let ign = status.lines().find_map(|l| l.strip_prefix("SigIgn:")).unwrap().trim();
     u64::from_str_radix(ign, 16).unwrap() & (1 << (17 - 1)) != 0
 }
 
@@ -50,18 +46,12 @@ fn children_of_a_process_that_ignores_sigchld() {
         return;
     }
     let _w = common::watchdog("sigchld");
-    assert!(
-        sigchld_ignored(),
-        "the outer test should have set SIGCHLD to ignored"
-    );
+    assert!(sigchld_ignored(), "the outer test should have set SIGCHLD to ignored");
     let threads = common::thread_count();
     for method in common::METHODS {
         // A reply still arrives; only the status is unknown (fork, spawn)
         // or known (the fork server resets SIGCHLD for itself).
-        let child = Process::new(seven, ())
-            .start_method(method)
-            .start()
-            .unwrap();
+        let child = Process::new(seven, ()).start_method(method).start().unwrap();
         assert_eq!(child.join_timeout(LONG).unwrap(), 7);
         assert!(!child.is_alive());
         match method {
@@ -76,15 +66,7 @@ fn children_of_a_process_that_ignores_sigchld() {
             _ => assert!(err.to_string().contains("SIGCHLD"), "{err}"),
         }
         // A dropped handle: the reaper gives up on it instead of spinning.
-        drop(
-            Process::new(seven, ())
-                .start_method(method)
-                .start()
-                .unwrap(),
-        );
+        drop(Process::new(seven, ()).start_method(method).start().unwrap());
     }
-    assert!(
-        common::wait_until(LONG, || common::thread_count() == threads),
-        "the reaper thread did not end"
-    );
+    assert!(common::wait_until(LONG, || common::thread_count() == threads), "the reaper thread did not end");
 }

@@ -25,10 +25,7 @@ pub fn square(x: u64) -> u64 {
 }
 
 fn two_threads() -> rayon::ThreadPool {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(2)
-        .build()
-        .unwrap()
+    rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap()
 }
 
 fn task_name() -> String {
@@ -73,14 +70,8 @@ pub fn cpu_bound_rayon(reps: usize, serial_median: f64) {
         });
         let chunk = chunksize.map_or(json!("default(8)"), |c| json!(c));
         let params = json!({"mode": "Pool(2).map", "start_method": "fork", "tasks": TASKS, "task": task_name(), "chunksize": chunk});
-        let median = emit(
-            "cpu_bound",
-            "rayon",
-            params.clone(),
-            &samples,
-            Unit::PerSecond(TASKS as f64, "tasks/s"),
-            None,
-        );
+        let median =
+            emit("cpu_bound", "rayon", params.clone(), &samples, Unit::PerSecond(TASKS as f64, "tasks/s"), None);
         let mut speedup = params;
         speedup["mode"] = json!("speedup Pool(2).map vs serial");
         emit(

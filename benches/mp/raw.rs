@@ -87,12 +87,7 @@ fn write_full(fd: std::os::fd::BorrowedFd<'_>, mut buf: &[u8]) {
 }
 
 fn helper(role: &str, stdin: Stdio, stdout: Stdio) -> Child {
-    Command::new("/proc/self/exe")
-        .env(ROLE, role)
-        .stdin(stdin)
-        .stdout(stdout)
-        .spawn()
-        .unwrap()
+    Command::new("/proc/self/exe").env(ROLE, role).stdin(stdin).stdout(stdout).spawn().unwrap()
 }
 
 const SPAWN_N: usize = 100;
@@ -119,10 +114,7 @@ pub fn spawn_join(reps: usize) {
     let samples = repeat(reps, || {
         time(|| {
             for _ in 0..SPAWN_N {
-                let status = Command::new("/proc/self/exe")
-                    .env(ROLE, "exit")
-                    .status()
-                    .unwrap();
+                let status = Command::new("/proc/self/exe").env(ROLE, "exit").status().unwrap();
                 assert!(status.success());
             }
         })
@@ -143,11 +135,7 @@ pub fn pipe_pingpong(reps: usize) {
     let samples = repeat(reps, || {
         let (ours, theirs) = UnixStream::pair().unwrap();
         let theirs = OwnedFd::from(theirs);
-        let mut child = helper(
-            "echo",
-            Stdio::from(theirs.try_clone().unwrap()),
-            Stdio::from(theirs),
-        );
+        let mut child = helper("echo", Stdio::from(theirs.try_clone().unwrap()), Stdio::from(theirs));
         let mut buf = *b"12345678";
         // The first round trip waits out the child's start-up: untimed.
         rustix::io::write(&ours, &buf).unwrap();
@@ -187,11 +175,7 @@ pub fn pipe_throughput(reps: usize) {
                 let (gr, gw) = std::io::pipe().unwrap();
                 (r.into(), w.into(), gw.into(), gr.into())
             };
-            let mut child = helper(
-                &format!("send:{CHUNK}:{TOTAL}"),
-                Stdio::from(go_r),
-                Stdio::from(data_w),
-            );
+            let mut child = helper(&format!("send:{CHUNK}:{TOTAL}"), Stdio::from(go_r), Stdio::from(data_w));
             let mut ready = [0u8; 1];
             read_full(data_r.as_fd(), &mut ready);
             let mut buf = vec![0u8; CHUNK];
@@ -245,12 +229,5 @@ pub fn queue_large(reps: usize) {
 }
 
 fn emit_raw(workload: &str, params: Value, samples: &[f64], unit: Unit, what: &str) {
-    emit(
-        workload,
-        "raw",
-        params,
-        samples,
-        unit,
-        Some(json!({ "what": what })),
-    );
+    emit(workload, "raw", params, samples, unit, Some(json!({ "what": what })));
 }

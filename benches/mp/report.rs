@@ -52,22 +52,11 @@ impl Unit {
 }
 
 /// Prints one measurement line and returns the median seconds.
-pub fn emit(
-    workload: &str,
-    imp: &str,
-    params: Value,
-    samples: &[f64],
-    unit: Unit,
-    extra: Option<Value>,
-) -> f64 {
+pub fn emit(workload: &str, imp: &str, params: Value, samples: &[f64], unit: Unit, extra: Option<Value>) -> f64 {
     let mut sorted = samples.to_vec();
     sorted.sort_by(f64::total_cmp);
     let n = sorted.len();
-    let median = if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
-    };
+    let median = if n % 2 == 1 { sorted[n / 2] } else { (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0 };
     let (lo, hi) = (sorted[0], sorted[n - 1]);
     let mut rec = Map::new();
     rec.insert("workload".into(), json!(workload));
@@ -81,10 +70,7 @@ pub fn emit(
     rec.insert("unit_value_at_min_s".into(), json!(round(unit.convert(lo))));
     rec.insert("unit_value_at_max_s".into(), json!(round(unit.convert(hi))));
     rec.insert("reps".into(), json!(n));
-    rec.insert(
-        "samples_s".into(),
-        json!(samples.iter().map(|&s| round(s)).collect::<Vec<_>>()),
-    );
+    rec.insert("samples_s".into(), json!(samples.iter().map(|&s| round(s)).collect::<Vec<_>>()));
     if let Some(extra) = extra {
         rec.insert("extra".into(), extra);
     }

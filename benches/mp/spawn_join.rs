@@ -13,26 +13,12 @@ const N: usize = 100;
 fn noop(_: ()) {}
 
 pub fn run(cfg: &Config) {
-    for method in [
-        StartMethod::Fork,
-        StartMethod::Spawn,
-        StartMethod::ForkServer,
-    ] {
-        Process::new(noop, ())
-            .start_method(method)
-            .start()
-            .unwrap()
-            .join()
-            .unwrap();
+    for method in [StartMethod::Fork, StartMethod::Spawn, StartMethod::ForkServer] {
+        Process::new(noop, ()).start_method(method).start().unwrap().join().unwrap();
         let samples = repeat(cfg.reps, || {
             time(|| {
                 for _ in 0..N {
-                    Process::new(noop, ())
-                        .start_method(method)
-                        .start()
-                        .unwrap()
-                        .join()
-                        .unwrap();
+                    Process::new(noop, ()).start_method(method).start().unwrap().join().unwrap();
                 }
             })
         });

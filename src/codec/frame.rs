@@ -134,12 +134,7 @@ const FIRST_CHUNK: usize = 64 * 1024;
 impl FrameReader {
     /// A reader that refuses frames above `limit` bytes.
     pub(crate) fn new(limit: u64) -> Self {
-        FrameReader {
-            header: Vec::with_capacity(HEADER),
-            payload: Vec::new(),
-            want: None,
-            limit,
-        }
+        FrameReader { header: Vec::with_capacity(HEADER), payload: Vec::new(), want: None, limit }
     }
 
     /// Reads from `fd` until a whole frame is assembled, the fd would block,
@@ -152,9 +147,7 @@ impl FrameReader {
                     match read_some(fd, &mut self.header, need, what)? {
                         None => return Ok(ReadOutcome::Pending),
                         Some(0) => {
-                            return Ok(ReadOutcome::Eof {
-                                partial: !self.header.is_empty(),
-                            });
+                            return Ok(ReadOutcome::Eof { partial: !self.header.is_empty() });
                         }
                         Some(_) if self.header.len() < HEADER => continue,
                         Some(_) => self.parse_header(what)?,
@@ -169,15 +162,10 @@ impl FrameReader {
                     }
                     let room = self.payload.capacity() - self.payload.len();
                     if room == 0 {
-                        let grow = self
-                            .payload
-                            .capacity()
-                            .max(FIRST_CHUNK)
-                            .min(len - self.payload.len());
+                        let grow = self.payload.capacity().max(FIRST_CHUNK).min(len - self.payload.len());
                         self.payload.reserve_exact(grow);
                     }
-                    let room = (self.payload.capacity() - self.payload.len())
-                        .min(len - self.payload.len());
+                    let room = (self.payload.capacity() - self.payload.len()).min(len - self.payload.len());
                     match read_some(fd, &mut self.payload, room, what)? {
                         None => return Ok(ReadOutcome::Pending),
                         Some(0) => return Ok(ReadOutcome::Eof { partial: true }),
@@ -202,12 +190,7 @@ impl FrameReader {
 
 /// One read of up to `max` bytes appended to `buf`: `None` if it would
 /// block, `Some(0)` at end of file.
-fn read_some(
-    fd: BorrowedFd<'_>,
-    buf: &mut Vec<u8>,
-    max: usize,
-    what: &str,
-) -> Result<Option<usize>> {
+fn read_some(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize, what: &str) -> Result<Option<usize>> {
     match sys::read(fd, buf, max) {
         Ok(n) => Ok(Some(n)),
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
@@ -218,35 +201,24 @@ fn read_some(
 
 /// Reads one whole frame from a blocking fd. End of file before a frame
 /// begins gives `Ok(None)`.
-pub(crate) fn read_frame_blocking(
-    fd: BorrowedFd<'_>,
-    limit: u64,
-    what: &str,
-) -> Result<Option<Frame>> {
+pub(crate) fn read_frame_blocking(fd: BorrowedFd<'_>, limit: u64, what: &str) -> Result<Option<Frame>> {
     let mut reader = FrameReader::new(limit);
     match reader.read_from(fd, what)? {
         ReadOutcome::Frame(f) => Ok(Some(f)),
         ReadOutcome::Eof { partial: false } => Ok(None),
         ReadOutcome::Eof { partial: true } => Err(Error::new(
             ErrorKind::Protocol,
-            format!(
-                "{what} ended in the middle of a frame; the peer died or wrote a corrupt frame"
-            ),
+            format!("{what} ended in the middle of a frame; the peer died or wrote a corrupt frame"),
         )),
-        ReadOutcome::Pending => Err(Error::new(
-            ErrorKind::Protocol,
-            format!("{what} is non-blocking where a blocking read was expected"),
-        )),
+        ReadOutcome::Pending => {
+            Err(Error::new(ErrorKind::Protocol, format!("{what} is non-blocking where a blocking read was expected")))
+        }
     }
 }
 
 /// Appends one frame of `kind` to `out`, whose payload `body` appends; on
 /// error `out` is left as it was. For batching many frames into one write.
-pub(crate) fn append_frame(
-    out: &mut Vec<u8>,
-    kind: u8,
-    body: impl FnOnce(&mut Vec<u8>) -> Result<()>,
-) -> Result<()> {
+pub(crate) fn append_frame(out: &mut Vec<u8>, kind: u8, body: impl FnOnce(&mut Vec<u8>) -> Result<()>) -> Result<()> {
     let start = out.len();
     out.extend_from_slice(&[0; HEADER]);
     if let Err(e) = body(out) {
@@ -274,15 +246,14 @@ pub(crate) struct FrameStream {
 
 /// The stream buffer; frames larger than half of it are read on their own.
 const STREAM_BUF: usize = 64 * 1024;
+/// The first allocation for a frame read on its own: a stream's peer is a
+/// worker of ours, so the header is trusted up to this size, which saves
+/// reallocating a result of a few MiB again and again as it arrives.
+const STREAM_FIRST: usize = 16 << 20;
 
 impl FrameStream {
     pub(crate) fn new(limit: u64) -> Self {
-        FrameStream {
-            buf: Vec::with_capacity(STREAM_BUF),
-            pos: 0,
-            big: None,
-            limit,
-        }
+        FrameStream { buf: Vec::with_capacity(STREAM_BUF), pos: 0, big: None, limit }
     }
 
     /// The next frame already read, without reading more.
@@ -310,7 +281,7 @@ impl FrameStream {
             return Ok(Some(Frame { kind, payload }));
         }
         if len > STREAM_BUF / 2 {
-            let mut payload = Vec::with_capacity(len.min(FIRST_CHUNK));
+            let mut payload = Vec::with_capacity(len.min(STREAM_FIRST));
             payload.extend_from_slice(&avail[HEADER..]);
             self.pos = self.buf.len();
             self.big = Some((kind, len, payload));
@@ -344,28 +315,17 @@ pub(crate) fn parse_frame(bytes: &[u8], limit: u64, what: &str) -> Result<Frame>
     let header: [u8; HEADER] = bytes
         .get(..HEADER)
         .and_then(|h| h.try_into().ok())
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::Protocol,
-                format!("{what} is shorter than a frame header"),
-            )
-        })?;
+        .ok_or_else(|| Error::new(ErrorKind::Protocol, format!("{what} is shorter than a frame header")))?;
     let raw = u64::from_le_bytes(header);
     let len = raw & LEN_MASK;
     check_len(len, limit, what)?;
     if len != (bytes.len() - HEADER) as u64 {
         return Err(Error::new(
             ErrorKind::Protocol,
-            format!(
-                "{what} declares {len} bytes but holds {}; the frame is corrupt",
-                bytes.len() - HEADER
-            ),
+            format!("{what} declares {len} bytes but holds {}; the frame is corrupt", bytes.len() - HEADER),
         ));
     }
-    Ok(Frame {
-        kind: (raw >> 56) as u8,
-        payload: bytes[HEADER..].to_vec(),
-    })
+    Ok(Frame { kind: (raw >> 56) as u8, payload: bytes[HEADER..].to_vec() })
 }
 
 /// Writes a whole frame to `fd`.
@@ -382,15 +342,7 @@ mod tests {
     #[test]
     fn frames_round_trip_over_a_socket() {
         let (a, b) = socketpair_stream().unwrap();
-        let frame = frame_of(
-            kind::VALUE,
-            &Point {
-                x: 1,
-                name: "b".into(),
-            },
-            "v",
-        )
-        .unwrap();
+        let frame = frame_of(kind::VALUE, &Point { x: 1, name: "b".into() }, "v").unwrap();
         assert_eq!(kind_of(&frame), kind::VALUE);
         write_frame(a.as_fd(), &frame, "test").unwrap();
         write_frame(a.as_fd(), &frame, "test").unwrap();
@@ -405,10 +357,7 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-        assert!(matches!(
-            r.read_from(b.as_fd(), "test").unwrap(),
-            ReadOutcome::Eof { partial: false }
-        ));
+        assert!(matches!(r.read_from(b.as_fd(), "test").unwrap(), ReadOutcome::Eof { partial: false }));
     }
 
     #[test]
@@ -431,16 +380,10 @@ mod tests {
         sys::send_all(a.as_fd(), &header.to_le_bytes()).unwrap();
         sys::send_all(a.as_fd(), &[7; 100]).unwrap();
         let mut r = FrameReader::new(DEFAULT_MAX_FRAME_SIZE);
-        assert!(matches!(
-            r.read_from(b.as_fd(), "s").unwrap(),
-            ReadOutcome::Pending
-        ));
+        assert!(matches!(r.read_from(b.as_fd(), "s").unwrap(), ReadOutcome::Pending));
         assert!(r.payload.capacity() <= FIRST_CHUNK);
         drop(a);
-        assert!(matches!(
-            r.read_from(b.as_fd(), "s").unwrap(),
-            ReadOutcome::Eof { partial: true }
-        ));
+        assert!(matches!(r.read_from(b.as_fd(), "s").unwrap(), ReadOutcome::Eof { partial: true }));
     }
 
     #[test]
@@ -448,10 +391,7 @@ mod tests {
         let frame = frame_of(kind::VALUE, &vec![0u8; 100], "v").unwrap();
         assert!(check_outgoing(&frame, "v").is_ok());
         assert!(check_len(100, 100, "v").is_ok());
-        assert_eq!(
-            check_len(101, 100, "v").unwrap_err().kind(),
-            ErrorKind::FrameTooLarge
-        );
+        assert_eq!(check_len(101, 100, "v").unwrap_err().kind(), ErrorKind::FrameTooLarge);
     }
 
     #[test]
@@ -502,33 +442,16 @@ mod tests {
         sys::send_all(a.as_fd(), &header.to_le_bytes()).unwrap();
         let mut s = FrameStream::new(1 << 20);
         s.fill(b.as_fd(), "t").unwrap();
-        assert_eq!(
-            s.next_buffered("t").unwrap_err().kind(),
-            ErrorKind::FrameTooLarge
-        );
+        assert_eq!(s.next_buffered("t").unwrap_err().kind(), ErrorKind::FrameTooLarge);
     }
 
     #[test]
     fn frames_in_memory_are_checked_whole() {
         let frame = frame_of(kind::TASK, &7u32, "t").unwrap();
         let parsed = parse_frame(&frame, 1024, "t").unwrap();
-        assert_eq!(
-            (parsed.kind, decode::<u32>(&parsed.payload, "t").unwrap()),
-            (kind::TASK, 7)
-        );
-        assert_eq!(
-            parse_frame(&frame[..frame.len() - 1], 1024, "t")
-                .unwrap_err()
-                .kind(),
-            ErrorKind::Protocol
-        );
-        assert_eq!(
-            parse_frame(&frame[..3], 1024, "t").unwrap_err().kind(),
-            ErrorKind::Protocol
-        );
-        assert_eq!(
-            parse_frame(&frame, 0, "t").unwrap_err().kind(),
-            ErrorKind::FrameTooLarge
-        );
+        assert_eq!((parsed.kind, decode::<u32>(&parsed.payload, "t").unwrap()), (kind::TASK, 7));
+        assert_eq!(parse_frame(&frame[..frame.len() - 1], 1024, "t").unwrap_err().kind(), ErrorKind::Protocol);
+        assert_eq!(parse_frame(&frame[..3], 1024, "t").unwrap_err().kind(), ErrorKind::Protocol);
+        assert_eq!(parse_frame(&frame, 0, "t").unwrap_err().kind(), ErrorKind::FrameTooLarge);
     }
 }

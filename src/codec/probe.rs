@@ -93,13 +93,7 @@ impl ser::Serializer for Probe {
     fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Probe, ProbeError> {
         Ok(Probe)
     }
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Probe, ProbeError> {
+    fn serialize_tuple_variant(self, _: &'static str, _: u32, _: &'static str, _: usize) -> Result<Probe, ProbeError> {
         Ok(Probe)
     }
     fn serialize_map(self, _: Option<usize>) -> Result<Probe, ProbeError> {
@@ -108,13 +102,7 @@ impl ser::Serializer for Probe {
     fn serialize_struct(self, _: &'static str, _: usize) -> Result<Probe, ProbeError> {
         Ok(Probe)
     }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Probe, ProbeError> {
+    fn serialize_struct_variant(self, _: &'static str, _: u32, _: &'static str, _: usize) -> Result<Probe, ProbeError> {
         Ok(Probe)
     }
     fn collect_str<T: Display + ?Sized>(self, _: &T) -> Res {

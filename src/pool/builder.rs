@@ -107,10 +107,8 @@ impl PoolBuilder {
         F: Fn(A) + Copy + Send + 'static,
         A: Serialize + DeserializeOwned + 'static,
     {
-        self.initializer = Some(
-            codec::encode(&arg, "the initializer's argument")
-                .map(|bytes| (Task::of::<F, A, ()>(f).id(), bytes)),
-        );
+        self.initializer =
+            Some(codec::encode(&arg, "the initializer's argument").map(|bytes| (Task::of::<F, A, ()>(f).id(), bytes)));
         self
     }
 
@@ -228,10 +226,7 @@ impl PoolBuilder {
             ));
         }
         if self.max_in_flight == Some(0) {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                "max_in_flight must be at least 1 chunk",
-            ));
+            return Err(Error::new(ErrorKind::InvalidInput, "max_in_flight must be at least 1 chunk"));
         }
         let initializer = self.initializer.transpose()?;
         let config = Config {
@@ -242,8 +237,6 @@ impl PoolBuilder {
             task_timeout: self.task_timeout,
             max_in_flight: self.max_in_flight.unwrap_or((processes * 64).max(256)),
         };
-        Ok(Pool {
-            shared: Shared::start(config)?,
-        })
+        Ok(Pool { shared: Shared::start(config)? })
     }
 }

@@ -146,10 +146,7 @@ impl Worker {
                     break;
                 }
             }
-            match self
-                .stream
-                .fill(self.child.control(), "a pool worker's results")
-            {
+            match self.stream.fill(self.child.control(), "a pool worker's results") {
                 Ok(Some(n)) if n > 0 => {}
                 Ok(_) => break,
                 Err(e) => {
@@ -194,8 +191,7 @@ impl Drop for Shared {
 impl Shared {
     /// Starts `config.processes` workers and the dispatcher thread.
     pub(crate) fn start(config: Config) -> Result<Arc<Shared>> {
-        let wake =
-            sys::eventfd().map_err(|e| Error::io("creating the pool's wake-up eventfd", e))?;
+        let wake = sys::eventfd().map_err(|e| Error::io("creating the pool's wake-up eventfd", e))?;
         registry::lock().add_internal(wake.as_raw_fd());
         let shared = Arc::new(Shared {
             config,
@@ -221,10 +217,8 @@ impl Shared {
             }
         }
         let runner = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
-            .name("multiproc-pool".into())
-            .spawn(move || runner.run())
-            .map_err(|e| {
+        let thread =
+            std::thread::Builder::new().name("multiproc-pool".into()).spawn(move || runner.run()).map_err(|e| {
                 shared.lock().terminate();
                 shared.reap_all();
                 Error::io("starting the pool's dispatcher thread", e)
@@ -277,10 +271,7 @@ impl Shared {
     /// true if the job is now cancelled.
     pub(crate) fn cancel(&self, job: &Arc<Job>) -> bool {
         let mut d = self.lock();
-        let sent = d
-            .workers
-            .iter()
-            .any(|w| w.in_flight.iter().any(|f| Arc::ptr_eq(&f.job, job)));
+        let sent = d.workers.iter().any(|w| w.in_flight.iter().any(|f| Arc::ptr_eq(&f.job, job)));
         let queued = d.queue.iter().any(|p| Arc::ptr_eq(&p.job, job));
         if sent || !queued {
             return false;
@@ -369,31 +360,22 @@ impl Shared {
                 if d.finished() {
                     return;
                 }
-                let children: Vec<Arc<ChildShared>> =
-                    d.workers.iter().map(|w| Arc::clone(&w.child)).collect();
+                let children: Vec<Arc<ChildShared>> = d.workers.iter().map(|w| Arc::clone(&w.child)).collect();
                 let want_write: Vec<bool> = d.workers.iter().map(|w| !w.out.is_empty()).collect();
-                let timeout = d
-                    .next_deadline()
-                    .map(|t| t.saturating_duration_since(Instant::now()));
+                let timeout = d.next_deadline().map(|t| t.saturating_duration_since(Instant::now()));
                 (children, want_write, timeout)
             };
             let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(1 + 2 * children.len());
             fds.push(PollFd::new(&self.wake, PollFlags::IN));
             for (child, &write) in children.iter().zip(&want_write) {
-                let events = if write {
-                    PollFlags::IN | PollFlags::OUT
-                } else {
-                    PollFlags::IN
-                };
+                let events = if write { PollFlags::IN | PollFlags::OUT } else { PollFlags::IN };
                 fds.push(PollFd::from_borrowed_fd(child.control(), events));
                 fds.push(PollFd::from_borrowed_fd(child.reaper_fd(), PollFlags::IN));
             }
             if sys::poll(&mut fds, timeout).is_err() {
                 std::thread::yield_now();
             }
-            let ended: Vec<bool> = (0..children.len())
-                .map(|i| !fds[2 + 2 * i].revents().is_empty())
-                .collect();
+            let ended: Vec<bool> = (0..children.len()).map(|i| !fds[2 + 2 * i].revents().is_empty()).collect();
             drop(fds);
             let mut counter = Vec::with_capacity(8);
             let _ = sys::read(self.wake.as_fd(), &mut counter, 8);
@@ -404,10 +386,7 @@ impl Shared {
 }
 
 fn cancelled() -> Error {
-    Error::new(
-        ErrorKind::Cancelled,
-        "the task was cancelled before it started",
-    )
+    Error::new(ErrorKind::Cancelled, "the task was cancelled before it started")
 }
 
 impl Dispatch {
@@ -428,12 +407,7 @@ impl Dispatch {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        self.workers
-            .iter()
-            .flat_map(|w| w.in_flight.iter())
-            .filter(|f| !f.timed_out)
-            .filter_map(|f| f.deadline)
-            .min()
+        self.workers.iter().flat_map(|w| w.in_flight.iter()).filter(|f| !f.timed_out).filter_map(|f| f.deadline).min()
     }
 
     fn spawn_worker(&mut self, config: &Config) -> Result<()> {
@@ -447,15 +421,9 @@ impl Dispatch {
             },
             self.started
         );
-        let cfg = WorkerConfig {
-            initializer: config.initializer.clone(),
-            max_tasks: config.max_tasks,
-        };
-        let child = Process::new(worker::serve, cfg)
-            .name(name)
-            .daemon(true)
-            .start_method(config.method)
-            .start_worker()?;
+        let cfg = WorkerConfig { initializer: config.initializer.clone(), max_tasks: config.max_tasks };
+        let child =
+            Process::new(worker::serve, cfg).name(name).daemon(true).start_method(config.method).start_worker()?;
         self.workers.push(Worker {
             child,
             stream: FrameStream::new(codec::max_frame_size()),
@@ -561,11 +529,7 @@ impl Dispatch {
             }
         }
         for (child, _) in polled.iter().zip(ended).filter(|(_, e)| **e) {
-            if let Some(i) = self
-                .workers
-                .iter()
-                .position(|w| Arc::ptr_eq(&w.child, child))
-            {
+            if let Some(i) = self.workers.iter().position(|w| Arc::ptr_eq(&w.child, child)) {
                 self.bury(i);
             }
         }
@@ -620,8 +584,7 @@ impl Dispatch {
             }
             wire::INIT_FAILED => {
                 let w = &self.workers[i];
-                let message = match codec::decode::<RemoteError>(&frame.payload, "an error report")
-                {
+                let message = match codec::decode::<RemoteError>(&frame.payload, "an error report") {
                     Ok(remote) => remote.message,
                     Err(e) => e.to_string(),
                 };
@@ -639,10 +602,7 @@ impl Dispatch {
                 let w = &mut self.workers[i];
                 w.break_stream(Error::new(
                     ErrorKind::Protocol,
-                    format!(
-                        "pool worker (pid {}) sent an unknown frame kind {other}",
-                        w.child.pid
-                    ),
+                    format!("pool worker (pid {}) sent an unknown frame kind {other}", w.child.pid),
                 ));
             }
         }
@@ -695,18 +655,12 @@ impl Dispatch {
             Status::Closed if !self.queue.is_empty() => config.processes,
             _ => 0,
         };
-        let active = self
-            .workers
-            .iter()
-            .filter(|w| !w.killed && !w.retiring)
-            .count();
+        let active = self.workers.iter().filter(|w| !w.killed && !w.retiring).count();
         for _ in active..wanted {
             if let Err(e) = self.spawn_worker(config) {
                 self.break_pool(Error::new(
                     ErrorKind::BrokenPool,
-                    format!(
-                        "a new pool worker could not be started: {e}; the pool runs no more tasks"
-                    ),
+                    format!("a new pool worker could not be started: {e}; the pool runs no more tasks"),
                 ));
                 return;
             }

@@ -58,10 +58,7 @@ impl Notify {
                     if left.is_zero() {
                         return false;
                     }
-                    self.cond
-                        .wait_timeout(woken, left)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0
+                    self.cond.wait_timeout(woken, left).unwrap_or_else(|p| p.into_inner()).0
                 }
             };
         }
@@ -92,11 +89,7 @@ fn failed<T>(r: &AsyncResult<T>) -> bool {
 /// pool.terminate();
 /// # Ok::<(), multiproc::Error>(())
 /// ```
-pub fn wait<'a, T>(
-    results: &'a [AsyncResult<T>],
-    return_when: ReturnWhen,
-    timeout: Option<Duration>,
-) -> Done<'a, T> {
+pub fn wait<'a, T>(results: &'a [AsyncResult<T>], return_when: ReturnWhen, timeout: Option<Duration>) -> Done<'a, T> {
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     let notify = Arc::new(Notify::default());
     let waker = Waker::from(Arc::clone(&notify));
@@ -136,10 +129,7 @@ pub fn wait<'a, T>(
 /// assert_eq!(got, [1, 4, 9]);
 /// # Ok::<(), multiproc::Error>(())
 /// ```
-pub fn as_completed<T>(
-    results: &[AsyncResult<T>],
-    timeout: Option<Duration>,
-) -> AsCompleted<'_, T> {
+pub fn as_completed<T>(results: &[AsyncResult<T>], timeout: Option<Duration>) -> AsCompleted<'_, T> {
     AsCompleted {
         left: results.iter().collect(),
         total: results.len(),
@@ -181,11 +171,7 @@ impl<'a, T> Iterator for AsCompleted<'a, T> {
                 self.timed_out = true;
                 return Some(Err(Error::new(
                     ErrorKind::Timeout,
-                    format!(
-                        "{} (of {}) results unfinished at the timeout",
-                        self.left.len(),
-                        self.total
-                    ),
+                    format!("{} (of {}) results unfinished at the timeout", self.left.len(), self.total),
                 )));
             }
         }

@@ -68,10 +68,7 @@ fn default_chunksize(items: usize, processes: usize) -> usize {
 }
 
 fn bad_chunksize() -> Error {
-    Error::new(
-        ErrorKind::InvalidInput,
-        "chunksize must be at least 1, as in Python",
-    )
+    Error::new(ErrorKind::InvalidInput, "chunksize must be at least 1, as in Python")
 }
 
 impl Pool {
@@ -161,11 +158,7 @@ impl Pool {
     }
 
     fn calls(&self) -> Calls<'_> {
-        Calls {
-            pool: self,
-            chunksize: None,
-            timeout: self.shared.config.task_timeout,
-        }
+        Calls { pool: self, chunksize: None, timeout: self.shared.config.task_timeout }
     }
 
     /// Runs `f(arg)` in a worker and waits for the result (Python's
@@ -402,11 +395,7 @@ impl Pool {
     /// assert_eq!(all, [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn imap_unordered<F, A, R, I>(
-        &self,
-        f: F,
-        items: I,
-    ) -> Result<IMapUnordered<R, I::IntoIter>>
+    pub fn imap_unordered<F, A, R, I>(&self, f: F, items: I) -> Result<IMapUnordered<R, I::IntoIter>>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
         A: Serialize + DeserializeOwned + 'static,
@@ -578,8 +567,15 @@ impl<'p> Calls<'p> {
         &self.pool.shared
     }
 
-    /// Encodes `items` into chunks of one job and submits them.
-    fn submit_chunks<F, A, R>(&self, items: Vec<A>, chunksize: usize) -> Result<(Arc<Job>, u32)>
+    /// Encodes `len` items into chunks of one job and submits each as soon
+    /// as it is encoded, so that the workers start while the rest is
+    /// encoded.
+    fn submit_chunks<F, A, R>(
+        &self,
+        mut items: impl Iterator<Item = A>,
+        len: usize,
+        chunksize: usize,
+    ) -> Result<(Arc<Job>, u32)>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
         A: Serialize + DeserializeOwned + 'static,
@@ -591,28 +587,33 @@ impl<'p> Calls<'p> {
         self.shared().check_owner()?;
         let job = Arc::new(Job::new());
         let task = wire::chunk_task::<F, A, R>();
-        let mut pending = Vec::with_capacity(items.len().div_ceil(chunksize));
-        for (index, chunk) in items.chunks(chunksize).enumerate() {
-            let index = u32::try_from(index).map_err(|_| {
-                Error::new(
-                    ErrorKind::InvalidInput,
-                    "more than 2^32 chunks in one call; use a larger chunksize",
-                )
-            })?;
-            let mut frame = Vec::new();
-            let count = wire::append_task(&mut frame, job.id, index, task, chunk)?;
-            codec::check_outgoing(&frame, "a chunk of encoded arguments")?;
-            pending.push(Pending {
-                job: Arc::clone(&job),
-                index,
-                count,
-                frame,
-                timeout: self.timeout,
-            });
+        let chunks = u32::try_from(len.div_ceil(chunksize)).map_err(|_| {
+            Error::new(ErrorKind::InvalidInput, "more than 2^32 chunks in one call; use a larger chunksize")
+        })?;
+        for index in 0..chunks {
+            let submitted = self
+                .encode_chunk(&job, index, task, items.by_ref().take(chunksize))
+                .and_then(|p| self.shared().submit(vec![p]));
+            if let Err(e) = submitted {
+                self.shared().forget(&job);
+                return Err(e);
+            }
         }
-        let chunks = pending.len() as u32;
-        self.shared().submit(pending)?;
         Ok((job, chunks))
+    }
+
+    fn encode_chunk<A: Serialize>(
+        &self,
+        job: &Arc<Job>,
+        index: u32,
+        task: crate::task::TaskId,
+        chunk: impl IntoIterator<Item = A>,
+    ) -> Result<Pending> {
+        let chunk = chunk.into_iter();
+        let mut frame = Vec::with_capacity(64 + chunk.size_hint().0 * std::mem::size_of::<A>().max(1));
+        let count = wire::append_task(&mut frame, job.id, index, task, chunk)?;
+        codec::check_outgoing(&frame, "a chunk of encoded arguments")?;
+        Ok(Pending { job: Arc::clone(job), index, count, frame, timeout: self.timeout })
     }
 
     /// See [`Pool::apply`].
@@ -663,13 +664,8 @@ impl<'p> Calls<'p> {
         R: Serialize + DeserializeOwned + 'static,
     {
         let _ = Task::of(f);
-        let (job, chunks) = self.submit_chunks::<F, A, R>(vec![arg], 1)?;
-        Ok(AsyncResult::new(
-            Arc::clone(self.shared()),
-            job,
-            chunks,
-            result::one::<R>,
-        ))
+        let (job, chunks) = self.submit_chunks::<F, A, R>(std::iter::once(arg), 1, 1)?;
+        Ok(AsyncResult::new(Arc::clone(self.shared()), job, chunks, result::one::<R>))
     }
 
     /// See [`Pool::submit`].
@@ -719,32 +715,13 @@ impl<'p> Calls<'p> {
         R: Serialize + DeserializeOwned + 'static,
         I: IntoIterator<Item = A>,
     {
-        let items: Vec<A> = items.into_iter().collect();
-        let total = items.len() as u64;
-        let all = self.map_async_vec(f, items)?;
+        let items = items.into_iter();
+        let total = items.size_hint().0 as u64;
+        let all = self.map_async(f, items)?;
         let bar = Bar::new(total);
         let out = all.get_with_progress(&bar);
         bar.finish();
         out
-    }
-
-    fn map_async_vec<F, A, R>(&self, f: F, items: Vec<A>) -> Result<AsyncResult<Vec<R>>>
-    where
-        F: Fn(A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + 'static,
-    {
-        let _ = Task::of(f);
-        let chunksize = self
-            .chunksize
-            .unwrap_or_else(|| default_chunksize(items.len(), self.pool.processes()));
-        let (job, chunks) = self.submit_chunks::<F, A, R>(items, chunksize)?;
-        Ok(AsyncResult::new(
-            Arc::clone(self.shared()),
-            job,
-            chunks,
-            result::all::<R>,
-        ))
     }
 
     /// See [`Pool::map_async`].
@@ -769,7 +746,29 @@ impl<'p> Calls<'p> {
         R: Serialize + DeserializeOwned + 'static,
         I: IntoIterator<Item = A>,
     {
-        self.map_async_vec(f, items.into_iter().collect())
+        let _ = Task::of(f);
+        let items = items.into_iter();
+        // Python takes the length first (to size the chunks); an iterator
+        // that knows its length exactly is not collected.
+        let (job, chunks) = match items.size_hint() {
+            (low, Some(high)) if low == high => self.submit_map::<F, A, R>(items, low)?,
+            _ => {
+                let items: Vec<A> = items.collect();
+                let len = items.len();
+                self.submit_map::<F, A, R>(items.into_iter(), len)?
+            }
+        };
+        Ok(AsyncResult::new(Arc::clone(self.shared()), job, chunks, result::all::<R>))
+    }
+
+    fn submit_map<F, A, R>(&self, items: impl Iterator<Item = A>, len: usize) -> Result<(Arc<Job>, u32)>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        let chunksize = self.chunksize.unwrap_or_else(|| default_chunksize(len, self.pool.processes()));
+        self.submit_chunks::<F, A, R>(items, len, chunksize)
     }
 
     /// See [`Pool::starmap`].
@@ -847,9 +846,7 @@ impl<'p> Calls<'p> {
     {
         let _ = Task::of(f);
         self.check_lazy()?;
-        Ok(IMap::new(
-            self.feeder::<F, A, R, I::IntoIter>(items.into_iter())?,
-        ))
+        Ok(IMap::new(self.feeder::<F, A, R, I::IntoIter>(items.into_iter())?))
     }
 
     /// See [`Pool::imap_unordered`].
@@ -868,11 +865,7 @@ impl<'p> Calls<'p> {
     /// assert_eq!(n, 3);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn imap_unordered<F, A, R, I>(
-        &self,
-        f: F,
-        items: I,
-    ) -> Result<IMapUnordered<R, I::IntoIter>>
+    pub fn imap_unordered<F, A, R, I>(&self, f: F, items: I) -> Result<IMapUnordered<R, I::IntoIter>>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
         A: Serialize + DeserializeOwned + 'static,
@@ -881,9 +874,7 @@ impl<'p> Calls<'p> {
     {
         let _ = Task::of(f);
         self.check_lazy()?;
-        Ok(IMapUnordered::new(
-            self.feeder::<F, A, R, I::IntoIter>(items.into_iter())?,
-        ))
+        Ok(IMapUnordered::new(self.feeder::<F, A, R, I::IntoIter>(items.into_iter())?))
     }
 
     fn check_lazy(&self) -> Result<()> {

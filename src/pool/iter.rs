@@ -85,17 +85,11 @@ impl<A: Serialize, It: Iterator<Item = A>> Feeder<It> {
             let index = self.submitted + pending.len() as u32;
             let mut frame = Vec::new();
             let encoded = wire::append_task(&mut frame, self.job.id, index, self.task, &chunk)
-                .and_then(|count| {
-                    codec::check_outgoing(&frame, "a chunk of encoded arguments").map(|()| count)
-                });
+                .and_then(|count| codec::check_outgoing(&frame, "a chunk of encoded arguments").map(|()| count));
             match encoded {
-                Ok(count) => pending.push(Pending {
-                    job: Arc::clone(&self.job),
-                    index,
-                    count,
-                    frame,
-                    timeout: self.timeout,
-                }),
+                Ok(count) => {
+                    pending.push(Pending { job: Arc::clone(&self.job), index, count, frame, timeout: self.timeout })
+                }
                 Err(e) => {
                     self.failed = Some(e);
                     self.input = None;
@@ -130,12 +124,7 @@ impl<It> Drop for Feeder<It> {
     }
 }
 
-fn decode_into<R: DeserializeOwned>(
-    buffer: &mut VecDeque<Result<R>>,
-    count: u32,
-    outcome: &ChunkOutcome,
-    bar: &Bar,
-) {
+fn decode_into<R: DeserializeOwned>(buffer: &mut VecDeque<Result<R>>, count: u32, outcome: &ChunkOutcome, bar: &Bar) {
     buffer.extend(outcome.decode::<R>(count));
     bar.inc(u64::from(count));
 }
@@ -161,19 +150,13 @@ pub struct IMap<R, It> {
 
 impl<R, It> fmt::Debug for IMap<R, It> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IMap")
-            .field("feeder", &self.feeder)
-            .finish_non_exhaustive()
+        f.debug_struct("IMap").field("feeder", &self.feeder).finish_non_exhaustive()
     }
 }
 
 impl<R, It> IMap<R, It> {
     pub(crate) fn new(feeder: Feeder<It>) -> Self {
-        IMap {
-            feeder,
-            buffer: VecDeque::new(),
-            _result: PhantomData,
-        }
+        IMap { feeder, buffer: VecDeque::new(), _result: PhantomData }
     }
 }
 
@@ -224,19 +207,13 @@ pub struct IMapUnordered<R, It> {
 
 impl<R, It> fmt::Debug for IMapUnordered<R, It> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IMapUnordered")
-            .field("feeder", &self.feeder)
-            .finish_non_exhaustive()
+        f.debug_struct("IMapUnordered").field("feeder", &self.feeder).finish_non_exhaustive()
     }
 }
 
 impl<R, It> IMapUnordered<R, It> {
     pub(crate) fn new(feeder: Feeder<It>) -> Self {
-        IMapUnordered {
-            feeder,
-            buffer: VecDeque::new(),
-            _result: PhantomData,
-        }
+        IMapUnordered { feeder, buffer: VecDeque::new(), _result: PhantomData }
     }
 }
 

@@ -48,11 +48,7 @@ impl ChunkOutcome {
 
     /// Decodes the chunk's `count` items onto `out`, stopping at the first
     /// failed one, whose error comes back.
-    pub(crate) fn decode_into<R: DeserializeOwned>(
-        &self,
-        count: u32,
-        out: &mut Vec<R>,
-    ) -> Result<()> {
+    pub(crate) fn decode_into<R: DeserializeOwned>(&self, count: u32, out: &mut Vec<R>) -> Result<()> {
         match self {
             ChunkOutcome::Items(payload) => {
                 let mut outcomes = Outcomes::of(payload);
@@ -155,11 +151,7 @@ impl Job {
             *slot = Slot::Ready(outcome);
             st.pending -= 1;
             st.finished.push_back(index);
-            if st.pending == 0 {
-                std::mem::take(&mut st.wakers)
-            } else {
-                Vec::new()
-            }
+            if st.pending == 0 { std::mem::take(&mut st.wakers) } else { Vec::new() }
         };
         self.cond.notify_all();
         wakers.into_iter().for_each(Waker::wake);
@@ -231,10 +223,7 @@ impl Job {
                     if left.is_zero() {
                         return Err(timeout());
                     }
-                    self.cond
-                        .wait_timeout(st, left)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0
+                    self.cond.wait_timeout(st, left).unwrap_or_else(|p| p.into_inner()).0
                 }
             };
         }
@@ -243,9 +232,7 @@ impl Job {
     /// Waits for chunk `index` to finish, without taking it; its item count.
     pub(crate) fn wait_chunk(&self, index: u32) -> Result<u32> {
         let i = index as usize;
-        let st = self.wait_for(None, |st| {
-            !matches!(st.slots.get(i), Some((_, Slot::Pending)))
-        })?;
+        let st = self.wait_for(None, |st| !matches!(st.slots.get(i), Some((_, Slot::Pending))))?;
         Ok(st.slots.get(i).map_or(0, |(count, _)| *count))
     }
 
@@ -255,37 +242,23 @@ impl Job {
     }
 
     /// Waits for chunk `index` and takes it: its item count and outcome.
-    pub(crate) fn take(
-        &self,
-        index: u32,
-        deadline: Option<Instant>,
-    ) -> Result<(u32, ChunkOutcome)> {
+    pub(crate) fn take(&self, index: u32, deadline: Option<Instant>) -> Result<(u32, ChunkOutcome)> {
         let i = index as usize;
-        let mut st = self.wait_for(deadline, |st| {
-            !matches!(st.slots.get(i), Some((_, Slot::Pending)))
-        })?;
+        let mut st = self.wait_for(deadline, |st| !matches!(st.slots.get(i), Some((_, Slot::Pending))))?;
         st.finished.retain(|&f| f != index);
         match st.slots.get_mut(i) {
             Some((count, slot @ Slot::Ready(_))) => {
                 let count = *count;
-                let Slot::Ready(outcome) = std::mem::replace(slot, Slot::Taken) else {
-                    unreachable!()
-                };
+                let Slot::Ready(outcome) = std::mem::replace(slot, Slot::Taken) else { unreachable!() };
                 Ok((count, outcome))
             }
-            _ => Err(Error::new(
-                ErrorKind::InvalidState,
-                "this result was already taken; a result can be taken once",
-            )),
+            _ => Err(Error::new(ErrorKind::InvalidState, "this result was already taken; a result can be taken once")),
         }
     }
 
     /// Waits for any finished chunk not taken yet and takes it (up to
     /// `deadline`); `None` when no chunk is pending or waiting.
-    pub(crate) fn take_any(
-        &self,
-        deadline: Option<Instant>,
-    ) -> Result<Option<(u32, u32, ChunkOutcome)>> {
+    pub(crate) fn take_any(&self, deadline: Option<Instant>) -> Result<Option<(u32, u32, ChunkOutcome)>> {
         let mut st = self.wait_for(deadline, |st| !st.finished.is_empty() || st.pending == 0)?;
         let Some(index) = st.finished.pop_front() else {
             return Ok(None);

@@ -25,18 +25,12 @@ mod imp {
 
         /// A bar for `len` items.
         pub(crate) fn new(len: u64) -> Bar {
-            Bar::make(
-                ProgressBar::new(len),
-                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec}, {eta})",
-            )
+            Bar::make(ProgressBar::new(len), "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec}, {eta})")
         }
 
         /// A counter for an input of unknown length.
         pub(crate) fn unbounded() -> Bar {
-            Bar::make(
-                ProgressBar::no_length(),
-                "{spinner} [{elapsed_precise}] {pos} items ({per_sec})",
-            )
+            Bar::make(ProgressBar::no_length(), "{spinner} [{elapsed_precise}] {pos} items ({per_sec})")
         }
 
         pub(crate) fn inc(&self, n: u64) {

@@ -60,19 +60,8 @@ impl<T> fmt::Debug for AsyncResult<T> {
 }
 
 impl<T> AsyncResult<T> {
-    pub(crate) fn new(
-        shared: Arc<Shared>,
-        job: Arc<Job>,
-        chunks: u32,
-        assemble: Assemble<T>,
-    ) -> Self {
-        AsyncResult {
-            shared,
-            job,
-            chunks,
-            assemble,
-            taken: AtomicBool::new(false),
-        }
+    pub(crate) fn new(shared: Arc<Shared>, job: Arc<Job>, chunks: u32, assemble: Assemble<T>) -> Self {
+        AsyncResult { shared, job, chunks, assemble, taken: AtomicBool::new(false) }
     }
 
     pub(crate) fn job(&self) -> &Arc<Job> {
@@ -171,9 +160,7 @@ impl<T> AsyncResult<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.job
-            .wait_all(Instant::now().checked_add(timeout))
-            .is_ok()
+        self.job.wait_all(Instant::now().checked_add(timeout)).is_ok()
     }
 
     /// Whether the result is ready (done, failed or cancelled).
@@ -279,22 +266,20 @@ pub(crate) fn one<R: DeserializeOwned>(job: &Job, _chunks: u32) -> Result<R> {
         .decode::<R>(count)
         .into_iter()
         .next()
-        .unwrap_or_else(|| {
-            Err(Error::new(
-                ErrorKind::Protocol,
-                "a task came back without its result",
-            ))
-        })
+        .unwrap_or_else(|| Err(Error::new(ErrorKind::Protocol, "a task came back without its result")))
 }
 
 /// `map`'s assembly: every item in input order, or the first error in
 /// input order (after every chunk has finished, as in Python).
 pub(crate) fn all<R: DeserializeOwned>(job: &Job, chunks: u32) -> Result<Vec<R>> {
-    job.wait_all(None)?;
+    // Chunks are decoded in order as they arrive, while later ones run.
     let mut out = Vec::new();
     let mut first_err = None;
     for index in 0..chunks {
         let (count, outcome) = job.take(index, None)?;
+        if index == 0 {
+            out.reserve(count as usize * chunks as usize);
+        }
         if first_err.is_none() {
             if let Err(e) = outcome.decode_into(count, &mut out) {
                 first_err = Some(e);

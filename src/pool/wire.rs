@@ -52,6 +52,10 @@ where
 /// Each item is guarded on its own: a panic or an error fails that item,
 /// and the next one runs. The failed-item count goes into the 4 bytes
 /// `out` holds for it just before the outcomes.
+///
+/// The panic guard covers a run of items, not each one: catching costs
+/// nothing until something panics, and then the run resumes after the item
+/// that panicked.
 fn run_chunk<F, A, R>(items: &[u8], count: u32, out: &mut Vec<u8>)
 where
     F: Fn(A) -> R + Copy + 'static,
@@ -61,30 +65,46 @@ where
     let f: F = sys::conjure::<F, A, R>();
     let failed_at = out.len() - 4;
     let mut failed = 0u32;
-    let mut rest = items;
-    for _ in 0..count {
-        let arg = match codec::decode_prefix::<A>(rest, "a task's argument") {
-            Ok((arg, tail)) => {
-                rest = tail;
-                arg
-            }
-            Err(e) => {
-                // The rest of the chunk cannot be found in the bytes: every
-                // remaining item gets the error.
-                push_failure(out, &Failure::Error(e));
+    let mut args = codec::Decoder::new(items);
+    let mut enc = codec::Encoder::new(out);
+    let mut broken: Option<Error> = None;
+    let mut next = 0u32;
+    // Where the current item's outcome starts, to undo it after a panic.
+    let mut start = 0usize;
+    while next < count {
+        let run = child::catch_panic(|| {
+            while next < count {
+                start = enc.buf().len();
+                next += 1;
+                let arg = match &broken {
+                    // The rest of the chunk cannot be found in the bytes:
+                    // every remaining item gets the error.
+                    Some(e) => Err(e.duplicate()),
+                    None => args.next::<A>("a task's argument"),
+                };
+                let failure = match arg {
+                    Ok(arg) => {
+                        enc.buf().push(OK);
+                        match enc.push(&f(arg), "a task's return value") {
+                            Ok(()) => continue,
+                            Err(e) => {
+                                enc.buf().truncate(start);
+                                Failure::Error(e)
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        broken.get_or_insert(e.duplicate());
+                        Failure::Error(e)
+                    }
+                };
+                push_failure(enc.buf(), &failure);
                 failed += 1;
-                continue;
             }
-        };
-        let start = out.len();
-        out.push(OK);
-        let outcome = child::catch(|| {
-            let value = f(arg);
-            codec::encode_into(&value, out, "a task's return value")
         });
-        if let Err(failure) = outcome {
-            out.truncate(start);
-            push_failure(out, &failure);
+        if let Err(panic) = run {
+            enc.buf().truncate(start);
+            push_failure(enc.buf(), &Failure::Panic(panic));
             failed += 1;
         }
     }
@@ -99,21 +119,14 @@ fn push_failure(out: &mut Vec<u8>, failure: &Failure) {
         }
         Failure::Error(e) => {
             out.push(ERROR);
-            codec::encode_into(&RemoteError::from(e), out, "an error")
-                .expect("a RemoteError always serializes");
+            codec::encode_into(&RemoteError::from(e), out, "an error").expect("a RemoteError always serializes");
         }
     }
 }
 
 /// Appends a `TASK` frame for chunk `index` of `job`, whose items `encode`
 /// appends; returns the item count.
-pub(crate) fn append_task<I, A>(
-    out: &mut Vec<u8>,
-    job: u64,
-    index: u32,
-    task: TaskId,
-    items: I,
-) -> Result<u32>
+pub(crate) fn append_task<I, A>(out: &mut Vec<u8>, job: u64, index: u32, task: TaskId, items: I) -> Result<u32>
 where
     I: IntoIterator<Item = A>,
     A: Serialize,
@@ -122,8 +135,9 @@ where
     codec::append_frame(out, TASK, |buf| {
         let head = buf.len();
         buf.extend_from_slice(&[0; TASK_HEAD]);
+        let mut enc = codec::Encoder::new(buf);
         for item in items {
-            codec::encode_into(&item, buf, "a task's argument")?;
+            enc.push(&item, "a task's argument")?;
             count += 1;
         }
         let h = &mut buf[head..head + TASK_HEAD];
@@ -146,10 +160,7 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 }
 
 fn short(what: &str) -> Error {
-    Error::new(
-        ErrorKind::Protocol,
-        format!("a {what} frame is too short; the stream is corrupt"),
-    )
+    Error::new(ErrorKind::Protocol, format!("a {what} frame is too short; the stream is corrupt"))
 }
 
 /// Runs a `TASK` payload in the worker and appends the `RESULT` frame.
@@ -158,13 +169,11 @@ pub(crate) fn run_task(payload: &[u8], out: &mut Vec<u8>) -> Result<()> {
         return Err(short("task"));
     }
     let (job, index, count) = (u64_at(payload, 0), u32_at(payload, 8), u32_at(payload, 12));
-    let call: ChunkTrampoline = sys::resolve_chunk(u64_at(payload, 16), u64_at(payload, 24))
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::Protocol,
-                "refused a pool task whose id does not match this build; nothing was run",
-            )
-        })?;
+    let call: ChunkTrampoline = sys::resolve_chunk(u64_at(payload, 16), u64_at(payload, 24)).ok_or_else(|| {
+        Error::new(ErrorKind::Protocol, "refused a pool task whose id does not match this build; nothing was run")
+    })?;
+    // Results are about as big as the arguments: reserve that much once.
+    out.reserve(payload.len() + 64);
     codec::append_frame(out, RESULT, |buf| {
         buf.extend_from_slice(&job.to_le_bytes());
         buf.extend_from_slice(&index.to_le_bytes());
@@ -192,31 +201,29 @@ pub(crate) fn failed_items(payload: &[u8]) -> u32 {
 }
 
 /// The outcomes of a `RESULT` payload, decoded one item at a time.
-#[derive(Debug)]
 pub(crate) struct Outcomes<'a> {
-    rest: &'a [u8],
+    de: codec::Decoder<'a>,
+}
+
+impl std::fmt::Debug for Outcomes<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outcomes").finish_non_exhaustive()
+    }
 }
 
 impl<'a> Outcomes<'a> {
     /// The outcomes that follow the head of a `RESULT` payload.
     pub(crate) fn of(payload: &'a [u8]) -> Self {
-        Outcomes {
-            rest: payload.get(RESULT_HEAD..).unwrap_or_default(),
-        }
+        Outcomes { de: codec::Decoder::new(payload.get(RESULT_HEAD..).unwrap_or_default()) }
     }
 
     /// The next item's outcome.
     pub(crate) fn next_item<R: DeserializeOwned>(&mut self) -> Result<R> {
-        let (&tag, rest) = self.rest.split_first().ok_or_else(|| short("result"))?;
+        let tag: u8 = self.de.next("an outcome tag").map_err(|_| short("result"))?;
         match tag {
-            OK => {
-                let (value, rest) = codec::decode_prefix::<R>(rest, "a task's return value")?;
-                self.rest = rest;
-                Ok(value)
-            }
+            OK => self.de.next::<R>("a task's return value"),
             PANIC => {
-                let (panic, rest) = codec::decode_prefix::<PanicInfo>(rest, "a panic report")?;
-                self.rest = rest;
+                let panic: PanicInfo = self.de.next("a panic report")?;
                 Err(Error::new(
                     ErrorKind::Panicked,
                     format!("a pool task {panic}; the worker survived. Fix the target, or catch the panic inside it"),
@@ -224,12 +231,8 @@ impl<'a> Outcomes<'a> {
                 .with_panic(panic))
             }
             ERROR => {
-                let (remote, rest) = codec::decode_prefix::<RemoteError>(rest, "an error report")?;
-                self.rest = rest;
-                Err(Error::new(
-                    remote.kind,
-                    format!("in a pool worker: {}", remote.message),
-                ))
+                let remote: RemoteError = self.de.next("an error report")?;
+                Err(Error::new(remote.kind, format!("in a pool worker: {}", remote.message)))
             }
             other => Err(Error::new(
                 ErrorKind::Protocol,
@@ -242,10 +245,7 @@ impl<'a> Outcomes<'a> {
 /// The `INIT_FAILED` frame for an initializer that failed.
 pub(crate) fn init_failed(failure: &Failure) -> Vec<u8> {
     let err = match failure {
-        Failure::Panic(p) => RemoteError {
-            kind: ErrorKind::Panicked,
-            message: format!("the pool's initializer {p}"),
-        },
+        Failure::Panic(p) => RemoteError { kind: ErrorKind::Panicked, message: format!("the pool's initializer {p}") },
         Failure::Error(e) => RemoteError::from(e),
     };
     codec::frame_of(INIT_FAILED, &err, "an error").expect("a RemoteError always serializes")
@@ -283,23 +283,14 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::Panicked);
         assert_eq!(err.panic_info().unwrap().message(), "odd: 5");
         assert_eq!(items.next_item::<u32>().unwrap(), 3);
-        assert_eq!(
-            items.next_item::<u32>().unwrap_err().kind(),
-            ErrorKind::Protocol
-        );
+        assert_eq!(items.next_item::<u32>().unwrap_err().kind(), ErrorKind::Protocol);
     }
 
     #[test]
     fn a_corrupt_task_is_refused() {
         let mut out = Vec::new();
-        assert_eq!(
-            run_task(&[0; 8], &mut out).unwrap_err().kind(),
-            ErrorKind::Protocol
-        );
-        assert_eq!(
-            run_task(&[0; 40], &mut out).unwrap_err().kind(),
-            ErrorKind::Protocol
-        );
+        assert_eq!(run_task(&[0; 8], &mut out).unwrap_err().kind(), ErrorKind::Protocol);
+        assert_eq!(run_task(&[0; 40], &mut out).unwrap_err().kind(), ErrorKind::Protocol);
         assert!(out.is_empty());
     }
 }

@@ -42,11 +42,7 @@ pub(crate) fn serve(cfg: WorkerConfig) {
     let fd = link.as_fd();
     if let Some((id, arg)) = &cfg.initializer {
         if let Err(failure) = initialize(*id, arg) {
-            let _ = codec::write_frame(
-                fd,
-                &wire::init_failed(&failure),
-                "the initializer's failure",
-            );
+            let _ = codec::write_frame(fd, &wire::init_failed(&failure), "the initializer's failure");
             child::finish(1);
         }
     }
@@ -65,6 +61,11 @@ pub(crate) fn serve(cfg: WorkerConfig) {
             }
             Err(_) => child::finish(1),
         };
+        // Results already made leave before the next task starts: it may run
+        // for a long time, and they must not wait for it.
+        if flush(fd, &mut out).is_err() {
+            child::finish(0);
+        }
         match frame.kind {
             wire::TASK => {
                 if wire::run_task(&frame.payload, &mut out).is_err() {
@@ -93,17 +94,13 @@ fn initialize(id: TaskId, arg: &[u8]) -> std::result::Result<(), child::Failure>
     match codec::parse_frame(&reply, u64::MAX >> 8, "the initializer's reply") {
         Ok(frame) if frame.kind == codec::kind::VALUE => Ok(()),
         Ok(frame) if frame.kind == codec::kind::PANIC => {
-            let panic =
-                codec::decode(&frame.payload, "a panic report").map_err(child::Failure::Error)?;
+            let panic = codec::decode(&frame.payload, "a panic report").map_err(child::Failure::Error)?;
             Err(child::Failure::Panic(panic))
         }
         Ok(frame) => {
             let remote: crate::error::RemoteError =
                 codec::decode(&frame.payload, "an error report").map_err(child::Failure::Error)?;
-            Err(child::Failure::Error(crate::error::Error::new(
-                remote.kind,
-                remote.message,
-            )))
+            Err(child::Failure::Error(crate::error::Error::new(remote.kind, remote.message)))
         }
         Err(e) => Err(child::Failure::Error(e)),
     }

@@ -200,8 +200,7 @@ where
         K: Into<OsString>,
         V: Into<OsString>,
     {
-        self.env
-            .extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self.env.extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
         self
     }
 
@@ -230,11 +229,7 @@ where
         check_env(&self.env)?;
         let method = self.method.unwrap_or_else(get_start_method);
         let arg = codec::encode(&self.arg, "the argument")?;
-        codec::check_len(
-            arg.len() as u64,
-            codec::max_frame_size(),
-            "the encoded argument",
-        )?;
+        codec::check_len(arg.len() as u64, codec::max_frame_size(), "the encoded argument")?;
         let shared = launch::launch(Launch {
             task: self.task,
             arg: &arg,

@@ -60,10 +60,7 @@ impl<R> fmt::Debug for Child<R> {
 
 impl<R> Child<R> {
     pub(crate) fn new(shared: Arc<ChildShared>) -> Self {
-        Child {
-            shared,
-            _result: PhantomData,
-        }
+        Child { shared, _result: PhantomData }
     }
 
     /// The exit status if the child has ended (reaping it).

@@ -76,16 +76,8 @@ impl ProcessInfo {
 pub fn current_process() -> ProcessInfo {
     let reg = registry::lock();
     match &reg.current {
-        Some(info) => ProcessInfo {
-            name: info.name.clone(),
-            pid: std::process::id(),
-            daemon: info.daemon,
-        },
-        None => ProcessInfo {
-            name: "MainProcess".to_owned(),
-            pid: std::process::id(),
-            daemon: false,
-        },
+        Some(info) => ProcessInfo { name: info.name.clone(), pid: std::process::id(), daemon: info.daemon },
+        None => ProcessInfo { name: "MainProcess".to_owned(), pid: std::process::id(), daemon: false },
     }
 }
 
@@ -181,10 +173,7 @@ impl ParentProcess {
         }
         Err(Error::new(
             ErrorKind::Timeout,
-            format!(
-                "the parent process '{}' (pid {}) is still running after {timeout:?}",
-                self.name, self.pid
-            ),
+            format!("the parent process '{}' (pid {}) is still running after {timeout:?}", self.name, self.pid),
         ))
     }
 
@@ -196,10 +185,7 @@ impl ParentProcess {
             if sys::poll(&mut fds, left).is_err() {
                 return false;
             }
-            if fds[0]
-                .revents()
-                .intersects(PollFlags::RDHUP | PollFlags::HUP)
-            {
+            if fds[0].revents().intersects(PollFlags::RDHUP | PollFlags::HUP) {
                 return true;
             }
             if left.is_some_and(|l| l.is_zero()) {
@@ -221,11 +207,7 @@ pub fn parent_process() -> Option<ParentProcess> {
     let reg = registry::lock();
     let info = reg.current.as_ref()?;
     let link = reg.parent_link.as_ref()?;
-    Some(ParentProcess {
-        name: info.parent_name.clone(),
-        pid: info.parent_pid as u32,
-        link: Arc::clone(link),
-    })
+    Some(ParentProcess { name: info.parent_name.clone(), pid: info.parent_pid as u32, link: Arc::clone(link) })
 }
 
 /// The children of this process that are still running, including those
@@ -249,11 +231,9 @@ pub fn active_children() -> Vec<ProcessInfo> {
     let mut alive = Vec::with_capacity(children.len());
     for child in children {
         match child.poll_status() {
-            Ok(None) => alive.push(ProcessInfo {
-                name: child.name.clone(),
-                pid: child.pid as u32,
-                daemon: child.daemon,
-            }),
+            Ok(None) => {
+                alive.push(ProcessInfo { name: child.name.clone(), pid: child.pid as u32, daemon: child.daemon })
+            }
             _ => registry::lock().remove(&child),
         }
     }

@@ -40,9 +40,7 @@ pub(crate) fn launch(l: Launch<'_>) -> Result<Arc<ChildShared>> {
 }
 
 fn env_bytes(env: &[(OsString, OsString)]) -> Vec<(Vec<u8>, Vec<u8>)> {
-    env.iter()
-        .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
-        .collect()
+    env.iter().map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec())).collect()
 }
 
 fn socketpair() -> Result<(OwnedFd, OwnedFd)> {
@@ -105,12 +103,7 @@ fn spawn(l: Launch<'_>) -> Result<Arc<ChildShared>> {
 }
 
 fn via_server(l: Launch<'_>) -> Result<Arc<ChildShared>> {
-    let info = registry::lock().next_child_info(
-        l.name,
-        l.daemon,
-        StartMethod::ForkServer,
-        env_bytes(l.env),
-    );
+    let info = registry::lock().next_child_info(l.name, l.daemon, StartMethod::ForkServer, env_bytes(l.env));
     let frame = child::task_frame(l.task, &info, l.arg)?;
     let inline = frame.len() <= forkserver::INLINE_TASK;
     let _window = registry::fd_window();
@@ -123,26 +116,11 @@ fn via_server(l: Launch<'_>) -> Result<Arc<ChildShared>> {
 /// A re-exec'd child, waiting for its task on the control socket. Its argv
 /// is its title followed by this process's arguments, so that `ps` shows
 /// it and `std::env::args()` in it goes on like the parent's.
-pub(crate) fn exec_child(
-    info: &ChildInfo,
-    env: &[(OsString, OsString)],
-    exclusive: bool,
-) -> Result<Arc<ChildShared>> {
-    let title = CString::new(format!("multiproc: {}", info.name).replace('\0', ""))
-        .expect("NULs were removed");
+pub(crate) fn exec_child(info: &ChildInfo, env: &[(OsString, OsString)], exclusive: bool) -> Result<Arc<ChildShared>> {
+    let title = CString::new(format!("multiproc: {}", info.name).replace('\0', "")).expect("NULs were removed");
     let mut argv = vec![title];
-    argv.extend(
-        std::env::args_os()
-            .skip(1)
-            .filter_map(|a| CString::new(a.as_bytes()).ok()),
-    );
-    let spec = bootstrap::exec_spec(
-        argv,
-        Role::Spawn {
-            max_frame: codec::max_frame_size(),
-        },
-        env,
-    )?;
+    argv.extend(std::env::args_os().skip(1).filter_map(|a| CString::new(a.as_bytes()).ok()));
+    let spec = bootstrap::exec_spec(argv, Role::Spawn { max_frame: codec::max_frame_size() }, env)?;
     let (parent_end, child_end) = socketpair()?;
     let pid = sys::spawn_exec(&spec, child_end.as_fd(), sys::is_main_thread())
         .map_err(|e| Error::io("starting a child with fork() + execve(/proc/self/exe)", e))?;
@@ -152,11 +130,7 @@ pub(crate) fn exec_child(
 
 /// A child of the fork server, started with its task frame if it is
 /// `inline`, or else waiting for it on the control socket.
-pub(crate) fn server_child(
-    info: &ChildInfo,
-    inline: Option<&[u8]>,
-    exclusive: bool,
-) -> Result<Arc<ChildShared>> {
+pub(crate) fn server_child(info: &ChildInfo, inline: Option<&[u8]>, exclusive: bool) -> Result<Arc<ChildShared>> {
     let forked = forkserver::fork_child(inline)?;
     Ok(Arc::new(ChildShared::new(
         forked.pid,
@@ -170,12 +144,7 @@ pub(crate) fn server_child(
 
 /// Builds the record of a direct child. If its pidfd cannot be opened the
 /// child is killed and reaped, so that nothing is left behind.
-fn track(
-    pid: i32,
-    parent_end: OwnedFd,
-    info: &ChildInfo,
-    exclusive: bool,
-) -> Result<Arc<ChildShared>> {
+fn track(pid: i32, parent_end: OwnedFd, info: &ChildInfo, exclusive: bool) -> Result<Arc<ChildShared>> {
     let pidfd = match sys::pidfd_open(pid) {
         Ok(fd) => fd,
         Err(e) => {
@@ -183,14 +152,7 @@ fn track(
             return Err(Error::io("opening a pidfd for the new child", e));
         }
     };
-    Ok(Arc::new(ChildShared::new(
-        pid,
-        pidfd,
-        Waiter::Direct,
-        parent_end,
-        info,
-        exclusive,
-    )))
+    Ok(Arc::new(ChildShared::new(pid, pidfd, Waiter::Direct, parent_end, info, exclusive)))
 }
 
 /// Writes the task frame (blocking: the child reads it as it comes), then
@@ -200,15 +162,10 @@ pub(crate) fn send_task(child: &ChildShared, frame: &[u8]) -> Result<()> {
     let control = child.control();
     match sys::send_all(control, frame) {
         Ok(()) => {}
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
-            ) => {}
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset) => {}
         Err(e) => return Err(abort_start(child, "sending the task to the child", e)),
     }
-    sys::set_nonblocking(control, true)
-        .map_err(|e| abort_start(child, "configuring the control socket", e))
+    sys::set_nonblocking(control, true).map_err(|e| abort_start(child, "configuring the control socket", e))
 }
 
 /// Kills and reaps a child whose start failed half-way, so that nothing is

@@ -39,9 +39,7 @@ pub(crate) fn adopt(child: &ChildShared) {
     let Ok(wake) = sys::eventfd() else { return };
     let wake = Arc::new(wake);
     let thread_wake = Arc::clone(&wake);
-    let spawned = std::thread::Builder::new()
-        .name("multiproc-reaper".into())
-        .spawn(move || run(&thread_wake));
+    let spawned = std::thread::Builder::new().name("multiproc-reaper".into()).spawn(move || run(&thread_wake));
     // Without a thread the child is reaped later, by active_children() or
     // at exit.
     if spawned.is_ok() {
@@ -53,12 +51,7 @@ fn run(wake: &OwnedFd) {
     loop {
         let detached: Vec<Arc<ChildShared>> = {
             let mut reg = registry::lock();
-            let detached: Vec<_> = reg
-                .children
-                .iter()
-                .filter(|c| c.is_detached())
-                .cloned()
-                .collect();
+            let detached: Vec<_> = reg.children.iter().filter(|c| c.is_detached()).cloned().collect();
             if detached.is_empty() {
                 reg.reaper = None;
                 return;

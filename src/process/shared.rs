@@ -167,10 +167,7 @@ impl ChildShared {
                 }
                 continue;
             }
-            match st
-                .reader
-                .read_from(self.control.as_fd(), "the child's reply")
-            {
+            match st.reader.read_from(self.control.as_fd(), "the child's reply") {
                 Ok(ReadOutcome::Frame(frame)) => st.reply = Some(frame),
                 Ok(ReadOutcome::Pending) => return,
                 Ok(ReadOutcome::Eof { .. }) => st.done_reading = true,
@@ -210,14 +207,10 @@ impl ChildShared {
             }
             Waiter::Server(_) => {
                 let mut fds = [PollFd::new(&self.pidfd, PollFlags::IN)];
-                let ended = sys::poll(&mut fds, Some(Duration::ZERO))
-                    .map_err(|e| Error::io(&what(), e))?
-                    > 0;
+                let ended = sys::poll(&mut fds, Some(Duration::ZERO)).map_err(|e| Error::io(&what(), e))? > 0;
                 Ok(ended.then_some(ExitStatus::Lost))
             }
-            Waiter::Direct => {
-                sys::pidfd_wait(self.pidfd.as_fd(), false).map_err(|e| Error::io(&what(), e))
-            }
+            Waiter::Direct => sys::pidfd_wait(self.pidfd.as_fd(), false).map_err(|e| Error::io(&what(), e)),
         }
     }
 
@@ -231,11 +224,7 @@ impl ChildShared {
                 if let Some(status) = self.progress(&mut st)? {
                     return Ok(Some(status));
                 }
-                (
-                    !st.done_reading && !self.exclusive,
-                    st.reply.is_some(),
-                    st.server_lost,
-                )
+                (!st.done_reading && !self.exclusive, st.reply.is_some(), st.server_lost)
             };
             // The reply is in: the child is on its way out. Exiting takes it
             // a few tens of microseconds, less than sleeping and being woken
@@ -259,17 +248,10 @@ impl ChildShared {
                 (Waiter::Server(fd), false) => fd.as_fd(),
                 _ => self.pidfd.as_fd(),
             };
-            let mut fds = [
-                PollFd::new(&wait_fd, PollFlags::IN),
-                PollFd::new(&self.control, PollFlags::IN),
-            ];
+            let mut fds = [PollFd::new(&wait_fd, PollFlags::IN), PollFd::new(&self.control, PollFlags::IN)];
             let n = if read_control { 2 } else { 1 };
-            sys::poll(&mut fds[..n], timeout).map_err(|e| {
-                Error::io(
-                    &format!("waiting for process '{}' (pid {})", self.name, self.pid),
-                    e,
-                )
-            })?;
+            sys::poll(&mut fds[..n], timeout)
+                .map_err(|e| Error::io(&format!("waiting for process '{}' (pid {})", self.name, self.pid), e))?;
         }
     }
 
@@ -312,15 +294,7 @@ impl ChildShared {
             return Ok(());
         }
         sys::pidfd_signal(self.pidfd.as_fd(), sig).map_err(|e| {
-            Error::io(
-                &format!(
-                    "sending {} to process '{}' (pid {})",
-                    sys::signal_name(sig),
-                    self.name,
-                    self.pid
-                ),
-                e,
-            )
+            Error::io(&format!("sending {} to process '{}' (pid {})", sys::signal_name(sig), self.name, self.pid), e)
         })
     }
 
@@ -400,19 +374,13 @@ impl ChildShared {
                 let remote: RemoteError = codec::decode(&frame.payload, "an error report")?;
                 Err(Error::new(
                     remote.kind,
-                    format!(
-                        "in process '{}' (pid {}): {}",
-                        self.name, self.pid, remote.message
-                    ),
+                    format!("in process '{}' (pid {}): {}", self.name, self.pid, remote.message),
                 )
                 .with_exitcode(code))
             }
             other => Err(Error::new(
                 ErrorKind::Protocol,
-                format!(
-                    "process '{}' (pid {}) replied with an unknown frame kind {other}",
-                    self.name, self.pid
-                ),
+                format!("process '{}' (pid {}) replied with an unknown frame kind {other}", self.name, self.pid),
             )
             .with_exitcode(code)),
         }

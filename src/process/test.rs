@@ -43,18 +43,11 @@ fn frame_with(method: StartMethod, edit: impl FnOnce(&mut TaskIdAndPrint)) -> Ve
         x
     }
     let task = Task::of(ident);
-    let mut parts = TaskIdAndPrint {
-        id: task.id(),
-        fingerprint: task::fingerprint().to_vec(),
-    };
+    let mut parts = TaskIdAndPrint { id: task.id(), fingerprint: task::fingerprint().to_vec() };
     edit(&mut parts);
     let mut f = FrameBuf::new();
     // Mirrors child::TaskHeader field by field.
-    f.push(
-        &(0x6d70_0001u32, parts.fingerprint, parts.id, info(method)),
-        "header",
-    )
-    .unwrap();
+    f.push(&(0x6d70_0001u32, parts.fingerprint, parts.id, info(method)), "header").unwrap();
     f.extend(&codec::encode(&5u64, "arg").unwrap());
     f.finish(kind::TASK)
 }
@@ -81,12 +74,7 @@ fn an_untampered_hand_made_frame_runs() {
 fn a_garbage_task_id_is_refused_by_the_child() {
     for method in SERVED {
         let child = bare_child(method);
-        let frame = frame_with(method, |p| {
-            p.id = TaskId {
-                offset: 0x1234_5678,
-                tag: 0xdead_beef,
-            }
-        });
+        let frame = frame_with(method, |p| p.id = TaskId { offset: 0x1234_5678, tag: 0xdead_beef });
         send_task(&child, &frame).unwrap();
         let (kind, msg, code) = outcome_kind(&child);
         assert_eq!(kind, ErrorKind::Protocol, "{method}: {msg}");
@@ -99,11 +87,7 @@ fn a_garbage_task_id_is_refused_by_the_child() {
 fn another_builds_fingerprint_is_refused_by_the_child() {
     for method in SERVED {
         let child = bare_child(method);
-        send_task(
-            &child,
-            &frame_with(method, |p| p.fingerprint = vec![1, 2, 3]),
-        )
-        .unwrap();
+        send_task(&child, &frame_with(method, |p| p.fingerprint = vec![1, 2, 3])).unwrap();
         let (kind, msg, _) = outcome_kind(&child);
         assert_eq!(kind, ErrorKind::BuildMismatch, "{method}: {msg}");
     }
@@ -144,26 +128,14 @@ fn write_raw_and_exit(bytes: &[u8]) -> ! {
 }
 
 /// Runs `target` under every start method; returns each join's error.
-fn join_errors<F: Fn(()) -> u64 + Copy + Send + 'static>(
-    target: F,
-) -> Vec<(StartMethod, crate::Error)> {
-    [
-        StartMethod::Fork,
-        StartMethod::Spawn,
-        StartMethod::ForkServer,
-    ]
-    .into_iter()
-    .map(|method| {
-        let child = Process::new(target, ())
-            .start_method(method)
-            .start()
-            .unwrap();
-        (
-            method,
-            child.join_timeout(Duration::from_secs(30)).unwrap_err(),
-        )
-    })
-    .collect()
+fn join_errors<F: Fn(()) -> u64 + Copy + Send + 'static>(target: F) -> Vec<(StartMethod, crate::Error)> {
+    [StartMethod::Fork, StartMethod::Spawn, StartMethod::ForkServer]
+        .into_iter()
+        .map(|method| {
+            let child = Process::new(target, ()).start_method(method).start().unwrap();
+            (method, child.join_timeout(Duration::from_secs(30)).unwrap_err())
+        })
+        .collect()
 }
 
 /// A reply header that declares 2^40 bytes.
@@ -219,10 +191,7 @@ fn terminate_me(_: ()) -> u64 {
 fn a_fork_child_does_not_inherit_a_blocked_sigterm() {
     let child = std::thread::spawn(|| {
         sys::block_sigterm_in_this_thread();
-        Process::new(terminate_me, ())
-            .start_method(StartMethod::Fork)
-            .start()
-            .unwrap()
+        Process::new(terminate_me, ()).start_method(StartMethod::Fork).start().unwrap()
     })
     .join()
     .unwrap();

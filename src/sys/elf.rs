@@ -16,11 +16,7 @@ pub(crate) fn build_id() -> Option<Vec<u8>> {
     found
 }
 
-unsafe extern "C" fn callback(
-    info: *mut libc::dl_phdr_info,
-    _size: usize,
-    data: *mut c_void,
-) -> libc::c_int {
+unsafe extern "C" fn callback(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> libc::c_int {
     // SAFETY: `dl_iterate_phdr` passes a valid `info` and our `data`.
     let (info, found) = unsafe { (&*info, &mut *data.cast::<Option<Vec<u8>>>()) };
     // SAFETY: `dlpi_phdr` points at `dlpi_phnum` program headers.
@@ -40,9 +36,7 @@ unsafe extern "C" fn callback(
 }
 
 fn find_build_id(mut notes: &[u8]) -> Option<&[u8]> {
-    let word = |b: &[u8], at: usize| -> Option<u32> {
-        Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
-    };
+    let word = |b: &[u8], at: usize| -> Option<u32> { Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?)) };
     let align4 = |n: usize| (n + 3) & !3;
     while notes.len() >= 12 {
         let namesz = word(notes, 0)? as usize;

@@ -40,10 +40,7 @@ impl Environ {
         }
         let mut entries: Vec<CString> = Vec::new();
         for (key, value) in std::env::vars_os() {
-            if additions
-                .iter()
-                .any(|(k, _)| k.as_slice() == key.as_bytes())
-            {
+            if additions.iter().any(|(k, _)| k.as_slice() == key.as_bytes()) {
                 continue;
             }
             let mut entry = key.as_bytes().to_vec();
@@ -59,10 +56,7 @@ impl Environ {
         }
         let mut ptrs: Vec<*mut c_char> = entries.iter().map(|e| e.as_ptr().cast_mut()).collect();
         ptrs.push(std::ptr::null_mut());
-        Some(Environ {
-            _entries: entries,
-            ptrs,
-        })
+        Some(Environ { _entries: entries, ptrs })
     }
 
     /// Makes this the process's environment, for the rest of its life.

@@ -8,31 +8,21 @@ use rustix::event::{EventfdFlags, Timespec};
 use rustix::fd::{BorrowedFd, OwnedFd, RawFd};
 use rustix::io::Errno;
 use rustix::net::{
-    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
-    SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer, SendAncillaryMessage,
+    SendFlags, SocketFlags, SocketType,
 };
 
 pub(crate) use rustix::event::{PollFd, PollFlags};
 
 /// `socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC)`.
 pub(crate) fn socketpair_stream() -> io::Result<(OwnedFd, OwnedFd)> {
-    Ok(rustix::net::socketpair(
-        AddressFamily::UNIX,
-        SocketType::STREAM,
-        SocketFlags::CLOEXEC,
-        None,
-    )?)
+    Ok(rustix::net::socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None)?)
 }
 
 /// `socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC)`: message boundaries
 /// are kept, and fds ride with the message they belong to.
 pub(crate) fn socketpair_seqpacket() -> io::Result<(OwnedFd, OwnedFd)> {
-    Ok(rustix::net::socketpair(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )?)
+    Ok(rustix::net::socketpair(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)?)
 }
 
 /// `pipe2(O_CLOEXEC)`: (read end, write end).
@@ -42,10 +32,7 @@ pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 
 /// `eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)`.
 pub(crate) fn eventfd() -> io::Result<OwnedFd> {
-    Ok(rustix::event::eventfd(
-        0,
-        EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK,
-    )?)
+    Ok(rustix::event::eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?)
 }
 
 /// `ioctl(FIONBIO)`: switches `O_NONBLOCK` on or off.
@@ -110,11 +97,7 @@ pub(crate) fn send_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {
 pub(crate) fn send_nonblocking(fd: BorrowedFd<'_>, bytes: &[u8]) -> io::Result<usize> {
     let mut sent = 0;
     while sent < bytes.len() {
-        match rustix::net::send(
-            fd,
-            &bytes[sent..],
-            SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
-        ) {
+        match rustix::net::send(fd, &bytes[sent..], SendFlags::NOSIGNAL | SendFlags::DONTWAIT) {
             Ok(n) => sent += n,
             Err(Errno::INTR) => {}
             Err(Errno::AGAIN) => break,
@@ -138,11 +121,7 @@ pub(crate) fn write_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> 
 }
 
 /// `sendmsg` of `bytes` with `fds` attached as `SCM_RIGHTS`, in one message.
-pub(crate) fn send_fds(
-    sock: BorrowedFd<'_>,
-    bytes: &[u8],
-    fds: &[BorrowedFd<'_>],
-) -> io::Result<()> {
+pub(crate) fn send_fds(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(8))];
     assert!(fds.len() <= 8, "at most 8 fds per message");
     let mut control = SendAncillaryBuffer::new(&mut space);
@@ -150,12 +129,7 @@ pub(crate) fn send_fds(
         return Err(io::Error::other("fd control buffer too small"));
     }
     loop {
-        match rustix::net::sendmsg(
-            sock,
-            &[IoSlice::new(bytes)],
-            &mut control,
-            SendFlags::NOSIGNAL,
-        ) {
+        match rustix::net::sendmsg(sock, &[IoSlice::new(bytes)], &mut control, SendFlags::NOSIGNAL) {
             Ok(n) if n == bytes.len() => return Ok(()),
             Ok(_) => return Err(io::Error::other("a message with fds was sent only in part")),
             Err(Errno::INTR) => {}
@@ -167,23 +141,14 @@ pub(crate) fn send_fds(
 /// `recvmsg` of one message into `buf` (cleared first), collecting up to 8
 /// fds (received `CLOEXEC`) into `fds`. Returns the byte count; `Ok(0)` with
 /// no fds is end of file.
-pub(crate) fn recv_fds(
-    sock: BorrowedFd<'_>,
-    buf: &mut Vec<u8>,
-    fds: &mut Vec<OwnedFd>,
-) -> io::Result<usize> {
+pub(crate) fn recv_fds(sock: BorrowedFd<'_>, buf: &mut Vec<u8>, fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(8))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     buf.clear();
     let cap = buf.capacity().max(4096);
     buf.resize(cap, 0);
     let result = loop {
-        match rustix::net::recvmsg(
-            sock,
-            &mut [IoSliceMut::new(buf)],
-            &mut control,
-            RecvFlags::CMSG_CLOEXEC,
-        ) {
+        match rustix::net::recvmsg(sock, &mut [IoSliceMut::new(buf)], &mut control, RecvFlags::CMSG_CLOEXEC) {
             Err(Errno::INTR) => continue,
             other => break other,
         }
@@ -206,9 +171,7 @@ pub(crate) fn recv_fds(
     }
     if msg.flags.contains(rustix::net::ReturnFlags::CTRUNC) {
         // The kernel could not install every fd (out of fds, or more than 8).
-        return Err(io::Error::other(
-            "fds attached to a message were dropped (control message truncated)",
-        ));
+        return Err(io::Error::other("fds attached to a message were dropped (control message truncated)"));
     }
     Ok(msg.bytes)
 }
@@ -216,10 +179,8 @@ pub(crate) fn recv_fds(
 /// `poll(2)` with an optional timeout. An interrupted poll counts as a
 /// timeout with nothing ready; callers loop on their own deadline.
 pub(crate) fn poll(fds: &mut [PollFd<'_>], timeout: Option<Duration>) -> io::Result<usize> {
-    let ts = timeout.map(|d| Timespec {
-        tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
-        tv_nsec: d.subsec_nanos() as _,
-    });
+    let ts =
+        timeout.map(|d| Timespec { tv_sec: d.as_secs().min(i64::MAX as u64) as i64, tv_nsec: d.subsec_nanos() as _ });
     match rustix::event::poll(fds, ts.as_ref()) {
         Ok(n) => Ok(n),
         Err(Errno::INTR) => Ok(0),
@@ -235,19 +196,9 @@ pub(crate) fn close_all_except(keep: RawFd) {
     // fds (it never returns to the code that owned them).
     unsafe {
         if keep > 3 {
-            libc::syscall(
-                libc::SYS_close_range,
-                3 as libc::c_uint,
-                (keep - 1) as libc::c_uint,
-                0 as libc::c_uint,
-            );
+            libc::syscall(libc::SYS_close_range, 3 as libc::c_uint, (keep - 1) as libc::c_uint, 0 as libc::c_uint);
         }
-        libc::syscall(
-            libc::SYS_close_range,
-            (keep.max(2) + 1) as libc::c_uint,
-            libc::c_uint::MAX,
-            0 as libc::c_uint,
-        );
+        libc::syscall(libc::SYS_close_range, (keep.max(2) + 1) as libc::c_uint, libc::c_uint::MAX, 0 as libc::c_uint);
     }
 }
 

@@ -60,13 +60,7 @@ impl ExecSpec {
         argv_ptrs.push(std::ptr::null());
         let mut envp_ptrs: Vec<*const c_char> = envp.iter().map(|s| s.as_ptr()).collect();
         envp_ptrs.push(std::ptr::null());
-        ExecSpec {
-            path,
-            _argv: argv,
-            _envp: envp,
-            argv_ptrs,
-            envp_ptrs,
-        }
+        ExecSpec { path, _argv: argv, _envp: envp, argv_ptrs, envp_ptrs }
     }
 }
 
@@ -81,11 +75,7 @@ const ERR_FD: i32 = 4;
 /// thread exits (and exits at once if the parent is already gone). Returns
 /// the child's pid once the `execve` has succeeded; a failed `execve` is
 /// reported here, with the child already reaped.
-pub(crate) fn spawn_exec(
-    spec: &ExecSpec,
-    child_fd: BorrowedFd<'_>,
-    parent_death: bool,
-) -> io::Result<i32> {
+pub(crate) fn spawn_exec(spec: &ExecSpec, child_fd: BorrowedFd<'_>, parent_death: bool) -> io::Result<i32> {
     let (err_r, err_w) = super::pipe()?;
     let child_raw = child_fd.as_raw_fd();
     let err_raw = err_w.as_raw_fd();
@@ -117,10 +107,7 @@ pub(crate) fn spawn_exec(
     if buf.is_empty() {
         return Ok(pid);
     }
-    let errno = buf
-        .get(..4)
-        .and_then(|b| b.try_into().ok())
-        .map_or(libc::EIO, i32::from_ne_bytes);
+    let errno = buf.get(..4).and_then(|b| b.try_into().ok()).map_or(libc::EIO, i32::from_ne_bytes);
     // The child has written its errno and is exiting: reap it.
     super::kill_and_reap(pid);
     Err(io::Error::from_raw_os_error(errno))
@@ -128,13 +115,7 @@ pub(crate) fn spawn_exec(
 
 /// The child side of `spawn_exec`. Async-signal-safe: only raw syscalls on
 /// memory prepared before the fork, no allocation, no locks.
-fn in_child_before_exec(
-    spec: &ExecSpec,
-    child_raw: i32,
-    err_raw: i32,
-    parent_pid: i32,
-    parent_death: bool,
-) -> ! {
+fn in_child_before_exec(spec: &ExecSpec, child_raw: i32, err_raw: i32, parent_pid: i32, parent_death: bool) -> ! {
     // SAFETY: every call below is an async-signal-safe libc function (see
     // signal-safety(7)) on fds and memory that this process owns; `spec`'s
     // pointers stay valid because the parent's copy of `spec` outlives the
@@ -147,14 +128,7 @@ fn in_child_before_exec(
             libc::_exit(127)
         };
         if parent_death {
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) == -1
-            {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) == -1 {
                 fail(err_raw);
             }
             if libc::getppid() != parent_pid {
@@ -185,17 +159,8 @@ fn in_child_before_exec(
         if libc::dup2(ctl, CHILD_FD) == -1 {
             fail(ERR_FD);
         }
-        libc::syscall(
-            libc::SYS_close_range,
-            (ERR_FD + 1) as libc::c_uint,
-            libc::c_uint::MAX,
-            0 as libc::c_uint,
-        );
-        libc::execve(
-            spec.path.as_ptr(),
-            spec.argv_ptrs.as_ptr(),
-            spec.envp_ptrs.as_ptr(),
-        );
+        libc::syscall(libc::SYS_close_range, (ERR_FD + 1) as libc::c_uint, libc::c_uint::MAX, 0 as libc::c_uint);
+        libc::execve(spec.path.as_ptr(), spec.argv_ptrs.as_ptr(), spec.envp_ptrs.as_ptr());
         fail(ERR_FD)
     }
 }

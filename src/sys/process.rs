@@ -75,8 +75,7 @@ pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
 /// `pidfd_send_signal(pidfd, sig)`. A process that has already exited is
 /// not an error.
 pub(crate) fn pidfd_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
-    let sig =
-        Signal::from_named_raw(sig).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let sig = Signal::from_named_raw(sig).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
     match rustix::process::pidfd_send_signal(pidfd, sig) {
         Ok(()) | Err(Errno::SRCH) => Ok(()),
         Err(e) => Err(e.into()),
@@ -90,15 +89,8 @@ pub(crate) fn pidfd_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
 pub(crate) fn pidfd_wait(pidfd: BorrowedFd<'_>, block: bool) -> io::Result<Option<ExitStatus>> {
     match waitid_pidfd(pidfd, block) {
         Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
-            let mut fds = [rustix::event::PollFd::new(
-                &pidfd,
-                rustix::event::PollFlags::IN,
-            )];
-            let timeout = if block {
-                None
-            } else {
-                Some(std::time::Duration::ZERO)
-            };
+            let mut fds = [rustix::event::PollFd::new(&pidfd, rustix::event::PollFlags::IN)];
+            let timeout = if block { None } else { Some(std::time::Duration::ZERO) };
             let ended = super::poll(&mut fds, timeout)? > 0;
             Ok(ended.then_some(ExitStatus::Lost))
         }

@@ -73,11 +73,7 @@ extern "C" fn on_sigio(_sig: libc::c_int) {
     // gets a valid one-element array; `_exit` ends the process at once.
     unsafe {
         let errno = *libc::__errno_location();
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLRDHUP,
-            revents: 0,
-        };
+        let mut pfd = libc::pollfd { fd, events: libc::POLLRDHUP, revents: 0 };
         let n = libc::poll(&mut pfd, 1, 0);
         if n == 1 && pfd.revents & (libc::POLLRDHUP | libc::POLLHUP) != 0 {
             libc::_exit(PARENT_GONE_EXIT);
@@ -96,11 +92,7 @@ extern "C" fn on_sigio(_sig: libc::c_int) {
 /// parent died before the watch was armed. SIGIO is taken over in the child.
 pub(crate) fn watch_parent(fd: i32) {
     WATCHED_FD.store(fd, Ordering::Relaxed);
-    set_disposition(
-        libc::SIGIO,
-        on_sigio as *const () as libc::sighandler_t,
-        libc::SA_RESTART,
-    );
+    set_disposition(libc::SIGIO, on_sigio as *const () as libc::sighandler_t, libc::SA_RESTART);
     // SAFETY: plain fcntl calls on an fd this process owns. The control
     // socket is a blocking read-write socket, so O_RDWR | O_ASYNC is its
     // whole flag set.
@@ -120,22 +112,14 @@ pub(crate) fn watch_parent_from_thread(fd: i32) {
     // SAFETY: a plain fcntl on an fd this process owns; the control socket
     // is blocking and read-write, so O_RDWR is its whole flag set.
     unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_RDWR) };
-    let spawned = std::thread::Builder::new()
-        .name("multiproc-parent-watch".into())
-        .stack_size(64 * 1024)
-        .spawn(move || {
+    let spawned =
+        std::thread::Builder::new().name("multiproc-parent-watch".into()).stack_size(64 * 1024).spawn(move || {
             loop {
-                let mut pfd = libc::pollfd {
-                    fd,
-                    events: libc::POLLRDHUP,
-                    revents: 0,
-                };
+                let mut pfd = libc::pollfd { fd, events: libc::POLLRDHUP, revents: 0 };
                 // SAFETY: `pfd` is a valid one-element array; `_exit` ends the
                 // process at once.
                 unsafe {
-                    if libc::poll(&mut pfd, 1, -1) == 1
-                        && pfd.revents & (libc::POLLRDHUP | libc::POLLHUP) != 0
-                    {
+                    if libc::poll(&mut pfd, 1, -1) == 1 && pfd.revents & (libc::POLLRDHUP | libc::POLLHUP) != 0 {
                         libc::_exit(PARENT_GONE_EXIT);
                     }
                 }

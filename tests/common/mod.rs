@@ -15,11 +15,7 @@ use multiproc::StartMethod;
 pub const LONG: Duration = Duration::from_secs(30);
 
 /// Every start method, for tests that run under each.
-pub const METHODS: [StartMethod; 3] = [
-    StartMethod::Fork,
-    StartMethod::Spawn,
-    StartMethod::ForkServer,
-];
+pub const METHODS: [StartMethod; 3] = [StartMethod::Fork, StartMethod::Spawn, StartMethod::ForkServer];
 
 /// Generates one `#[test]` per start method: `name::fork`, `name::spawn`
 /// and `name::forkserver`, each calling `body(method)` under a watchdog.
@@ -68,10 +64,7 @@ pub fn watchdog_for(what: &'static str, limit: Duration) -> Watchdog {
             std::process::abort();
         }
     });
-    Watchdog {
-        stop: Some(tx),
-        thread: Some(thread),
-    }
+    Watchdog { stop: Some(tx), thread: Some(thread) }
 }
 
 impl Drop for Watchdog {
@@ -106,20 +99,13 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 
 /// Open fds of this process.
 pub fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.count())
-        .unwrap_or(0)
-        .saturating_sub(1)
+    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0).saturating_sub(1)
 }
 
 /// Threads of this process.
 pub fn thread_count() -> usize {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap()
+    status.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|v| v.trim().parse().ok()).unwrap()
 }
 
 /// The state letter and parent pid of a process, if it exists.
@@ -167,11 +153,8 @@ pub fn example(name: &str) -> PathBuf {
 
 /// A fresh, empty directory under the system temp dir.
 pub fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "multiproc-test-{}-{tag}-{:?}",
-        std::process::id(),
-        thread::current().id()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("multiproc-test-{}-{tag}-{:?}", std::process::id(), thread::current().id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -179,7 +162,5 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 
 /// Sends SIGKILL to `pid` (cleanup of strays after a failed assertion).
 pub fn sigkill(pid: u32) {
-    let _ = std::process::Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status();
+    let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
 }
