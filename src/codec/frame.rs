@@ -256,6 +256,19 @@ impl FrameStream {
         FrameStream { buf: Vec::with_capacity(STREAM_BUF), pos: 0, big: None, limit }
     }
 
+    /// Whether a whole frame is already read and waiting.
+    pub(crate) fn has_buffered(&self) -> bool {
+        if let Some((_, want, payload)) = &self.big {
+            return payload.len() >= *want;
+        }
+        let avail = &self.buf[self.pos..];
+        if avail.len() < HEADER {
+            return false;
+        }
+        let raw = u64::from_le_bytes(avail[..HEADER].try_into().expect("8 header bytes"));
+        avail.len() - HEADER >= (raw & LEN_MASK) as usize
+    }
+
     /// The next frame already read, without reading more.
     pub(crate) fn next_buffered(&mut self, what: &str) -> Result<Option<Frame>> {
         if let Some((kind, want, payload)) = &mut self.big {

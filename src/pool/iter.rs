@@ -72,6 +72,12 @@ impl<A: Serialize, It: Iterator<Item = A>> Feeder<It> {
     /// Submits chunks until `cap` are outstanding or the input ends.
     fn top_up(&mut self) {
         let cap = self.shared.config.max_in_flight as u32;
+        // Refill in batches, once half the cap has been consumed (or when
+        // nothing is outstanding): one submission, one write per worker.
+        let outstanding = self.submitted - self.taken;
+        if outstanding > 0 && outstanding > cap / 2 {
+            return;
+        }
         let mut pending = Vec::new();
         while self.submitted + pending.len() as u32 - self.taken < cap {
             let Some(input) = &mut self.input else { break };

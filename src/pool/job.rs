@@ -81,6 +81,9 @@ pub(crate) struct JobState {
     finished: VecDeque<u32>,
     pending: usize,
     wakers: Vec<Waker>,
+    /// Threads asleep on the condition variable: only they need a (costly)
+    /// notification.
+    sleepers: usize,
 }
 
 /// One call's chunks.
@@ -107,6 +110,7 @@ impl Job {
                 finished: VecDeque::new(),
                 pending: 0,
                 wakers: Vec::new(),
+                sleepers: 0,
             }),
             cond: Condvar::new(),
             cancelled: AtomicBool::new(false),
@@ -140,7 +144,7 @@ impl Job {
     /// Delivers chunk `index`; a chunk delivered twice keeps its first
     /// outcome.
     pub(crate) fn finish(&self, index: u32, outcome: ChunkOutcome) {
-        let wakers = {
+        let (wakers, sleepers) = {
             let mut st = self.lock();
             let Some((_, slot)) = st.slots.get_mut(index as usize) else {
                 return;
@@ -151,9 +155,12 @@ impl Job {
             *slot = Slot::Ready(outcome);
             st.pending -= 1;
             st.finished.push_back(index);
-            if st.pending == 0 { std::mem::take(&mut st.wakers) } else { Vec::new() }
+            let wakers = if st.pending == 0 { std::mem::take(&mut st.wakers) } else { Vec::new() };
+            (wakers, st.sleepers)
         };
-        self.cond.notify_all();
+        if sleepers > 0 {
+            self.cond.notify_all();
+        }
         wakers.into_iter().for_each(Waker::wake);
     }
 
@@ -216,16 +223,19 @@ impl Job {
             if ready(&st) {
                 return Ok(st);
             }
-            st = match deadline {
-                None => self.cond.wait(st).unwrap_or_else(|p| p.into_inner()),
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Err(timeout());
-                    }
-                    self.cond.wait_timeout(st, left).unwrap_or_else(|p| p.into_inner()).0
-                }
+            let left = match deadline {
+                None => None,
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => return Err(timeout()),
+                },
             };
+            st.sleepers += 1;
+            st = match left {
+                None => self.cond.wait(st).unwrap_or_else(|p| p.into_inner()),
+                Some(left) => self.cond.wait_timeout(st, left).unwrap_or_else(|p| p.into_inner()).0,
+            };
+            st.sleepers -= 1;
         }
     }
 

@@ -50,6 +50,7 @@ pub(crate) fn serve(cfg: WorkerConfig) {
     let mut stream = FrameStream::new(codec::max_frame_size());
     let mut out = Vec::with_capacity(64 * 1024);
     let mut done = 0u64;
+    let mut batch = Batch::default();
     loop {
         let frame = match stream.next_buffered("the pool's task stream") {
             Ok(Some(frame)) => frame,
@@ -57,21 +58,22 @@ pub(crate) fn serve(cfg: WorkerConfig) {
                 if flush(fd, &mut out).is_err() || !refill(fd, &mut stream) {
                     child::finish(0);
                 }
+                batch.flushed();
                 continue;
             }
             Err(_) => child::finish(1),
         };
-        // Results already made leave before the next task starts: it may run
-        // for a long time, and they must not wait for it.
-        if flush(fd, &mut out).is_err() {
+        if batch.should_flush(!stream.has_buffered()) && flush(fd, &mut out).is_err() {
             child::finish(0);
         }
         match frame.kind {
             wire::TASK => {
+                let started = Instant::now();
                 if wire::run_task(&frame.payload, &mut out).is_err() {
                     let _ = flush(fd, &mut out);
                     child::finish(1);
                 }
+                batch.ran(started);
                 done += 1;
                 if cfg.max_tasks.is_some_and(|max| done >= max) {
                     let _ = flush(fd, &mut out);
@@ -84,6 +86,50 @@ pub(crate) fn serve(cfg: WorkerConfig) {
             }
             _ => child::finish(1),
         }
+    }
+}
+
+/// When to send results that are ready: at once, unless tasks are coming
+/// fast, in which case several go out in one write. Results never wait
+/// long: they leave before the last task already received starts (it may
+/// be a long one), after 64 of them, once the oldest is 200 µs old, or
+/// whenever tasks take 20 µs or more on average.
+#[derive(Debug, Default)]
+struct Batch {
+    /// Results made and not sent, and when the first of them was.
+    held: u32,
+    since: Option<Instant>,
+    /// The mean task time, in µs.
+    mean_us: f64,
+}
+
+impl Batch {
+    /// Whether to send what is ready before the next task, `last` being
+    /// whether it is the last task received so far.
+    fn should_flush(&mut self, last: bool) -> bool {
+        if self.held == 0 {
+            return false;
+        }
+        let flush = last
+            || self.held >= 64
+            || self.mean_us >= 20.0
+            || self.since.is_some_and(|t| t.elapsed() >= Duration::from_micros(200));
+        if flush {
+            self.flushed();
+        }
+        flush
+    }
+
+    fn ran(&mut self, started: Instant) {
+        let us = started.elapsed().as_secs_f64() * 1e6;
+        self.mean_us = 0.9 * self.mean_us + 0.1 * us;
+        self.held += 1;
+        self.since.get_or_insert(started);
+    }
+
+    fn flushed(&mut self) {
+        self.held = 0;
+        self.since = None;
     }
 }
 
