@@ -448,3 +448,15 @@ fn a_pool_copied_into_a_forked_child_says_so() {
     assert_eq!(child.join_timeout(LONG).unwrap(), "InvalidState");
     COPIED.lock().unwrap().take();
 }
+
+per_method! {
+    fn a_lone_timed_task_on_an_idle_pool_times_out(method: StartMethod) {
+        let pool = pool(method, 1);
+        // The dispatcher has nothing to do and sleeps with no deadline.
+        assert_eq!(pool.apply(square, 2).unwrap(), 4);
+        let started = Instant::now();
+        let err = pool.timeout(Duration::from_millis(100)).apply(nap, 60_000).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+}

@@ -438,10 +438,12 @@ impl Dispatch {
         Ok(())
     }
 
-    /// Sends queued chunks to workers with room; true if some output could
-    /// not be written yet.
+    /// Sends queued chunks to workers with room; true if the dispatcher
+    /// thread must look again: some output could not be written yet, or a
+    /// chunk with a deadline went out (its timer is the thread's to keep).
     fn pump(&mut self, config: &Config) -> bool {
         let now = Instant::now();
+        let mut any_timed = false;
         while let Some(p) = self.queue.front() {
             let timed = p.timeout.is_some();
             let pick = self
@@ -463,7 +465,10 @@ impl Dispatch {
                 index: p.index,
                 count: p.count,
                 timeout: p.timeout,
-                deadline: p.timeout.map(|t| now + t),
+                deadline: p.timeout.map(|t| {
+                    any_timed = true;
+                    now + t
+                }),
                 timed_out: false,
             });
             w.sent += 1;
@@ -471,7 +476,7 @@ impl Dispatch {
                 w.retiring = true;
             }
         }
-        let mut stuck = false;
+        let mut stuck = any_timed;
         for w in &mut self.workers {
             w.flush();
             stuck |= !w.out.is_empty();
