@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::LONG;
-use multiproc::{Pool, StartMethod};
+use multiproc::Pool;
 
 fn square(x: u64) -> u64 {
     x * x
