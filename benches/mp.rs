@@ -15,6 +15,8 @@
 
 #[path = "mp/cpu.rs"]
 mod cpu;
+#[path = "mp/pool.rs"]
+mod pool;
 #[path = "mp/raw.rs"]
 mod raw;
 #[path = "mp/report.rs"]
@@ -40,13 +42,10 @@ fn missing(name: &str, what: &str) {
 /// Every workload of bench_mp.py, in its order.
 const WORKLOADS: &[(&str, Workload)] = &[
     ("spawn_join", spawn_join::run),
-    ("pool_create", |_| missing("pool_create", "Pool")),
-    ("pool_map_small", |cfg| {
-        missing("pool_map_small", "Pool");
-        cpu::pool_map_small_rayon(cfg.reps);
-    }),
-    ("pool_imap_unordered", |_| missing("pool_imap_unordered", "Pool")),
-    ("apply_async_latency", |_| missing("apply_async_latency", "Pool")),
+    ("pool_create", pool::pool_create),
+    ("pool_map_small", pool::pool_map_small),
+    ("pool_imap_unordered", pool::pool_imap_unordered),
+    ("apply_async_latency", pool::apply_async_latency),
     ("queue_small", |_| missing("queue_small", "Queue")),
     ("queue_large", |cfg| {
         missing("queue_large", "Queue");
@@ -61,12 +60,12 @@ const WORKLOADS: &[(&str, Workload)] = &[
         raw::pipe_pingpong(cfg.reps);
     }),
     ("cpu_bound", |cfg| {
-        missing("cpu_bound", "Pool");
         let serial = cpu::cpu_bound_serial(cfg.reps);
+        pool::cpu_bound(cfg, serial);
         cpu::cpu_bound_rayon(cfg.reps, serial);
     }),
     ("shared_value", |_| missing("shared_value", "Value")),
-    ("executor_map", |_| missing("executor_map", "the executor API")),
+    ("executor_map", pool::executor_map),
     ("manager_dict", |_| missing("manager_dict", "Manager")),
 ];
 

@@ -7,8 +7,8 @@ use serde_json::json;
 
 use crate::report::{Unit, emit, repeat, time};
 
-const TASKS: usize = 64;
-const ARG: u64 = 200_000;
+pub const TASKS: usize = 64;
+pub const ARG: u64 = 200_000;
 
 /// `sum(i*i for i in range(n))`, kept from being folded into a formula.
 pub fn cpu_task(n: u64) -> u64 {
@@ -68,8 +68,7 @@ pub fn cpu_bound_rayon(reps: usize, serial_median: f64) {
                 assert_eq!(out[TASKS - 1], expect);
             })
         });
-        let chunk = chunksize.map_or(json!("default(8)"), |c| json!(c));
-        let params = json!({"mode": "Pool(2).map", "start_method": "fork", "tasks": TASKS, "task": task_name(), "chunksize": chunk});
+        let params = pool_params(chunksize);
         let median =
             emit("cpu_bound", "rayon", params.clone(), &samples, Unit::PerSecond(TASKS as f64, "tasks/s"), None);
         let mut speedup = params;
@@ -83,6 +82,12 @@ pub fn cpu_bound_rayon(reps: usize, serial_median: f64) {
             Some(json!({"median_s_pool": median})),
         );
     }
+}
+
+/// The params of a `cpu_bound` row of `Pool(2).map` (rayon's or ours).
+pub fn pool_params(chunksize: Option<usize>) -> serde_json::Value {
+    let chunk = chunksize.map_or(json!("default(8)"), |c| json!(c));
+    json!({"mode": "Pool(2).map", "start_method": "fork", "tasks": TASKS, "task": task_name(), "chunksize": chunk})
 }
 
 /// The rayon rows of `pool_map_small`: 1M squares on 2 threads.
