@@ -90,6 +90,26 @@ per_method! {
     }
 }
 
+fn describe(x: f64) -> (i8, String, f64) {
+    (x.signum() as i8, format!("{x:.1}"), -x)
+}
+
+fn halve(x: i128) -> f32 {
+    x as f32 / 2.0
+}
+
+per_method! {
+    fn numbers_of_every_width_and_serde_values_round_trip(method: StartMethod) {
+        let pool = pool(method, 2);
+        let xs = [0.0, -1.5, 2.25, f64::MAX, f64::MIN_POSITIVE];
+        let expected: Vec<(i8, String, f64)> = xs.iter().map(|&x| describe(x)).collect();
+        assert_eq!(pool.map(describe, xs).unwrap(), expected);
+        assert_eq!(pool.map(halve, [i128::MIN, -3, 7]).unwrap(), [i128::MIN as f32 / 2.0, -1.5, 3.5]);
+        let bytes: Vec<u8> = pool.chunksize(100).map(|b: u8| b.wrapping_add(1), 0..=255u8).unwrap();
+        assert_eq!(bytes, (0..=255u8).map(|b| b.wrapping_add(1)).collect::<Vec<_>>());
+    }
+}
+
 per_method! {
     fn empty_inputs_give_empty_results(method: StartMethod) {
         let pool = pool(method, 1);

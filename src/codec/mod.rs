@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, ErrorKind, Result};
 
 mod frame;
+mod plain;
 mod probe;
 
 #[cfg(test)]
@@ -104,27 +105,63 @@ impl<'a> Encoder<'a> {
         })
     }
 
+    /// Appends one item of a pool chunk: a plain number as its fixed-width
+    /// bytes ([`plain`]), anything else through postcard. Read it back with
+    /// [`Decoder::next_item`].
+    #[inline]
+    pub(crate) fn push_item<T: Serialize + 'static>(&mut self, value: &T, what: &str) -> Result<()> {
+        if plain::encode(value, self.ser.output.0) {
+            return Ok(());
+        }
+        self.push(value, what)
+    }
+
     /// The buffer, for raw bytes between values.
     pub(crate) fn buf(&mut self) -> &mut Vec<u8> {
         self.ser.output.0
     }
 }
 
-/// Deserializes many values one after another from a buffer, through one
-/// postcard deserializer.
+/// Deserializes many values one after another from a buffer.
 pub(crate) struct Decoder<'de> {
-    de: postcard::Deserializer<'de, postcard::de_flavors::Slice<'de>>,
+    rest: &'de [u8],
 }
 
 impl<'de> Decoder<'de> {
     pub(crate) fn new(bytes: &'de [u8]) -> Self {
-        Decoder { de: postcard::Deserializer::from_bytes(bytes) }
+        Decoder { rest: bytes }
     }
 
     /// The next value.
     #[inline]
     pub(crate) fn next<T: serde::Deserialize<'de>>(&mut self, what: &str) -> Result<T> {
-        T::deserialize(&mut self.de).map_err(|e| deserialize_error::<T>(what, e))
+        let (value, rest) = postcard::take_from_bytes(self.rest).map_err(|e| deserialize_error::<T>(what, e))?;
+        self.rest = rest;
+        Ok(value)
+    }
+
+    /// The next raw byte, if any is left.
+    #[inline]
+    pub(crate) fn next_byte(&mut self) -> Option<u8> {
+        let (&byte, rest) = self.rest.split_first()?;
+        self.rest = rest;
+        Some(byte)
+    }
+
+    /// The next item of a pool chunk, as [`Encoder::push_item`] wrote it.
+    #[inline]
+    pub(crate) fn next_item<T: DeserializeOwned + 'static>(&mut self, what: &str) -> Result<T> {
+        match plain::decode::<T>(&mut self.rest) {
+            plain::Decoded::Value(value) => Ok(value),
+            plain::Decoded::NotPlain => self.next(what),
+            plain::Decoded::Short => Err(Error::new(
+                ErrorKind::Deserialize,
+                format!(
+                    "could not deserialize {what} as `{}`: the bytes ended early; the stream is corrupt",
+                    type_name::<T>()
+                ),
+            )),
+        }
     }
 }
 

@@ -602,7 +602,7 @@ impl<'p> Calls<'p> {
         Ok((job, chunks))
     }
 
-    fn encode_chunk<A: Serialize>(
+    fn encode_chunk<A: Serialize + 'static>(
         &self,
         job: &Arc<Job>,
         index: u32,
@@ -908,7 +908,7 @@ impl<'p> Calls<'p> {
     }
 }
 
-impl<R: DeserializeOwned> AsyncResult<Vec<R>> {
+impl<R: DeserializeOwned + 'static> AsyncResult<Vec<R>> {
     /// `get`, advancing `bar` chunk by chunk as results arrive.
     fn get_with_progress(&self, bar: &Bar) -> Result<Vec<R>> {
         if !bar.is_hidden() {

@@ -43,7 +43,7 @@ impl<It> fmt::Debug for Feeder<It> {
     }
 }
 
-impl<A: Serialize, It: Iterator<Item = A>> Feeder<It> {
+impl<A: Serialize + 'static, It: Iterator<Item = A>> Feeder<It> {
     pub(crate) fn new(
         shared: Arc<Shared>,
         input: It,
@@ -81,17 +81,17 @@ impl<A: Serialize, It: Iterator<Item = A>> Feeder<It> {
         let mut pending = Vec::new();
         while self.submitted + pending.len() as u32 - self.taken < cap {
             let Some(input) = &mut self.input else { break };
-            let chunk: Vec<A> = input.by_ref().take(self.chunksize).collect();
-            if chunk.len() < self.chunksize {
-                self.input = None;
-            }
-            if chunk.is_empty() {
-                break;
-            }
             let index = self.submitted + pending.len() as u32;
             let mut frame = Vec::new();
-            let encoded = wire::append_task(&mut frame, self.job.id, index, self.task, &chunk)
-                .and_then(|count| codec::check_outgoing(&frame, "a chunk of encoded arguments").map(|()| count));
+            let encoded =
+                wire::append_task(&mut frame, self.job.id, index, self.task, input.by_ref().take(self.chunksize))
+                    .and_then(|count| codec::check_outgoing(&frame, "a chunk of encoded arguments").map(|()| count));
+            if encoded.as_ref().is_ok_and(|&count| (count as usize) < self.chunksize) {
+                self.input = None;
+            }
+            if encoded.as_ref().is_ok_and(|&count| count == 0) {
+                break;
+            }
             match encoded {
                 Ok(count) => {
                     pending.push(Pending { job: Arc::clone(&self.job), index, count, frame, timeout: self.timeout })
@@ -130,7 +130,12 @@ impl<It> Drop for Feeder<It> {
     }
 }
 
-fn decode_into<R: DeserializeOwned>(buffer: &mut VecDeque<Result<R>>, count: u32, outcome: &ChunkOutcome, bar: &Bar) {
+fn decode_into<R: DeserializeOwned + 'static>(
+    buffer: &mut VecDeque<Result<R>>,
+    count: u32,
+    outcome: &ChunkOutcome,
+    bar: &Bar,
+) {
     buffer.extend(outcome.decode::<R>(count));
     bar.inc(u64::from(count));
 }
@@ -166,7 +171,7 @@ impl<R, It> IMap<R, It> {
     }
 }
 
-impl<R: DeserializeOwned, A: Serialize, It: Iterator<Item = A>> Iterator for IMap<R, It> {
+impl<R: DeserializeOwned + 'static, A: Serialize + 'static, It: Iterator<Item = A>> Iterator for IMap<R, It> {
     type Item = Result<R>;
 
     fn next(&mut self) -> Option<Result<R>> {
@@ -223,7 +228,7 @@ impl<R, It> IMapUnordered<R, It> {
     }
 }
 
-impl<R: DeserializeOwned, A: Serialize, It: Iterator<Item = A>> Iterator for IMapUnordered<R, It> {
+impl<R: DeserializeOwned + 'static, A: Serialize + 'static, It: Iterator<Item = A>> Iterator for IMapUnordered<R, It> {
     type Item = Result<R>;
 
     fn next(&mut self) -> Option<Result<R>> {

@@ -36,7 +36,7 @@ impl ChunkOutcome {
     }
 
     /// Decodes the chunk's `count` items.
-    pub(crate) fn decode<R: DeserializeOwned>(&self, count: u32) -> Vec<Result<R>> {
+    pub(crate) fn decode<R: DeserializeOwned + 'static>(&self, count: u32) -> Vec<Result<R>> {
         match self {
             ChunkOutcome::Items(payload) => {
                 let mut outcomes = Outcomes::of(payload);
@@ -48,7 +48,7 @@ impl ChunkOutcome {
 
     /// Decodes the chunk's `count` items onto `out`, stopping at the first
     /// failed one, whose error comes back.
-    pub(crate) fn decode_into<R: DeserializeOwned>(&self, count: u32, out: &mut Vec<R>) -> Result<()> {
+    pub(crate) fn decode_into<R: DeserializeOwned + 'static>(&self, count: u32, out: &mut Vec<R>) -> Result<()> {
         match self {
             ChunkOutcome::Items(payload) => {
                 let mut outcomes = Outcomes::of(payload);

@@ -260,7 +260,7 @@ impl<T> Future for AsyncResult<T> {
 }
 
 /// `apply`'s assembly: the one item of the one chunk.
-pub(crate) fn one<R: DeserializeOwned>(job: &Job, _chunks: u32) -> Result<R> {
+pub(crate) fn one<R: DeserializeOwned + 'static>(job: &Job, _chunks: u32) -> Result<R> {
     let (count, outcome) = job.take(0, None)?;
     outcome
         .decode::<R>(count)
@@ -271,7 +271,7 @@ pub(crate) fn one<R: DeserializeOwned>(job: &Job, _chunks: u32) -> Result<R> {
 
 /// `map`'s assembly: every item in input order, or the first error in
 /// input order (after every chunk has finished, as in Python).
-pub(crate) fn all<R: DeserializeOwned>(job: &Job, chunks: u32) -> Result<Vec<R>> {
+pub(crate) fn all<R: DeserializeOwned + 'static>(job: &Job, chunks: u32) -> Result<Vec<R>> {
     // Chunks are decoded in order as they arrive, while later ones run.
     let mut out = Vec::new();
     let mut first_err = None;

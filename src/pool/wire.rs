@@ -80,12 +80,12 @@ where
                     // The rest of the chunk cannot be found in the bytes:
                     // every remaining item gets the error.
                     Some(e) => Err(e.duplicate()),
-                    None => args.next::<A>("a task's argument"),
+                    None => args.next_item::<A>("a task's argument"),
                 };
                 let failure = match arg {
                     Ok(arg) => {
                         enc.buf().push(OK);
-                        match enc.push(&f(arg), "a task's return value") {
+                        match enc.push_item(&f(arg), "a task's return value") {
                             Ok(()) => continue,
                             Err(e) => {
                                 enc.buf().truncate(start);
@@ -129,7 +129,7 @@ fn push_failure(out: &mut Vec<u8>, failure: &Failure) {
 pub(crate) fn append_task<I, A>(out: &mut Vec<u8>, job: u64, index: u32, task: TaskId, items: I) -> Result<u32>
 where
     I: IntoIterator<Item = A>,
-    A: Serialize,
+    A: Serialize + 'static,
 {
     let mut count = 0u32;
     codec::append_frame(out, TASK, |buf| {
@@ -137,7 +137,7 @@ where
         buf.extend_from_slice(&[0; TASK_HEAD]);
         let mut enc = codec::Encoder::new(buf);
         for item in items {
-            enc.push(&item, "a task's argument")?;
+            enc.push_item(&item, "a task's argument")?;
             count += 1;
         }
         let h = &mut buf[head..head + TASK_HEAD];
@@ -218,10 +218,11 @@ impl<'a> Outcomes<'a> {
     }
 
     /// The next item's outcome.
-    pub(crate) fn next_item<R: DeserializeOwned>(&mut self) -> Result<R> {
-        let tag: u8 = self.de.next("an outcome tag").map_err(|_| short("result"))?;
+    #[inline]
+    pub(crate) fn next_item<R: DeserializeOwned + 'static>(&mut self) -> Result<R> {
+        let tag = self.de.next_byte().ok_or_else(|| short("result"))?;
         match tag {
-            OK => self.de.next::<R>("a task's return value"),
+            OK => self.de.next_item::<R>("a task's return value"),
             PANIC => {
                 let panic: PanicInfo = self.de.next("a panic report")?;
                 Err(Error::new(

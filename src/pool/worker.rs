@@ -122,7 +122,9 @@ impl Batch {
 
     fn ran(&mut self, started: Instant) {
         let us = started.elapsed().as_secs_f64() * 1e6;
-        self.mean_us = 0.9 * self.mean_us + 0.1 * us;
+        // The first task sets the mean outright: a pool of slow tasks should
+        // not hold its first results while the average catches up.
+        self.mean_us = if self.mean_us == 0.0 { us } else { 0.9 * self.mean_us + 0.1 * us };
         self.held += 1;
         self.since.get_or_insert(started);
     }
@@ -162,8 +164,8 @@ fn flush(fd: BorrowedFd<'_>, out: &mut Vec<u8>) -> std::io::Result<()> {
     result
 }
 
-/// Reads more input: first without sleeping, for a short while, then
-/// blocking. False at end of file or on an error.
+/// Reads more input: first without sleeping (but yielding the CPU between
+/// attempts), for a short while, then blocking. False at end of file or on an error.
 fn refill(fd: BorrowedFd<'_>, stream: &mut FrameStream) -> bool {
     let start = Instant::now();
     loop {
@@ -178,7 +180,9 @@ fn refill(fd: BorrowedFd<'_>, stream: &mut FrameStream) -> bool {
                 return false;
             }
         } else {
-            std::hint::spin_loop();
+            // On a busy machine this worker's core is likely wanted by the
+            // parent, which is about to send the next task: let it run.
+            std::thread::yield_now();
         }
     }
 }
