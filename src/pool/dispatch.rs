@@ -48,6 +48,22 @@ pub(crate) struct Pending {
     pub(crate) timeout: Option<Duration>,
 }
 
+impl Pending {
+    /// Encodes the chunk `head` describes into its `TASK` frame.
+    pub(crate) fn encode<A: serde::Serialize + 'static>(
+        job: &Arc<Job>,
+        head: wire::ChunkHead,
+        items: impl IntoIterator<Item = A>,
+        timeout: Option<Duration>,
+    ) -> Result<Pending> {
+        let items = items.into_iter();
+        let mut frame = Vec::with_capacity(64 + items.size_hint().0 * std::mem::size_of::<A>().max(1));
+        let count = wire::append_task(&mut frame, &head, items)?;
+        codec::check_outgoing(&frame, "a chunk of encoded arguments")?;
+        Ok(Pending { job: Arc::clone(job), index: head.index, count, frame, timeout })
+    }
+}
+
 #[derive(Debug)]
 struct InFlight {
     job: Arc<Job>,
@@ -72,6 +88,18 @@ enum Status {
 struct Pace {
     busy_since: Option<Instant>,
     mean_us: f64,
+}
+
+impl Pace {
+    /// Notes `results` chunks that came back together at `now` (a worker
+    /// sends several in one write when they come fast).
+    fn note(&mut self, results: usize, now: Instant, still_busy: bool) {
+        if let Some(since) = self.busy_since {
+            let us = now.saturating_duration_since(since).as_secs_f64() * 1e6 / results as f64;
+            self.mean_us = if self.mean_us <= 0.0 { us } else { 0.8 * self.mean_us + 0.2 * us };
+        }
+        self.busy_since = still_busy.then_some(now);
+    }
 }
 
 /// Queued work a worker is given, in its own time.
@@ -529,8 +557,13 @@ impl Dispatch {
         // before they died is good.
         for i in 0..self.workers.len() {
             let frames = self.workers[i].read();
+            let results = frames.iter().filter(|f| f.kind == wire::RESULT).count();
             for frame in frames {
-                self.handle_frame(i, frame, now);
+                self.handle_frame(i, frame);
+            }
+            let w = &mut self.workers[i];
+            if results > 0 {
+                w.pace.note(results, now, !w.in_flight.is_empty());
             }
         }
         for (child, _) in polled.iter().zip(ended).filter(|(_, e)| **e) {
@@ -560,7 +593,7 @@ impl Dispatch {
         }
     }
 
-    fn handle_frame(&mut self, i: usize, frame: Frame, now: Instant) {
+    fn handle_frame(&mut self, i: usize, frame: Frame) {
         match frame.kind {
             wire::RESULT => {
                 let w = &mut self.workers[i];
@@ -571,11 +604,6 @@ impl Dispatch {
                 match (head, w.in_flight.front()) {
                     (Ok(head), Some(f)) if matches(f, head) => {
                         let f = w.in_flight.pop_front().expect("front exists");
-                        if let Some(since) = w.pace.busy_since {
-                            let us = now.saturating_duration_since(since).as_secs_f64() * 1e6;
-                            w.pace.mean_us = if w.pace.mean_us <= 0.0 { us } else { 0.8 * w.pace.mean_us + 0.2 * us };
-                        }
-                        w.pace.busy_since = (!w.in_flight.is_empty()).then_some(now);
                         f.job.finish(f.index, ChunkOutcome::Items(frame.payload));
                     }
                     _ => w.break_stream(Error::new(

@@ -14,8 +14,7 @@ use super::job::Job;
 use super::progress::Bar;
 use super::result::{self, AsyncResult};
 use super::star::StarFn;
-use super::wire;
-use crate::codec;
+use super::wire::{self, ChunkHead, Delivery};
 use crate::error::{Error, ErrorKind, Result};
 use crate::task::Task;
 
@@ -575,6 +574,7 @@ impl<'p> Calls<'p> {
         mut items: impl Iterator<Item = A>,
         len: usize,
         chunksize: usize,
+        delivery: Delivery,
     ) -> Result<(Arc<Job>, u32)>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
@@ -591,8 +591,8 @@ impl<'p> Calls<'p> {
             Error::new(ErrorKind::InvalidInput, "more than 2^32 chunks in one call; use a larger chunksize")
         })?;
         for index in 0..chunks {
-            let submitted = self
-                .encode_chunk(&job, index, task, items.by_ref().take(chunksize))
+            let head = ChunkHead { job: job.id, index, task, delivery };
+            let submitted = Pending::encode(&job, head, items.by_ref().take(chunksize), self.timeout)
                 .and_then(|p| self.shared().submit(vec![p]));
             if let Err(e) = submitted {
                 self.shared().forget(&job);
@@ -600,20 +600,6 @@ impl<'p> Calls<'p> {
             }
         }
         Ok((job, chunks))
-    }
-
-    fn encode_chunk<A: Serialize + 'static>(
-        &self,
-        job: &Arc<Job>,
-        index: u32,
-        task: crate::task::TaskId,
-        chunk: impl IntoIterator<Item = A>,
-    ) -> Result<Pending> {
-        let chunk = chunk.into_iter();
-        let mut frame = Vec::with_capacity(64 + chunk.size_hint().0 * std::mem::size_of::<A>().max(1));
-        let count = wire::append_task(&mut frame, job.id, index, task, chunk)?;
-        codec::check_outgoing(&frame, "a chunk of encoded arguments")?;
-        Ok(Pending { job: Arc::clone(job), index, count, frame, timeout: self.timeout })
     }
 
     /// See [`Pool::apply`].
@@ -664,7 +650,7 @@ impl<'p> Calls<'p> {
         R: Serialize + DeserializeOwned + 'static,
     {
         let _ = Task::of(f);
-        let (job, chunks) = self.submit_chunks::<F, A, R>(std::iter::once(arg), 1, 1)?;
+        let (job, chunks) = self.submit_chunks::<F, A, R>(std::iter::once(arg), 1, 1, Delivery::Prompt)?;
         Ok(AsyncResult::new(Arc::clone(self.shared()), job, chunks, result::one::<R>))
     }
 
@@ -768,7 +754,7 @@ impl<'p> Calls<'p> {
         R: Serialize + DeserializeOwned + 'static,
     {
         let chunksize = self.chunksize.unwrap_or_else(|| default_chunksize(len, self.pool.processes()));
-        self.submit_chunks::<F, A, R>(items, len, chunksize)
+        self.submit_chunks::<F, A, R>(items, len, chunksize, Delivery::Bulk)
     }
 
     /// See [`Pool::starmap`].

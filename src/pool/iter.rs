@@ -12,8 +12,7 @@ use serde::de::DeserializeOwned;
 use super::dispatch::{Pending, Shared};
 use super::job::{ChunkOutcome, Job};
 use super::progress::Bar;
-use super::wire;
-use crate::codec;
+use super::wire::{ChunkHead, Delivery};
 use crate::error::Result;
 use crate::task::TaskId;
 
@@ -82,19 +81,17 @@ impl<A: Serialize + 'static, It: Iterator<Item = A>> Feeder<It> {
         while self.submitted + pending.len() as u32 - self.taken < cap {
             let Some(input) = &mut self.input else { break };
             let index = self.submitted + pending.len() as u32;
-            let mut frame = Vec::new();
-            let encoded =
-                wire::append_task(&mut frame, self.job.id, index, self.task, input.by_ref().take(self.chunksize))
-                    .and_then(|count| codec::check_outgoing(&frame, "a chunk of encoded arguments").map(|()| count));
-            if encoded.as_ref().is_ok_and(|&count| (count as usize) < self.chunksize) {
-                self.input = None;
-            }
-            if encoded.as_ref().is_ok_and(|&count| count == 0) {
-                break;
-            }
+            let head = ChunkHead { job: self.job.id, index, task: self.task, delivery: Delivery::Prompt };
+            let encoded = Pending::encode(&self.job, head, input.by_ref().take(self.chunksize), self.timeout);
             match encoded {
-                Ok(count) => {
-                    pending.push(Pending { job: Arc::clone(&self.job), index, count, frame, timeout: self.timeout })
+                Ok(chunk) => {
+                    if (chunk.count as usize) < self.chunksize {
+                        self.input = None;
+                    }
+                    if chunk.count == 0 {
+                        break;
+                    }
+                    pending.push(chunk);
                 }
                 Err(e) => {
                     self.failed = Some(e);

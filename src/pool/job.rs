@@ -81,9 +81,11 @@ pub(crate) struct JobState {
     finished: VecDeque<u32>,
     pending: usize,
     wakers: Vec<Waker>,
-    /// Threads asleep on the condition variable: only they need a (costly)
-    /// notification.
+    /// Threads asleep on the condition variable, waiting for any chunk and
+    /// for every chunk: only they need a (costly) notification, and the
+    /// latter only once all is done.
     sleepers: usize,
+    whole_sleepers: usize,
 }
 
 /// One call's chunks.
@@ -93,6 +95,10 @@ pub(crate) struct Job {
     state: Mutex<JobState>,
     cond: Condvar,
     cancelled: AtomicBool,
+    /// Whether the last wait ended within the spin period, so that the next
+    /// one should spin too. A job of slow chunks stops spinning, which
+    /// leaves the CPU to the workers.
+    spin: AtomicBool,
 }
 
 static NEXT_JOB: AtomicU64 = AtomicU64::new(1);
@@ -111,9 +117,11 @@ impl Job {
                 pending: 0,
                 wakers: Vec::new(),
                 sleepers: 0,
+                whole_sleepers: 0,
             }),
             cond: Condvar::new(),
             cancelled: AtomicBool::new(false),
+            spin: AtomicBool::new(true),
         }
     }
 
@@ -156,7 +164,7 @@ impl Job {
             st.pending -= 1;
             st.finished.push_back(index);
             let wakers = if st.pending == 0 { std::mem::take(&mut st.wakers) } else { Vec::new() };
-            (wakers, st.sleepers)
+            (wakers, st.sleepers + if st.pending == 0 { st.whole_sleepers } else { 0 })
         };
         if sleepers > 0 {
             self.cond.notify_all();
@@ -196,13 +204,17 @@ impl Job {
     }
 
     /// Waits until `ready(state)` holds or `deadline` passes, looking
-    /// without sleeping for a short while first.
+    /// without sleeping for a short while first if the last wait was short.
+    /// `whole` says that `ready` needs every chunk finished, so that the
+    /// waiter sleeps through the others.
     fn wait_for(
         &self,
         deadline: Option<Instant>,
+        whole: bool,
         ready: impl Fn(&JobState) -> bool,
     ) -> Result<MutexGuard<'_, JobState>> {
-        let spin_until = Instant::now() + SPIN;
+        let start = Instant::now();
+        let spin_until = if self.spin.load(Ordering::Relaxed) { start + SPIN } else { start };
         loop {
             let st = self.lock();
             if ready(&st) {
@@ -221,6 +233,7 @@ impl Job {
         let mut st = self.lock();
         loop {
             if ready(&st) {
+                self.spin.store(start.elapsed() < SPIN, Ordering::Relaxed);
                 return Ok(st);
             }
             let left = match deadline {
@@ -230,31 +243,34 @@ impl Job {
                     _ => return Err(timeout()),
                 },
             };
-            st.sleepers += 1;
+            fn count(st: &mut JobState, whole: bool) -> &mut usize {
+                if whole { &mut st.whole_sleepers } else { &mut st.sleepers }
+            }
+            *count(&mut st, whole) += 1;
             st = match left {
                 None => self.cond.wait(st).unwrap_or_else(|p| p.into_inner()),
                 Some(left) => self.cond.wait_timeout(st, left).unwrap_or_else(|p| p.into_inner()).0,
             };
-            st.sleepers -= 1;
+            *count(&mut st, whole) -= 1;
         }
     }
 
     /// Waits for chunk `index` to finish, without taking it; its item count.
     pub(crate) fn wait_chunk(&self, index: u32) -> Result<u32> {
         let i = index as usize;
-        let st = self.wait_for(None, |st| !matches!(st.slots.get(i), Some((_, Slot::Pending))))?;
+        let st = self.wait_for(None, false, |st| !matches!(st.slots.get(i), Some((_, Slot::Pending))))?;
         Ok(st.slots.get(i).map_or(0, |(count, _)| *count))
     }
 
     /// Waits for every chunk (up to `deadline`).
     pub(crate) fn wait_all(&self, deadline: Option<Instant>) -> Result<()> {
-        self.wait_for(deadline, |st| st.pending == 0).map(drop)
+        self.wait_for(deadline, true, |st| st.pending == 0).map(drop)
     }
 
     /// Waits for chunk `index` and takes it: its item count and outcome.
     pub(crate) fn take(&self, index: u32, deadline: Option<Instant>) -> Result<(u32, ChunkOutcome)> {
         let i = index as usize;
-        let mut st = self.wait_for(deadline, |st| !matches!(st.slots.get(i), Some((_, Slot::Pending))))?;
+        let mut st = self.wait_for(deadline, false, |st| !matches!(st.slots.get(i), Some((_, Slot::Pending))))?;
         st.finished.retain(|&f| f != index);
         match st.slots.get_mut(i) {
             Some((count, slot @ Slot::Ready(_))) => {
@@ -269,7 +285,7 @@ impl Job {
     /// Waits for any finished chunk not taken yet and takes it (up to
     /// `deadline`); `None` when no chunk is pending or waiting.
     pub(crate) fn take_any(&self, deadline: Option<Instant>) -> Result<Option<(u32, u32, ChunkOutcome)>> {
-        let mut st = self.wait_for(deadline, |st| !st.finished.is_empty() || st.pending == 0)?;
+        let mut st = self.wait_for(deadline, false, |st| !st.finished.is_empty() || st.pending == 0)?;
         let Some(index) = st.finished.pop_front() else {
             return Ok(None);
         };

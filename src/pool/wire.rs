@@ -3,8 +3,8 @@
 //!
 //! Frames (`codec::frame` headers) on the worker's control socket:
 //! - parent → worker `TASK`: job id (u64), chunk index (u32), item count
-//!   (u32), chunk trampoline id (offset u64, tag u64), then the encoded
-//!   items one after another;
+//!   (u32), chunk trampoline id (offset u64, tag u64), delivery (u32: 0
+//!   prompt, 1 bulk), then the encoded items one after another;
 //! - parent → worker `EXIT`: leave once this frame is read;
 //! - worker → parent `RESULT`: job id, chunk index, item count, failed
 //!   item count (u32), then one outcome per item: a tag byte (`OK`,
@@ -33,7 +33,28 @@ const PANIC: u8 = 1;
 const ERROR: u8 = 2;
 
 /// Bytes before the items of a `TASK` payload.
-const TASK_HEAD: usize = 32;
+const TASK_HEAD: usize = 36;
+
+/// How soon the caller wants a chunk's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// As soon as it is ready (`apply_async`, `imap`): someone may be
+    /// waiting for this very result.
+    Prompt,
+    /// With others, in fewer writes (`map`): the caller needs them all,
+    /// and every write wakes the parent, whose CPU the workers need.
+    Bulk,
+}
+
+/// Where a chunk goes: its job, its index there, its task, and how its
+/// result should come back.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ChunkHead {
+    pub(crate) job: u64,
+    pub(crate) index: u32,
+    pub(crate) task: TaskId,
+    pub(crate) delivery: Delivery,
+}
 /// Bytes before the outcomes of a `RESULT` payload.
 const RESULT_HEAD: usize = 20;
 
@@ -124,31 +145,40 @@ fn push_failure(out: &mut Vec<u8>, failure: &Failure) {
     }
 }
 
-/// Appends a `TASK` frame for chunk `index` of `job`, whose items `encode`
-/// appends; returns the item count.
-pub(crate) fn append_task<I, A>(out: &mut Vec<u8>, job: u64, index: u32, task: TaskId, items: I) -> Result<u32>
+/// Appends a `TASK` frame for the chunk `head` describes, whose items are
+/// `items`; returns the item count.
+pub(crate) fn append_task<I, A>(out: &mut Vec<u8>, head: &ChunkHead, items: I) -> Result<u32>
 where
     I: IntoIterator<Item = A>,
     A: Serialize + 'static,
 {
     let mut count = 0u32;
     codec::append_frame(out, TASK, |buf| {
-        let head = buf.len();
+        let at = buf.len();
         buf.extend_from_slice(&[0; TASK_HEAD]);
         let mut enc = codec::Encoder::new(buf);
         for item in items {
             enc.push_item(&item, "a task's argument")?;
             count += 1;
         }
-        let h = &mut buf[head..head + TASK_HEAD];
-        h[0..8].copy_from_slice(&job.to_le_bytes());
-        h[8..12].copy_from_slice(&index.to_le_bytes());
+        let h = &mut buf[at..at + TASK_HEAD];
+        h[0..8].copy_from_slice(&head.job.to_le_bytes());
+        h[8..12].copy_from_slice(&head.index.to_le_bytes());
         h[12..16].copy_from_slice(&count.to_le_bytes());
-        h[16..24].copy_from_slice(&task.offset.to_le_bytes());
-        h[24..32].copy_from_slice(&task.tag.to_le_bytes());
+        h[16..24].copy_from_slice(&head.task.offset.to_le_bytes());
+        h[24..32].copy_from_slice(&head.task.tag.to_le_bytes());
+        h[32..36].copy_from_slice(&u32::from(head.delivery == Delivery::Bulk).to_le_bytes());
         Ok(())
     })?;
     Ok(count)
+}
+
+/// How the result of a `TASK` payload should be delivered.
+pub(crate) fn delivery(payload: &[u8]) -> Delivery {
+    match payload.get(32..36) {
+        Some(b) if b == 1u32.to_le_bytes() => Delivery::Bulk,
+        _ => Delivery::Prompt,
+    }
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
@@ -268,10 +298,12 @@ mod tests {
     #[test]
     fn a_chunk_round_trips_with_per_item_outcomes() {
         let mut frame = Vec::new();
-        let count = append_task(&mut frame, 7, 3, task_of(halve), [4u32, 5, 6]).unwrap();
+        let head = ChunkHead { job: 7, index: 3, task: task_of(halve), delivery: Delivery::Bulk };
+        let count = append_task(&mut frame, &head, [4u32, 5, 6]).unwrap();
         assert_eq!(count, 3);
         let parsed = codec::parse_frame(&frame, 1 << 20, "t").unwrap();
         assert_eq!(parsed.kind, TASK);
+        assert_eq!(delivery(&parsed.payload), Delivery::Bulk);
         let mut out = Vec::new();
         run_task(&parsed.payload, &mut out).unwrap();
         let result = codec::parse_frame(&out, 1 << 20, "r").unwrap();

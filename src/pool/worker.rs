@@ -63,7 +63,7 @@ pub(crate) fn serve(cfg: WorkerConfig) {
             }
             Err(_) => child::finish(1),
         };
-        if batch.should_flush(!stream.has_buffered()) && flush(fd, &mut out).is_err() {
+        if batch.should_flush(!stream.has_buffered(), out.len()) && flush(fd, &mut out).is_err() {
             child::finish(0);
         }
         match frame.kind {
@@ -73,7 +73,7 @@ pub(crate) fn serve(cfg: WorkerConfig) {
                     let _ = flush(fd, &mut out);
                     child::finish(1);
                 }
-                batch.ran(started);
+                batch.ran(started, wire::delivery(&frame.payload));
                 done += 1;
                 if cfg.max_tasks.is_some_and(|max| done >= max) {
                     let _ = flush(fd, &mut out);
@@ -89,49 +89,65 @@ pub(crate) fn serve(cfg: WorkerConfig) {
     }
 }
 
-/// When to send results that are ready: at once, unless tasks are coming
-/// fast, in which case several go out in one write. Results never wait
-/// long: they leave before the last task already received starts (it may
-/// be a long one), after 64 of them, once the oldest is 200 µs old, or
-/// whenever tasks take 20 µs or more on average.
+/// When to send results that are ready. Results always leave before the
+/// last task already received starts (it may be a long one, and the
+/// dispatcher needs to know to send more), and once 1 MiB is waiting.
+/// Otherwise, for a prompt chunk: at once, unless tasks come fast (under
+/// 20 µs on average), in which case up to 64 go in one write, none older
+/// than 200 µs. For bulk chunks (`map`), up to 2 ms of results go in one
+/// write: every write wakes the parent, which takes CPU from the workers.
 #[derive(Debug, Default)]
 struct Batch {
     /// Results made and not sent, and when the first of them was.
     held: u32,
     since: Option<Instant>,
+    /// Whether a held result is wanted promptly.
+    prompt: bool,
     /// The mean task time, in µs.
     mean_us: f64,
 }
 
+/// Results held before a write, at most.
+const HOLD_BYTES: usize = 1 << 20;
+const HOLD_PROMPT: Duration = Duration::from_micros(200);
+const HOLD_BULK: Duration = Duration::from_millis(2);
+
 impl Batch {
     /// Whether to send what is ready before the next task, `last` being
-    /// whether it is the last task received so far.
-    fn should_flush(&mut self, last: bool) -> bool {
+    /// whether it is the last task received so far and `bytes` what is
+    /// held.
+    fn should_flush(&mut self, last: bool, bytes: usize) -> bool {
         if self.held == 0 {
             return false;
         }
+        let age = self.since.map_or(Duration::ZERO, |t| t.elapsed());
         let flush = last
-            || self.held >= 64
-            || self.mean_us >= 20.0
-            || self.since.is_some_and(|t| t.elapsed() >= Duration::from_micros(200));
+            || bytes >= HOLD_BYTES
+            || if self.prompt {
+                self.held >= 64 || self.mean_us >= 20.0 || age >= HOLD_PROMPT
+            } else {
+                age >= HOLD_BULK
+            };
         if flush {
             self.flushed();
         }
         flush
     }
 
-    fn ran(&mut self, started: Instant) {
+    fn ran(&mut self, started: Instant, delivery: wire::Delivery) {
         let us = started.elapsed().as_secs_f64() * 1e6;
         // The first task sets the mean outright: a pool of slow tasks should
         // not hold its first results while the average catches up.
         self.mean_us = if self.mean_us == 0.0 { us } else { 0.9 * self.mean_us + 0.1 * us };
         self.held += 1;
         self.since.get_or_insert(started);
+        self.prompt |= delivery == wire::Delivery::Prompt;
     }
 
     fn flushed(&mut self) {
         self.held = 0;
         self.since = None;
+        self.prompt = false;
     }
 }
 
