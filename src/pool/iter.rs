@@ -118,6 +118,36 @@ impl<A: Serialize + 'static, It: Iterator<Item = A>> Feeder<It> {
         self.top_up();
         self.taken < self.submitted
     }
+
+    /// The next result: from `buffer`, else the feeder's own error, else
+    /// from the chunk that `take` waits for (`None`: nothing was ready),
+    /// decoded into `buffer`.
+    fn next_result<R: DeserializeOwned + 'static>(
+        &mut self,
+        buffer: &mut VecDeque<Result<R>>,
+        take: impl Fn(&Job, u32) -> Result<Option<(u32, ChunkOutcome)>>,
+    ) -> Option<Result<R>> {
+        loop {
+            if let Some(item) = buffer.pop_front() {
+                return Some(item);
+            }
+            if let Some(e) = self.failed.take() {
+                return Some(Err(e));
+            }
+            if !self.more() {
+                return self.failed.take().map(Err);
+            }
+            match take(&self.job, self.taken) {
+                Ok(Some((count, outcome))) => {
+                    self.taken += 1;
+                    buffer.extend(outcome.decode::<R>(count));
+                    self.bar.inc(u64::from(count));
+                }
+                Ok(None) => {}
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
 }
 
 impl<It> Drop for Feeder<It> {
@@ -125,16 +155,6 @@ impl<It> Drop for Feeder<It> {
         self.shared.forget(&self.job);
         self.bar.finish();
     }
-}
-
-fn decode_into<R: DeserializeOwned + 'static>(
-    buffer: &mut VecDeque<Result<R>>,
-    count: u32,
-    outcome: &ChunkOutcome,
-    bar: &Bar,
-) {
-    buffer.extend(outcome.decode::<R>(count));
-    bar.inc(u64::from(count));
 }
 
 /// The iterator of [`Pool::imap`](crate::Pool::imap): results in input
@@ -172,25 +192,7 @@ impl<R: DeserializeOwned + 'static, A: Serialize + 'static, It: Iterator<Item = 
     type Item = Result<R>;
 
     fn next(&mut self) -> Option<Result<R>> {
-        loop {
-            if let Some(item) = self.buffer.pop_front() {
-                return Some(item);
-            }
-            if let Some(e) = self.feeder.failed.take() {
-                return Some(Err(e));
-            }
-            if !self.feeder.more() {
-                return self.feeder.failed.take().map(Err);
-            }
-            let index = self.feeder.taken;
-            match self.feeder.job.take(index, None) {
-                Ok((count, outcome)) => {
-                    self.feeder.taken += 1;
-                    decode_into(&mut self.buffer, count, &outcome, &self.feeder.bar);
-                }
-                Err(e) => return Some(Err(e)),
-            }
-        }
+        self.feeder.next_result(&mut self.buffer, |job, index| job.take(index, None).map(Some))
     }
 }
 
@@ -229,24 +231,6 @@ impl<R: DeserializeOwned + 'static, A: Serialize + 'static, It: Iterator<Item = 
     type Item = Result<R>;
 
     fn next(&mut self) -> Option<Result<R>> {
-        loop {
-            if let Some(item) = self.buffer.pop_front() {
-                return Some(item);
-            }
-            if let Some(e) = self.feeder.failed.take() {
-                return Some(Err(e));
-            }
-            if !self.feeder.more() {
-                return self.feeder.failed.take().map(Err);
-            }
-            match self.feeder.job.take_any(None) {
-                Ok(Some((_, count, outcome))) => {
-                    self.feeder.taken += 1;
-                    decode_into(&mut self.buffer, count, &outcome, &self.feeder.bar);
-                }
-                Ok(None) => {}
-                Err(e) => return Some(Err(e)),
-            }
-        }
+        self.feeder.next_result(&mut self.buffer, |job, _| Ok(job.take_any(None)?.map(|(_, count, o)| (count, o))))
     }
 }

@@ -226,28 +226,22 @@ where
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn start(self) -> Result<Child<R>> {
-        check_env(&self.env)?;
-        let method = self.method.unwrap_or_else(get_start_method);
-        let arg = codec::encode(&self.arg, "the argument")?;
-        codec::check_len(arg.len() as u64, codec::max_frame_size(), "the encoded argument")?;
-        let shared = launch::launch(Launch {
-            task: self.task,
-            arg: &arg,
-            name: self.name,
-            daemon: self.daemon,
-            method,
-            env: &self.env,
-            exclusive: false,
-        })?;
-        Ok(Child::new(shared))
+        Ok(Child::new(self.launch("the argument", false)?))
     }
 
     /// Starts the process as a pool worker: like [`start`](Process::start),
     /// but the caller reads the control socket itself.
     pub(crate) fn start_worker(self) -> Result<Arc<ChildShared>> {
+        self.launch("the worker's configuration", true)
+    }
+
+    /// Encodes the argument (`what`, for errors) and starts the process;
+    /// `exclusive`: the caller owns the control socket.
+    fn launch(self, what: &str, exclusive: bool) -> Result<Arc<ChildShared>> {
         check_env(&self.env)?;
         let method = self.method.unwrap_or_else(get_start_method);
-        let arg = codec::encode(&self.arg, "the worker's configuration")?;
+        let arg = codec::encode(&self.arg, what)?;
+        codec::check_len(arg.len() as u64, codec::max_frame_size(), &format!("{what}, encoded,"))?;
         launch::launch(Launch {
             task: self.task,
             arg: &arg,
@@ -255,7 +249,7 @@ where
             daemon: self.daemon,
             method,
             env: &self.env,
-            exclusive: true,
+            exclusive,
         })
     }
 }
