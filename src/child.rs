@@ -65,12 +65,12 @@ pub(crate) fn serve(control: OwnedFd, inline: Option<&[u8]>) -> ! {
     sys::ignore_sigpipe();
     install_panic_hook();
     let limit = codec::max_frame_size();
-    let frame = match inline {
-        Some(bytes) => codec::parse_frame(bytes, limit, "the task"),
-        None => match codec::read_frame_blocking(control.as_fd(), limit, "the task stream") {
-            Ok(Some(frame)) => Ok(frame),
+    let (frame, fds) = match inline {
+        Some(bytes) => (codec::parse_frame(bytes, limit, "the task"), Vec::new()),
+        None => match codec::read_frame_with_fds(control.as_fd(), limit, "the task stream") {
+            Ok(Some((frame, fds))) => (Ok(frame), fds),
             Ok(None) => sys::exit_now(PARENT_GONE_EXIT),
-            Err(e) => Err(e),
+            Err(e) => (Err(e), Vec::new()),
         },
     };
     let frame = match frame {
@@ -108,7 +108,7 @@ pub(crate) fn serve(control: OwnedFd, inline: Option<&[u8]>) -> ! {
         Err(e) => refuse(&control, &e),
     };
     let environ = sys::Environ::with_additions(&header.info.env);
-    run(control, header.info, environ, call, arg)
+    run(control, header.info, environ, call, arg, fds)
 }
 
 /// Replies with `err` and exits with code 1, without running anything.
@@ -120,15 +120,23 @@ fn refuse(control: &OwnedFd, err: &Error) -> ! {
 /// Runs the task in this (child) process, replies, and exits: 0 after a
 /// returned value, 1 after a panic or an error, as Python's child exits 1
 /// after an uncaught exception. `environ`, built before the fork when
-/// there are environment additions, is installed first.
-pub(crate) fn run(control: OwnedFd, info: ChildInfo, environ: Option<sys::Environ>, call: Trampoline, arg: &[u8]) -> ! {
+/// there are environment additions, is installed first. `fds` are those of
+/// the handles in the argument.
+pub(crate) fn run(
+    control: OwnedFd,
+    info: ChildInfo,
+    environ: Option<sys::Environ>,
+    call: Trampoline,
+    arg: &[u8],
+    fds: Vec<OwnedFd>,
+) -> ! {
     if let Some(environ) = environ {
         environ.install();
     }
     sys::set_title(&format!("multiproc: {}", info.name));
     sys::watch_parent(control.as_raw_fd());
     let link = registry::enter_child(info, control);
-    let reply = call(arg);
+    let reply = codec::with_incoming(fds, || call(arg));
     let code = if codec::kind_of(&reply) == kind::VALUE { 0 } else { 1 };
     // A parent that has gone away cannot be told; the exit is the same.
     let _ = codec::write_frame(link.as_fd(), &reply, "the reply");

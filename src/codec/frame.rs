@@ -202,7 +202,10 @@ fn read_some(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize, what: &str) -> R
 /// Reads one whole frame from a blocking fd. End of file before a frame
 /// begins gives `Ok(None)`.
 pub(crate) fn read_frame_blocking(fd: BorrowedFd<'_>, limit: u64, what: &str) -> Result<Option<Frame>> {
-    let mut reader = FrameReader::new(limit);
+    read_frame_blocking_with(&mut FrameReader::new(limit), fd, what)
+}
+
+fn read_frame_blocking_with(reader: &mut FrameReader, fd: BorrowedFd<'_>, what: &str) -> Result<Option<Frame>> {
     match reader.read_from(fd, what)? {
         ReadOutcome::Frame(f) => Ok(Some(f)),
         ReadOutcome::Eof { partial: false } => Ok(None),
@@ -214,6 +217,54 @@ pub(crate) fn read_frame_blocking(fd: BorrowedFd<'_>, limit: u64, what: &str) ->
             Err(Error::new(ErrorKind::Protocol, format!("{what} is non-blocking where a blocking read was expected")))
         }
     }
+}
+
+/// Reads one frame from a blocking stream socket, with the fds that came
+/// attached to its header (see [`write_frame_with_fds`]). `Ok(None)` at end
+/// of file before a frame.
+pub(crate) fn read_frame_with_fds(
+    fd: BorrowedFd<'_>,
+    limit: u64,
+    what: &str,
+) -> Result<Option<(Frame, Vec<sys::OwnedFd>)>> {
+    let mut header = Vec::with_capacity(HEADER);
+    let mut fds = Vec::new();
+    while header.len() < HEADER {
+        let want = HEADER - header.len();
+        let n =
+            sys::recv_append(fd, &mut header, want, &mut fds).map_err(|e| Error::io(&format!("reading {what}"), e))?;
+        if n == 0 {
+            if header.is_empty() && fds.is_empty() {
+                return Ok(None);
+            }
+            return Err(Error::new(
+                ErrorKind::Protocol,
+                format!("{what} ended in the middle of a frame; the peer died or wrote a corrupt frame"),
+            ));
+        }
+    }
+    let mut reader = FrameReader::new(limit);
+    reader.header = header;
+    reader.parse_header(what)?;
+    match read_frame_blocking_with(&mut reader, fd, what)? {
+        Some(frame) => Ok(Some((frame, fds))),
+        None => Err(Error::new(
+            ErrorKind::Protocol,
+            format!("{what} ended in the middle of a frame; the peer died or wrote a corrupt frame"),
+        )),
+    }
+}
+
+/// Writes a whole frame to a blocking stream socket, with `fds` attached to
+/// its header (`SCM_RIGHTS`), for [`read_frame_with_fds`].
+pub(crate) fn write_frame_with_fds(fd: BorrowedFd<'_>, frame: &[u8], fds: &[sys::OwnedFd]) -> std::io::Result<()> {
+    use sys::AsFd;
+    if fds.is_empty() {
+        return sys::send_all(fd, frame);
+    }
+    let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
+    sys::send_fds(fd, &frame[..HEADER.min(frame.len())], &borrowed)?;
+    sys::send_all(fd, &frame[HEADER.min(frame.len())..])
 }
 
 /// Appends one frame of `kind` to `out`, whose payload `body` appends; on

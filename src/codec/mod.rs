@@ -11,16 +11,18 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, ErrorKind, Result};
 
+mod fds;
 mod frame;
 mod plain;
 mod probe;
 
+pub(crate) use fds::{Encoded, deserialize_fd, encode_with_fds, serialize_fd, with_incoming};
 #[cfg(test)]
 pub(crate) use frame::HEADER;
 use frame::LEN_MASK;
 pub(crate) use frame::{
     Frame, FrameBuf, FrameReader, FrameStream, ReadOutcome, append_frame, check_len, check_outgoing, frame_of, kind,
-    kind_of, parse_frame, read_frame_blocking, write_frame,
+    kind_of, parse_frame, read_frame_blocking, read_frame_with_fds, write_frame, write_frame_with_fds,
 };
 
 /// The default frame-size limit: 1 GiB.

@@ -1,6 +1,7 @@
 //! `PoolBuilder`: a pool's settings.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -40,7 +41,7 @@ use crate::task::{Task, TaskId};
 pub struct PoolBuilder {
     processes: Option<usize>,
     method: Option<StartMethod>,
-    initializer: Option<Result<(TaskId, Vec<u8>)>>,
+    initializer: Option<Result<(TaskId, Arc<codec::Encoded>)>>,
     max_tasks: Option<u64>,
     task_timeout: Option<Duration>,
     max_in_flight: Option<usize>,
@@ -107,8 +108,10 @@ impl PoolBuilder {
         F: Fn(A) + Copy + Send + 'static,
         A: Serialize + DeserializeOwned + 'static,
     {
-        self.initializer =
-            Some(codec::encode(&arg, "the initializer's argument").map(|bytes| (Task::of::<F, A, ()>(f).id(), bytes)));
+        self.initializer = Some(
+            codec::encode_with_fds(&arg, "the initializer's argument")
+                .map(|arg| (Task::of::<F, A, ()>(f).id(), Arc::new(arg))),
+        );
         self
     }
 

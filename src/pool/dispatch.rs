@@ -31,7 +31,7 @@ use crate::task::TaskId;
 pub(crate) struct Config {
     pub(crate) processes: usize,
     pub(crate) method: StartMethod,
-    pub(crate) initializer: Option<(TaskId, Vec<u8>)>,
+    pub(crate) initializer: Option<(TaskId, Arc<codec::Encoded>)>,
     pub(crate) max_tasks: Option<u64>,
     pub(crate) task_timeout: Option<Duration>,
     pub(crate) max_in_flight: usize,
@@ -449,7 +449,11 @@ impl Dispatch {
             },
             self.started
         );
-        let cfg = WorkerConfig { initializer: config.initializer.clone(), max_tasks: config.max_tasks };
+        let initializer = match &config.initializer {
+            Some((id, arg)) => Some((*id, arg.try_clone()?)),
+            None => None,
+        };
+        let cfg = WorkerConfig { initializer, max_tasks: config.max_tasks };
         let child =
             Process::new(worker::serve, cfg).name(name).daemon(true).start_method(config.method).start_worker()?;
         self.workers.push(Worker {

@@ -21,8 +21,9 @@ use crate::task::TaskId;
 /// What a worker needs to know, sent as its start argument.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct WorkerConfig {
-    /// The initializer's task and encoded argument.
-    pub(crate) initializer: Option<(TaskId, Vec<u8>)>,
+    /// The initializer's task and encoded argument (with the fds of the
+    /// handles in it).
+    pub(crate) initializer: Option<(TaskId, codec::Encoded)>,
     /// Leave after this many chunks (Python's `maxtasksperchild`).
     pub(crate) max_tasks: Option<u64>,
 }
@@ -40,8 +41,8 @@ pub(crate) fn serve(cfg: WorkerConfig) {
     sys::watch_parent_from_thread(link.as_raw_fd());
     child::quiet_panics();
     let fd = link.as_fd();
-    if let Some((id, arg)) = &cfg.initializer {
-        if let Err(failure) = initialize(*id, arg) {
+    if let Some((id, arg)) = cfg.initializer {
+        if let Err(failure) = initialize(id, arg) {
             let _ = codec::write_frame(fd, &wire::init_failed(&failure), "the initializer's failure");
             child::finish(1);
         }
@@ -152,9 +153,9 @@ impl Batch {
 }
 
 /// Runs the initializer; its failure (panic or error) comes back.
-fn initialize(id: TaskId, arg: &[u8]) -> std::result::Result<(), child::Failure> {
+fn initialize(id: TaskId, arg: codec::Encoded) -> std::result::Result<(), child::Failure> {
     let call = id.resolve().map_err(child::Failure::Error)?;
-    let reply = call(arg);
+    let reply = codec::with_incoming(arg.fds, || call(&arg.bytes));
     match codec::parse_frame(&reply, u64::MAX >> 8, "the initializer's reply") {
         Ok(frame) if frame.kind == codec::kind::VALUE => Ok(()),
         Ok(frame) if frame.kind == codec::kind::PANIC => {

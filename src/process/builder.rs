@@ -240,8 +240,8 @@ where
     fn launch(self, what: &str, exclusive: bool) -> Result<Arc<ChildShared>> {
         check_env(&self.env)?;
         let method = self.method.unwrap_or_else(get_start_method);
-        let arg = codec::encode(&self.arg, what)?;
-        codec::check_len(arg.len() as u64, codec::max_frame_size(), &format!("{what}, encoded,"))?;
+        let arg = codec::encode_with_fds(&self.arg, what)?;
+        codec::check_len(arg.bytes.len() as u64, codec::max_frame_size(), &format!("{what}, encoded,"))?;
         launch::launch(Launch {
             task: self.task,
             arg: &arg,

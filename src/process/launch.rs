@@ -19,8 +19,8 @@ use crate::task::Task;
 /// Everything needed to start one child.
 pub(crate) struct Launch<'a> {
     pub(crate) task: Task,
-    /// The encoded argument.
-    pub(crate) arg: &'a [u8],
+    /// The encoded argument, with the fds of the handles in it.
+    pub(crate) arg: &'a codec::Encoded,
     pub(crate) name: Option<String>,
     pub(crate) daemon: Option<bool>,
     pub(crate) method: StartMethod,
@@ -78,7 +78,10 @@ fn fork(l: Launch<'_>) -> Result<Arc<ChildShared>> {
             }
             sys::ignore_sigint();
             sys::reset_signal_mask();
-            child::run(child_end, info, environ, l.task.call, l.arg)
+            // The handles' fds were inherited; the child takes copies that
+            // it owns, and the bytes it already has.
+            let fds = l.arg.fds.iter().filter_map(|fd| fd.try_clone().ok()).collect();
+            child::run(child_end, info, environ, l.task.call, &l.arg.bytes, fds)
         }
         Forked::Parent(pid) => {
             drop(child_end);
@@ -94,21 +97,22 @@ fn fork(l: Launch<'_>) -> Result<Arc<ChildShared>> {
 
 fn spawn(l: Launch<'_>) -> Result<Arc<ChildShared>> {
     let info = registry::lock().next_child_info(l.name, l.daemon, StartMethod::Spawn, Vec::new());
-    let frame = child::task_frame(l.task, &info, l.arg)?;
+    let frame = child::task_frame(l.task, &info, &l.arg.bytes)?;
     let _window = registry::fd_window();
     let child = exec_child(&info, l.env, l.exclusive)?;
-    send_task(&child, &frame)?;
+    send_task(&child, &frame, &l.arg.fds)?;
     registry::lock().add(Arc::clone(&child));
     Ok(child)
 }
 
 fn via_server(l: Launch<'_>) -> Result<Arc<ChildShared>> {
     let info = registry::lock().next_child_info(l.name, l.daemon, StartMethod::ForkServer, env_bytes(l.env));
-    let frame = child::task_frame(l.task, &info, l.arg)?;
-    let inline = frame.len() <= forkserver::INLINE_TASK;
+    let frame = child::task_frame(l.task, &info, &l.arg.bytes)?;
+    // Handles need their fds sent on the control socket with the frame.
+    let inline = frame.len() <= forkserver::INLINE_TASK && l.arg.fds.is_empty();
     let _window = registry::fd_window();
     let child = server_child(&info, inline.then_some(&frame[..]), l.exclusive)?;
-    send_task(&child, if inline { &[] } else { &frame })?;
+    send_task(&child, if inline { &[] } else { &frame }, &l.arg.fds)?;
     registry::lock().add(Arc::clone(&child));
     Ok(child)
 }
@@ -155,12 +159,13 @@ fn track(pid: i32, parent_end: OwnedFd, info: &ChildInfo, exclusive: bool) -> Re
     Ok(Arc::new(ChildShared::new(pid, pidfd, Waiter::Direct, parent_end, info, exclusive)))
 }
 
-/// Writes the task frame (blocking: the child reads it as it comes), then
-/// makes the control socket non-blocking for the reply. A child that died
-/// before reading it is not an error here: `join` reports how it ended.
-pub(crate) fn send_task(child: &ChildShared, frame: &[u8]) -> Result<()> {
+/// Writes the task frame (blocking: the child reads it as it comes), with
+/// the fds of the handles in its argument, then makes the control socket
+/// non-blocking for the reply. A child that died before reading it is not
+/// an error here: `join` reports how it ended.
+pub(crate) fn send_task(child: &ChildShared, frame: &[u8], fds: &[OwnedFd]) -> Result<()> {
     let control = child.control();
-    match sys::send_all(control, frame) {
+    match codec::write_frame_with_fds(control, frame, fds) {
         Ok(()) => {}
         Err(e) if matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset) => {}
         Err(e) => return Err(abort_start(child, "sending the task to the child", e)),

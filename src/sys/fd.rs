@@ -120,10 +120,16 @@ pub(crate) fn write_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> 
     Ok(())
 }
 
-/// `sendmsg` of `bytes` with `fds` attached as `SCM_RIGHTS`, in one message.
+/// The most fds one message carries (the kernel's `SCM_MAX_FD`).
+pub(crate) const MAX_FDS: usize = 253;
+
+/// `sendmsg` of `bytes` with `fds` (at most [`MAX_FDS`]) attached as
+/// `SCM_RIGHTS`, in one message.
 pub(crate) fn send_fds(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(8))];
-    assert!(fds.len() <= 8, "at most 8 fds per message");
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    if fds.len() > MAX_FDS {
+        return Err(io::Error::other(format!("more than {MAX_FDS} fds in one message")));
+    }
     let mut control = SendAncillaryBuffer::new(&mut space);
     if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
         return Err(io::Error::other("fd control buffer too small"));
@@ -138,11 +144,11 @@ pub(crate) fn send_fds(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>
     }
 }
 
-/// `recvmsg` of one message into `buf` (cleared first), collecting up to 8
-/// fds (received `CLOEXEC`) into `fds`. Returns the byte count; `Ok(0)` with
-/// no fds is end of file.
+/// `recvmsg` of one message into `buf` (cleared first), collecting up to
+/// [`MAX_FDS`] fds (received `CLOEXEC`) into `fds`. Returns the byte count;
+/// `Ok(0)` with no fds is end of file.
 pub(crate) fn recv_fds(sock: BorrowedFd<'_>, buf: &mut Vec<u8>, fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(8))];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     buf.clear();
     let cap = buf.capacity().max(4096);
@@ -170,10 +176,48 @@ pub(crate) fn recv_fds(sock: BorrowedFd<'_>, buf: &mut Vec<u8>, fds: &mut Vec<Ow
         return Err(io::Error::other("a message was truncated"));
     }
     if msg.flags.contains(rustix::net::ReturnFlags::CTRUNC) {
-        // The kernel could not install every fd (out of fds, or more than 8).
+        // The kernel could not install every fd (out of fds, or too many).
         return Err(io::Error::other("fds attached to a message were dropped (control message truncated)"));
     }
     Ok(msg.bytes)
+}
+
+/// `recvmsg` of up to `max` bytes appended to `buf`, collecting the fds
+/// attached to them (received `CLOEXEC`) into `fds`. Retries on `EINTR`;
+/// `Ok(0)` is end of file.
+pub(crate) fn recv_append(
+    sock: BorrowedFd<'_>,
+    buf: &mut Vec<u8>,
+    max: usize,
+    fds: &mut Vec<OwnedFd>,
+) -> io::Result<usize> {
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let start = buf.len();
+    buf.resize(start + max, 0);
+    let result = loop {
+        match rustix::net::recvmsg(
+            sock,
+            &mut [IoSliceMut::new(&mut buf[start..])],
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC,
+        ) {
+            Err(Errno::INTR) => continue,
+            other => break other,
+        }
+    };
+    let n = result.as_ref().map_or(0, |msg| msg.bytes);
+    buf.truncate(start + n);
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(received) = message {
+            fds.extend(received);
+        }
+    }
+    let msg = result?;
+    if msg.flags.contains(rustix::net::ReturnFlags::CTRUNC) {
+        return Err(io::Error::other("fds attached to a message were dropped (control message truncated)"));
+    }
+    Ok(n)
 }
 
 /// `poll(2)` with an optional timeout. An interrupted poll counts as a

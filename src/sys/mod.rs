@@ -14,6 +14,7 @@ mod exit;
 mod fd;
 mod fork;
 mod process;
+mod shm;
 mod signal;
 mod title;
 mod trampoline;
@@ -22,14 +23,17 @@ pub(crate) use elf::build_id;
 pub(crate) use env::{Environ, remove_var};
 pub(crate) use exit::{at_exit, exit_now, flush_c_stdio};
 pub(crate) use fd::{
-    PollFd, PollFlags, close_all_except, close_raw, eventfd, pipe, poll, read, recv_fds, send_all, send_fds,
-    send_nonblocking, set_nonblocking, shutdown_read, socketpair_seqpacket, socketpair_stream, take_inherited,
-    write_all,
+    MAX_FDS, PollFd, PollFlags, close_all_except, close_raw, eventfd, pipe, poll, read, recv_append, recv_fds,
+    send_all, send_fds, send_nonblocking, set_nonblocking, shutdown_read, socketpair_seqpacket, socketpair_stream,
+    take_inherited, write_all,
 };
 pub(crate) use fork::{CHILD_FD, ExecSpec, Forked, fork, raw_fork_and_wait, spawn_exec};
 pub(crate) use process::{
     ExitStatus, cpu_count, getpid, is_main_thread, kill_and_reap, pidfd_open, pidfd_signal, pidfd_wait,
     set_parent_death_kill,
+};
+pub(crate) use shm::{
+    Locked, MUTEX_SIZE, Mapping, RobustMutex, file_len, futex_wait, futex_wake, grow_file, memfd, random_bytes,
 };
 #[cfg(test)]
 pub(crate) use signal::block_sigterm_in_this_thread;
