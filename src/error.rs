@@ -63,6 +63,18 @@ pub enum ErrorKind {
     /// The pool cannot run tasks any more: its initializer failed, or it
     /// was terminated.
     BrokenPool,
+    /// The other end closed the connection (Python's `EOFError`).
+    Eof,
+    /// The peer did not prove that it knows the authkey, or refused ours
+    /// (Python's `AuthenticationError`).
+    Authentication,
+    /// The queue had nothing to take (Python's `queue.Empty`).
+    Empty,
+    /// The queue had no room (Python's `queue.Full`).
+    Full,
+    /// A message did not fit the buffer given to `recv_bytes_into`; the
+    /// whole message is in [`Error::data`] (Python's `BufferTooShort`).
+    BufferTooShort,
 }
 
 impl ErrorKind {
@@ -84,6 +96,11 @@ impl ErrorKind {
             ErrorKind::WorkerLost => "worker lost",
             ErrorKind::Cancelled => "cancelled",
             ErrorKind::BrokenPool => "broken pool",
+            ErrorKind::Eof => "end of file",
+            ErrorKind::Authentication => "authentication failed",
+            ErrorKind::Empty => "empty",
+            ErrorKind::Full => "full",
+            ErrorKind::BufferTooShort => "buffer too short",
         }
     }
 }
@@ -221,6 +238,7 @@ struct Inner {
     panic: Option<PanicInfo>,
     exitcode: Option<i32>,
     pid: Option<u32>,
+    data: Option<Vec<u8>>,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
@@ -234,6 +252,7 @@ impl Error {
                 panic: None,
                 exitcode: None,
                 pid: None,
+                data: None,
                 source: None,
             }),
         }
@@ -262,6 +281,30 @@ impl Error {
     pub(crate) fn with_pid(mut self, pid: u32) -> Self {
         self.inner.pid = Some(pid);
         self
+    }
+
+    pub(crate) fn with_data(mut self, data: Vec<u8>) -> Self {
+        self.inner.data = Some(data);
+        self
+    }
+
+    /// The bytes that came with the error: for
+    /// [`ErrorKind::BufferTooShort`], the whole message that did not fit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{ErrorKind, connection::Pipe};
+    /// let (a, b) = Pipe(true)?;
+    /// a.send_bytes(b"too long")?;
+    /// let mut small = [0u8; 3];
+    /// let err = b.recv_bytes_into(&mut small).unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::BufferTooShort);
+    /// assert_eq!(err.data(), Some(&b"too long"[..]));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn data(&self) -> Option<&[u8]> {
+        self.inner.data.as_deref()
     }
 
     /// What kind of failure this is.
@@ -356,6 +399,7 @@ impl Error {
         copy.inner.panic = self.inner.panic.clone();
         copy.inner.exitcode = self.inner.exitcode;
         copy.inner.pid = self.inner.pid;
+        copy.inner.data = self.inner.data.clone();
         if let Some(source) = &self.inner.source {
             copy.inner.source = Some(Box::new(std::io::Error::other(source.to_string())));
         }
@@ -410,6 +454,47 @@ impl From<Error> for std::io::Error {
             _ => std::io::ErrorKind::Other,
         };
         std::io::Error::new(kind, err)
+    }
+}
+
+/// An `Error` as data, for [`Error`]'s serde impls.
+#[derive(Serialize, Deserialize)]
+struct ErrorData {
+    kind: ErrorKind,
+    message: String,
+    panic: Option<PanicInfo>,
+    exitcode: Option<i32>,
+    pid: Option<u32>,
+    data: Option<Vec<u8>>,
+}
+
+/// An error can travel between processes (a child may return
+/// `multiproc::Result<T>`): everything but its `source` goes, and the
+/// source's text stays in the message.
+impl Serialize for Error {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let i = &self.inner;
+        ErrorData {
+            kind: i.kind,
+            message: i.message.clone(),
+            panic: i.panic.clone(),
+            exitcode: i.exitcode,
+            pid: i.pid,
+            data: i.data.clone(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Error {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let d = ErrorData::deserialize(deserializer)?;
+        let mut e = Error::new(d.kind, d.message);
+        e.inner.panic = d.panic;
+        e.inner.exitcode = d.exitcode;
+        e.inner.pid = d.pid;
+        e.inner.data = d.data;
+        Ok(e)
     }
 }
 

@@ -52,6 +52,7 @@ pub mod __bench;
 mod bootstrap;
 mod child;
 mod codec;
+pub mod connection;
 mod context;
 mod error;
 mod forkserver;
@@ -62,6 +63,7 @@ mod sys;
 mod task;
 
 pub use codec::{DEFAULT_MAX_FRAME_SIZE, max_frame_size, set_max_frame_size};
+pub use connection::Pipe;
 pub use context::{
     Context, StartMethod, cpu_count, force_start_method, get_all_start_methods, get_context, get_start_method,
     set_start_method,

@@ -78,7 +78,12 @@ pub(crate) fn kind_of(frame: &[u8]) -> u8 {
 /// Checks a frame against the limit before sending it, so that the peer is
 /// never asked to refuse it.
 pub(crate) fn check_outgoing(frame: &[u8], what: &str) -> Result<()> {
-    check_len((frame.len() - HEADER) as u64, max_frame_size(), what)
+    check_outgoing_len((frame.len() - HEADER) as u64, what)
+}
+
+/// Checks a payload of `len` bytes about to be sent against the limit.
+pub(crate) fn check_outgoing_len(len: u64, what: &str) -> Result<()> {
+    check_len(len, max_frame_size(), what)
 }
 
 pub(crate) fn check_len(len: u64, limit: u64, what: &str) -> Result<()> {

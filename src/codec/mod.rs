@@ -21,8 +21,9 @@ pub(crate) use fds::{Encoded, deserialize_fd, encode_with_fds, serialize_fd, wit
 pub(crate) use frame::HEADER;
 use frame::LEN_MASK;
 pub(crate) use frame::{
-    Frame, FrameBuf, FrameReader, FrameStream, ReadOutcome, append_frame, check_len, check_outgoing, frame_of, kind,
-    kind_of, parse_frame, read_frame_blocking, read_frame_with_fds, write_frame, write_frame_with_fds,
+    Frame, FrameBuf, FrameReader, FrameStream, ReadOutcome, append_frame, check_len, check_outgoing,
+    check_outgoing_len, frame_of, kind, kind_of, parse_frame, read_frame_blocking, read_frame_with_fds, write_frame,
+    write_frame_with_fds,
 };
 
 /// The default frame-size limit: 1 GiB.
@@ -140,6 +141,11 @@ impl<'de> Decoder<'de> {
         let (value, rest) = postcard::take_from_bytes(self.rest).map_err(|e| deserialize_error::<T>(what, e))?;
         self.rest = rest;
         Ok(value)
+    }
+
+    /// How many bytes are left.
+    pub(crate) fn remaining(&self) -> usize {
+        self.rest.len()
     }
 
     /// The next raw byte, if any is left.

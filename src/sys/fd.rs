@@ -92,6 +92,46 @@ pub(crate) fn send_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Writes all of `parts`, in order, to a stream socket (`sendmsg` with one
+/// iovec per part, `MSG_NOSIGNAL`), as few calls as the kernel allows.
+/// Retries on `EINTR` and partial writes; waits out `EAGAIN`.
+pub(crate) fn send_vectored_all(fd: BorrowedFd<'_>, parts: &[&[u8]]) -> io::Result<()> {
+    let mut skip = 0usize;
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    while skip < total {
+        let mut slices = Vec::with_capacity(parts.len());
+        let mut left = skip;
+        for p in parts {
+            if left >= p.len() {
+                left -= p.len();
+                continue;
+            }
+            slices.push(IoSlice::new(&p[left..]));
+            left = 0;
+        }
+        match rustix::net::sendmsg(fd, &slices, &mut SendAncillaryBuffer::default(), SendFlags::NOSIGNAL) {
+            Ok(n) => skip += n,
+            Err(Errno::INTR) => {}
+            Err(Errno::AGAIN) => {
+                let mut fds = [PollFd::new(&fd, PollFlags::OUT)];
+                poll(&mut fds, None)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// `shutdown(SHUT_WR)`: the peer reads end of file; this end may still read.
+pub(crate) fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
+    Ok(rustix::net::shutdown(fd, rustix::net::Shutdown::Write)?)
+}
+
+/// `shutdown(SHUT_RDWR)`: both directions end; blocked readers wake.
+pub(crate) fn shutdown_both(fd: BorrowedFd<'_>) -> io::Result<()> {
+    Ok(rustix::net::shutdown(fd, rustix::net::Shutdown::Both)?)
+}
+
 /// Sends as much of `bytes` as the socket takes without blocking
 /// (`send(MSG_NOSIGNAL | MSG_DONTWAIT)`), and returns how much that was.
 pub(crate) fn send_nonblocking(fd: BorrowedFd<'_>, bytes: &[u8]) -> io::Result<usize> {

@@ -24,8 +24,8 @@ pub(crate) use env::{Environ, remove_var};
 pub(crate) use exit::{at_exit, exit_now, flush_c_stdio};
 pub(crate) use fd::{
     MAX_FDS, PollFd, PollFlags, close_all_except, close_raw, eventfd, pipe, poll, read, recv_append, recv_fds,
-    send_all, send_fds, send_nonblocking, set_nonblocking, shutdown_read, socketpair_seqpacket, socketpair_stream,
-    take_inherited, write_all,
+    send_all, send_fds, send_nonblocking, send_vectored_all, set_nonblocking, shutdown_both, shutdown_read,
+    shutdown_write, socketpair_seqpacket, socketpair_stream, take_inherited, write_all,
 };
 pub(crate) use fork::{CHILD_FD, ExecSpec, Forked, fork, raw_fork_and_wait, spawn_exec};
 pub(crate) use process::{

@@ -1,0 +1,538 @@
+//! [`Connection`]: one end of a [`Pipe`](super::Pipe) or of a
+//! [`Listener`](super::Listener)/[`Client`](super::Client) link.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::framing;
+use crate::codec;
+use crate::error::{Error, ErrorKind, Result};
+use crate::sys::{self, AsFd, BorrowedFd, OwnedFd, PollFd, PollFlags};
+
+/// How much one read asks for: small messages arrive many to a read.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// One end of a two-way (or one-way) message link between processes, as
+/// Python's `multiprocessing.connection.Connection`.
+///
+/// Messages are whole: [`send_bytes`](Connection::send_bytes) on one end is
+/// one [`recv_bytes`](Connection::recv_bytes) on the other, framed as
+/// Python frames them, so a Python peer reached through
+/// [`Listener`](super::Listener) or [`Client`](super::Client) reads and
+/// writes the same bytes. [`send`](Connection::send) and
+/// [`recv`](Connection::recv) carry any serde type (postcard; plain
+/// numbers as raw bytes) between Rust peers.
+///
+/// The connection is untyped, like Python's: each `recv::<T>()` names the
+/// type it expects, and a mismatch is an [`ErrorKind::Deserialize`] error.
+/// One type per direction is the usual discipline; a typed wrapper is one
+/// line on top. It is `Send + Sync`: sends and receives each take a lock,
+/// so threads can share one end.
+///
+/// A connection travels to a child as (part of) the argument of
+/// [`Process::new`](crate::Process::new) under every start method.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{Pipe, Process, connection::Connection};
+///
+/// fn echo(conn: Connection) -> multiproc::Result<()> {
+///     let msg: String = conn.recv()?;
+///     conn.send(&msg.to_uppercase())
+/// }
+///
+/// let (here, there) = Pipe(true)?;
+/// let child = Process::new(echo, there).start()?;
+/// here.send(&"hello".to_string())?;
+/// assert_eq!(here.recv::<String>()?, "HELLO");
+/// child.join()??;
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct Connection {
+    fd: OwnedFd,
+    readable: bool,
+    writable: bool,
+    closed: AtomicBool,
+    reader: Mutex<Reader>,
+    writer: Mutex<Vec<u8>>,
+}
+
+#[derive(Debug, Default)]
+struct Reader {
+    buf: Vec<u8>,
+    pos: usize,
+    /// Set when the stream can no longer be trusted (a refused header).
+    broken: Option<String>,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("fd", &self.fd)
+            .field("readable", &self.readable)
+            .field("writable", &self.writable)
+            .field("closed", &self.closed.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Connection {
+    pub(crate) fn new(fd: OwnedFd, readable: bool, writable: bool) -> Connection {
+        Connection {
+            fd,
+            readable,
+            writable,
+            closed: AtomicBool::new(false),
+            reader: Mutex::new(Reader::default()),
+            writer: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Whether this end can receive (false for the sending end of a
+    /// one-way pipe).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (r, w) = multiproc::Pipe(false)?;
+    /// assert!(r.readable() && !r.writable());
+    /// assert!(w.writable() && !w.readable());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn readable(&self) -> bool {
+        self.readable
+    }
+
+    /// Whether this end can send (false for the receiving end of a
+    /// one-way pipe).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (a, b) = multiproc::Pipe(true)?;
+    /// assert!(a.writable() && b.writable());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn writable(&self) -> bool {
+        self.writable
+    }
+
+    /// Whether [`close`](Connection::close) was called on this end.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (a, _b) = multiproc::Pipe(true)?;
+    /// a.close();
+    /// assert!(a.closed());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    fn check(&self, write: bool) -> Result<()> {
+        if self.closed() {
+            return Err(Error::new(
+                ErrorKind::InvalidState,
+                "the connection is closed (close() was called on this end); open a new one",
+            ));
+        }
+        match (write, self.writable, self.readable) {
+            (true, false, _) => Err(Error::new(
+                ErrorKind::InvalidState,
+                "this end of a one-way pipe only receives; send on the other end (Pipe(false) returns (reader, writer))",
+            )),
+            (false, _, false) => Err(Error::new(
+                ErrorKind::InvalidState,
+                "this end of a one-way pipe only sends; receive on the other end (Pipe(false) returns (reader, writer))",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Sends `bytes` as one message (Python's `send_bytes`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidState`] on a closed or receive-only end;
+    /// [`ErrorKind::Io`] if the peer is gone (`EPIPE`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (a, b) = multiproc::Pipe(true)?;
+    /// a.send_bytes(b"hi")?;
+    /// assert_eq!(b.recv_bytes()?, b"hi");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn send_bytes(&self, bytes: &[u8]) -> Result<()> {
+        self.send_framed(bytes, false)
+    }
+
+    /// Sends with the 12-byte header even for a short message (Python
+    /// reads both forms): lets tests reach the long-form path without
+    /// 2 GiB of data.
+    #[doc(hidden)]
+    pub fn send_bytes_long_form(&self, bytes: &[u8]) -> Result<()> {
+        self.send_framed(bytes, true)
+    }
+
+    fn send_framed(&self, bytes: &[u8], long: bool) -> Result<()> {
+        self.check(true)?;
+        let (header, n) = framing::header(bytes.len() as u64, long);
+        let _w = lock(&self.writer);
+        sys::send_vectored_all(self.fd.as_fd(), &[&header[..n], bytes]).map_err(|e| send_error(&e))
+    }
+
+    /// Serializes `value` and sends it as one message (Python's `send`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Serialize`] for a value that does not serialize (nothing
+    /// is sent), and those of [`send_bytes`](Connection::send_bytes).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (a, b) = multiproc::Pipe(true)?;
+    /// a.send(&(1u8, "two".to_string()))?;
+    /// assert_eq!(b.recv::<(u8, String)>()?, (1, "two".to_string()));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn send<T: Serialize + 'static>(&self, value: &T) -> Result<()> {
+        self.check(true)?;
+        let mut w = lock(&self.writer);
+        w.clear();
+        let mut enc = codec::Encoder::new(&mut w);
+        enc.push_item(value, "a message")?;
+        codec::check_outgoing_len(w.len() as u64, "a message")?;
+        let (header, n) = framing::header(w.len() as u64, false);
+        sys::send_vectored_all(self.fd.as_fd(), &[&header[..n], &w]).map_err(|e| send_error(&e))
+    }
+
+    /// Receives one message (Python's `recv_bytes`), waiting for it.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Eof`] once the peer has closed and nothing is left;
+    /// [`ErrorKind::FrameTooLarge`] for a message above
+    /// [`max_frame_size`](crate::max_frame_size) (refused before anything
+    /// is allocated; the connection is unusable afterwards);
+    /// [`ErrorKind::InvalidState`] on a closed or send-only end.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::ErrorKind;
+    /// let (a, b) = multiproc::Pipe(true)?;
+    /// a.send_bytes(b"last")?;
+    /// drop(a);
+    /// assert_eq!(b.recv_bytes()?, b"last");
+    /// assert_eq!(b.recv_bytes().unwrap_err().kind(), ErrorKind::Eof);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn recv_bytes(&self) -> Result<Vec<u8>> {
+        self.recv_limited(codec::max_frame_size())
+    }
+
+    /// Receives one message of at most `max` bytes (Python's
+    /// `recv_bytes(maxlength)`); a longer one is refused before it is read.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::FrameTooLarge`] for a longer message (the connection is
+    /// unusable afterwards), and those of
+    /// [`recv_bytes`](Connection::recv_bytes).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::ErrorKind;
+    /// let (a, b) = multiproc::Pipe(true)?;
+    /// a.send_bytes(&[0; 300])?;
+    /// assert_eq!(b.recv_bytes_max(256).unwrap_err().kind(), ErrorKind::FrameTooLarge);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn recv_bytes_max(&self, max: usize) -> Result<Vec<u8>> {
+        self.recv_limited((max as u64).min(codec::max_frame_size()))
+    }
+
+    /// Receives one message into `buf` (Python's `recv_bytes_into`) and
+    /// returns its length.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::BufferTooShort`] when the message is longer than `buf`:
+    /// the message is consumed, and [`Error::data`] holds all of it. Those
+    /// of [`recv_bytes`](Connection::recv_bytes) otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (a, b) = multiproc::Pipe(true)?;
+    /// a.send_bytes(b"abc")?;
+    /// let mut buf = [0u8; 8];
+    /// let n = b.recv_bytes_into(&mut buf)?;
+    /// assert_eq!(&buf[..n], b"abc");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize> {
+        let msg = self.recv_bytes()?;
+        if msg.len() > buf.len() {
+            return Err(Error::new(
+                ErrorKind::BufferTooShort,
+                format!(
+                    "a message of {} bytes does not fit a buffer of {}; the whole message is in Error::data()",
+                    msg.len(),
+                    buf.len()
+                ),
+            )
+            .with_data(msg));
+        }
+        buf[..msg.len()].copy_from_slice(&msg);
+        Ok(msg.len())
+    }
+
+    /// Receives one message and deserializes it as `T` (Python's `recv`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Deserialize`] if the message is not a `T` (it is
+    /// consumed), and those of [`recv_bytes`](Connection::recv_bytes).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (a, b) = multiproc::Pipe(true)?;
+    /// a.send(&vec![1.5f64, 2.5])?;
+    /// assert_eq!(b.recv::<Vec<f64>>()?, [1.5, 2.5]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn recv<T: DeserializeOwned + 'static>(&self) -> Result<T> {
+        let msg = self.recv_bytes()?;
+        let mut dec = codec::Decoder::new(&msg);
+        let value = dec.next_item::<T>("a message")?;
+        if dec.remaining() > 0 {
+            return Err(Error::new(
+                ErrorKind::Deserialize,
+                format!(
+                    "a message had {} bytes left after a `{}`; sender and receiver must agree on the type",
+                    dec.remaining(),
+                    std::any::type_name::<T>()
+                ),
+            ));
+        }
+        Ok(value)
+    }
+
+    fn recv_limited(&self, limit: u64) -> Result<Vec<u8>> {
+        self.check(false)?;
+        let mut r = lock(&self.reader);
+        if let Some(why) = &r.broken {
+            return Err(Error::new(ErrorKind::Protocol, why.clone()));
+        }
+        let (head, len) = loop {
+            if let Some(found) = framing::parse_header(&r.buf[r.pos..]).inspect_err(|e| {
+                r.broken = Some(format!("the connection is unusable after an earlier error: {e}"));
+            })? {
+                break found;
+            }
+            self.fill(&mut r, false)?;
+        };
+        if len > limit {
+            let e = Error::new(
+                ErrorKind::FrameTooLarge,
+                format!(
+                    "a message of {len} bytes is above the limit of {limit} bytes; nothing was allocated, and the \
+                     connection is unusable now. Raise the limit (multiproc::set_max_frame_size) or send less"
+                ),
+            );
+            r.broken = Some(format!("the connection is unusable after an earlier error: {e}"));
+            return Err(e);
+        }
+        let len = len as usize;
+        r.pos += head;
+        let have = r.buf.len() - r.pos;
+        if have >= len {
+            let msg = r.buf[r.pos..r.pos + len].to_vec();
+            r.pos += len;
+            r.compact();
+            return Ok(msg);
+        }
+        // A large message: read the rest straight into its own buffer.
+        let mut msg = Vec::with_capacity(len);
+        msg.extend_from_slice(&r.buf[r.pos..]);
+        r.pos = r.buf.len();
+        r.compact();
+        while msg.len() < len {
+            let want = len - msg.len();
+            match sys::read(self.fd.as_fd(), &mut msg, want) {
+                Ok(0) => return Err(self.ended(true)),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Err(self.ended(true)),
+                Err(e) => return Err(Error::io("receiving a message", e)),
+            }
+        }
+        Ok(msg)
+    }
+
+    /// Reads more bytes into the buffer (blocking).
+    fn fill(&self, r: &mut Reader, _nonblocking: bool) -> Result<()> {
+        r.compact();
+        let partial = r.buf.len() > r.pos;
+        match sys::read(self.fd.as_fd(), &mut r.buf, READ_CHUNK) {
+            Ok(0) => Err(self.ended(partial)),
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Err(self.ended(partial)),
+            Err(e) => Err(Error::io("receiving a message", e)),
+        }
+    }
+
+    fn ended(&self, partial: bool) -> Error {
+        if self.closed() {
+            Error::new(ErrorKind::InvalidState, "the connection was closed (close() on this end) during a receive")
+        } else if partial {
+            Error::new(
+                ErrorKind::Eof,
+                "the peer closed the connection in the middle of a message (it died or closed while sending)",
+            )
+        } else {
+            Error::new(ErrorKind::Eof, "the peer closed the connection, and every message it sent has been received")
+        }
+    }
+
+    /// Whether a message (or end of file) is there to receive, waiting up
+    /// to `timeout` for one (`None`: for ever; zero: just a look). Python's
+    /// `poll`. Nothing is consumed.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidState`] on a closed or send-only end.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (a, b) = multiproc::Pipe(true)?;
+    /// assert!(!b.poll(Some(Duration::ZERO))?);
+    /// a.send_bytes(b"")?;
+    /// assert!(b.poll(Some(Duration::from_secs(1)))?);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
+        self.check(false)?;
+        if self.has_buffered() {
+            return Ok(true);
+        }
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        loop {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
+            let n = sys::poll(&mut fds, left).map_err(|e| Error::io("polling a connection", e))?;
+            if n > 0 {
+                return Ok(true);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Whether bytes are already buffered on this side.
+    pub(crate) fn has_buffered(&self) -> bool {
+        let r = lock(&self.reader);
+        r.buf.len() > r.pos
+    }
+
+    /// Closes this end: the peer then reads end of file, and every later
+    /// call here fails with [`ErrorKind::InvalidState`]. A thread blocked
+    /// in a receive on this end wakes with that error. Dropping closes too.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::ErrorKind;
+    /// let (a, b) = multiproc::Pipe(true)?;
+    /// a.close();
+    /// assert_eq!(a.send_bytes(b"x").unwrap_err().kind(), ErrorKind::InvalidState);
+    /// assert_eq!(b.recv_bytes().unwrap_err().kind(), ErrorKind::Eof);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn close(&self) {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            let _ = sys::shutdown_both(self.fd.as_fd());
+        }
+    }
+}
+
+fn send_error(e: &std::io::Error) -> Error {
+    match e.kind() {
+        std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => Error::new(
+            ErrorKind::Eof,
+            "the peer closed the connection; nothing more can be sent on it (check that the receiving process is alive)",
+        ),
+        _ => Error::io("sending a message", std::io::Error::new(e.kind(), e.to_string())),
+    }
+}
+
+impl Reader {
+    /// Drops consumed bytes once they are most of the buffer.
+    fn compact(&mut self) {
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        } else if self.pos > READ_CHUNK {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+    }
+}
+
+impl AsFd for Connection {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// A connection in a process's argument travels with its fd; bytes this
+/// side had buffered but not received stay behind, as in Python.
+impl Serialize for Connection {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        struct Fd<'a>(BorrowedFd<'a>);
+        impl Serialize for Fd<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                codec::serialize_fd(self.0, serializer, "a Connection")
+            }
+        }
+        let mut t = serializer.serialize_tuple(3)?;
+        t.serialize_element(&Fd(self.fd.as_fd()))?;
+        t.serialize_element(&self.readable)?;
+        t.serialize_element(&self.writable)?;
+        t.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Connection {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fd(OwnedFd);
+        impl<'de> Deserialize<'de> for Fd {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                codec::deserialize_fd(deserializer, "a Connection").map(Fd)
+            }
+        }
+        let (fd, readable, writable): (Fd, bool, bool) = Deserialize::deserialize(deserializer)?;
+        Ok(Connection::new(fd.0, readable, writable))
+    }
+}

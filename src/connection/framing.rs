@@ -1,0 +1,59 @@
+//! Python's byte framing for `send_bytes`/`recv_bytes`: a 4-byte big-endian
+//! signed length, or `-1` followed by an 8-byte big-endian length for
+//! messages above `i32::MAX` bytes (`multiprocessing.connection`, 3.3+).
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// The largest length the 4-byte form carries.
+pub(crate) const SHORT_MAX: u64 = 0x7fff_ffff;
+
+/// The header for a message of `len` bytes: 4 bytes, or 12 above
+/// [`SHORT_MAX`] (or always 12 with `long`, which Python also reads).
+pub(crate) fn header(len: u64, long: bool) -> ([u8; 12], usize) {
+    let mut h = [0u8; 12];
+    if len > SHORT_MAX || long {
+        h[..4].copy_from_slice(&(-1i32).to_be_bytes());
+        h[4..].copy_from_slice(&len.to_be_bytes());
+        (h, 12)
+    } else {
+        h[..4].copy_from_slice(&(len as i32).to_be_bytes());
+        (h, 4)
+    }
+}
+
+/// Parses a header at the front of `bytes`: `Ok(None)` until enough bytes
+/// are there, then the header's size and the message length.
+pub(crate) fn parse_header(bytes: &[u8]) -> Result<Option<(usize, u64)>> {
+    let Some(short) = bytes.first_chunk::<4>() else {
+        return Ok(None);
+    };
+    match i32::from_be_bytes(*short) {
+        -1 => Ok(bytes.get(4..12).map(|long| (12, u64::from_be_bytes(long.try_into().expect("8 bytes"))))),
+        n if n >= 0 => Ok(Some((4, n as u64))),
+        n => Err(Error::new(
+            ErrorKind::Protocol,
+            format!("a message header declares the length {n}; the peer does not speak the connection protocol"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_and_long_forms_round_trip() {
+        for (len, long) in [(0, false), (5, false), (SHORT_MAX, false), (SHORT_MAX + 1, false), (7, true)] {
+            let (h, n) = header(len, long);
+            assert_eq!(parse_header(&h[..n]).unwrap(), Some((n, len)));
+            assert_eq!(parse_header(&h[..n - 1]).unwrap(), None);
+        }
+        assert_eq!(header(5, false).0[..4], [0, 0, 0, 5]);
+        assert_eq!(header(5, true).0, [0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 5]);
+    }
+
+    #[test]
+    fn other_negative_lengths_are_protocol_errors() {
+        assert_eq!(parse_header(&(-2i32).to_be_bytes()).unwrap_err().kind(), ErrorKind::Protocol);
+    }
+}
