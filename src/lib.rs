@@ -58,6 +58,7 @@ mod error;
 mod forkserver;
 mod pool;
 mod process;
+mod queue;
 mod registry;
 mod sys;
 mod task;
@@ -74,3 +75,4 @@ pub use pool::{
     wait,
 };
 pub use process::{Child, ParentProcess, Process, ProcessInfo, active_children, current_process, parent_process};
+pub use queue::{JoinableQueue, Queue, SimpleQueue};

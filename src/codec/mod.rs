@@ -169,6 +169,10 @@ impl<'de> Decoder<'de> {
                     type_name::<T>()
                 ),
             )),
+            plain::Decoded::NotUtf8 => Err(Error::new(
+                ErrorKind::Deserialize,
+                format!("could not deserialize {what} as a `String`: it is not UTF-8; the stream is corrupt"),
+            )),
         }
     }
 }

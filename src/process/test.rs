@@ -63,7 +63,7 @@ const SERVED: [StartMethod; 2] = [StartMethod::Spawn, StartMethod::ForkServer];
 fn an_untampered_hand_made_frame_runs() {
     for method in SERVED {
         let child = bare_child(method);
-        send_task(&child, &frame_with(method, |_| {})).unwrap();
+        send_task(&child, &frame_with(method, |_| {}), &[]).unwrap();
         child.wait(None).unwrap();
         let value = child.take_outcome().unwrap();
         assert_eq!(codec::decode::<u64>(&value.0, "v").unwrap(), 5);
@@ -75,7 +75,7 @@ fn a_garbage_task_id_is_refused_by_the_child() {
     for method in SERVED {
         let child = bare_child(method);
         let frame = frame_with(method, |p| p.id = TaskId { offset: 0x1234_5678, tag: 0xdead_beef });
-        send_task(&child, &frame).unwrap();
+        send_task(&child, &frame, &[]).unwrap();
         let (kind, msg, code) = outcome_kind(&child);
         assert_eq!(kind, ErrorKind::Protocol, "{method}: {msg}");
         assert!(msg.contains("refused task id"), "{msg}");
@@ -87,7 +87,7 @@ fn a_garbage_task_id_is_refused_by_the_child() {
 fn another_builds_fingerprint_is_refused_by_the_child() {
     for method in SERVED {
         let child = bare_child(method);
-        send_task(&child, &frame_with(method, |p| p.fingerprint = vec![1, 2, 3])).unwrap();
+        send_task(&child, &frame_with(method, |p| p.fingerprint = vec![1, 2, 3]), &[]).unwrap();
         let (kind, msg, _) = outcome_kind(&child);
         assert_eq!(kind, ErrorKind::BuildMismatch, "{method}: {msg}");
     }
@@ -98,7 +98,7 @@ fn a_task_frame_of_2_pow_40_declared_bytes_is_refused_by_the_child() {
     for method in SERVED {
         let child = bare_child(method);
         let header = (u64::from(kind::TASK) << 56) | (1u64 << 40);
-        send_task(&child, &header.to_le_bytes()).unwrap();
+        send_task(&child, &header.to_le_bytes(), &[]).unwrap();
         let (kind, msg, code) = outcome_kind(&child);
         assert_eq!(kind, ErrorKind::FrameTooLarge, "{method}: {msg}");
         assert_eq!(code, Some(1));
@@ -111,11 +111,11 @@ fn garbage_bytes_instead_of_a_task_are_refused_by_the_child() {
         let child = bare_child(method);
         let mut junk = FrameBuf::new();
         junk.extend(b"\xff\xfe\xfd definitely not a task header");
-        send_task(&child, &junk.finish(kind::TASK)).unwrap();
+        send_task(&child, &junk.finish(kind::TASK), &[]).unwrap();
         let (kind, msg, _) = outcome_kind(&child);
         assert_eq!(kind, ErrorKind::Deserialize, "{method}: {msg}");
         let child = bare_child(method);
-        send_task(&child, &FrameBuf::new().finish(kind::VALUE)).unwrap();
+        send_task(&child, &FrameBuf::new().finish(kind::VALUE), &[]).unwrap();
         assert_eq!(outcome_kind(&child).0, ErrorKind::Protocol);
     }
 }
