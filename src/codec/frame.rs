@@ -204,12 +204,8 @@ fn read_some(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize, what: &str) -> R
     }
 }
 
-/// Reads one whole frame from a blocking fd. End of file before a frame
-/// begins gives `Ok(None)`.
-pub(crate) fn read_frame_blocking(fd: BorrowedFd<'_>, limit: u64, what: &str) -> Result<Option<Frame>> {
-    read_frame_blocking_with(&mut FrameReader::new(limit), fd, what)
-}
-
+/// Reads the rest of one frame from a blocking fd with `reader`. End of
+/// file before a frame begins gives `Ok(None)`.
 fn read_frame_blocking_with(reader: &mut FrameReader, fd: BorrowedFd<'_>, what: &str) -> Result<Option<Frame>> {
     match reader.read_from(fd, what)? {
         ReadOutcome::Frame(f) => Ok(Some(f)),

@@ -22,8 +22,7 @@ pub(crate) use frame::HEADER;
 use frame::LEN_MASK;
 pub(crate) use frame::{
     Frame, FrameBuf, FrameReader, FrameStream, ReadOutcome, append_frame, check_len, check_outgoing,
-    check_outgoing_len, frame_of, kind, kind_of, parse_frame, read_frame_blocking, read_frame_with_fds, write_frame,
-    write_frame_with_fds,
+    check_outgoing_len, frame_of, kind, kind_of, parse_frame, read_frame_with_fds, write_frame, write_frame_with_fds,
 };
 
 /// The default frame-size limit: 1 GiB.

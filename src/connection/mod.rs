@@ -3,10 +3,15 @@
 //! each other, speaking the wire format of Python's
 //! `multiprocessing.connection` (so a Python peer can be on the other end).
 
+mod auth;
 mod conn;
 mod framing;
+mod listener;
+pub(crate) mod wait;
 
 pub use conn::Connection;
+pub use listener::{Address, Client, Listener};
+pub use wait::{Waitable, wait};
 
 use crate::error::{Error, Result};
 use crate::sys::{self, AsFd};

@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::codec;
+use crate::connection::wait::sealed::Watch;
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys::{AsFd, BorrowedFd, OwnedFd};
 use ring::Ring;
@@ -382,9 +383,50 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     pub fn close(&self) {
         self.ring.close();
     }
+}
 
-    pub(crate) fn ring(&self) -> &Ring {
-        &self.ring
+impl<T> Watch for Queue<T> {
+    fn wait_fd(&self) -> BorrowedFd<'_> {
+        self.ring.event().as_fd()
+    }
+    fn ready_now(&self) -> bool {
+        self.ring.count_hint() > 0
+    }
+    fn begin_wait(&self) -> Result<()> {
+        self.ring.watch()
+    }
+    fn end_wait(&self) {
+        self.ring.unwatch()
+    }
+}
+
+impl<T> Watch for SimpleQueue<T> {
+    fn wait_fd(&self) -> BorrowedFd<'_> {
+        self.inner.wait_fd()
+    }
+    fn ready_now(&self) -> bool {
+        self.inner.ready_now()
+    }
+    fn begin_wait(&self) -> Result<()> {
+        self.inner.begin_wait()
+    }
+    fn end_wait(&self) {
+        self.inner.end_wait()
+    }
+}
+
+impl<T> Watch for JoinableQueue<T> {
+    fn wait_fd(&self) -> BorrowedFd<'_> {
+        self.inner.wait_fd()
+    }
+    fn ready_now(&self) -> bool {
+        self.inner.ready_now()
+    }
+    fn begin_wait(&self) -> Result<()> {
+        self.inner.begin_wait()
+    }
+    fn end_wait(&self) {
+        self.inner.end_wait()
     }
 }
 

@@ -16,7 +16,7 @@
 //! `get_seq`, and `join` on `done_seq`. Wake-ups are only sent when
 //! someone sleeps.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 

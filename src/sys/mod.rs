@@ -13,6 +13,7 @@ mod env;
 mod exit;
 mod fd;
 mod fork;
+mod net;
 mod process;
 mod shm;
 mod signal;
@@ -28,13 +29,15 @@ pub(crate) use fd::{
     shutdown_write, socketpair_seqpacket, socketpair_stream, take_inherited, write_all,
 };
 pub(crate) use fork::{CHILD_FD, ExecSpec, Forked, fork, raw_fork_and_wait, spawn_exec};
+pub(crate) use net::{
+    accept, connect_tcp, connect_unix_abstract, connect_unix_path, listen_tcp, listen_unix_abstract, listen_unix_path,
+    local_tcp_addr, set_nodelay,
+};
 pub(crate) use process::{
     ExitStatus, cpu_count, getpid, is_main_thread, kill_and_reap, pidfd_open, pidfd_signal, pidfd_wait,
     set_parent_death_kill,
 };
-pub(crate) use shm::{
-    Locked, MUTEX_SIZE, Mapping, RobustMutex, file_len, futex_wait, futex_wake, grow_file, memfd, random_bytes,
-};
+pub(crate) use shm::{Locked, Mapping, futex_wait, futex_wake, grow_file, memfd, random_bytes};
 #[cfg(test)]
 pub(crate) use signal::block_sigterm_in_this_thread;
 pub(crate) use signal::{

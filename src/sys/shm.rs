@@ -13,7 +13,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fd::{BorrowedFd, OwnedFd};
 use rustix::fs::MemfdFlags;
 use rustix::io::Errno;
 use rustix::mm::{MapFlags, MremapFlags, ProtFlags};
@@ -159,9 +159,6 @@ impl Drop for Mapping {
     }
 }
 
-/// Bytes a [`RobustMutex`] takes in a mapping.
-pub(crate) const MUTEX_SIZE: usize = size_of::<libc::pthread_mutex_t>();
-
 /// A process-shared, robust `pthread_mutex_t` in a mapping: when its owner
 /// dies, the next locker is told ([`Locked::OwnerDied`]) instead of waiting
 /// forever.
@@ -287,6 +284,7 @@ pub(crate) fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustix::fd::AsFd;
     use std::sync::atomic::Ordering;
 
     #[test]

@@ -1,0 +1,316 @@
+//! [`Listener`] and [`Client`]: connections between processes that did not
+//! start each other, on a Unix socket path, an abstract Unix name, or TCP,
+//! with Python's authkey handshake.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::{Connection, auth};
+use crate::error::{Error, ErrorKind, Result};
+use crate::sys::{self, AsFd, BorrowedFd, OwnedFd};
+
+/// Where a [`Listener`] listens and a [`Client`] connects, as Python's
+/// addresses: a filesystem path, an abstract name (a string starting with
+/// NUL in Python), or a TCP address (Python's `(host, port)`).
+///
+/// From a string: one that starts with `\0` is abstract, one that parses as
+/// `ip:port` is TCP, anything else is a path.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::connection::Address;
+/// assert_eq!(Address::from("127.0.0.1:6000"), Address::Tcp("127.0.0.1:6000".parse().unwrap()));
+/// assert_eq!(Address::from("\0name"), Address::Abstract(b"name".to_vec()));
+/// assert_eq!(Address::from("/tmp/app.sock"), Address::Unix("/tmp/app.sock".into()));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Address {
+    /// A Unix socket file.
+    Unix(PathBuf),
+    /// A name in Linux's abstract Unix socket namespace (no file).
+    Abstract(Vec<u8>),
+    /// A TCP address.
+    Tcp(SocketAddr),
+}
+
+impl From<&str> for Address {
+    fn from(s: &str) -> Address {
+        if let Some(name) = s.strip_prefix('\0') {
+            return Address::Abstract(name.as_bytes().to_vec());
+        }
+        match s.parse::<SocketAddr>() {
+            Ok(addr) => Address::Tcp(addr),
+            Err(_) => Address::Unix(PathBuf::from(s)),
+        }
+    }
+}
+
+impl From<String> for Address {
+    fn from(s: String) -> Address {
+        Address::from(s.as_str())
+    }
+}
+
+impl From<SocketAddr> for Address {
+    fn from(addr: SocketAddr) -> Address {
+        Address::Tcp(addr)
+    }
+}
+
+impl From<&Path> for Address {
+    fn from(path: &Path) -> Address {
+        Address::Unix(path.to_path_buf())
+    }
+}
+
+impl From<PathBuf> for Address {
+    fn from(path: PathBuf) -> Address {
+        Address::Unix(path)
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Unix(p) => write!(f, "{}", p.display()),
+            Address::Abstract(name) => write!(f, "\\0{}", String::from_utf8_lossy(name)),
+            Address::Tcp(a) => write!(f, "{a}"),
+        }
+    }
+}
+
+/// Accepts [`Connection`]s on an [`Address`] (Python's
+/// `multiprocessing.connection.Listener`). With an authkey, every new
+/// connection must pass Python's challenge/response handshake, in both
+/// directions, before `accept` returns it; nothing the client sends is read
+/// beyond the handshake's short messages until then.
+///
+/// A Unix socket file is created with mode 0600 and removed when the
+/// listener is closed or dropped (if it is still the same file).
+///
+/// A Python process talks to it with
+/// `multiprocessing.connection.Client(address, authkey=...)`, using
+/// `send_bytes`/`recv_bytes` (Python's `send`/`recv` would need pickle).
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::connection::{Client, Listener};
+///
+/// let listener = Listener::bind("127.0.0.1:0", Some(b"secret"))?;
+/// let address = listener.address().clone();
+/// let t = std::thread::spawn(move || -> multiproc::Result<Vec<u8>> {
+///     let conn = Client(address, Some(b"secret"))?;
+///     conn.send_bytes(b"hello")?;
+///     conn.recv_bytes()
+/// });
+/// let conn = listener.accept()?;
+/// assert_eq!(conn.recv_bytes()?, b"hello");
+/// conn.send_bytes(b"welcome")?;
+/// assert_eq!(t.join().unwrap()?, b"welcome");
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct Listener {
+    fd: OwnedFd,
+    address: Address,
+    authkey: Option<Vec<u8>>,
+    /// The socket file this listener created: its path, device and inode.
+    file: Option<(PathBuf, u64, u64)>,
+    closed: AtomicBool,
+}
+
+impl fmt::Debug for Listener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Listener")
+            .field("address", &self.address)
+            .field("authenticated", &self.authkey.is_some())
+            .field("closed", &self.closed.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+fn bind_error(address: &Address, e: std::io::Error) -> Error {
+    let hint = match e.kind() {
+        std::io::ErrorKind::AddrInUse => "; the address is in use: pick another, or close the other listener",
+        std::io::ErrorKind::PermissionDenied => "; permission denied: pick a place this user may create it",
+        _ => "",
+    };
+    Error::new(ErrorKind::Io, format!("listening on {address} failed: {e}{hint}")).with_source(e)
+}
+
+impl Listener {
+    /// Listens on `address`. With `authkey`, clients must prove they know
+    /// it (and get the same proof back); with `None`, anyone who can reach
+    /// the address may connect. TCP port 0 picks a free port:
+    /// [`address`](Listener::address) tells which.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] if the address is in use or cannot be bound.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::connection::{Address, Listener};
+    /// let l = Listener::bind("\0multiproc-doc-example", None)?;
+    /// assert_eq!(l.address(), &Address::Abstract(b"multiproc-doc-example".to_vec()));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn bind(address: impl Into<Address>, authkey: Option<&[u8]>) -> Result<Listener> {
+        let mut address = address.into();
+        let mut file = None;
+        let fd = match &address {
+            Address::Unix(path) => {
+                let fd = sys::listen_unix_path(path).map_err(|e| bind_error(&address, e))?;
+                let meta = std::fs::metadata(path).map_err(|e| bind_error(&address, e))?;
+                file = Some((path.clone(), meta.dev(), meta.ino()));
+                fd
+            }
+            Address::Abstract(name) => sys::listen_unix_abstract(name).map_err(|e| bind_error(&address, e))?,
+            Address::Tcp(addr) => {
+                let fd = sys::listen_tcp(*addr).map_err(|e| bind_error(&address, e))?;
+                address = Address::Tcp(sys::local_tcp_addr(fd.as_fd()).map_err(|e| bind_error(&address, e))?);
+                fd
+            }
+        };
+        Ok(Listener { fd, address, authkey: authkey.map(<[u8]>::to_vec), file, closed: AtomicBool::new(false) })
+    }
+
+    /// The address clients connect to (with the real port after binding
+    /// TCP port 0).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::connection::{Address, Listener};
+    /// let l = Listener::bind("127.0.0.1:0", None)?;
+    /// let Address::Tcp(addr) = l.address() else { unreachable!() };
+    /// assert_ne!(addr.port(), 0);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    /// Waits for a client and returns its connection, authenticated if the
+    /// listener has an authkey.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Authentication`] if the client failed the handshake (its
+    /// connection is closed; the listener goes on); [`ErrorKind::InvalidState`]
+    /// after [`close`](Listener::close).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{ErrorKind, connection::{Client, Listener}};
+    /// let listener = Listener::bind("127.0.0.1:0", Some(b"right"))?;
+    /// let address = listener.address().clone();
+    /// let t = std::thread::spawn(move || Client(address, Some(b"wrong")).map(drop));
+    /// assert_eq!(listener.accept().unwrap_err().kind(), ErrorKind::Authentication);
+    /// assert_eq!(t.join().unwrap().unwrap_err().kind(), ErrorKind::Authentication);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn accept(&self) -> Result<Connection> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::new(ErrorKind::InvalidState, "the listener is closed; bind a new one"));
+        }
+        let fd = sys::accept(self.fd.as_fd()).map_err(|e| {
+            if self.closed.load(Ordering::Acquire) {
+                Error::new(ErrorKind::InvalidState, "the listener was closed while accepting")
+            } else {
+                Error::io(&format!("accepting a connection on {}", self.address), e)
+            }
+        })?;
+        if matches!(self.address, Address::Tcp(_)) {
+            sys::set_nodelay(fd.as_fd());
+        }
+        let conn = Connection::new(fd, true, true);
+        if let Some(key) = &self.authkey {
+            auth::deliver_challenge(&conn, key)?;
+            auth::answer_challenge(&conn, key)?;
+        }
+        Ok(conn)
+    }
+
+    /// Stops listening and removes the socket file; a thread blocked in
+    /// [`accept`](Listener::accept) wakes with an error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::connection::Listener;
+    /// let l = Listener::bind("127.0.0.1:0", None)?;
+    /// l.close();
+    /// assert!(l.accept().is_err());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let _ = sys::shutdown_both(self.fd.as_fd());
+        if let Some((path, dev, ino)) = &self.file {
+            if std::fs::metadata(path).is_ok_and(|m| m.dev() == *dev && m.ino() == *ino) {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl super::wait::sealed::Watch for Listener {
+    fn wait_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// Connects to a [`Listener`] (or to a Python
+/// `multiprocessing.connection.Listener`) at `address` (Python's
+/// `multiprocessing.connection.Client`). With `authkey`, the handshake runs
+/// in both directions before the connection is returned.
+///
+/// # Errors
+///
+/// [`ErrorKind::Io`] if nothing listens there; [`ErrorKind::Authentication`]
+/// if the keys differ (or the listener expects none).
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::connection::{Client, Listener};
+/// let listener = Listener::bind("\0multiproc-client-doc", None)?;
+/// let conn = Client("\0multiproc-client-doc", None)?;
+/// conn.send(&7u32)?;
+/// assert_eq!(listener.accept()?.recv::<u32>()?, 7);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[allow(non_snake_case)]
+pub fn Client(address: impl Into<Address>, authkey: Option<&[u8]>) -> Result<Connection> {
+    let address = address.into();
+    let fd = match &address {
+        Address::Unix(path) => sys::connect_unix_path(path),
+        Address::Abstract(name) => sys::connect_unix_abstract(name),
+        Address::Tcp(addr) => sys::connect_tcp(*addr),
+    }
+    .map_err(|e| {
+        Error::new(ErrorKind::Io, format!("connecting to {address} failed: {e}; is a Listener there?")).with_source(e)
+    })?;
+    let conn = Connection::new(fd, true, true);
+    if let Some(key) = authkey {
+        auth::answer_challenge(&conn, key)?;
+        auth::deliver_challenge(&conn, key)?;
+    }
+    Ok(conn)
+}
