@@ -63,3 +63,23 @@ fn out_of_range_limits_are_refused() {
     assert_eq!(multiproc::set_max_frame_size(0).unwrap_err().kind(), ErrorKind::InvalidInput);
     assert_eq!(multiproc::set_max_frame_size(u64::MAX).unwrap_err().kind(), ErrorKind::InvalidInput);
 }
+
+#[test]
+fn oversized_queue_items_and_messages_are_refused_and_nothing_breaks() {
+    set_limit();
+    let q = multiproc::Queue::<Vec<u8>>::new().unwrap();
+    assert_eq!(q.put(&vec![0; 2 << 20]).unwrap_err().kind(), ErrorKind::FrameTooLarge);
+    q.put(&vec![1; 10]).unwrap();
+    assert_eq!(q.get().unwrap(), [1; 10]);
+    let (a, b) = multiproc::Pipe(true).unwrap();
+    assert_eq!(a.send(&vec![0u8; 2 << 20]).unwrap_err().kind(), ErrorKind::FrameTooLarge);
+    // send_bytes sends what it is given (from a thread: the socket buffer is
+    // smaller than the message); the receiver refuses it unread.
+    let sender = std::thread::spawn(move || a.send_bytes(&vec![0u8; 2 << 20]).map(|()| a));
+    assert!(b.poll(Some(std::time::Duration::from_secs(10))).unwrap());
+    assert_eq!(b.recv_bytes().unwrap_err().kind(), ErrorKind::FrameTooLarge);
+    assert_eq!(b.recv_bytes().unwrap_err().kind(), ErrorKind::Protocol, "the stream is unusable after that");
+    drop(b);
+    // With the receiver gone, the blocked sender gets an error, not a hang.
+    assert!(sender.join().unwrap().is_err());
+}

@@ -307,6 +307,16 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
             .ok_or_else(|| Error::new(ErrorKind::Empty, "the queue is empty; use get() to wait for an item"))
     }
 
+    /// Test hook: starts a put, writes half of `item` under the queue's
+    /// lock, calls `inside`, and never returns, so that a test can kill the
+    /// process in the middle of a put. Not for use.
+    #[doc(hidden)]
+    pub fn __put_half_then_hang(&self, item: &T, inside: impl FnOnce()) -> ! {
+        let mut buf = Vec::new();
+        codec::Encoder::new(&mut buf).push_item(item, "a queue item").expect("a test item serializes");
+        self.ring.put_half_then_hang(&buf, inside)
+    }
+
     /// How many items are in the queue; approximate while others put and
     /// get (Python's `qsize`).
     ///

@@ -235,6 +235,25 @@ impl Ring {
         }
     }
 
+    /// For tests of a producer killed in the middle of a put: takes the
+    /// lock, writes half of the message, calls `inside`, and never returns.
+    pub(crate) fn put_half_then_hang(&self, payload: &[u8], inside: impl FnOnce()) -> ! {
+        let need = RECORD_HEAD + round8(payload.len() as u64);
+        let mut g = self.lock(None).ok().flatten().expect("the lock");
+        let (at, _) = match g.place(need) {
+            Some(p) => p,
+            None => {
+                g.grow(need).expect("room");
+                g.place(need).expect("room after growing")
+            }
+        };
+        g.write_record(at, DATA, payload.len() as u64, &payload[..payload.len() / 2]);
+        inside();
+        loop {
+            std::thread::park();
+        }
+    }
+
     /// Takes the oldest message, handing its bytes to `decode` (the lock is
     /// still held, and the message already removed); `Ok(None)` if
     /// `deadline` passed first.
@@ -456,7 +475,7 @@ impl Guard<'_> {
         if st.used == 0 {
             return (need <= st.cap).then_some((0, None));
         }
-        let wrapped = st.head < st.tail || st.head == st.tail;
+        let wrapped = st.head <= st.tail;
         if wrapped {
             return (st.tail - st.head >= need).then_some((st.head, None));
         }
