@@ -76,10 +76,9 @@ pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<
             o.begin_wait()?;
             begun += 1;
         }
-        let ready: Vec<usize> = (0..objects.len()).filter(|&i| objects[i].ready_now()).collect();
-        if !ready.is_empty() {
-            return Ok(ready);
-        }
+        // Something ready already: just look at the others, so that every
+        // ready object is reported (as Python does), not only the first kind.
+        let timeout = if objects.iter().any(|o| o.ready_now()) { Some(Duration::ZERO) } else { timeout };
         let mut fds: Vec<PollFd<'_>> =
             objects.iter().map(|o| PollFd::from_borrowed_fd(o.wait_fd(), PollFlags::IN)).collect();
         sys::poll(&mut fds, timeout).map_err(|e| Error::io("waiting on connections, queues or processes", e))?;
