@@ -520,3 +520,222 @@ mod tests {
         assert_eq!(parse_frame(&frame, 0, "t").unwrap_err().kind(), ErrorKind::FrameTooLarge);
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::codec::DEFAULT_MAX_FRAME_SIZE;
+    use crate::sys::{AsFd, OwnedFd, socketpair_stream};
+
+    fn config() -> ProptestConfig {
+        ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() }
+    }
+
+    fn header(kind: u8, len: u64) -> [u8; HEADER] {
+        ((u64::from(kind) << 56) | (len & LEN_MASK)).to_le_bytes()
+    }
+
+    /// A stream of frames, whole or torn, lying headers and loose bytes.
+    fn stream() -> impl Strategy<Value = Vec<u8>> {
+        let small = (any::<u8>(), prop::collection::vec(any::<u8>(), 0..64))
+            .prop_map(|(kind, payload)| [&header(kind, payload.len() as u64)[..], &payload].concat());
+        // Above half the stream buffer, so FrameStream reads it on its own.
+        let big = (any::<u8>(), 30_000..70_000usize, any::<u8>())
+            .prop_map(|(kind, len, fill)| [&header(kind, len as u64)[..], &vec![fill; len]].concat());
+        let lying = (any::<u8>(), any::<u64>()).prop_map(|(kind, len)| header(kind, len).to_vec());
+        let loose = prop::collection::vec(any::<u8>(), 0..16);
+        let piece = prop_oneof![6 => small, 1 => big, 2 => lying, 2 => loose];
+        let pieces = prop::collection::vec(piece, 0..6);
+        (pieces, any::<prop::sample::Index>(), any::<bool>()).prop_map(|(pieces, cut, torn)| {
+            let bytes = pieces.concat();
+            // Sometimes cut the stream anywhere, through a frame.
+            if torn && !bytes.is_empty() {
+                let at = cut.index(bytes.len());
+                bytes[..at].to_vec()
+            } else {
+                bytes
+            }
+        })
+    }
+
+    fn limits() -> impl Strategy<Value = u64> {
+        prop_oneof![0..=64u64, 0..=80_000u64, Just(DEFAULT_MAX_FRAME_SIZE), Just(LEN_MASK)]
+    }
+
+    /// How a stream ends after its last whole frame.
+    #[derive(Debug, PartialEq, Clone, Copy)]
+    enum End {
+        /// At a frame boundary.
+        Clean,
+        /// In the middle of a header or a payload.
+        Torn,
+        /// At a header above the limit.
+        TooLarge,
+    }
+
+    /// What a correct reader makes of `bytes`: its whole frames, then how
+    /// it ends.
+    fn model(mut rest: &[u8], limit: u64) -> (Vec<(u8, Vec<u8>)>, End) {
+        let mut frames = Vec::new();
+        loop {
+            if rest.is_empty() {
+                return (frames, End::Clean);
+            }
+            let Some(h) = rest.first_chunk::<HEADER>() else {
+                return (frames, End::Torn);
+            };
+            let raw = u64::from_le_bytes(*h);
+            let len = raw & LEN_MASK;
+            if len > limit {
+                return (frames, End::TooLarge);
+            }
+            let body = &rest[HEADER..];
+            if (body.len() as u64) < len {
+                return (frames, End::Torn);
+            }
+            let len = len as usize;
+            frames.push(((raw >> 56) as u8, body[..len].to_vec()));
+            rest = &body[len..];
+        }
+    }
+
+    /// A socket whose peer writes `bytes` from a thread, then closes.
+    fn feed(bytes: Vec<u8>) -> (OwnedFd, std::thread::JoinHandle<()>) {
+        let (ours, theirs) = socketpair_stream().unwrap();
+        let writer = std::thread::spawn(move || {
+            // The reader may stop early and close: a failed write is fine.
+            let _ = sys::send_all(theirs.as_fd(), &bytes);
+        });
+        (ours, writer)
+    }
+
+    /// The most a payload buffer may hold after `sent` bytes arrived:
+    /// `first` (the first allocation), else twice what came, never above
+    /// the declared length.
+    fn bound(first: usize, sent: usize, declared: usize) -> usize {
+        first.max(2 * sent).min(declared)
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn parse_frame_on_any_bytes_gives_the_frame_or_a_typed_error(bytes in stream(), limit in limits()) {
+            match parse_frame(&bytes, limit, "t") {
+                Ok(frame) => {
+                    prop_assert_eq!(model(&bytes, limit), (vec![(frame.kind, frame.payload)], End::Clean));
+                }
+                Err(e) => {
+                    let kind = e.kind();
+                    prop_assert!(matches!(kind, ErrorKind::Protocol | ErrorKind::FrameTooLarge), "{:?}", kind);
+                    let (frames, end) = model(&bytes, limit);
+                    prop_assert!(!(frames.len() == 1 && end == End::Clean));
+                    if kind == ErrorKind::FrameTooLarge {
+                        prop_assert!(frames.is_empty() && end == End::TooLarge);
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn frames_appended_parse_back_whole(kind in any::<u8>(), payload in prop::collection::vec(any::<u8>(), 0..300)) {
+            let mut out = Vec::new();
+            append_frame(&mut out, kind, |buf| {
+                buf.extend_from_slice(&payload);
+                Ok(())
+            })
+            .unwrap();
+            let frame = parse_frame(&out, payload.len() as u64, "t").unwrap();
+            prop_assert_eq!((frame.kind, frame.payload), (kind, payload));
+        }
+
+        #[test]
+        fn a_frame_reader_cuts_any_stream_as_the_format_says_and_allocates_only_what_arrives(
+            bytes in stream(),
+            limit in limits(),
+        ) {
+            let expected = model(&bytes, limit);
+            let sent = bytes.len();
+            let (fd, writer) = feed(bytes);
+            let mut r = FrameReader::new(limit);
+            let mut frames = Vec::new();
+            let end = loop {
+                let outcome = r.read_from(fd.as_fd(), "s");
+                if let Some((_, len)) = r.want {
+                    prop_assert!(r.payload.capacity() <= bound(FIRST_CHUNK, sent, len));
+                }
+                match outcome {
+                    Ok(ReadOutcome::Frame(f)) => frames.push((f.kind, f.payload)),
+                    Ok(ReadOutcome::Eof { partial }) => break if partial { End::Torn } else { End::Clean },
+                    Ok(ReadOutcome::Pending) => prop_assert!(false, "a blocking socket never says pending"),
+                    Err(e) => {
+                        prop_assert_eq!(e.kind(), ErrorKind::FrameTooLarge);
+                        break End::TooLarge;
+                    }
+                }
+            };
+            drop(fd);
+            writer.join().unwrap();
+            prop_assert_eq!((frames, end), expected);
+        }
+
+        #[test]
+        fn a_frame_stream_cuts_any_stream_as_the_format_says_and_allocates_at_most_its_first_chunk(
+            bytes in stream(),
+            limit in limits(),
+        ) {
+            let expected = model(&bytes, limit);
+            let sent = bytes.len();
+            let (fd, writer) = feed(bytes);
+            let mut s = FrameStream::new(limit);
+            let mut frames = Vec::new();
+            let end = loop {
+                match s.next_buffered("s") {
+                    Ok(Some(f)) => frames.push((f.kind, f.payload)),
+                    Ok(None) => match s.fill(fd.as_fd(), "s").unwrap() {
+                        Some(0) => break if s.pos < s.buf.len() || s.big.is_some() { End::Torn } else { End::Clean },
+                        Some(_) => {}
+                        None => prop_assert!(false, "a blocking socket never says pending"),
+                    },
+                    Err(e) => {
+                        prop_assert_eq!(e.kind(), ErrorKind::FrameTooLarge);
+                        break End::TooLarge;
+                    }
+                }
+                if let Some((_, len, payload)) = &s.big {
+                    prop_assert!(payload.capacity() <= bound(STREAM_FIRST, sent, *len));
+                }
+                prop_assert!(s.buf.capacity() <= 2 * STREAM_BUF);
+            };
+            drop(fd);
+            writer.join().unwrap();
+            prop_assert_eq!((frames, end), expected);
+        }
+
+        #[test]
+        fn blocking_reads_of_any_stream_give_frames_then_none_or_a_typed_error(bytes in stream(), limit in limits()) {
+            let (expected, expected_end) = model(&bytes, limit);
+            let (fd, writer) = feed(bytes);
+            let mut frames = Vec::new();
+            let end = loop {
+                match read_frame_with_fds(fd.as_fd(), limit, "s") {
+                    Ok(Some((f, fds))) => {
+                        prop_assert!(fds.is_empty());
+                        frames.push((f.kind, f.payload));
+                    }
+                    Ok(None) => break End::Clean,
+                    Err(e) if e.kind() == ErrorKind::Protocol => break End::Torn,
+                    Err(e) => {
+                        prop_assert_eq!(e.kind(), ErrorKind::FrameTooLarge);
+                        break End::TooLarge;
+                    }
+                }
+            };
+            drop(fd);
+            writer.join().unwrap();
+            prop_assert_eq!((frames, end), (expected, expected_end));
+        }
+    }
+}

@@ -107,12 +107,27 @@ impl<'a> Encoder<'a> {
         })
     }
 
-    /// Appends one item of a pool chunk: a plain number as its fixed-width
-    /// bytes ([`plain`]), anything else through postcard. Read it back with
+    /// Appends one item of a stream whose ends share the type (a pool
+    /// chunk, a queue): a plain value in its typed form ([`plain`]),
+    /// anything else through postcard. Read it back with
     /// [`Decoder::next_item`].
     #[inline]
     pub(crate) fn push_item<T: Serialize + 'static>(&mut self, value: &T, what: &str) -> Result<()> {
-        if plain::encode(value, self.ser.output.0) {
+        self.push_in(value, what, plain::Form::Typed)
+    }
+
+    /// Appends one message for a receiver that names its own type (a
+    /// connection): exactly postcard's bytes, with plain shortcuts only
+    /// where they write the same. Read it back with
+    /// [`Decoder::next_message`].
+    #[inline]
+    pub(crate) fn push_message<T: Serialize + 'static>(&mut self, value: &T, what: &str) -> Result<()> {
+        self.push_in(value, what, plain::Form::Postcard)
+    }
+
+    #[inline]
+    fn push_in<T: Serialize + 'static>(&mut self, value: &T, what: &str, form: plain::Form) -> Result<()> {
+        if plain::encode(value, self.ser.output.0, form) {
             return Ok(());
         }
         self.push(value, what)
@@ -155,10 +170,22 @@ impl<'de> Decoder<'de> {
         Some(byte)
     }
 
-    /// The next item of a pool chunk, as [`Encoder::push_item`] wrote it.
+    /// The next item, as [`Encoder::push_item`] wrote it.
     #[inline]
     pub(crate) fn next_item<T: DeserializeOwned + 'static>(&mut self, what: &str) -> Result<T> {
-        match plain::decode::<T>(&mut self.rest) {
+        self.next_in(what, plain::Form::Typed)
+    }
+
+    /// The next message, as [`Encoder::push_message`] (or plain postcard)
+    /// wrote it.
+    #[inline]
+    pub(crate) fn next_message<T: DeserializeOwned + 'static>(&mut self, what: &str) -> Result<T> {
+        self.next_in(what, plain::Form::Postcard)
+    }
+
+    #[inline]
+    fn next_in<T: DeserializeOwned + 'static>(&mut self, what: &str, form: plain::Form) -> Result<T> {
+        match plain::decode::<T>(&mut self.rest, form) {
             plain::Decoded::Value(value) => Ok(value),
             plain::Decoded::NotPlain => self.next(what),
             plain::Decoded::Short => Err(Error::new(

@@ -1,31 +1,80 @@
-//! Plain numbers, and vectors of them, skip serde in items (pool chunks,
-//! queue and connection messages): a `u64` or an `f64` goes as its
-//! fixed-width little-endian bytes, a `Vec<u8>` or a `String` as a length
-//! and its bytes, a `Vec<f64>` as a length and 8 bytes per element.
+//! Plain numbers, strings and vectors of numbers skip serde in items (pool
+//! chunks, queue and connection messages).
 //!
 //! postcard spends about 4 ns turning a `u64` into a varint and 2 ns
 //! turning it back, where copying 8 bytes costs well under one; and it
 //! writes a `Vec<u8>` one element at a time (about 1 ms per MiB). The
 //! choice is made per type through `TypeId`, which the compiler folds to a
-//! constant, and both ends of a stream run the same code for the same
-//! type, so they always agree. Other types (and `bool` and `char`, which
-//! need validation) go through postcard.
+//! constant. Other types (and `bool` and `char`, which need validation) go
+//! through postcard.
+//!
+//! Two [`Form`]s: where both ends share the type (pool tasks, `Queue<T>`),
+//! integers go as fixed-width little-endian bytes. Where the receiver
+//! names its own type (a `Connection`), only the forms that are byte for
+//! byte postcard's are used: `u8`, `i8`, `f32`, `f64`, vectors of them and
+//! `String`, each vector or string as postcard's varint length and its
+//! bytes, so `&str` sent is read as `String`, `&[u8]` as `Vec<u8>`, and a
+//! `u32` as a `u64`, exactly as through serde.
 
 use std::any::Any;
 use std::mem::size_of;
 
-/// Calls `$m!` with every type that goes as plain bytes.
-macro_rules! for_plain_types {
+/// Which plain forms a stream may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Form {
+    /// Both ends use the same type: every plain form.
+    Typed,
+    /// Each end names its own type: only postcard's own byte forms.
+    Postcard,
+}
+
+/// Calls `$m!` with the numbers whose postcard form is their fixed-width
+/// little-endian bytes.
+macro_rules! for_postcard_numbers {
     ($m:ident) => {
-        $m!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64)
+        $m!(u8, i8, f32, f64)
     };
 }
 
-/// Appends `value` as plain bytes if its type is a plain number, a
-/// `String`, or a `Vec` of plain numbers; false (and nothing appended)
-/// otherwise.
+/// Calls `$m!` with the integers postcard writes as varints, which the
+/// typed form writes as fixed-width bytes.
+macro_rules! for_fixed_integers {
+    ($m:ident) => {
+        $m!(u16, u32, u64, u128, usize, i16, i32, i64, i128, isize)
+    };
+}
+
+/// Appends postcard's varint for a length.
+fn put_len(out: &mut Vec<u8>, mut n: usize) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// Takes postcard's varint for a length from the front of `bytes`.
+fn take_len(bytes: &mut &[u8]) -> Option<usize> {
+    let mut n: usize = 0;
+    for (i, &b) in bytes.iter().enumerate().take(usize::BITS as usize / 7 + 1) {
+        let part = usize::from(b & 0x7f);
+        let shift = 7 * i as u32;
+        if shift >= usize::BITS || (part << shift) >> shift != part {
+            return None;
+        }
+        n |= part << shift;
+        if b & 0x80 == 0 {
+            *bytes = &bytes[i + 1..];
+            return Some(n);
+        }
+    }
+    None
+}
+
+/// Appends `value` in its plain form if its type has one in `form`; false
+/// (and nothing appended) otherwise.
 #[inline]
-pub(crate) fn encode<T: 'static>(value: &T, out: &mut Vec<u8>) -> bool {
+pub(crate) fn encode<T: 'static>(value: &T, out: &mut Vec<u8>, form: Form) -> bool {
     let any: &dyn Any = value;
     macro_rules! each {
         ($($t:ty),*) => {$(
@@ -34,7 +83,7 @@ pub(crate) fn encode<T: 'static>(value: &T, out: &mut Vec<u8>) -> bool {
                 return true;
             }
             if let Some(v) = any.downcast_ref::<Vec<$t>>() {
-                out.extend_from_slice(&(v.len() as u64).to_le_bytes());
+                put_len(out, v.len());
                 out.reserve(v.len() * size_of::<$t>());
                 for x in v {
                     out.extend_from_slice(&x.to_le_bytes());
@@ -44,46 +93,51 @@ pub(crate) fn encode<T: 'static>(value: &T, out: &mut Vec<u8>) -> bool {
         )*};
     }
     if let Some(v) = any.downcast_ref::<Vec<u8>>() {
-        out.extend_from_slice(&(v.len() as u64).to_le_bytes());
+        put_len(out, v.len());
         out.extend_from_slice(v);
         return true;
     }
     if let Some(v) = any.downcast_ref::<String>() {
-        out.extend_from_slice(&(v.len() as u64).to_le_bytes());
+        put_len(out, v.len());
         out.extend_from_slice(v.as_bytes());
         return true;
     }
-    for_plain_types!(each);
+    for_postcard_numbers!(each);
+    if form == Form::Typed {
+        for_fixed_integers!(each);
+    }
     false
 }
 
 /// What [`decode`] found.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Decoded<T> {
-    /// `T` is not a plain number: use serde.
+    /// `T` has no plain form here: use serde.
     NotPlain,
     /// The value; `bytes` was advanced past it.
     Value(T),
-    /// Fewer bytes than the type's width were left.
+    /// Fewer bytes than the value needs were left (or its length is not a
+    /// valid varint).
     Short,
     /// The bytes are not a `String` (not UTF-8).
     NotUtf8,
 }
 
 /// Takes the length prefix of a vector of `width`-byte elements from the
-/// front of `bytes`, and the bytes of its elements.
+/// front of `bytes`, and the bytes of its elements; `bytes` is left alone
+/// if they are not all there.
 fn take_vec<'a>(bytes: &mut &'a [u8], width: usize) -> Option<&'a [u8]> {
-    let (len, rest) = bytes.split_first_chunk::<8>()?;
-    let n = usize::try_from(u64::from_le_bytes(*len)).ok()?.checked_mul(width)?;
+    let mut rest = *bytes;
+    let n = take_len(&mut rest)?.checked_mul(width)?;
     let (body, rest) = rest.split_at_checked(n)?;
     *bytes = rest;
     Some(body)
 }
 
-/// Takes a `T` from the front of `bytes` if `T` is one of the types
-/// [`encode`] writes as plain bytes.
+/// Takes a `T` from the front of `bytes` if `T` has a plain form in `form`
+/// (the one [`encode`] wrote).
 #[inline]
-pub(crate) fn decode<T: 'static>(bytes: &mut &[u8]) -> Decoded<T> {
+pub(crate) fn decode<T: 'static>(bytes: &mut &[u8], form: Form) -> Decoded<T> {
     let mut slot: Option<T> = None;
     let any: &mut dyn Any = &mut slot;
     macro_rules! each {
@@ -117,83 +171,123 @@ pub(crate) fn decode<T: 'static>(bytes: &mut &[u8]) -> Decoded<T> {
         return slot.map_or(Decoded::Short, Decoded::Value);
     }
     if let Some(s) = any.downcast_mut::<Option<String>>() {
-        let Some(body) = take_vec(bytes, 1) else {
+        let mut rest = *bytes;
+        let Some(body) = take_vec(&mut rest, 1) else {
             return Decoded::Short;
         };
         let Ok(text) = std::str::from_utf8(body) else {
             return Decoded::NotUtf8;
         };
         *s = Some(text.to_owned());
+        *bytes = rest;
         return slot.map_or(Decoded::Short, Decoded::Value);
     }
-    for_plain_types!(each);
+    for_postcard_numbers!(each);
+    if form == Form::Typed {
+        for_fixed_integers!(each);
+    }
     Decoded::NotPlain
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use Form::{Postcard, Typed};
 
     #[test]
     fn numbers_round_trip_as_fixed_width_bytes() {
         let mut out = Vec::new();
-        assert!(encode(&0x0102_0304_0506_0708u64, &mut out));
-        assert!(encode(&-1.5f64, &mut out));
-        assert!(encode(&-7i8, &mut out));
-        assert!(encode(&u128::MAX, &mut out));
+        assert!(encode(&0x0102_0304_0506_0708u64, &mut out, Typed));
+        assert!(encode(&-1.5f64, &mut out, Typed));
+        assert!(encode(&-7i8, &mut out, Typed));
+        assert!(encode(&u128::MAX, &mut out, Typed));
         assert_eq!(out.len(), 8 + 8 + 1 + 16);
         assert_eq!(out[..8], [8, 7, 6, 5, 4, 3, 2, 1]);
         let mut rest = &out[..];
-        assert_eq!(decode::<u64>(&mut rest), Decoded::Value(0x0102_0304_0506_0708));
-        assert_eq!(decode::<f64>(&mut rest), Decoded::Value(-1.5));
-        assert_eq!(decode::<i8>(&mut rest), Decoded::Value(-7));
-        assert_eq!(decode::<u128>(&mut rest), Decoded::Value(u128::MAX));
+        assert_eq!(decode::<u64>(&mut rest, Typed), Decoded::Value(0x0102_0304_0506_0708));
+        assert_eq!(decode::<f64>(&mut rest, Typed), Decoded::Value(-1.5));
+        assert_eq!(decode::<i8>(&mut rest, Typed), Decoded::Value(-7));
+        assert_eq!(decode::<u128>(&mut rest, Typed), Decoded::Value(u128::MAX));
         assert!(rest.is_empty());
     }
 
     #[test]
     fn strings_and_vectors_of_numbers_round_trip() {
         let mut out = Vec::new();
-        assert!(encode(&vec![1u8, 2, 3], &mut out));
-        assert!(encode(&String::from("héllo"), &mut out));
-        assert!(encode(&vec![1.5f64, -2.0], &mut out));
-        assert!(encode(&Vec::<i32>::new(), &mut out));
-        assert_eq!(out.len(), 8 + 3 + 8 + 6 + 8 + 16 + 8);
+        assert!(encode(&vec![1u8, 2, 3], &mut out, Typed));
+        assert!(encode(&String::from("héllo"), &mut out, Typed));
+        assert!(encode(&vec![1.5f64, -2.0], &mut out, Typed));
+        assert!(encode(&Vec::<i32>::new(), &mut out, Typed));
+        assert!(encode(&vec![7u16; 200], &mut out, Typed));
+        assert_eq!(out.len(), 1 + 3 + 1 + 6 + 1 + 16 + 1 + 2 + 400);
         let mut rest = &out[..];
-        assert_eq!(decode::<Vec<u8>>(&mut rest), Decoded::Value(vec![1, 2, 3]));
-        assert_eq!(decode::<String>(&mut rest), Decoded::Value("héllo".into()));
-        assert_eq!(decode::<Vec<f64>>(&mut rest), Decoded::Value(vec![1.5, -2.0]));
-        assert_eq!(decode::<Vec<i32>>(&mut rest), Decoded::Value(vec![]));
+        assert_eq!(decode::<Vec<u8>>(&mut rest, Typed), Decoded::Value(vec![1, 2, 3]));
+        assert_eq!(decode::<String>(&mut rest, Typed), Decoded::Value("héllo".into()));
+        assert_eq!(decode::<Vec<f64>>(&mut rest, Typed), Decoded::Value(vec![1.5, -2.0]));
+        assert_eq!(decode::<Vec<i32>>(&mut rest, Typed), Decoded::Value(vec![]));
+        assert_eq!(decode::<Vec<u16>>(&mut rest, Typed), Decoded::Value(vec![7; 200]));
         assert!(rest.is_empty());
     }
 
     #[test]
+    fn the_postcard_form_is_byte_for_byte_postcard() {
+        fn same<T: serde::Serialize + 'static>(value: T) {
+            let mut out = Vec::new();
+            assert!(encode(&value, &mut out, Postcard), "{}", std::any::type_name::<T>());
+            assert_eq!(out, postcard::to_allocvec(&value).unwrap(), "{}", std::any::type_name::<T>());
+        }
+        same(vec![9u8; 300]);
+        same(String::from("héllo"));
+        same("x".repeat(20_000));
+        same(-3i8);
+        same(250u8);
+        same(-0.25f32);
+        same(1e300f64);
+        same(vec![1.5f64; 130]);
+        same(vec![-1i8, 2]);
+        // Integers wider than a byte are postcard varints: left to serde.
+        let mut out = Vec::new();
+        assert!(!encode(&5u32, &mut out, Postcard) && !encode(&vec![5u64], &mut out, Postcard));
+        assert!(out.is_empty());
+        let bytes = postcard::to_allocvec(&"text").unwrap();
+        assert_eq!(decode::<String>(&mut &bytes[..], Postcard), Decoded::Value("text".into()));
+        assert_eq!(decode::<u64>(&mut &bytes[..], Postcard), Decoded::NotPlain);
+    }
+
+    #[test]
     fn lying_lengths_and_bad_text_are_reported() {
-        let mut bytes = u64::MAX.to_le_bytes().to_vec();
+        let mut bytes = Vec::new();
+        put_len(&mut bytes, usize::MAX);
         bytes.extend_from_slice(&[1, 2]);
-        assert_eq!(decode::<Vec<u64>>(&mut &bytes[..]), Decoded::Short);
-        assert_eq!(decode::<Vec<u8>>(&mut &bytes[..]), Decoded::Short);
-        let mut bad = 2u64.to_le_bytes().to_vec();
-        bad.extend_from_slice(&[0xff, 0xfe]);
-        assert_eq!(decode::<String>(&mut &bad[..]), Decoded::NotUtf8);
+        assert_eq!(decode::<Vec<u64>>(&mut &bytes[..], Typed), Decoded::Short);
+        assert_eq!(decode::<Vec<u8>>(&mut &bytes[..], Typed), Decoded::Short);
+        let overlong = [0xffu8; 11];
+        assert_eq!(decode::<Vec<u8>>(&mut &overlong[..], Postcard), Decoded::Short);
+        let too_big = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f];
+        assert_eq!(decode::<String>(&mut &too_big[..], Postcard), Decoded::Short);
+        let bad = [2u8, 0xff, 0xfe];
+        let mut rest = &bad[..];
+        assert_eq!(decode::<String>(&mut rest, Typed), Decoded::NotUtf8);
+        assert_eq!(rest.len(), 3, "nothing consumed");
     }
 
     #[test]
     fn other_types_are_left_to_serde() {
         let mut out = Vec::new();
-        assert!(!encode(&true, &mut out));
-        assert!(!encode(&vec![true], &mut out));
-        assert!(!encode(&(1u8, 2u8), &mut out));
+        assert!(!encode(&true, &mut out, Typed));
+        assert!(!encode(&vec![true], &mut out, Typed));
+        assert!(!encode(&(1u8, 2u8), &mut out, Typed));
         assert!(out.is_empty());
         let mut rest: &[u8] = &[1, 2, 3];
-        assert_eq!(decode::<Vec<bool>>(&mut rest), Decoded::NotPlain);
+        assert_eq!(decode::<Vec<bool>>(&mut rest, Typed), Decoded::NotPlain);
         assert_eq!(rest.len(), 3);
     }
 
     #[test]
     fn a_short_buffer_is_reported_and_not_consumed() {
-        let mut rest: &[u8] = &[1, 2, 3];
-        assert_eq!(decode::<u32>(&mut rest), Decoded::Short);
+        let mut rest: &[u8] = &[5, 2, 3];
+        assert_eq!(decode::<u32>(&mut rest, Typed), Decoded::Short);
+        assert_eq!(decode::<Vec<u8>>(&mut rest, Typed), Decoded::Short);
         assert_eq!(rest.len(), 3);
     }
 }

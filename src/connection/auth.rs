@@ -13,7 +13,7 @@
 //! Every message of the handshake is read with a 256-byte cap, and each
 //! waits at most [`HANDSHAKE_TIMEOUT`].
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hmac::{KeyInit, Mac};
 
@@ -116,12 +116,11 @@ fn digest_and_payload(message: &[u8]) -> Result<(Option<Digest>, &[u8])> {
 }
 
 fn recv(conn: &Connection, step: &str) -> Result<Vec<u8>> {
-    if !conn.poll(Some(HANDSHAKE_TIMEOUT))? {
-        return Err(fail(format!("the peer sent nothing for {HANDSHAKE_TIMEOUT:?} while {step}")));
-    }
-    conn.recv_bytes_max(CAP).map_err(|e| match e.kind() {
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    conn.recv_until(CAP as u64, Some(deadline)).map_err(|e| match e.kind() {
         ErrorKind::FrameTooLarge => fail(format!("the peer sent a message above {CAP} bytes while {step}")),
         ErrorKind::Eof => fail(format!("the peer closed the connection while {step} (wrong authkey on its side?)")),
+        ErrorKind::Timeout => fail(format!("the peer sent no whole message within {HANDSHAKE_TIMEOUT:?} while {step}")),
         _ => e,
     })
 }
@@ -231,5 +230,162 @@ mod tests {
             assert!(digest_and_payload(m).is_err(), "{m:?}");
         }
         assert_eq!(digest_and_payload(b"{md5}xyz").unwrap(), (Some(Digest::Md5), &b"xyz"[..]));
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::sys::{self, AsFd};
+
+    fn config() -> ProptestConfig {
+        ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() }
+    }
+
+    fn pair() -> (Connection, Connection) {
+        super::super::Pipe(true).unwrap()
+    }
+
+    /// Messages that reach every branch of [`digest_and_payload`]: a digest
+    /// prefix (known, unknown, unclosed, empty), the legacy lengths, and
+    /// anything at all.
+    fn messages() -> impl Strategy<Value = Vec<u8>> {
+        let prefix = prop_oneof![
+            Just(b"{sha256}".to_vec()),
+            Just(b"{md5}".to_vec()),
+            Just(b"{sha3_384}".to_vec()),
+            Just(b"{}".to_vec()),
+            Just(b"{".to_vec()),
+            Just(Vec::new()),
+            prop::collection::vec(any::<u8>(), 0..12).prop_map(|name| [&b"{"[..], &name].concat()),
+        ];
+        let tail = prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..300),
+            Just(vec![0; 20]),
+            Just(vec![0; 16]),
+            Just(vec![0; 40]),
+        ];
+        prop_oneof![(prefix, tail).prop_map(|(p, t)| [p, t].concat()), prop::collection::vec(any::<u8>(), 0..300)]
+    }
+
+    /// What the peer sends as its whole side of a step: a message framed
+    /// as it should be, or raw bytes (a lying header, a torn frame).
+    fn framed_or_raw() -> impl Strategy<Value = (bool, Vec<u8>)> {
+        (any::<bool>(), messages())
+    }
+
+    fn frame(bytes: &[u8]) -> Vec<u8> {
+        let (h, n) = super::super::framing::header(bytes.len() as u64, false);
+        [&h[..n], bytes].concat()
+    }
+
+    /// What [`answer_challenge`] must conclude from a challenge and a
+    /// verdict that arrive whole.
+    fn answer_should_pass(challenge: &[u8], verdict: &[u8]) -> bool {
+        let Some(message) = challenge.strip_prefix(CHALLENGE) else {
+            return false;
+        };
+        challenge.len() <= CAP
+            && message.len() >= LEGACY_LENGTHS[0]
+            && digest_and_payload(message).is_ok()
+            && verdict.len() <= CAP
+            && verdict == WELCOME
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn digest_and_payload_splits_or_refuses_any_message(message in messages()) {
+            match digest_and_payload(&message) {
+                Ok((None, payload)) => {
+                    prop_assert!(LEGACY_LENGTHS.contains(&message.len()));
+                    prop_assert_eq!(payload, &message[..]);
+                }
+                Ok((Some(digest), payload)) => {
+                    let prefix = format!("{{{}}}", digest.name());
+                    prop_assert!(message.starts_with(prefix.as_bytes()));
+                    prop_assert_eq!(payload, &message[prefix.len()..]);
+                }
+                Err(e) => prop_assert_eq!(e.kind(), ErrorKind::Authentication),
+            }
+        }
+
+        #[test]
+        fn answer_challenge_passes_only_a_real_challenge_and_a_welcome(
+            challenge in prop_oneof![
+                messages().prop_map(|m| [CHALLENGE, &m].concat()),
+                messages(),
+            ],
+            verdict in prop_oneof![Just(WELCOME.to_vec()), Just(FAILURE.to_vec()), messages()],
+        ) {
+            let (peer, us) = pair();
+            // Both fit the socket buffer, so the peer's side is written up front.
+            sys::send_all(peer.as_fd(), &[frame(&challenge), frame(&verdict)].concat()).unwrap();
+            let got = answer_challenge(&us, b"key");
+            if answer_should_pass(&challenge, &verdict) {
+                prop_assert!(got.is_ok(), "{:?}", got);
+                let answer = peer.recv_bytes().unwrap();
+                let message = &challenge[CHALLENGE.len()..];
+                let (digest, _) = digest_and_payload(message).unwrap();
+                let digest = digest.unwrap_or(Digest::Md5);
+                let mac = answer.strip_prefix(format!("{{{}}}", digest.name()).as_bytes()).unwrap_or(&answer);
+                prop_assert!(digest.verify(b"key", message, mac));
+            } else {
+                prop_assert_eq!(got.unwrap_err().kind(), ErrorKind::Authentication);
+            }
+        }
+
+        #[test]
+        fn answer_challenge_on_raw_bytes_from_a_peer_that_left_is_a_typed_error(
+            parts in prop::collection::vec(framed_or_raw(), 0..4),
+        ) {
+            let (peer, us) = pair();
+            let bytes: Vec<u8> = parts.iter().flat_map(|(framed, m)| if *framed { frame(m) } else { m.clone() }).collect();
+            sys::send_all(peer.as_fd(), &bytes).unwrap();
+            drop(peer);
+            // The peer is gone: even a perfect challenge and welcome cannot
+            // pass, as the answer has nowhere to go.
+            let kind = answer_challenge(&us, b"key").unwrap_err().kind();
+            prop_assert!(
+                matches!(kind, ErrorKind::Authentication | ErrorKind::Protocol | ErrorKind::Eof),
+                "{:?}",
+                kind
+            );
+        }
+
+        #[test]
+        fn deliver_challenge_refuses_any_answer_not_made_with_the_key(
+            (framed, answer) in framed_or_raw(),
+            peer_leaves in any::<bool>(),
+        ) {
+            let (peer, us) = pair();
+            let bytes = if framed { frame(&answer) } else { answer };
+            // Whether an answer arrives whole, within the cap, to be judged.
+            let whole = matches!(
+                super::super::framing::parse_header(&bytes),
+                Ok(Some((head, len))) if len <= CAP as u64 && (bytes.len() - head) as u64 >= len
+            );
+            sys::send_all(peer.as_fd(), &bytes).unwrap();
+            // Raw bytes may be a torn frame: the peer leaves so that the wait
+            // ends at once rather than after the handshake timeout.
+            if peer_leaves || !framed {
+                sys::shutdown_write(peer.as_fd()).unwrap();
+            }
+            let kind = deliver_challenge(&us, b"key").unwrap_err().kind();
+            prop_assert!(matches!(kind, ErrorKind::Authentication | ErrorKind::Protocol), "{:?}", kind);
+            prop_assert!(peer.recv_bytes().unwrap().starts_with(CHALLENGE));
+            // A whole answer is judged, and a wrong one is told so; anything
+            // else ends the handshake with no verdict.
+            let verdict = peer.poll(Some(Duration::ZERO)).unwrap().then(|| peer.recv_bytes().unwrap());
+            if whole {
+                prop_assert_eq!(kind, ErrorKind::Authentication);
+                prop_assert_eq!(verdict.as_deref(), Some(FAILURE));
+            } else {
+                prop_assert_eq!(verdict, None);
+            }
+        }
     }
 }

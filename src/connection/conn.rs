@@ -17,6 +17,10 @@ use crate::sys::{self, AsFd, BorrowedFd, OwnedFd, PollFd, PollFlags};
 /// How much one read asks for: small messages arrive many to a read.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// What a message's header alone may make a receiver reserve; beyond it,
+/// the buffer doubles as bytes arrive.
+const TRUSTED_RESERVE: usize = 16 << 20;
+
 /// One end of a two-way (or one-way) message link between processes, as
 /// Python's `multiprocessing.connection.Connection`.
 ///
@@ -196,6 +200,9 @@ impl Connection {
     }
 
     /// Serializes `value` and sends it as one message (Python's `send`).
+    /// The bytes are postcard's, so the receiver may name any type with the
+    /// same serde form: `&str` is read as `String`, `&[u8]` as `Vec<u8>`,
+    /// a `u32` as a `u64`.
     ///
     /// # Errors
     ///
@@ -215,7 +222,7 @@ impl Connection {
         let mut w = lock(&self.writer);
         w.clear();
         let mut enc = codec::Encoder::new(&mut w);
-        enc.push_item(value, "a message")?;
+        enc.push_message(value, "a message")?;
         codec::check_outgoing_len(w.len() as u64, "a message")?;
         let (header, n) = framing::header(w.len() as u64, false);
         sys::send_vectored_all(self.fd.as_fd(), &[&header[..n], &w]).map_err(|e| send_error(&e))
@@ -322,7 +329,7 @@ impl Connection {
     pub fn recv<T: DeserializeOwned + 'static>(&self) -> Result<T> {
         let msg = self.recv_bytes()?;
         let mut dec = codec::Decoder::new(&msg);
-        let value = dec.next_item::<T>("a message")?;
+        let value = dec.next_message::<T>("a message")?;
         if dec.remaining() > 0 {
             return Err(Error::new(
                 ErrorKind::Deserialize,
@@ -337,6 +344,13 @@ impl Connection {
     }
 
     fn recv_limited(&self, limit: u64) -> Result<Vec<u8>> {
+        self.recv_until(limit, None)
+    }
+
+    /// Receives one message of at most `limit` bytes, failing with
+    /// [`ErrorKind::Timeout`] if any read would wait past `deadline` (the
+    /// connection is unusable after a timeout in the middle of a message).
+    pub(crate) fn recv_until(&self, limit: u64, deadline: Option<Instant>) -> Result<Vec<u8>> {
         self.check(false)?;
         let mut r = lock(&self.reader);
         if let Some(why) = &r.broken {
@@ -348,7 +362,8 @@ impl Connection {
             })? {
                 break found;
             }
-            self.fill(&mut r, false)?;
+            self.ready_by(deadline)?;
+            self.fill(&mut r)?;
         };
         if len > limit {
             let e = Error::new(
@@ -362,6 +377,14 @@ impl Connection {
             return Err(e);
         }
         let len = len as usize;
+        if len <= READ_CHUNK {
+            // A small message waits whole in the buffer, so that a timeout
+            // consumes nothing.
+            while r.buf.len() - r.pos < head + len {
+                self.ready_by(deadline)?;
+                self.fill(&mut r)?;
+            }
+        }
         r.pos += head;
         let have = r.buf.len() - r.pos;
         if have >= len {
@@ -370,13 +393,20 @@ impl Connection {
             r.compact();
             return Ok(msg);
         }
-        // A large message: read the rest straight into its own buffer.
-        let mut msg = Vec::with_capacity(len);
+        // A large message: read the rest straight into its own buffer,
+        // which grows as bytes arrive (a header alone never makes us
+        // reserve more than TRUSTED_RESERVE).
+        let mut msg = Vec::with_capacity(len.min(have.max(TRUSTED_RESERVE)));
         msg.extend_from_slice(&r.buf[r.pos..]);
         r.pos = r.buf.len();
         r.compact();
         while msg.len() < len {
-            let want = len - msg.len();
+            if let Err(e) = self.ready_by(deadline) {
+                r.broken = Some(format!("the connection is unusable after a timeout in the middle of a message: {e}"));
+                return Err(e);
+            }
+            let spare = msg.capacity() - msg.len();
+            let want = if spare > 0 { spare.min(len - msg.len()) } else { msg.len().min(len - msg.len()) };
             match sys::read(self.fd.as_fd(), &mut msg, want) {
                 Ok(0) => return Err(self.ended(true)),
                 Ok(_) => {}
@@ -387,8 +417,29 @@ impl Connection {
         Ok(msg)
     }
 
+    /// Waits until the socket is readable, or fails with
+    /// [`ErrorKind::Timeout`] once `deadline` passes.
+    fn ready_by(&self, deadline: Option<Instant>) -> Result<()> {
+        let Some(deadline) = deadline else {
+            return Ok(());
+        };
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
+            if sys::poll(&mut fds, Some(left)).map_err(|e| Error::io("polling a connection", e))? > 0 {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    "the peer stopped sending in the middle of a message and the time ran out",
+                ));
+            }
+        }
+    }
+
     /// Reads more bytes into the buffer (blocking).
-    fn fill(&self, r: &mut Reader, _nonblocking: bool) -> Result<()> {
+    fn fill(&self, r: &mut Reader) -> Result<()> {
         r.compact();
         let partial = r.buf.len() > r.pos;
         match sys::read(self.fd.as_fd(), &mut r.buf, READ_CHUNK) {
@@ -534,5 +585,45 @@ impl<'de> Deserialize<'de> for Connection {
         }
         let (fd, readable, writable): (Fd, bool, bool) = Deserialize::deserialize(deserializer)?;
         Ok(Connection::new(fd.0, readable, writable))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(c: &Connection, bytes: &[u8]) {
+        sys::send_vectored_all(c.as_fd(), &[bytes]).unwrap();
+    }
+
+    #[test]
+    fn a_deadline_bounds_every_read_of_a_half_sent_message() {
+        let (a, b) = super::super::Pipe(true).unwrap();
+        let soon = || Some(Instant::now() + Duration::from_millis(30));
+        // Nothing at all, then half a header: the message waits whole.
+        assert_eq!(b.recv_until(256, soon()).unwrap_err().kind(), ErrorKind::Timeout);
+        raw(&a, &[0, 0]);
+        assert_eq!(b.recv_until(256, soon()).unwrap_err().kind(), ErrorKind::Timeout);
+        raw(&a, &[0, 2, b'o']);
+        assert_eq!(b.recv_until(256, soon()).unwrap_err().kind(), ErrorKind::Timeout);
+        raw(&a, b"k");
+        assert_eq!(b.recv_until(256, soon()).unwrap(), b"ok", "a timeout before the body consumed nothing");
+
+        // A large message cut short: the time runs out, and the stream is
+        // unusable after that (its bytes were consumed).
+        raw(&a, &(100i32 << 20).to_be_bytes());
+        raw(&a, &[7; 50_000]);
+        assert_eq!(b.recv_until(200 << 20, soon()).unwrap_err().kind(), ErrorKind::Timeout);
+        assert_eq!(b.recv_bytes().unwrap_err().kind(), ErrorKind::Protocol);
+    }
+
+    #[test]
+    fn a_large_message_grows_its_buffer_as_bytes_arrive() {
+        let (a, b) = super::super::Pipe(true).unwrap();
+        let big: Vec<u8> = (0..40u32 << 20).map(|i| (i % 253) as u8).collect();
+        let sent = big.clone();
+        let t = std::thread::spawn(move || a.send_bytes(&sent));
+        assert_eq!(b.recv_bytes().unwrap(), big);
+        t.join().unwrap().unwrap();
     }
 }

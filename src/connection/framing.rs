@@ -1,6 +1,7 @@
 //! Python's byte framing for `send_bytes`/`recv_bytes`: a 4-byte big-endian
 //! signed length, or `-1` followed by an 8-byte big-endian length for
-//! messages above `i32::MAX` bytes (`multiprocessing.connection`, 3.3+).
+//! messages above `i32::MAX` bytes (`multiprocessing.connection` reads it from
+//! Python 3.8 on; 3.7 and older misread it).
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -55,5 +56,77 @@ mod tests {
     #[test]
     fn other_negative_lengths_are_protocol_errors() {
         assert_eq!(parse_header(&(-2i32).to_be_bytes()).unwrap_err().kind(), ErrorKind::Protocol);
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn config() -> ProptestConfig {
+        ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() }
+    }
+
+    /// Lengths around the edges of the two forms, and anywhere else.
+    fn lengths() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            any::<u64>(),
+            0..=64u64,
+            SHORT_MAX - 2..=SHORT_MAX + 2,
+            (1u64 << 32) - 2..=(1u64 << 32) + 2,
+            u64::MAX - 2..=u64::MAX,
+        ]
+    }
+
+    /// Bytes that often start like a header: a short length, `-1`, or
+    /// another negative number.
+    fn header_like_bytes() -> impl Strategy<Value = Vec<u8>> {
+        let head = prop_oneof![
+            any::<i32>().prop_map(|n| n.to_be_bytes().to_vec()),
+            Just((-1i32).to_be_bytes().to_vec()),
+            (i32::MIN..-1).prop_map(|n| n.to_be_bytes().to_vec()),
+            prop::collection::vec(any::<u8>(), 0..4),
+        ];
+        (head, prop::collection::vec(any::<u8>(), 0..16)).prop_map(|(mut h, tail)| {
+            h.extend(tail);
+            h
+        })
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn parse_header_on_any_bytes_waits_parses_or_refuses_as_the_format_says(bytes in header_like_bytes()) {
+            let got = parse_header(&bytes);
+            match bytes.first_chunk::<4>().map(|h| i32::from_be_bytes(*h)) {
+                None => prop_assert_eq!(got.unwrap(), None),
+                Some(-1) if bytes.len() < 12 => prop_assert_eq!(got.unwrap(), None),
+                Some(-1) => {
+                    let long = u64::from_be_bytes(bytes[4..12].try_into().unwrap());
+                    prop_assert_eq!(got.unwrap(), Some((12, long)));
+                }
+                Some(n) if n >= 0 => prop_assert_eq!(got.unwrap(), Some((4, n as u64))),
+                Some(_) => prop_assert_eq!(got.unwrap_err().kind(), ErrorKind::Protocol),
+            }
+        }
+
+        #[test]
+        fn every_header_parses_back_to_its_length_whatever_follows_it(
+            len in lengths(),
+            long in any::<bool>(),
+            tail in prop::collection::vec(any::<u8>(), 0..16),
+        ) {
+            let (h, n) = header(len, long);
+            prop_assert_eq!(n, if long || len > SHORT_MAX { 12 } else { 4 });
+            for cut in 0..n {
+                prop_assert_eq!(parse_header(&h[..cut]).unwrap(), None);
+            }
+            let mut bytes = h[..n].to_vec();
+            bytes.extend_from_slice(&tail);
+            prop_assert_eq!(parse_header(&bytes).unwrap(), Some((n, len)));
+        }
     }
 }
