@@ -13,6 +13,8 @@
 
 #![allow(unreachable_pub, missing_debug_implementations)]
 
+#[path = "mp/channels.rs"]
+mod channels;
 #[path = "mp/cpu.rs"]
 mod cpu;
 #[path = "mp/pool.rs"]
@@ -46,17 +48,17 @@ const WORKLOADS: &[(&str, Workload)] = &[
     ("pool_map_small", pool::pool_map_small),
     ("pool_imap_unordered", pool::pool_imap_unordered),
     ("apply_async_latency", pool::apply_async_latency),
-    ("queue_small", |_| missing("queue_small", "Queue")),
+    ("queue_small", channels::queue_small),
     ("queue_large", |cfg| {
-        missing("queue_large", "Queue");
+        channels::queue_large(cfg);
         raw::queue_large(cfg.reps);
     }),
     ("pipe_throughput", |cfg| {
-        missing("pipe_throughput", "Pipe");
+        channels::pipe_throughput(cfg);
         raw::pipe_throughput(cfg.reps);
     }),
     ("pipe_pingpong", |cfg| {
-        missing("pipe_pingpong", "Pipe");
+        channels::pipe_pingpong(cfg);
         raw::pipe_pingpong(cfg.reps);
     }),
     ("cpu_bound", |cfg| {

@@ -76,3 +76,8 @@ pub use pool::{
 };
 pub use process::{Child, ParentProcess, Process, ProcessInfo, active_children, current_process, parent_process};
 pub use queue::{JoinableQueue, Queue, SimpleQueue};
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
