@@ -94,3 +94,55 @@ fn start_methods_example_flushes_children_into_a_pipe() {
         ]
     );
 }
+
+#[test]
+fn queue_workers_example() {
+    assert_eq!(
+        stdout_lines("queue_workers"),
+        [
+            "all 11 tasks done",
+            "4 workers exited after 11 tasks; 11 results wait in the queue",
+            "a: 1 vowel(s)",
+            "each: 2 vowel(s)",
+            "it: 1 vowel(s)",
+            "queued: 4 vowel(s)",
+            "sees: 2 vowel(s)",
+            "sentinel: 3 vowel(s)",
+            "takes: 2 vowel(s)",
+            "the: 1 vowel(s)",
+            "until: 2 vowel(s)",
+            "word: 1 vowel(s)",
+            "worker: 2 vowel(s)",
+        ]
+    );
+}
+
+#[test]
+fn pipe_example() {
+    assert_eq!(
+        stdout_lines("pipe"),
+        [
+            "poll before asking: false",
+            "poll after asking: true",
+            "typed reply: Greeting { from: \"child\", count: 2 }",
+            "bytes reply: olleh",
+            "one-way pipe: [3, 2, 1], then end of file",
+            "evens: [0, 2, 4], odds: [1, 3, 5]",
+            "both pipes at end of file, child exitcode Some(0)",
+        ]
+    );
+}
+
+#[test]
+fn listener_client_example() {
+    assert_eq!(
+        stdout_lines("listener_client"),
+        [
+            "server: served 2 requests",
+            "client got: hello, Ada",
+            "client got: hello, Grace",
+            "server: refused a client (Authentication)",
+            "client with the wrong key: refused (Authentication)",
+        ]
+    );
+}

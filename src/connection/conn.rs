@@ -201,8 +201,9 @@ impl Connection {
 
     /// Serializes `value` and sends it as one message (Python's `send`).
     /// The bytes are postcard's, so the receiver may name any type with the
-    /// same serde form: `&str` is read as `String`, `&[u8]` as `Vec<u8>`,
-    /// a `u32` as a `u64`.
+    /// same serde form: a string literal is read as `String`, a `u32` as a
+    /// `u64`. `T` must be `'static` (the fast paths choose by `TypeId`):
+    /// send `&text` where `text: String`, not `&text.as_str()`.
     ///
     /// # Errors
     ///
