@@ -33,7 +33,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_BENCH = os.path.join(ROOT, "..", "shared", "bench", "python", "bench_mp.py")
 VENDORED_BENCH = os.path.join(ROOT, "bench", "python", "bench_mp.py")
-LOWER_IS_BETTER = ("us/", "ms")
+LOWER_IS_BETTER = ("us", "ms")
 
 
 def log(msg):
@@ -41,7 +41,8 @@ def log(msg):
 
 
 def lower_is_better(unit):
-    return unit.startswith(LOWER_IS_BETTER)
+    # "msgs/s" is a rate: match whole time units, not prefixes.
+    return unit in LOWER_IS_BETTER or unit.startswith(tuple(u + "/" for u in LOWER_IS_BETTER))
 
 
 def ratio(unit, ours, other):
