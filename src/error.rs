@@ -233,12 +233,8 @@ pub struct Error {
 }
 
 struct Inner {
-    kind: ErrorKind,
-    message: String,
-    panic: Option<PanicInfo>,
-    exitcode: Option<i32>,
-    pid: Option<u32>,
-    data: Option<Vec<u8>>,
+    /// All that travels between processes.
+    d: ErrorData,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
@@ -247,12 +243,7 @@ impl Error {
     pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Error {
             inner: Box::new(Inner {
-                kind,
-                message: message.into(),
-                panic: None,
-                exitcode: None,
-                pid: None,
-                data: None,
+                d: ErrorData { kind, message: message.into(), panic: None, exitcode: None, pid: None, data: None },
                 source: None,
             }),
         }
@@ -269,22 +260,22 @@ impl Error {
     }
 
     pub(crate) fn with_panic(mut self, panic: PanicInfo) -> Self {
-        self.inner.panic = Some(panic);
+        self.inner.d.panic = Some(panic);
         self
     }
 
     pub(crate) fn with_exitcode(mut self, code: Option<i32>) -> Self {
-        self.inner.exitcode = code;
+        self.inner.d.exitcode = code;
         self
     }
 
     pub(crate) fn with_pid(mut self, pid: u32) -> Self {
-        self.inner.pid = Some(pid);
+        self.inner.d.pid = Some(pid);
         self
     }
 
     pub(crate) fn with_data(mut self, data: Vec<u8>) -> Self {
-        self.inner.data = Some(data);
+        self.inner.d.data = Some(data);
         self
     }
 
@@ -304,7 +295,7 @@ impl Error {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn data(&self) -> Option<&[u8]> {
-        self.inner.data.as_deref()
+        self.inner.d.data.as_deref()
     }
 
     /// What kind of failure this is.
@@ -319,7 +310,7 @@ impl Error {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn kind(&self) -> ErrorKind {
-        self.inner.kind
+        self.inner.d.kind
     }
 
     /// Whether this error is a timeout ([`ErrorKind::Timeout`]).
@@ -336,7 +327,7 @@ impl Error {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn is_timeout(&self) -> bool {
-        self.inner.kind == ErrorKind::Timeout
+        self.inner.d.kind == ErrorKind::Timeout
     }
 
     /// The remote panic, when the error is [`ErrorKind::Panicked`].
@@ -351,7 +342,7 @@ impl Error {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn panic_info(&self) -> Option<&PanicInfo> {
-        self.inner.panic.as_ref()
+        self.inner.d.panic.as_ref()
     }
 
     /// The process's exit code in Python's convention (`n` for an exit with
@@ -370,7 +361,7 @@ impl Error {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn exitcode(&self) -> Option<i32> {
-        self.inner.exitcode
+        self.inner.d.exitcode
     }
 
     /// The pid of the process the error is about, when it is about one (a
@@ -389,17 +380,17 @@ impl Error {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn pid(&self) -> Option<u32> {
-        self.inner.pid
+        self.inner.d.pid
     }
 
     /// A copy of this error, for delivering one failure to several waiters
     /// (every item of a lost chunk). The source is kept as text.
     pub(crate) fn duplicate(&self) -> Error {
-        let mut copy = Error::new(self.inner.kind, self.inner.message.clone());
-        copy.inner.panic = self.inner.panic.clone();
-        copy.inner.exitcode = self.inner.exitcode;
-        copy.inner.pid = self.inner.pid;
-        copy.inner.data = self.inner.data.clone();
+        let mut copy = Error::new(self.inner.d.kind, self.inner.d.message.clone());
+        copy.inner.d.panic = self.inner.d.panic.clone();
+        copy.inner.d.exitcode = self.inner.d.exitcode;
+        copy.inner.d.pid = self.inner.d.pid;
+        copy.inner.d.data = self.inner.d.data.clone();
         if let Some(source) = &self.inner.source {
             copy.inner.source = Some(Box::new(std::io::Error::other(source.to_string())));
         }
@@ -408,21 +399,21 @@ impl Error {
 
     /// The message without the kind prefix.
     pub(crate) fn message(&self) -> &str {
-        &self.inner.message
+        &self.inner.d.message
     }
 }
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
-        d.field("kind", &self.inner.kind).field("message", &self.inner.message);
-        if let Some(p) = &self.inner.panic {
+        d.field("kind", &self.inner.d.kind).field("message", &self.inner.d.message);
+        if let Some(p) = &self.inner.d.panic {
             d.field("panic", p);
         }
-        if let Some(c) = self.inner.exitcode {
+        if let Some(c) = self.inner.d.exitcode {
             d.field("exitcode", &c);
         }
-        if let Some(p) = self.inner.pid {
+        if let Some(p) = self.inner.d.pid {
             d.field("pid", &p);
         }
         if let Some(s) = &self.inner.source {
@@ -434,7 +425,7 @@ impl fmt::Debug for Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.inner.message)
+        f.write_str(&self.inner.d.message)
     }
 }
 
@@ -473,28 +464,13 @@ struct ErrorData {
 /// source's text stays in the message.
 impl Serialize for Error {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        let i = &self.inner;
-        ErrorData {
-            kind: i.kind,
-            message: i.message.clone(),
-            panic: i.panic.clone(),
-            exitcode: i.exitcode,
-            pid: i.pid,
-            data: i.data.clone(),
-        }
-        .serialize(serializer)
+        self.inner.d.serialize(serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for Error {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        let d = ErrorData::deserialize(deserializer)?;
-        let mut e = Error::new(d.kind, d.message);
-        e.inner.panic = d.panic;
-        e.inner.exitcode = d.exitcode;
-        e.inner.pid = d.pid;
-        e.inner.data = d.data;
-        Ok(e)
+        Ok(Error { inner: Box::new(Inner { d: ErrorData::deserialize(deserializer)?, source: None }) })
     }
 }
 

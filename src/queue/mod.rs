@@ -410,35 +410,26 @@ impl<T> Watch for Queue<T> {
     }
 }
 
-impl<T> Watch for SimpleQueue<T> {
-    fn wait_fd(&self) -> BorrowedFd<'_> {
-        self.inner.wait_fd()
-    }
-    fn ready_now(&self) -> bool {
-        self.inner.ready_now()
-    }
-    fn begin_wait(&self) -> Result<()> {
-        self.inner.begin_wait()
-    }
-    fn end_wait(&self) {
-        self.inner.end_wait()
-    }
+/// SimpleQueue and JoinableQueue are watched through the Queue inside.
+macro_rules! watch_inner {
+    ($($q:ident),*) => {$(
+        impl<T> Watch for $q<T> {
+            fn wait_fd(&self) -> BorrowedFd<'_> {
+                self.inner.wait_fd()
+            }
+            fn ready_now(&self) -> bool {
+                self.inner.ready_now()
+            }
+            fn begin_wait(&self) -> Result<()> {
+                self.inner.begin_wait()
+            }
+            fn end_wait(&self) {
+                self.inner.end_wait()
+            }
+        }
+    )*};
 }
-
-impl<T> Watch for JoinableQueue<T> {
-    fn wait_fd(&self) -> BorrowedFd<'_> {
-        self.inner.wait_fd()
-    }
-    fn ready_now(&self) -> bool {
-        self.inner.ready_now()
-    }
-    fn begin_wait(&self) -> Result<()> {
-        self.inner.begin_wait()
-    }
-    fn end_wait(&self) {
-        self.inner.end_wait()
-    }
-}
+watch_inner!(SimpleQueue, JoinableQueue);
 
 /// A queue in a process's argument travels as its two fds (shared memory
 /// and the `wait` signal).

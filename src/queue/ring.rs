@@ -219,19 +219,26 @@ impl Ring {
                     g.append(payload, need)?;
                     let count = g.st.count;
                     drop(g);
-                    self.word(OFF_PUT_SEQ).fetch_add(1, Ordering::Release);
-                    if self.word(OFF_GETTERS).load(Ordering::Acquire) > 0 {
-                        sys::futex_wake(self.word(OFF_PUT_SEQ), 1);
-                    }
-                    if count == 1 {
-                        self.signal_watchers(true, false);
-                    }
+                    self.announce(OFF_PUT_SEQ, OFF_GETTERS, (count == 1).then_some(true));
                     return Ok(true);
                 }
             }
             if !self.wait_for_change(OFF_GET_SEQ, OFF_PUTTERS, seq, deadline, &mut spun) {
                 return Ok(false);
             }
+        }
+    }
+
+    /// After a put or a get: bumps the `seq` word, wakes one waiter if
+    /// `waiters` counts any, and tells `wait()` watchers when the queue
+    /// became non-empty (`Some(true)`) or empty (`Some(false)`).
+    fn announce(&self, seq: usize, waiters: usize, watchers: Option<bool>) {
+        self.word(seq).fetch_add(1, Ordering::Release);
+        if self.word(waiters).load(Ordering::Acquire) > 0 {
+            sys::futex_wake(self.word(seq), 1);
+        }
+        if let Some(nonempty) = watchers {
+            self.signal_watchers(nonempty, false);
         }
     }
 
@@ -273,13 +280,7 @@ impl Ring {
                         decode(ring.bytes(at, len))
                     };
                     drop(g);
-                    self.word(OFF_GET_SEQ).fetch_add(1, Ordering::Release);
-                    if self.word(OFF_PUTTERS).load(Ordering::Acquire) > 0 {
-                        sys::futex_wake(self.word(OFF_GET_SEQ), 1);
-                    }
-                    if count == 0 {
-                        self.signal_watchers(false, false);
-                    }
+                    self.announce(OFF_GET_SEQ, OFF_PUTTERS, (count == 0).then_some(false));
                     return Ok(Some(out));
                 }
             }
