@@ -60,9 +60,11 @@ mod pool;
 mod process;
 mod queue;
 mod registry;
+mod synchronize;
 mod sys;
 mod task;
 
+pub use bytemuck::Pod;
 pub use codec::{DEFAULT_MAX_FRAME_SIZE, max_frame_size, set_max_frame_size};
 pub use connection::Pipe;
 pub use context::{
@@ -76,6 +78,9 @@ pub use pool::{
 };
 pub use process::{Child, ParentProcess, Process, ProcessInfo, active_children, current_process, parent_process};
 pub use queue::{JoinableQueue, Queue, SimpleQueue};
+pub use synchronize::{
+    Array, AtomicInt, AtomicValue, BoundedSemaphore, Event, Lock, LockGuard, RLock, RLockGuard, Semaphore, Value,
+};
 
 /// The README's Rust examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -34,10 +34,12 @@ pub(crate) use net::{
     local_tcp_addr, set_nodelay,
 };
 pub(crate) use process::{
-    ExitStatus, cpu_count, getpid, is_main_thread, kill_and_reap, pidfd_open, pidfd_signal, pidfd_wait,
-    set_parent_death_kill,
+    ExitStatus, cpu_count, getpid, gettid, is_main_thread, kill_and_reap, pid_exists, pidfd_open, pidfd_signal,
+    pidfd_wait, set_parent_death_kill,
 };
-pub(crate) use shm::{Locked, Mapping, futex_wait, futex_wake, grow_file, memfd, random_bytes};
+pub(crate) use shm::{
+    Locked, MUTEX_BYTES, Mapping, file_len, futex_wait, futex_wake, grow_file, memfd, random_bytes, same_file,
+};
 #[cfg(test)]
 pub(crate) use signal::block_sigterm_in_this_thread;
 pub(crate) use signal::{

@@ -54,6 +54,17 @@ pub(crate) fn getpid() -> i32 {
     rustix::process::getpid().as_raw_nonzero().get()
 }
 
+/// `gettid()`: the calling thread's id, unique system-wide while it lives.
+pub(crate) fn gettid() -> i32 {
+    rustix::thread::gettid().as_raw_nonzero().get()
+}
+
+/// Whether a process with this pid exists (it may be a zombie).
+pub(crate) fn pid_exists(pid: i32) -> bool {
+    rustix::process::Pid::from_raw(pid)
+        .is_none_or(|p| !matches!(rustix::process::test_kill_process(p), Err(rustix::io::Errno::SRCH)))
+}
+
 /// `getppid()`; 0 when the parent is outside our pid namespace.
 fn getppid() -> i32 {
     rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get())

@@ -40,6 +40,14 @@ pub(crate) fn file_len(fd: BorrowedFd<'_>) -> io::Result<u64> {
     Ok(rustix::fs::fstat(fd)?.st_size as u64)
 }
 
+/// Whether two fds refer to the same file (device and inode).
+pub(crate) fn same_file(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> bool {
+    match (rustix::fs::fstat(a), rustix::fs::fstat(b)) {
+        (Ok(x), Ok(y)) => x.st_dev == y.st_dev && x.st_ino == y.st_ino,
+        _ => false,
+    }
+}
+
 /// A `MAP_SHARED` read-write mapping of part of a file.
 #[derive(Debug)]
 pub(crate) struct Mapping {
@@ -133,6 +141,17 @@ impl Mapping {
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(offset), len) }
     }
 
+    /// Lends the bytes at `offset..offset + len` to `f` for writing, while
+    /// the caller's protocol (a held process-shared lock) keeps every other
+    /// reader and writer in this process and others away from them.
+    pub(crate) fn with_bytes_mut<R>(&self, offset: usize, len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+        self.check::<u8>(offset, len);
+        // SAFETY: in bounds (checked) and alive for the call; the slice does
+        // not escape `f`, and the caller's lock makes this the only access
+        // to the range meanwhile.
+        f(unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(offset), len) })
+    }
+
     /// Moves `len` bytes from `from` to `to` inside the mapping.
     pub(crate) fn copy_within(&self, from: usize, to: usize, len: usize) {
         self.check::<u8>(from, len);
@@ -158,6 +177,9 @@ impl Drop for Mapping {
         let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
 }
+
+/// The bytes a [`RobustMutex`] takes in a mapping.
+pub(crate) const MUTEX_BYTES: usize = size_of::<libc::pthread_mutex_t>();
 
 /// A process-shared, robust `pthread_mutex_t` in a mapping: when its owner
 /// dies, the next locker is told ([`Locked::OwnerDied`]) instead of waiting
@@ -239,8 +261,21 @@ impl RobustMutex<'_> {
 
     /// Unlocks (the calling thread holds the lock).
     pub(crate) fn unlock(&self) {
-        // SAFETY: as for `lock`; the caller holds the lock.
-        unsafe { libc::pthread_mutex_unlock(self.m) };
+        let _ = self.try_unlock();
+    }
+
+    /// Unlocks if the calling thread holds the lock; `EPERM` otherwise (a
+    /// robust mutex knows its owner).
+    pub(crate) fn try_unlock(&self) -> io::Result<()> {
+        // SAFETY: as for `lock`; glibc checks the owner of a robust mutex
+        // and refuses (EPERM) a thread that does not hold it.
+        check(unsafe { libc::pthread_mutex_unlock(self.m) })
+    }
+
+    /// Takes the lock if it is free, without waiting.
+    pub(crate) fn try_lock(&self) -> io::Result<Option<Locked>> {
+        // SAFETY: as for `lock`.
+        Self::outcome(unsafe { libc::pthread_mutex_trylock(self.m) })
     }
 }
 

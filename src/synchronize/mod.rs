@@ -1,0 +1,16 @@
+//! Shared state between processes (Python's `multiprocessing.synchronize`
+//! and `sharedctypes`): locks, semaphores, events, and plain data in
+//! shared memory. Each object is a small memfd that every holder maps, so
+//! nothing is left in `/dev/shm`, and each travels to children in
+//! `Process::new`'s or a pool initializer's argument as that fd.
+
+pub(crate) mod block;
+mod event;
+mod lock;
+mod semaphore;
+mod value;
+
+pub use event::Event;
+pub use lock::{Lock, LockGuard, RLock, RLockGuard};
+pub use semaphore::{BoundedSemaphore, Semaphore};
+pub use value::{Array, AtomicInt, AtomicValue, Value};
