@@ -75,6 +75,9 @@ pub enum ErrorKind {
     /// A message did not fit the buffer given to `recv_bytes_into`; the
     /// whole message is in [`Error::data`] (Python's `BufferTooShort`).
     BufferTooShort,
+    /// A barrier was aborted, reset, or timed out while this caller waited
+    /// (Python's `BrokenBarrierError`).
+    BrokenBarrier,
 }
 
 impl ErrorKind {
@@ -101,6 +104,7 @@ impl ErrorKind {
             ErrorKind::Empty => "empty",
             ErrorKind::Full => "full",
             ErrorKind::BufferTooShort => "buffer too short",
+            ErrorKind::BrokenBarrier => "broken barrier",
         }
     }
 }

@@ -79,7 +79,8 @@ pub use pool::{
 pub use process::{Child, ParentProcess, Process, ProcessInfo, active_children, current_process, parent_process};
 pub use queue::{JoinableQueue, Queue, SimpleQueue};
 pub use synchronize::{
-    Array, AtomicInt, AtomicValue, BoundedSemaphore, Event, Lock, LockGuard, RLock, RLockGuard, Semaphore, Value,
+    Array, AtomicInt, AtomicValue, Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, Lock, LockGuard,
+    MAX_WAITERS, RLock, RLockGuard, Semaphore, Value,
 };
 
 /// The README's Rust examples, compiled and run as doctests.

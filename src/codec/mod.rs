@@ -17,7 +17,6 @@ mod plain;
 mod probe;
 
 pub(crate) use fds::{Encoded, deserialize_fd, encode_with_fds, serialize_fd, with_incoming};
-#[cfg(test)]
 pub(crate) use frame::HEADER;
 use frame::LEN_MASK;
 pub(crate) use frame::{

@@ -511,10 +511,24 @@ impl RLock {
         }
     }
 
-    /// The whole hold of this thread: released by [`Condition`](super::Condition)'s wait
-    /// and restored after it.
-    pub(crate) fn raw(&self) -> &RawLock {
-        &self.raw
+    /// Releases every level this thread holds (for a condition's wait) and
+    /// returns how many there were.
+    pub(crate) fn release_all(&self) -> u32 {
+        let levels = self.raw.word(OFF_COUNT).swap(0, Ordering::Relaxed);
+        self.raw.word(OFF_OWNER_TID).store(0, Ordering::Relaxed);
+        self.raw.word(OFF_OWNER_PID).store(0, Ordering::Relaxed);
+        self.raw.unlock();
+        levels
+    }
+
+    /// Takes the lock back with `levels` levels after [`release_all`](RLock::release_all);
+    /// whether a holder died meanwhile.
+    pub(crate) fn restore(&self, levels: u32) -> Result<bool> {
+        let died = self.raw.lock(None)?.expect("no deadline");
+        self.raw.word(OFF_OWNER_PID).store(sys::getpid() as u32, Ordering::Relaxed);
+        self.raw.word(OFF_OWNER_TID).store(sys::gettid() as u32, Ordering::Relaxed);
+        self.raw.word(OFF_COUNT).store(levels, Ordering::Relaxed);
+        Ok(died)
     }
 }
 
