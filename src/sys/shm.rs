@@ -298,9 +298,11 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Durati
     }
 }
 
-/// Wakes up to `n` processes sleeping on `word`.
+/// Wakes up to `n` processes sleeping on `word` (`u32::MAX`: all; the
+/// kernel reads the count as an `int`, so it is capped at `i32::MAX`,
+/// where `u32::MAX` would wake one at most).
 pub(crate) fn futex_wake(word: &AtomicU32, n: u32) {
-    let _ = futex::wake(word, futex::Flags::empty(), n);
+    let _ = futex::wake(word, futex::Flags::empty(), n.min(i32::MAX as u32));
 }
 
 /// Fills `buf` with random bytes from the kernel.
