@@ -23,6 +23,8 @@ mod pool;
 mod raw;
 #[path = "mp/report.rs"]
 mod report;
+#[path = "mp/shared.rs"]
+mod shared;
 #[path = "mp/spawn_join.rs"]
 mod spawn_join;
 
@@ -66,7 +68,7 @@ const WORKLOADS: &[(&str, Workload)] = &[
         pool::cpu_bound(cfg, serial);
         cpu::cpu_bound_rayon(cfg.reps, serial);
     }),
-    ("shared_value", |_| missing("shared_value", "Value")),
+    ("shared_value", shared::shared_value),
     ("executor_map", pool::executor_map),
     ("manager_dict", |_| missing("manager_dict", "Manager")),
 ];

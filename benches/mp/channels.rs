@@ -14,7 +14,7 @@ use multiproc::{Child, Pipe, Process, Queue, SimpleQueue, StartMethod};
 
 /// Starts `target(ctrl, arg)` under fork and returns it with the parent's
 /// end of its control pipe (bench_mp.py's `_run_children`).
-fn run_child<F, A, R>(target: F, arg: A) -> (Child<R>, Connection)
+pub fn run_child<F, A, R>(target: F, arg: A) -> (Child<R>, Connection)
 where
     F: Fn((Connection, A)) -> R + Copy + Send + 'static,
     A: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
@@ -25,7 +25,7 @@ where
     (p, parent)
 }
 
-fn child_handshake(ctrl: &Connection) {
+pub fn child_handshake(ctrl: &Connection) {
     ctrl.send(&"ready").unwrap();
     assert_eq!(ctrl.recv::<String>().unwrap(), "go");
 }
