@@ -146,3 +146,30 @@ fn listener_client_example() {
         ]
     );
 }
+
+#[test]
+fn shared_counter_example() {
+    assert_eq!(
+        stdout_lines("shared_counter"),
+        [
+            "counter (Value, under its lock): 40000",
+            "slots (Array, under its lock): [10000, 10000, 10000, 10000]",
+            "hits (AtomicValue, no lock): 40000",
+            "done (two fields, one acquisition): 4 workers, ids summing to 10",
+        ]
+    );
+}
+
+#[test]
+fn barrier_example() {
+    assert_eq!(
+        stdout_lines("barrier"),
+        [
+            "after round 1: [1, 2, 3]",
+            "after round 2: [3, 6, 9]",
+            "after round 3: [6, 12, 18]",
+            "after round 4: [10, 20, 30]",
+            "parties: 4, waiting now: 0, broken: false",
+        ]
+    );
+}
