@@ -10,6 +10,9 @@ use crate::sys;
 
 const OFF_FLAG: usize = START;
 const OFF_WAITERS: usize = START + 4;
+/// Bumped by every `set`: the word waiters sleep on, so that a `set`
+/// quickly followed by `clear` still releases them.
+const OFF_SETS: usize = START + 8;
 
 /// A flag shared between processes (Python's `multiprocessing.Event`):
 /// `set` wakes every process waiting for it, until `clear`.
@@ -69,8 +72,9 @@ impl Event {
     /// ```
     pub fn set(&self) {
         self.word(OFF_FLAG).store(1, Ordering::SeqCst);
+        self.word(OFF_SETS).fetch_add(1, Ordering::SeqCst);
         if self.word(OFF_WAITERS).load(Ordering::SeqCst) > 0 {
-            sys::futex_wake(self.word(OFF_FLAG), u32::MAX);
+            sys::futex_wake(self.word(OFF_SETS), u32::MAX);
         }
     }
 
@@ -102,7 +106,9 @@ impl Event {
     }
 
     /// Waits until the flag is set or `timeout` passes (`None`: no limit;
-    /// zero: just a look), and returns whether it is set (Python's `wait`).
+    /// zero: just a look), and returns whether it was set (Python's
+    /// `wait`). A `set` during the wait counts even if `clear` followed at
+    /// once.
     ///
     /// # Errors
     ///
@@ -119,10 +125,11 @@ impl Event {
     /// ```
     pub fn wait(&self, timeout: Option<Duration>) -> Result<bool> {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let flag = self.word(OFF_FLAG);
+        let sets = self.word(OFF_SETS);
         let waiters = self.word(OFF_WAITERS);
+        let seen = sets.load(Ordering::SeqCst);
         loop {
-            if self.is_set() {
+            if self.is_set() || sets.load(Ordering::SeqCst) != seen {
                 return Ok(true);
             }
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -130,7 +137,7 @@ impl Event {
                 return Ok(false);
             }
             waiters.fetch_add(1, Ordering::SeqCst);
-            let slept = if self.is_set() { Ok(()) } else { sys::futex_wait(flag, 0, left) };
+            let slept = if self.is_set() { Ok(()) } else { sys::futex_wait(sets, seen, left) };
             waiters.fetch_sub(1, Ordering::SeqCst);
             slept.map_err(|e| Error::io("waiting for an event", e))?;
         }

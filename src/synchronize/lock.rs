@@ -41,7 +41,7 @@ impl RawLock {
     /// if its previous holder had died holding it, `None` on timeout.
     pub(crate) fn lock(&self, deadline: Option<Instant>) -> Result<Option<bool>> {
         let m = self.block.map().mutex_at(self.off);
-        let io = |e| Error::io("taking a process-shared lock", e);
+        let io = lock_error;
         let mut got = m.try_lock().map_err(io)?;
         let mut pause = 1u32;
         while got.is_none() && pause < (1 << SPINS) && deadline.is_none_or(|d| Instant::now() < d) {
@@ -82,6 +82,19 @@ impl RawLock {
     fn word(&self, at: usize) -> &std::sync::atomic::AtomicU32 {
         self.block.map().u32_at(self.off + at)
     }
+}
+
+/// An error from the OS while taking a lock: `EDEADLK` means this thread
+/// holds it already.
+fn lock_error(e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::Deadlock {
+        return Error::new(
+            ErrorKind::InvalidState,
+            "this thread already holds the lock, and a Lock is not re-entrant: use an RLock, or do several updates \
+             under one acquisition (Value::update with the guard)",
+        );
+    }
+    Error::io("taking a process-shared lock", e)
 }
 
 fn timeout_error(what: &str, d: Duration) -> Error {
@@ -204,15 +217,17 @@ impl Lock {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Io`] if the OS refuses (for example a deadlock that it
-    /// detects).
+    /// [`ErrorKind::InvalidState`] if this thread holds the lock already
+    /// (a `Lock` is not re-entrant; waiting would never end);
+    /// [`ErrorKind::Io`] if the OS refuses otherwise.
     ///
     /// # Examples
     ///
     /// ```
+    /// use multiproc::ErrorKind;
     /// let lock = multiproc::Lock::new()?;
     /// let guard = lock.acquire()?;
-    /// assert!(lock.try_acquire()?.is_none() || true);
+    /// assert_eq!(lock.acquire().unwrap_err().kind(), ErrorKind::InvalidState, "not re-entrant");
     /// drop(guard);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
@@ -264,7 +279,7 @@ impl Lock {
     /// ```
     pub fn try_acquire(&self) -> Result<Option<LockGuard<'_>>> {
         let m = self.raw.block.map().mutex_at(self.raw.off);
-        Ok(match m.try_lock().map_err(|e| Error::io("taking a process-shared lock", e))? {
+        Ok(match m.try_lock().map_err(lock_error)? {
             None => None,
             Some(Locked::Clean) => Some(self.guard(false)),
             Some(Locked::OwnerDied) => {

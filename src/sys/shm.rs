@@ -216,6 +216,9 @@ impl RobustMutex<'_> {
             let result = (|| {
                 check(libc::pthread_mutexattr_setpshared(attr.as_mut_ptr(), libc::PTHREAD_PROCESS_SHARED))?;
                 check(libc::pthread_mutexattr_setrobust(attr.as_mut_ptr(), libc::PTHREAD_MUTEX_ROBUST))?;
+                // A second lock by the holder fails (EDEADLK) instead of
+                // hanging for ever.
+                check(libc::pthread_mutexattr_settype(attr.as_mut_ptr(), libc::PTHREAD_MUTEX_ERRORCHECK))?;
                 check(libc::pthread_mutex_init(self.m, attr.as_ptr()))
             })();
             libc::pthread_mutexattr_destroy(attr.as_mut_ptr());
