@@ -400,9 +400,11 @@ impl RLock {
         Ok(RLock { raw: RawLock { block, off: START } })
     }
 
+    /// Whether this thread holds the lock: the mutex's own record of its
+    /// holder (which the kernel marks when the holder dies, so a thread
+    /// that reuses a dead holder's id is not taken for it).
     fn mine(&self) -> bool {
-        self.raw.word(OFF_OWNER_TID).load(Ordering::Relaxed) == sys::gettid() as u32
-            && self.raw.word(OFF_OWNER_PID).load(Ordering::Relaxed) == sys::getpid() as u32
+        self.raw.block.map().mutex_at(self.raw.off).owner_tid() == Some(sys::gettid() as u32)
     }
 
     fn enter(&self, deadline: Option<Instant>) -> Result<Option<RLockGuard<'_>>> {
@@ -510,7 +512,8 @@ impl RLock {
         Ok(())
     }
 
-    /// Who holds the lock: `(pid, levels)`, or `None` if it is free.
+    /// Who holds the lock: `(pid, levels)`, or `None` if it is free (or
+    /// its holder died).
     ///
     /// # Examples
     ///
@@ -520,6 +523,7 @@ impl RLock {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn owner(&self) -> Option<(u32, u32)> {
+        self.raw.block.map().mutex_at(self.raw.off).owner_tid()?;
         match self.raw.word(OFF_OWNER_PID).load(Ordering::Relaxed) {
             0 => None,
             pid => Some((pid, self.raw.word(OFF_COUNT).load(Ordering::Relaxed))),

@@ -10,7 +10,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::mem::{align_of, size_of};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rustix::fd::{BorrowedFd, OwnedFd};
@@ -273,6 +273,20 @@ impl RobustMutex<'_> {
         // SAFETY: as for `lock`; glibc checks the owner of a robust mutex
         // and refuses (EPERM) a thread that does not hold it.
         check(unsafe { libc::pthread_mutex_unlock(self.m) })
+    }
+
+    /// The id of the thread that holds the lock, read from its futex word
+    /// (the kernel's robust-futex ABI: the owner's TID, marked
+    /// `FUTEX_OWNER_DIED` by the kernel when that thread ends); `None` if
+    /// it is free or its holder died.
+    pub(crate) fn owner_tid(&self) -> Option<u32> {
+        const OWNER_DIED: u32 = 0x4000_0000;
+        const TID_MASK: u32 = 0x3fff_ffff;
+        // SAFETY: glibc's `pthread_mutex_t` begins with its lock word, an
+        // aligned `int` that the kernel and other threads change
+        // atomically, so reading it as an `AtomicU32` is sound.
+        let word = unsafe { AtomicU32::from_ptr(self.m.cast::<u32>()) }.load(Ordering::Relaxed);
+        (word & OWNER_DIED == 0 && word & TID_MASK != 0).then_some(word & TID_MASK)
     }
 
     /// Takes the lock if it is free, without waiting.
