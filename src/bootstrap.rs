@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys::{self, ExecSpec};
-use crate::{child, codec, forkserver};
+use crate::{child, codec, forkserver, shared_memory};
 
 /// The variable that turns a re-exec'd process into a multiproc child.
 pub(crate) const ENV_ROLE: &str = "MULTIPROC_BOOTSTRAP";
@@ -28,6 +28,9 @@ pub(crate) enum Role {
     Spawn { max_frame: u64 },
     /// Run the fork server on fd 3.
     ForkServer,
+    /// Track the shared memory segments of process `creator` (this
+    /// process's parent), which talks to it on fd 3.
+    ShmTracker { creator: i32 },
 }
 
 impl Role {
@@ -35,12 +38,16 @@ impl Role {
         match self {
             Role::Spawn { max_frame } => format!("spawn:{max_frame}"),
             Role::ForkServer => "forkserver".to_owned(),
+            Role::ShmTracker { creator } => format!("shmtracker:{creator}"),
         }
     }
 
     fn parse(s: &str) -> Option<Role> {
         if s == "forkserver" {
             return Some(Role::ForkServer);
+        }
+        if let Some(creator) = s.strip_prefix("shmtracker:") {
+            return Some(Role::ShmTracker { creator: creator.parse().ok()? });
         }
         let max_frame = s.strip_prefix("spawn:")?.parse().ok()?;
         Some(Role::Spawn { max_frame })
@@ -68,9 +75,10 @@ pub(crate) fn on_load() {
                 child::serve(control, None)
             }
             Role::ForkServer => forkserver::serve(control),
+            Role::ShmTracker { creator } => shared_memory::serve_tracker(control, creator),
         }
     });
-    // Both roles end with `_exit`; getting here means the bootstrap panicked.
+    // Every role ends with `_exit`; getting here means the bootstrap panicked.
     drop(outcome);
     eprintln!("multiproc: the child bootstrap panicked before it could reply");
     sys::exit_now(70)
@@ -128,6 +136,11 @@ mod tests {
     fn roles_round_trip() {
         assert!(matches!(Role::parse(&Role::ForkServer.encode()), Some(Role::ForkServer)));
         assert!(matches!(Role::parse(&Role::Spawn { max_frame: 77 }.encode()), Some(Role::Spawn { max_frame: 77 })));
+        assert!(matches!(
+            Role::parse(&Role::ShmTracker { creator: 42 }.encode()),
+            Some(Role::ShmTracker { creator: 42 })
+        ));
+        assert!(Role::parse("shmtracker:").is_none());
         assert!(Role::parse("spawn:x").is_none());
         assert!(Role::parse("").is_none());
     }

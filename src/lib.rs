@@ -60,6 +60,7 @@ mod pool;
 mod process;
 mod queue;
 mod registry;
+mod shared_memory;
 mod synchronize;
 mod sys;
 mod task;
@@ -78,6 +79,7 @@ pub use pool::{
 };
 pub use process::{Child, ParentProcess, Process, ProcessInfo, active_children, current_process, parent_process};
 pub use queue::{JoinableQueue, Queue, SimpleQueue};
+pub use shared_memory::SharedMemory;
 pub use synchronize::{
     Array, AtomicInt, AtomicValue, Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, Lock, LockGuard,
     MAX_WAITERS, RLock, RLockGuard, Semaphore, Value,

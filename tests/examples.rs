@@ -173,3 +173,16 @@ fn barrier_example() {
         ]
     );
 }
+
+#[test]
+fn shared_memory_example() {
+    assert_eq!(
+        stdout_lines("shared_memory"),
+        [
+            "created a block of 10 bytes (its name starts with psm_: true)",
+            "the child saw [22, 33, 44, 55, 0] and set byte 4",
+            "the parent reads [22, 33, 44, 55, 99]",
+            "unlinked; opening it again fails: true",
+        ]
+    );
+}

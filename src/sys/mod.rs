@@ -14,6 +14,7 @@ mod exit;
 mod fd;
 mod fork;
 mod net;
+mod posix_shm;
 mod process;
 mod shm;
 mod signal;
@@ -32,6 +33,9 @@ pub(crate) use fork::{CHILD_FD, ExecSpec, Forked, fork, raw_fork_and_wait, spawn
 pub(crate) use net::{
     accept, connect_tcp, connect_unix_abstract, connect_unix_path, listen_tcp, listen_unix_abstract, listen_unix_path,
     local_tcp_addr, set_nodelay,
+};
+pub(crate) use posix_shm::{
+    FileId, SharedMap, detach, file_id, free_bytes, parent_pidfd, raw_fd_is, set_len, shm_create, shm_open, shm_unlink,
 };
 pub(crate) use process::{
     ExitStatus, cpu_count, getpid, gettid, is_main_thread, kill_and_reap, pid_exists, pidfd_open, pidfd_signal,

@@ -12,7 +12,7 @@ use rustix::mm::{MapFlags, ProtFlags};
 /// What tells one file from another while both exist: device and inode.
 /// A name in /dev/shm can be unlinked and created again; the inode says
 /// whether it still names the same segment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct FileId {
     pub(crate) dev: u64,
     pub(crate) ino: u64,
@@ -200,7 +200,11 @@ pub(crate) fn detach() -> io::Result<()> {
             libc::sigaction(sig, &action, std::ptr::null_mut());
         }
     }
-    let null = rustix::fs::open("/dev/null", rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())?;
+    let null = rustix::fs::open(
+        "/dev/null",
+        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
     rustix::stdio::dup2_stdin(&null)?;
     rustix::stdio::dup2_stdout(&null)?;
     let _ = rustix::process::chdir("/");

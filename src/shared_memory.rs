@@ -1,0 +1,570 @@
+//! Blocks of memory shared by name between processes: Python's
+//! `multiprocessing.shared_memory.SharedMemory`.
+
+mod checks;
+mod tracker;
+
+pub(crate) use tracker::serve as serve_tracker;
+
+use std::fmt;
+use std::io;
+
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::codec;
+use crate::error::{Error, ErrorKind, Result};
+use crate::sys::{self, AsFd, BorrowedFd, FileId, OwnedFd, SharedMap};
+use checks::{check_room, check_size, create_error, open_error, unlink_error, valid_name};
+use tracker::Unlinked;
+
+/// The prefix of generated names, as in Python.
+const NAME_PREFIX: &str = "psm_";
+
+/// A block of memory shared between processes, found by name (Python's
+/// `multiprocessing.shared_memory.SharedMemory`).
+///
+/// [`create`](SharedMemory::create) makes a POSIX shared memory segment (a
+/// file in `/dev/shm`, mode 0600) and maps it; any process of the same
+/// user may [`open`](SharedMemory::open) it by its [`name`](SharedMemory::name),
+/// Python processes included, or receive the handle itself as (part of)
+/// the argument of [`Process::new`](crate::Process::new) or of a pool
+/// initializer, under every start method. Each handle maps the whole
+/// block: [`buf`](SharedMemory::buf) and [`buf_mut`](SharedMemory::buf_mut)
+/// are its bytes, zeroed at creation.
+///
+/// # Who removes a segment
+///
+/// - Dropping a handle, or [`close`](SharedMemory::close), only unmaps it
+///   from this process (Python's `close()`).
+/// - [`unlink`](SharedMemory::unlink), from any handle in any process,
+///   removes the name: nobody can open it any more, and the memory goes
+///   back to the system when the last handle is gone.
+/// - A segment made by [`create`](SharedMemory::create) is *tracked*: if
+///   the process that created it ends without unlinking it (returning
+///   from `main`, `exit`, a panic, or SIGKILL), a tracker process removes
+///   it at once (tested: within 2 s of a SIGKILL, usually within
+///   milliseconds). So by default a segment lives until it is unlinked or
+///   its creator process ends, whichever comes first, as in Python.
+/// - A segment made by [`create_untracked`](SharedMemory::create_untracked)
+///   stays until someone unlinks it, or until the machine restarts
+///   (Python's `track=False`).
+/// - Opening never tracks: a process that opens a segment by name or
+///   receives a handle never removes it on its own, whenever and however it
+///   ends (Python 3.8 to 3.12 removed it when such a process exited,
+///   gh-82300). And the tracker removes a name only while it still leads to
+///   the segment its process created: if the name was unlinked and then
+///   taken by another process's segment, that one is left alone.
+///
+/// # Concurrent access
+///
+/// Other processes, and other handles in this one, may write the same
+/// bytes at any time, as with any shared mapping: coordinate with a
+/// [`Lock`](crate::Lock) (or a protocol of your own, such as a
+/// [`Queue`](crate::Queue) message saying that the data is ready). While
+/// a slice from `buf` is borrowed the compiler may assume that its bytes do
+/// not change, so take the lock first, then borrow; and do not check a
+/// value and then read it again later, trusting the check, when another
+/// process may have written in between. If another process shrinks the
+/// file (`ftruncate`), touching the part past its new end raises SIGBUS.
+///
+/// To hand a segment to a process through a queue or a pipe, send its
+/// name and [`open`](SharedMemory::open) it there; a `SharedMemory` itself
+/// travels only in process arguments, where its file descriptor goes along.
+///
+/// # Platform-specific behavior
+///
+/// Linux: a segment is a file in `/dev/shm`, a tmpfs whose pages are
+/// allocated when first written. A write that finds `/dev/shm` full raises
+/// SIGBUS, so `create` refuses a size larger than the space left there
+/// (containers often have only 64 MiB: `docker run --shm-size`). A name has
+/// at most 255 bytes and no `/`; leading slashes are ignored, so Python's
+/// `_name` form (`/psm_…`) works too.
+///
+/// The tracker is a copy of this executable, started by the first tracked
+/// `create` of each process: `ps` shows it as `multiproc: shared-memory
+/// tracker for PID`. It is detached: init adopts it and reaps it when it
+/// ends, so it is never the zombie child of your process (in a container
+/// whose pid 1 does not reap orphans, run an init such as `docker run
+/// --init`, as for any daemon). It has a session of its own, ignores
+/// SIGINT, SIGTERM and SIGHUP, watches its creator through a pidfd, and
+/// exits right after the creator, once the creator's remaining segments
+/// are removed.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{Process, SharedMemory};
+///
+/// fn fill(name: String) -> multiproc::Result<()> {
+///     let mut shm = SharedMemory::open(&name)?;
+///     shm.buf_mut()[..5].copy_from_slice(b"hello");
+///     Ok(())
+/// }
+///
+/// let shm = SharedMemory::create(None, 1024)?;
+/// let name = shm.name().unwrap().to_owned();
+/// Process::new(fill, name).start()?.join()??;
+/// assert_eq!(&shm.buf()[..5], b"hello");
+/// shm.unlink()?;
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct SharedMemory {
+    map: SharedMap,
+    fd: OwnedFd,
+    name: Option<String>,
+    id: FileId,
+}
+
+impl fmt::Debug for SharedMemory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedMemory").field("name", &self.name).field("size", &self.size()).finish()
+    }
+}
+
+impl SharedMemory {
+    /// Creates a segment of `size` bytes, zeroed, named `name` or, with
+    /// `None`, a fresh random name like Python's (`psm_` and 8 hex digits).
+    /// Python's `SharedMemory(name, create=True, size=size)`.
+    ///
+    /// The segment is tracked: it is removed when this process ends, unless
+    /// it was [unlinked](SharedMemory::unlink) before (see [who removes a
+    /// segment](SharedMemory#who-removes-a-segment)). The first tracked
+    /// segment of a process starts its tracker, which takes a few
+    /// milliseconds.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`] for a size of 0 or a malformed name;
+    /// [`ErrorKind::Io`] if a segment of that name exists already (its
+    /// [`source`](std::error::Error::source) is an [`io::Error`] of kind
+    /// `AlreadyExists`), if `/dev/shm` has less room than `size`, or if
+    /// the segment or its tracker cannot be made. Nothing is left behind.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::SharedMemory;
+    /// let mut shm = SharedMemory::create(None, 4096)?;
+    /// assert!(shm.name().unwrap().starts_with("psm_"));
+    /// assert_eq!(shm.size(), 4096);
+    /// shm.buf_mut()[0] = 42;
+    /// let err = SharedMemory::create(shm.name(), 10).unwrap_err();
+    /// assert!(err.to_string().contains("already exists"));
+    /// shm.unlink()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn create(name: Option<&str>, size: usize) -> Result<SharedMemory> {
+        create(name, size, true)
+    }
+
+    /// Creates a segment that nothing removes but an explicit
+    /// [`unlink`](SharedMemory::unlink): it outlives this process (Python's
+    /// `SharedMemory(..., create=True, track=False)`). No tracker is
+    /// started.
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](SharedMemory::create).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::SharedMemory;
+    /// let shm = SharedMemory::create_untracked(None, 100)?;
+    /// // ... another program may open it by name, even after we exit ...
+    /// shm.unlink()?; // the only way it ever goes
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn create_untracked(name: Option<&str>, size: usize) -> Result<SharedMemory> {
+        create(name, size, false)
+    }
+
+    /// Opens the existing segment `name` (Python's `SharedMemory(name)`),
+    /// mapping all of it, read-write. Opening does not track: this process
+    /// never removes the segment unless it calls
+    /// [`unlink`](SharedMemory::unlink).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] if no segment has that name (its
+    /// [`source`](std::error::Error::source) is an [`io::Error`] of kind
+    /// `NotFound`) or this user may not open it;
+    /// [`ErrorKind::InvalidState`] if the segment is empty (its creator
+    /// has not sized it yet); [`ErrorKind::InvalidInput`] for a malformed
+    /// name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::SharedMemory;
+    /// let mut a = SharedMemory::create(None, 64)?;
+    /// let b = SharedMemory::open(a.name().unwrap())?;
+    /// a.buf_mut()[..3].copy_from_slice(b"abc");
+    /// assert_eq!(&b.buf()[..3], b"abc");
+    /// assert_eq!(b.size(), 64);
+    /// a.unlink()?;
+    /// assert!(SharedMemory::open(a.name().unwrap()).is_err());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn open(name: &str) -> Result<SharedMemory> {
+        let name = valid_name(name)?;
+        let fd = sys::shm_open(name, true).map_err(|e| open_error(name, e))?;
+        let (id, len) =
+            sys::file_id(fd.as_fd()).map_err(|e| Error::io(&format!("fstat of shared memory segment {name:?}"), e))?;
+        if len == 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidState,
+                format!(
+                    "shared memory segment {name:?} is empty (0 bytes): its creator has not set its size yet; open it \
+                     again once it has"
+                ),
+            ));
+        }
+        let size = usize::try_from(len).map_err(|_| {
+            Error::new(
+                ErrorKind::Unsupported,
+                format!("shared memory segment {name:?} has {len} bytes, too many to map"),
+            )
+        })?;
+        let map = map(fd.as_fd(), size, name)?;
+        Ok(SharedMemory { map, fd, name: Some(name.to_owned()), id })
+    }
+
+    /// Creates an anonymous segment of `size` bytes: a memfd, with no name
+    /// and nothing in `/dev/shm`, so nothing to unlink or track. It goes
+    /// when its last handle does; pass it to children as a process
+    /// argument.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`] for a size of 0; [`ErrorKind::Io`] if
+    /// the memory cannot be had.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{Process, SharedMemory};
+    ///
+    /// fn double(mut shm: SharedMemory) {
+    ///     for b in shm.buf_mut() {
+    ///         *b *= 2;
+    ///     }
+    /// }
+    ///
+    /// let mut shm = SharedMemory::anonymous(4)?;
+    /// assert_eq!(shm.name(), None);
+    /// shm.buf_mut().copy_from_slice(&[1, 2, 3, 4]);
+    /// Process::new(double, shm.try_clone()?).start()?.join()?;
+    /// assert_eq!(shm.buf(), [2, 4, 6, 8]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn anonymous(size: usize) -> Result<SharedMemory> {
+        check_size(size)?;
+        let fd = sys::memfd("multiproc-shared-memory", size as u64)
+            .map_err(|e| Error::io(&format!("creating {size} bytes of anonymous shared memory (memfd)"), e))?;
+        let (id, _) = sys::file_id(fd.as_fd()).map_err(|e| Error::io("fstat of anonymous shared memory", e))?;
+        let map = map(fd.as_fd(), size, "(anonymous)")?;
+        Ok(SharedMemory { map, fd, name: None, id })
+    }
+
+    /// The segment's name, without a leading slash (Python's `name`);
+    /// `None` for an [anonymous](SharedMemory::anonymous) one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::SharedMemory;
+    /// let shm = SharedMemory::create(None, 8)?;
+    /// let name = shm.name().expect("a named segment");
+    /// assert_eq!(SharedMemory::open(name)?.name(), Some(name));
+    /// shm.unlink()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The segment's size in bytes, as mapped (Python's `size`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let shm = multiproc::SharedMemory::anonymous(10)?;
+    /// assert_eq!(shm.size(), 10);
+    /// assert_eq!(shm.buf().len(), 10);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn size(&self) -> usize {
+        self.map.len()
+    }
+
+    /// The segment's bytes (Python's `buf`, read side).
+    ///
+    /// Other processes may write them while you read: see [concurrent
+    /// access](SharedMemory#concurrent-access).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let shm = multiproc::SharedMemory::anonymous(3)?;
+    /// assert_eq!(shm.buf(), [0, 0, 0]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn buf(&self) -> &[u8] {
+        self.map.bytes()
+    }
+
+    /// The segment's bytes, writable (Python's `buf`, write side).
+    ///
+    /// `&mut self` makes this the only slice of this handle's mapping, but
+    /// other processes, and other handles in this process, may read and
+    /// write the same bytes concurrently, as with any shared mapping:
+    /// coordinate with a [`Lock`](crate::Lock) (see [concurrent
+    /// access](SharedMemory#concurrent-access)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut shm = multiproc::SharedMemory::anonymous(4)?;
+    /// shm.buf_mut()[..4].copy_from_slice(&7u32.to_le_bytes());
+    /// assert_eq!(u32::from_le_bytes(shm.buf()[..4].try_into().unwrap()), 7);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn buf_mut(&mut self) -> &mut [u8] {
+        self.map.bytes_mut()
+    }
+
+    /// Another handle on the same segment, with its own mapping: to keep
+    /// one while passing the other to a child.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] if out of file descriptors or address space.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{Process, SharedMemory};
+    ///
+    /// fn mark(mut shm: SharedMemory) {
+    ///     shm.buf_mut()[0] = 1;
+    /// }
+    ///
+    /// let shm = SharedMemory::create(None, 16)?;
+    /// Process::new(mark, shm.try_clone()?).start()?.join()?;
+    /// assert_eq!(shm.buf()[0], 1);
+    /// shm.unlink()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn try_clone(&self) -> Result<SharedMemory> {
+        let fd = self.fd.try_clone().map_err(|e| Error::io("duplicating a shared memory segment's fd", e))?;
+        let map = map(fd.as_fd(), self.size(), self.name.as_deref().unwrap_or("(anonymous)"))?;
+        Ok(SharedMemory { map, fd, name: self.name.clone(), id: self.id })
+    }
+
+    /// Removes the segment's name (Python's `unlink()`): nobody can open
+    /// it any more, and its memory goes back to the system once every
+    /// handle, in every process, is closed. Handles that exist keep
+    /// working. Any handle may unlink, in any process; the segment is no
+    /// longer tracked afterwards. For an [anonymous](SharedMemory::anonymous)
+    /// segment it does nothing.
+    ///
+    /// The name is removed only if it still leads to this segment: if it
+    /// was unlinked and another segment took the name since, that one is
+    /// left alone and this is an error.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] if the name no longer exists (unlinked already;
+    /// the [`source`](std::error::Error::source) is an [`io::Error`] of
+    /// kind `NotFound`) or cannot be removed; [`ErrorKind::InvalidState`]
+    /// if the name now belongs to another segment.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::SharedMemory;
+    /// let shm = SharedMemory::create(None, 16)?;
+    /// shm.unlink()?;
+    /// assert!(SharedMemory::open(shm.name().unwrap()).is_err());
+    /// assert_eq!(shm.buf().len(), 16, "this handle still works");
+    /// assert!(shm.unlink().is_err(), "it is gone already");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn unlink(&self) -> Result<()> {
+        let Some(name) = &self.name else {
+            return Ok(());
+        };
+        let outcome = match tracker::unlink_if_same(name, self.id) {
+            // Not allowed to look at it (a segment of another user that
+            // this one may still remove): remove it unchecked.
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => sys::shm_unlink(name).map(|()| Unlinked::Done),
+            other => other,
+        };
+        let outcome = outcome.map_err(|e| unlink_error(name, e))?;
+        tracker::unregister(name, self.id);
+        match outcome {
+            Unlinked::Done => Ok(()),
+            Unlinked::Missing => Err(unlink_error(name, io::ErrorKind::NotFound.into())),
+            Unlinked::Replaced => Err(Error::new(
+                ErrorKind::InvalidState,
+                format!(
+                    "the name {name:?} now belongs to another shared memory segment (this one was unlinked and the \
+                     name taken again); nothing was removed"
+                ),
+            )),
+        }
+    }
+
+    /// Unmaps the segment from this process and closes its fd (Python's
+    /// `close()`), like dropping the handle. The segment itself stays (see
+    /// [`unlink`](SharedMemory::unlink)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::SharedMemory;
+    /// let a = SharedMemory::create(None, 16)?;
+    /// let name = a.name().unwrap().to_owned();
+    /// a.close();
+    /// let b = SharedMemory::open(&name)?; // still there
+    /// b.unlink()?;
+    /// b.close();
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn close(self) {
+        drop(self);
+    }
+
+    /// A handle for a segment that arrived as a process argument.
+    fn attach(fd: OwnedFd, name: Option<String>, size: u64) -> Result<SharedMemory> {
+        let what = name.as_deref().unwrap_or("(anonymous)").to_owned();
+        let (id, len) =
+            sys::file_id(fd.as_fd()).map_err(|e| Error::io(&format!("fstat of shared memory {what:?}"), e))?;
+        let size = usize::try_from(size).ok().filter(|&s| s > 0 && s as u64 <= len).ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidState,
+                format!(
+                    "shared memory {what:?} has {len} bytes now, and its sender mapped {size}: it cannot be mapped here"
+                ),
+            )
+        })?;
+        let map = map(fd.as_fd(), size, &what)?;
+        Ok(SharedMemory { map, fd, name, id })
+    }
+}
+
+/// Creates and maps a segment, tracked or not; on any failure after the
+/// name exists, the name is removed again.
+fn create(name: Option<&str>, size: usize, track: bool) -> Result<SharedMemory> {
+    check_size(size)?;
+    let name = name.map(valid_name).transpose()?;
+    if track {
+        // Before the segment exists, so that registering it right after is
+        // a single message.
+        tracker::ensure_started()?;
+    }
+    let (fd, name) = match name {
+        Some(name) => (sys::shm_create(name).map_err(|e| create_error(name, e))?, name.to_owned()),
+        None => create_random()?,
+    };
+    let made = (|| {
+        sys::set_len(fd.as_fd(), size as u64)
+            .map_err(|e| Error::io(&format!("setting shared memory segment {name:?} to {size} bytes"), e))?;
+        check_room(fd.as_fd(), size)?;
+        let map = map(fd.as_fd(), size, &name)?;
+        let (id, _) =
+            sys::file_id(fd.as_fd()).map_err(|e| Error::io(&format!("fstat of shared memory segment {name:?}"), e))?;
+        if track {
+            tracker::register(&name, id)?;
+        }
+        Ok((map, id))
+    })();
+    match made {
+        Ok((map, id)) => Ok(SharedMemory { map, fd, name: Some(name), id }),
+        Err(e) => {
+            let _ = sys::shm_unlink(&name);
+            Err(e)
+        }
+    }
+}
+
+/// A new segment under a fresh random name.
+fn create_random() -> Result<(OwnedFd, String)> {
+    for _ in 0..100 {
+        let mut r = [0u8; 4];
+        sys::random_bytes(&mut r).map_err(|e| Error::io("drawing a random shared memory name", e))?;
+        let name = format!("{NAME_PREFIX}{}", r.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        match sys::shm_create(&name) {
+            Ok(fd) => return Ok((fd, name)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(create_error(&name, e)),
+        }
+    }
+    Err(Error::new(
+        ErrorKind::Io,
+        "100 random shared memory names in a row were taken; /dev/shm holds too many psm_ segments, unlink some",
+    ))
+}
+
+fn map(fd: BorrowedFd<'_>, size: usize, name: &str) -> Result<SharedMap> {
+    SharedMap::new(fd, size).map_err(|e| Error::io(&format!("mapping {size} bytes of shared memory {name:?}"), e))
+}
+
+/// A handle travels in a process argument as its fd (duplicated into the
+/// argument's side table), its name and its size; the receiver maps it,
+/// and holds an opener's handle: never tracked.
+impl Serialize for SharedMemory {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct Fd<'a>(BorrowedFd<'a>);
+        impl Serialize for Fd<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                codec::serialize_fd(self.0, serializer, "a SharedMemory")
+            }
+        }
+        (Fd(self.fd.as_fd()), &self.name, self.size() as u64).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for SharedMemory {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fd(OwnedFd);
+        impl<'de> Deserialize<'de> for Fd {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                codec::deserialize_fd(deserializer, "a SharedMemory").map(Fd)
+            }
+        }
+        let (fd, name, size): (Fd, Option<String>, u64) = Deserialize::deserialize(deserializer)?;
+        SharedMemory::attach(fd.0, name, size).map_err(D::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_zero_is_refused_before_anything_is_made() {
+        for err in [
+            SharedMemory::create(None, 0).unwrap_err(),
+            SharedMemory::create_untracked(Some("never-made"), 0).unwrap_err(),
+            SharedMemory::anonymous(0).unwrap_err(),
+        ] {
+            assert_eq!(err.kind(), ErrorKind::InvalidInput);
+            assert!(err.to_string().contains("at least 1 byte"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_handle_refuses_to_travel_outside_a_process_argument() {
+        let shm = SharedMemory::anonymous(8).unwrap();
+        let err = codec::encode(&shm, "a message").unwrap_err();
+        assert!(err.to_string().contains("only inside the argument"), "{err}");
+        let encoded = codec::encode_with_fds(&shm, "an argument").unwrap();
+        assert_eq!(encoded.fds.len(), 1);
+        let back: SharedMemory =
+            codec::with_incoming(encoded.fds, || codec::decode(&encoded.bytes, "an argument")).unwrap();
+        assert_eq!((back.size(), back.name()), (8, None));
+    }
+}
