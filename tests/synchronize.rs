@@ -833,20 +833,14 @@ fn create_and_drop_100_of_each(_: ()) -> LeakReport {
     }
 }
 
-fn dev_shm() -> std::collections::BTreeSet<String> {
-    std::fs::read_dir("/dev/shm")
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
-        .unwrap_or_default()
-}
-
 #[test]
 fn creating_and_dropping_100_of_each_object_leaves_no_fd_mapping_or_dev_shm_entry() {
     let _w = common::watchdog("creating_and_dropping_100_of_each_object_leaves_no_fd_mapping_or_dev_shm_entry");
-    let shm_before = dev_shm();
+    let shm_before = common::dev_shm();
     // In a process of its own: the other tests here open fds meanwhile.
     let child = Process::new(create_and_drop_100_of_each, ()).start_method(StartMethod::Spawn).start().unwrap();
     let r = child.join_timeout(LONG).unwrap();
-    let shm_new: Vec<String> = dev_shm().difference(&shm_before).cloned().collect();
+    let shm_new: Vec<String> = common::dev_shm().difference(&shm_before).cloned().collect();
     assert!(shm_new.is_empty(), "new entries in /dev/shm: {shm_new:?}");
     let objects = 100 * 9;
     assert_eq!(r.fds_alive, r.fds_before + objects, "one fd per object: {r:?}");

@@ -164,3 +164,10 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 pub fn sigkill(pid: u32) {
     let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
 }
+
+/// The names in /dev/shm now.
+pub fn dev_shm() -> std::collections::BTreeSet<String> {
+    std::fs::read_dir("/dev/shm")
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default()
+}
