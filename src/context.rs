@@ -204,6 +204,14 @@ pub fn get_context(method: StartMethod) -> Context {
 }
 
 /// A start method bound to the things it creates. See [`get_context`].
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{StartMethod, get_context};
+/// let ctx = get_context(StartMethod::Spawn);
+/// assert_eq!(ctx, get_context(StartMethod::Spawn));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Context {
     method: StartMethod,

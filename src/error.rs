@@ -5,6 +5,16 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// A `Result` whose error is [`multiproc::Error`](Error).
+///
+/// # Examples
+///
+/// ```
+/// fn start() -> multiproc::Result<u32> {
+///     Ok(multiproc::Process::new(|x: u32| x + 1, 1).start()?.join()?)
+/// }
+/// assert_eq!(start()?, 2);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What kind of failure an [`Error`] is, for matching.

@@ -25,6 +25,12 @@ pub(crate) use frame::{
 };
 
 /// The default frame-size limit: 1 GiB.
+///
+/// # Examples
+///
+/// ```
+/// assert!(multiproc::max_frame_size() <= multiproc::DEFAULT_MAX_FRAME_SIZE);
+/// ```
 pub const DEFAULT_MAX_FRAME_SIZE: u64 = 1 << 30;
 static MAX_FRAME: AtomicU64 = AtomicU64::new(DEFAULT_MAX_FRAME_SIZE);
 

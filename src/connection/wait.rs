@@ -33,6 +33,18 @@ pub(crate) mod sealed {
 /// [`Listener`](super::Listener) (ready when a client is waiting), or a
 /// [`Child`](crate::Child) process (ready when it has ended: Python's
 /// `sentinel`).
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::connection::{Waitable, wait};
+/// let (a, b) = multiproc::Pipe(true)?;
+/// let q = multiproc::Queue::<u8>::new()?;
+/// let objects: [&dyn Waitable; 2] = [&b, &q];
+/// a.send_bytes(b"x")?;
+/// assert_eq!(wait(&objects, Some(std::time::Duration::from_secs(5)))?, [0]);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 pub trait Waitable: sealed::Watch {}
 
 impl<T: sealed::Watch + ?Sized> Waitable for T {}

@@ -9,6 +9,18 @@ use super::result::AsyncResult;
 use crate::error::{Error, ErrorKind, Result};
 
 /// When [`wait`] returns (Python's `return_when`).
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{Pool, ReturnWhen, wait};
+/// fn id(x: u8) -> u8 { x }
+/// let pool = Pool::new(1)?;
+/// let r = [pool.apply_async(id, 1)?];
+/// let done = wait(&r, ReturnWhen::FirstCompleted, Some(std::time::Duration::from_secs(10)));
+/// assert_eq!(done.done.len(), 1);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReturnWhen {
     /// As soon as any result is ready.
@@ -20,6 +32,18 @@ pub enum ReturnWhen {
 }
 
 /// What [`wait`] found: the results that are ready, and the others.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{Pool, ReturnWhen, wait};
+/// fn id(x: u8) -> u8 { x }
+/// let pool = Pool::new(1)?;
+/// let r = [pool.apply_async(id, 1)?, pool.apply_async(id, 2)?];
+/// let done = wait(&r, ReturnWhen::AllCompleted, Some(std::time::Duration::from_secs(10)));
+/// assert_eq!((done.done.len(), done.not_done.len()), (2, 0));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Done<'a, T> {
     /// Ready: done, failed or cancelled.
@@ -140,6 +164,17 @@ pub fn as_completed<T>(results: &[AsyncResult<T>], timeout: Option<Duration>) ->
 }
 
 /// The iterator of [`as_completed`].
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{Pool, as_completed};
+/// fn id(x: u8) -> u8 { x }
+/// let pool = Pool::new(1)?;
+/// let r = [pool.apply_async(id, 1)?];
+/// assert_eq!(as_completed(&r, None).count(), 1);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct AsCompleted<'a, T> {
     left: Vec<&'a AsyncResult<T>>,

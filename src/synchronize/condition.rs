@@ -13,6 +13,12 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::sys;
 
 /// How many processes and threads may wait on one condition at once.
+///
+/// # Examples
+///
+/// ```
+/// assert!(multiproc::MAX_WAITERS >= 128);
+/// ```
 pub const MAX_WAITERS: usize = 240;
 
 const OFF_TICKET: usize = START;
@@ -74,6 +80,16 @@ enum Held<'a> {
 }
 
 /// A [`Condition`]'s lock, held: wait and notify through it.
+///
+/// # Examples
+///
+/// ```
+/// let cond = multiproc::Condition::new()?;
+/// let mut guard = cond.acquire()?;
+/// assert!(!guard.wait_timeout(std::time::Duration::ZERO)?);
+/// assert_eq!(guard.notify_all(), 0);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct ConditionGuard<'a> {
     cond: &'a Condition,

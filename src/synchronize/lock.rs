@@ -142,6 +142,18 @@ pub struct Lock {
 }
 
 /// Proof that this thread holds a [`Lock`]; dropping it releases the lock.
+///
+/// # Examples
+///
+/// ```
+/// let lock = multiproc::Lock::new()?;
+/// {
+///     let _guard = lock.acquire()?;
+///     assert!(lock.try_acquire().is_err(), "held by this thread");
+/// }
+/// assert!(lock.try_acquire()?.is_some(), "released by the drop");
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 #[must_use = "the lock is released when the guard is dropped"]
 #[derive(Debug)]
 pub struct LockGuard<'a> {
@@ -337,6 +349,16 @@ pub struct RLock {
 
 /// Proof that this thread holds an [`RLock`] (once more); dropping it
 /// releases one level.
+///
+/// # Examples
+///
+/// ```
+/// let lock = multiproc::RLock::new()?;
+/// let outer = lock.acquire()?;
+/// drop(lock.acquire()?);
+/// assert_eq!(outer.count(), 1);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 #[must_use = "the lock is released when the guard is dropped"]
 #[derive(Debug)]
 pub struct RLockGuard<'a> {

@@ -391,7 +391,18 @@ block_serde!(
     |s| &s.lock.raw.block
 );
 
-/// An integer that [`AtomicValue`] can hold.
+/// An integer that [`AtomicValue`] can hold: `i32`, `u32`, `i64`, `u64`,
+/// `isize`, `usize`.
+///
+/// # Examples
+///
+/// ```
+/// fn shared<T: multiproc::AtomicInt>(v: T) -> multiproc::Result<multiproc::AtomicValue<T>> {
+///     multiproc::AtomicValue::new(v)
+/// }
+/// assert_eq!(shared(7i64)?.load(), 7);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 pub trait AtomicInt: Copy + sealed::Sealed + 'static {}
 
 mod sealed {
