@@ -98,8 +98,8 @@ fn a_lock_is_released_only_by_the_thread_that_holds_it() {
     let lock = Lock::new().unwrap();
     assert_eq!(lock.release().unwrap_err().kind(), ErrorKind::InvalidState, "nobody holds it");
 
-    // Python's style: acquire() ... release(), with the guard forgotten.
-    std::mem::forget(lock.acquire().unwrap());
+    // Python's style: acquire() ... release(), with the guard leaked.
+    lock.acquire().unwrap().leak();
     let other = lock.clone();
     let from_another_thread = std::thread::spawn(move || {
         let refused = other.release().unwrap_err().kind();
@@ -121,8 +121,8 @@ fn a_lock_is_released_only_by_the_thread_that_holds_it() {
     assert!(lock.try_acquire().unwrap().is_some(), "LockGuard::release releases");
 }
 
-fn forget_then_release((lock, held, release): (Lock, Event, Event)) {
-    std::mem::forget(lock.acquire_timeout(LONG).unwrap());
+fn leak_then_release((lock, held, release): (Lock, Event, Event)) {
+    lock.acquire_timeout(LONG).unwrap().leak();
     held.set();
     assert!(release.wait(Some(LONG)).unwrap(), "the parent never said to release");
     lock.release().unwrap();
@@ -133,7 +133,7 @@ per_method! {
     fn a_child_can_release_python_style_a_lock_whose_guard_it_forgot(method: StartMethod) {
         let lock = Lock::new().unwrap();
         let (held, release) = (Event::new().unwrap(), Event::new().unwrap());
-        let child = Process::new(forget_then_release, (lock.clone(), held.clone(), release.clone()))
+        let child = Process::new(leak_then_release, (lock.clone(), held.clone(), release.clone()))
             .start_method(method)
             .start()
             .unwrap();
@@ -224,7 +224,7 @@ fn an_rlock_counts_its_levels_and_refuses_other_threads() {
     drop(c);
     assert_eq!((lock.owner(), b.count()), (Some((me, 2)), 2));
     // Python's style for one level.
-    std::mem::forget(b);
+    b.leak();
     lock.release().unwrap();
     assert_eq!(lock.owner(), Some((me, 1)));
     drop(a);
@@ -887,4 +887,40 @@ fn taking_a_lock_twice_in_one_thread_is_an_error_not_a_hang() {
     v.update(&g, |n| *n += 1);
     drop(g);
     assert_eq!(v.get().unwrap(), 1);
+}
+
+#[test]
+fn release_never_pulls_a_lock_from_under_a_live_guard() {
+    let _w = common::watchdog("release_never_pulls_a_lock_from_under_a_live_guard");
+    let a = Array::new(&[0u8; 4]).unwrap();
+    let refused = a.with_lock(|s| {
+        s[0] = 7;
+        a.get_lock().release().map_err(|e| e.kind())
+    });
+    assert_eq!(refused.unwrap(), Err(ErrorKind::InvalidState), "the guard inside with_lock is not leaked");
+    let r = RLock::new().unwrap();
+    let g = r.acquire().unwrap();
+    assert_eq!(r.release().unwrap_err().kind(), ErrorKind::InvalidState, "a live guard's level");
+    drop(g);
+    assert_eq!(r.owner(), None);
+}
+
+#[test]
+fn a_forgotten_guard_leaves_its_lock_held_and_its_memory_mapped() {
+    let _w = common::watchdog("a_forgotten_guard_leaves_its_lock_held_and_its_memory_mapped");
+    // glibc lists the held robust mutex in this thread: unmapping it would
+    // leave that list dangling, and the next lock taken would write there.
+    std::thread::spawn(|| {
+        let lock = Lock::new().unwrap();
+        std::mem::forget(lock.acquire().unwrap());
+        drop(lock);
+        let filler: Vec<Vec<u8>> = (0..64).map(|_| vec![0xAB; 4096]).collect();
+        let other = Lock::new().unwrap();
+        for _ in 0..100 {
+            drop(other.acquire().unwrap());
+        }
+        assert!(filler.iter().all(|v| v.iter().all(|&b| b == 0xAB)), "memory was overwritten");
+    })
+    .join()
+    .expect("the thread survived");
 }

@@ -26,6 +26,11 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
+    /// Whether a lock sits at [`START`].
+    fn has_lock(self) -> bool {
+        matches!(self, Kind::Lock | Kind::RLock | Kind::Value | Kind::Array | Kind::Barrier)
+    }
+
     fn magic(self) -> u64 {
         0x6d70_7379_6e63_0000 | self as u64
     }
@@ -39,7 +44,24 @@ pub(crate) const START: usize = 64;
 #[derive(Debug)]
 pub(crate) struct Block {
     fd: OwnedFd,
-    map: Mapping,
+    /// Always `Some` until `drop`, which may leak it (see there).
+    map: Option<Mapping>,
+    kind: Kind,
+    /// The memfd's device and inode: the same object through any handle.
+    id: (u64, u64),
+}
+
+impl Drop for Block {
+    /// Unmaps, unless a live thread of this process holds a lock inside
+    /// (its guard was forgotten): glibc keeps a held robust mutex in the
+    /// thread's list of them, and unmapping it would leave that list
+    /// pointing at freed memory. The page is leaked instead.
+    fn drop(&mut self) {
+        let Some(map) = self.map.take() else { return };
+        if self.kind.has_lock() && map.mutex_at(START).owner_tid().is_some_and(sys::is_own_thread) {
+            std::mem::forget(map);
+        }
+    }
 }
 
 impl Block {
@@ -51,7 +73,7 @@ impl Block {
         let map = Mapping::new(fd.as_fd(), 0, len).map_err(|e| Error::io(&what, e))?;
         init(&map)?;
         map.u64_at(OFF_MAGIC).store(kind.magic(), Ordering::Release);
-        Ok(Arc::new(Block { fd, map }))
+        Block::finish(fd, map, kind)
     }
 
     /// Maps a block that arrived from another process, checking its kind.
@@ -65,11 +87,21 @@ impl Block {
         if map.u64_at(OFF_MAGIC).load(Ordering::Acquire) != kind.magic() {
             return Err(not_a(kind));
         }
-        Ok(Arc::new(Block { fd, map }))
+        Block::finish(fd, map, kind)
+    }
+
+    fn finish(fd: OwnedFd, map: Mapping, kind: Kind) -> Result<Arc<Block>> {
+        let (id, _) = sys::file_id(fd.as_fd()).map_err(|e| Error::io("identifying shared memory", e))?;
+        Ok(Arc::new(Block { fd, map: Some(map), kind, id: (id.dev, id.ino) }))
     }
 
     pub(crate) fn map(&self) -> &Mapping {
-        &self.map
+        self.map.as_ref().expect("mapped until dropped")
+    }
+
+    /// The shared object's identity, the same through every handle.
+    pub(crate) fn id(&self) -> (u64, u64) {
+        self.id
     }
 
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {

@@ -3,6 +3,7 @@
 //! so ([`LockGuard::owner_died`]), instead of everyone waiting for ever as
 //! in Python.
 
+use std::cell::RefCell;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -22,6 +23,13 @@ const OFF_COUNT: usize = 72;
 /// How many times `acquire` tries a busy lock before sleeping in the
 /// kernel; the pause doubles each time, to about 20 µs in all.
 const SPINS: u32 = 12;
+
+thread_local! {
+    /// The locks this thread holds through guards it gave up with
+    /// `leak()`, by identity: only these may be `release()`d, so that a
+    /// release can never pull a lock from under a live guard.
+    static LEAKED: RefCell<Vec<(u64, u64, usize)>> = const { RefCell::new(Vec::new()) };
+}
 
 /// A lock at an offset in a block: the shared part of `Lock`, `RLock`,
 /// `Value`, `Array` and `Condition`.
@@ -82,6 +90,35 @@ impl RawLock {
     fn word(&self, at: usize) -> &std::sync::atomic::AtomicU32 {
         self.block.map().u32_at(self.off + at)
     }
+
+    fn key(&self) -> (u64, u64, usize) {
+        let (dev, ino) = self.block.id();
+        (dev, ino, self.off)
+    }
+
+    /// Records a leaked guard of this lock, held by this thread.
+    fn leaked(&self) {
+        LEAKED.with(|l| l.borrow_mut().push(self.key()));
+    }
+
+    /// Takes back one leaked guard's record, if this thread has one.
+    fn unleak(&self) -> bool {
+        let key = self.key();
+        LEAKED.with(|l| {
+            let mut l = l.borrow_mut();
+            l.iter().rposition(|k| *k == key).map(|i| l.swap_remove(i)).is_some()
+        })
+    }
+}
+
+fn not_leaked(what: &str) -> Error {
+    Error::new(
+        ErrorKind::InvalidState,
+        format!(
+            "release() of a {what} this thread holds through no leaked guard; drop the guard instead, or give it up \
+             with leak() first (a {what} is released by the thread that acquired it)"
+        ),
+    )
 }
 
 /// An error from the OS while taking a lock: `EDEADLK` means this thread
@@ -195,6 +232,24 @@ impl LockGuard<'_> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn release(self) {}
+
+    /// Gives the guard up and keeps the lock held, for Python's
+    /// `acquire()` … `release()` style: [`Lock::release`] then releases it,
+    /// in this thread.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let lock = multiproc::Lock::new()?;
+    /// lock.acquire()?.leak();
+    /// // ... work under the lock ...
+    /// lock.release()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn leak(self) {
+        self.lock.leaked();
+        std::mem::forget(self);
+    }
 }
 
 impl Drop for LockGuard<'_> {
@@ -301,23 +356,29 @@ impl Lock {
         })
     }
 
-    /// Releases a lock this thread acquired and whose guard it forgot
-    /// (`std::mem::forget`), Python's `acquire()` … `release()` style.
+    /// Releases a lock this thread acquired and whose guard it gave up with
+    /// [`LockGuard::leak`], Python's `acquire()` … `release()` style. (A
+    /// guard lost with `std::mem::forget` cannot be released this way: the
+    /// lock stays held, safely, and its memory is never unmapped.)
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::InvalidState`] if this thread does not hold the lock.
+    /// [`ErrorKind::InvalidState`] if this thread holds the lock through
+    /// no leaked guard.
     ///
     /// # Examples
     ///
     /// ```
     /// let lock = multiproc::Lock::new()?;
-    /// std::mem::forget(lock.acquire()?);
+    /// lock.acquire()?.leak();
     /// lock.release()?;
     /// assert!(lock.release().is_err(), "not held any more");
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn release(&self) -> Result<()> {
+        if !self.raw.unleak() {
+            return Err(not_leaked("lock"));
+        }
         self.raw.try_unlock()
     }
 }
@@ -395,6 +456,23 @@ impl RLockGuard<'_> {
     /// ```
     pub fn count(&self) -> u32 {
         self.lock.raw.word(OFF_COUNT).load(Ordering::Relaxed)
+    }
+
+    /// Gives the guard up and keeps its level held: [`RLock::release`]
+    /// then releases it, in this thread.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let lock = multiproc::RLock::new()?;
+    /// lock.acquire()?.leak();
+    /// lock.release()?;
+    /// assert_eq!(lock.owner(), None);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn leak(self) {
+        self.lock.raw.leaked();
+        std::mem::forget(self);
     }
 }
 
@@ -497,24 +575,27 @@ impl RLock {
         self.enter(Some(Instant::now()))
     }
 
-    /// Releases one level held by this thread, for guards it forgot
-    /// (`std::mem::forget`).
+    /// Releases one level this thread gave up with [`RLockGuard::leak`].
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::InvalidState`] if this thread does not hold the lock
-    /// (another process or thread does, or nobody).
+    /// [`ErrorKind::InvalidState`] if this thread holds no leaked level
+    /// (another process or thread holds the lock, or nobody, or only
+    /// through live guards).
     ///
     /// # Examples
     ///
     /// ```
     /// let lock = multiproc::RLock::new()?;
-    /// std::mem::forget(lock.acquire()?);
+    /// lock.acquire()?.leak();
     /// lock.release()?;
     /// assert!(lock.release().is_err());
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn release(&self) -> Result<()> {
+        if !self.mine() || !self.raw.unleak() {
+            return Err(not_leaked("re-entrant lock"));
+        }
         self.release_one()
     }
 

@@ -59,6 +59,11 @@ pub(crate) fn gettid() -> i32 {
     rustix::thread::gettid().as_raw_nonzero().get()
 }
 
+/// Whether `tid` is a thread of this process that has not ended.
+pub(crate) fn is_own_thread(tid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/self/task/{tid}")).exists()
+}
+
 /// Whether a process with this pid exists (it may be a zombie).
 pub(crate) fn pid_exists(pid: i32) -> bool {
     rustix::process::Pid::from_raw(pid)

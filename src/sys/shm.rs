@@ -178,6 +178,10 @@ impl Drop for Mapping {
     }
 }
 
+/// The kernel's robust-futex bits in a mutex's lock word.
+const OWNER_DIED: u32 = 0x4000_0000;
+const TID_MASK: u32 = 0x3fff_ffff;
+
 /// The bytes a [`RobustMutex`] takes in a mapping.
 pub(crate) const MUTEX_BYTES: usize = size_of::<libc::pthread_mutex_t>();
 
@@ -280,13 +284,20 @@ impl RobustMutex<'_> {
     /// `FUTEX_OWNER_DIED` by the kernel when that thread ends); `None` if
     /// it is free or its holder died.
     pub(crate) fn owner_tid(&self) -> Option<u32> {
-        const OWNER_DIED: u32 = 0x4000_0000;
-        const TID_MASK: u32 = 0x3fff_ffff;
+        let word = self.word();
+        (word & OWNER_DIED == 0 && word & TID_MASK != 0).then_some(word & TID_MASK)
+    }
+
+    /// Whether the lock's holder died holding it, and nobody took it since.
+    pub(crate) fn holder_died(&self) -> bool {
+        self.word() & OWNER_DIED != 0
+    }
+
+    fn word(&self) -> u32 {
         // SAFETY: glibc's `pthread_mutex_t` begins with its lock word, an
         // aligned `int` that the kernel and other threads change
         // atomically, so reading it as an `AtomicU32` is sound.
-        let word = unsafe { AtomicU32::from_ptr(self.m.cast::<u32>()) }.load(Ordering::Relaxed);
-        (word & OWNER_DIED == 0 && word & TID_MASK != 0).then_some(word & TID_MASK)
+        unsafe { AtomicU32::from_ptr(self.m.cast::<u32>()) }.load(Ordering::SeqCst)
     }
 
     /// Takes the lock if it is free, without waiting.
