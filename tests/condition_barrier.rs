@@ -234,3 +234,50 @@ fn conditions_and_barriers_leave_no_fds_or_shm_entries_behind() {
     assert_eq!(common::fd_count(), before);
     assert_eq!(common::dev_shm(), shm_before, "memfd objects put nothing in /dev/shm");
 }
+
+#[test]
+fn waiters_of_an_aborted_round_fail_even_when_aborted_twice() {
+    let _w = common::watchdog("waiters_of_an_aborted_round_fail_even_when_aborted_twice");
+    for _ in 0..20 {
+        let b = Barrier::new(3).unwrap();
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let b = b.clone();
+                std::thread::spawn(move || b.wait_timeout(LONG))
+            })
+            .collect();
+        assert!(common::wait_until(LONG, || b.n_waiting() == 2));
+        b.abort().unwrap();
+        b.abort().unwrap();
+        for w in waiters {
+            assert_eq!(w.join().unwrap().unwrap_err().kind(), ErrorKind::BrokenBarrier, "a broken round passed");
+        }
+    }
+}
+
+fn die_in_the_action() {
+    std::process::exit(7);
+}
+
+fn arrive_last(b: Barrier) -> multiproc::Result<u32> {
+    b.wait_timeout(LONG)
+}
+
+per_method! {
+    fn a_party_that_dies_in_the_action_breaks_the_round(method: StartMethod) {
+        let b = Barrier::with_action(2, die_in_the_action).unwrap();
+        let first = {
+            let b = b.clone();
+            std::thread::spawn(move || b.wait())
+        };
+        assert!(common::wait_until(LONG, || b.n_waiting() == 1));
+        let child = Process::new(arrive_last, b.clone()).start_method(method).start().unwrap();
+        assert_eq!(child.join_timeout(LONG).unwrap_err().exitcode(), Some(7));
+        let t = Instant::now();
+        assert_eq!(first.join().unwrap().unwrap_err().kind(), ErrorKind::BrokenBarrier);
+        assert!(t.elapsed() < Duration::from_secs(5), "noticed late: {:?}", t.elapsed());
+        assert!(b.broken());
+        b.reset().unwrap();
+        assert_eq!(b.n_waiting(), 0);
+    }
+}

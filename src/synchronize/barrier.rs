@@ -19,11 +19,16 @@ const OFF_COUNT: usize = F + 4;
 const OFF_GENERATION: usize = F + 8;
 /// Whether the barrier is broken (until `reset`).
 const OFF_BROKEN: usize = F + 12;
-/// The generation that was broken, plus one (0: none yet).
-const OFF_BROKE_GEN: usize = F + 16;
-const OFF_HAS_ACTION: usize = F + 20;
-const OFF_ACTION: usize = F + 24;
-const OFF_ACTION_TAG: usize = F + 32;
+/// How each of the last 64 rounds ended: bit `generation % 64` set if it
+/// broke, clear if it passed.
+const OFF_BROKEN_ROUNDS: usize = F + 16;
+const OFF_HAS_ACTION: usize = F + 24;
+const OFF_ACTION: usize = F + 32;
+const OFF_ACTION_TAG: usize = F + 40;
+
+/// The longest a waiter sleeps before it looks again whether a party died
+/// holding the barrier's lock (which breaks the round).
+const RECHECK: Duration = Duration::from_millis(500);
 
 /// A barrier shared between processes (Python's
 /// `multiprocessing.Barrier`): [`wait`](Barrier::wait) blocks until
@@ -33,10 +38,11 @@ const OFF_ACTION_TAG: usize = F + 32;
 ///
 /// A timeout, [`abort`](Barrier::abort) or [`reset`](Barrier::reset) breaks
 /// the round: every waiter gets [`ErrorKind::BrokenBarrier`], and so does
-/// every later `wait` until `reset`. A party that dies while waiting is
-/// still counted as arrived; one that dies before arriving leaves the
-/// others waiting until their timeout, so give `wait_timeout` a timeout
-/// where a party can crash.
+/// every later `wait` until `reset`. A party that dies while it updates
+/// the barrier (or runs the action) breaks the round too, within half a
+/// second. One that dies while waiting is still counted as arrived; one
+/// that dies before arriving leaves the others waiting until their
+/// timeout, so give `wait_timeout` a timeout where a party can crash.
 ///
 /// # Examples
 ///
@@ -136,14 +142,39 @@ impl Barrier {
         self.lock.block.map().u64_at(off)
     }
 
-    /// Ends the current round as broken and wakes its waiters (lock held).
-    fn break_round(&self) {
+    /// Ends the current round (lock held): broken or passed, recorded for
+    /// its waiters, who are woken.
+    fn end_round(&self, broke: bool) {
         let generation = self.word(OFF_GENERATION).load(Ordering::SeqCst);
-        self.word(OFF_BROKEN).store(1, Ordering::SeqCst);
-        self.word(OFF_BROKE_GEN).store(generation.wrapping_add(1), Ordering::SeqCst);
+        let bit = 1u64 << (generation % 64);
+        let rounds = self.wide(OFF_BROKEN_ROUNDS);
+        if broke {
+            self.word(OFF_BROKEN).store(1, Ordering::SeqCst);
+            rounds.fetch_or(bit, Ordering::SeqCst);
+        } else {
+            rounds.fetch_and(!bit, Ordering::SeqCst);
+        }
         self.word(OFF_COUNT).store(0, Ordering::SeqCst);
         self.word(OFF_GENERATION).store(generation.wrapping_add(1), Ordering::SeqCst);
         sys::futex_wake(self.word(OFF_GENERATION), u32::MAX);
+    }
+
+    /// Breaks the current round (lock held); once broken and empty, there
+    /// is no round to end.
+    fn break_round(&self) {
+        if self.broken() && self.word(OFF_COUNT).load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        self.end_round(true);
+    }
+
+    /// Takes the barrier's lock; a party that died holding it may have left
+    /// the round half updated, so the round breaks.
+    fn lock(&self) -> Result<()> {
+        if self.lock.lock(None)?.expect("no deadline") {
+            self.break_round();
+        }
+        Ok(())
     }
 
     /// Runs the action, if any, in this process.
@@ -169,22 +200,16 @@ impl Barrier {
 
     fn enter(&self, timeout: Option<Duration>) -> Result<u32> {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        self.lock.lock(None)?;
+        self.lock()?;
         if self.word(OFF_BROKEN).load(Ordering::SeqCst) != 0 {
             self.lock.unlock();
             return Err(broken());
         }
         let index = self.word(OFF_COUNT).fetch_add(1, Ordering::SeqCst);
         let generation = self.word(OFF_GENERATION).load(Ordering::SeqCst);
-        if index + 1 == self.word(OFF_PARTIES).load(Ordering::Relaxed) {
+        if index + 1 >= self.word(OFF_PARTIES).load(Ordering::Relaxed) {
             let outcome = self.run_action();
-            if outcome.is_err() {
-                self.break_round();
-            } else {
-                self.word(OFF_COUNT).store(0, Ordering::SeqCst);
-                self.word(OFF_GENERATION).store(generation.wrapping_add(1), Ordering::SeqCst);
-                sys::futex_wake(self.word(OFF_GENERATION), u32::MAX);
-            }
+            self.end_round(outcome.is_err());
             self.lock.unlock();
             return outcome.map(|()| index);
         }
@@ -195,8 +220,13 @@ impl Barrier {
                 break;
             }
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if self.lock.holder_died() {
+                self.lock()?;
+                self.lock.unlock();
+                continue;
+            }
             if left.is_some_and(|l| l.is_zero()) {
-                self.lock.lock(None)?;
+                self.lock()?;
                 if gen_word.load(Ordering::SeqCst) == generation {
                     self.break_round();
                     self.lock.unlock();
@@ -212,9 +242,10 @@ impl Barrier {
                 self.lock.unlock();
                 break;
             }
-            sys::futex_wait(gen_word, generation, left).map_err(|e| Error::io("waiting at a barrier", e))?;
+            let nap = left.map_or(RECHECK, |l| l.min(RECHECK));
+            sys::futex_wait(gen_word, generation, Some(nap)).map_err(|e| Error::io("waiting at a barrier", e))?;
         }
-        if self.word(OFF_BROKE_GEN).load(Ordering::SeqCst) == generation.wrapping_add(1) {
+        if self.wide(OFF_BROKEN_ROUNDS).load(Ordering::SeqCst) & (1u64 << (generation % 64)) != 0 {
             return Err(broken());
         }
         Ok(index)
@@ -279,7 +310,7 @@ impl Barrier {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn abort(&self) -> Result<()> {
-        self.lock.lock(None)?;
+        self.lock()?;
         self.break_round();
         self.lock.unlock();
         Ok(())
@@ -302,7 +333,7 @@ impl Barrier {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn reset(&self) -> Result<()> {
-        self.lock.lock(None)?;
+        self.lock()?;
         if self.word(OFF_COUNT).load(Ordering::SeqCst) > 0 {
             self.break_round();
         }

@@ -76,6 +76,12 @@ impl RawLock {
         self.block.map().mutex_at(self.off).unlock();
     }
 
+    /// Whether the lock's holder died holding it (nobody has taken it
+    /// since).
+    pub(crate) fn holder_died(&self) -> bool {
+        self.block.map().mutex_at(self.off).holder_died()
+    }
+
     /// Unlocks if the calling thread holds the lock.
     fn try_unlock(&self) -> Result<()> {
         self.block.map().mutex_at(self.off).try_unlock().map_err(|_| {
