@@ -281,3 +281,44 @@ per_method! {
         assert_eq!(b.n_waiting(), 0);
     }
 }
+
+per_method! {
+    fn a_waiter_killed_while_waiting_is_never_counted_as_woken(method: StartMethod) {
+        let cond = Condition::new().unwrap();
+        let (arrived, woken) = (AtomicValue::new(0u32).unwrap(), AtomicValue::new(0u32).unwrap());
+        let start = || {
+            Process::new(waiter, (cond.clone(), arrived.clone(), woken.clone())).start_method(method).start().unwrap()
+        };
+        let doomed = start();
+        assert!(common::wait_until(LONG, || arrived.load() == 1));
+        let live = start();
+        assert!(common::wait_until(LONG, || arrived.load() == 2));
+        doomed.kill().unwrap();
+        // Dead (a zombie not yet joined, whose pid still exists).
+        assert!(common::wait_until(LONG, || !matches!(common::stat(doomed.pid()), Some(('S' | 'R', _)))));
+        let g = cond.acquire_timeout(LONG).unwrap();
+        assert_eq!(g.notify(1), 1);
+        drop(g);
+        assert!(live.join_timeout(LONG).unwrap().unwrap(), "the live waiter got the notification");
+        assert!(doomed.join_timeout(LONG).is_err());
+    }
+}
+
+#[test]
+fn slots_of_killed_waiters_are_reclaimed() {
+    let _w = common::watchdog("slots_of_killed_waiters_are_reclaimed");
+    let cond = Condition::new().unwrap();
+    let (arrived, woken) = (AtomicValue::new(0u32).unwrap(), AtomicValue::new(0u32).unwrap());
+    for k in 1..=(multiproc::MAX_WAITERS as u32 + 10) {
+        let child = Process::new(waiter, (cond.clone(), arrived.clone(), woken.clone()))
+            .start_method(StartMethod::Fork)
+            .start()
+            .unwrap();
+        assert!(common::wait_until(LONG, || arrived.load() == k));
+        child.kill().unwrap();
+        assert!(child.join_timeout(LONG).is_err());
+    }
+    let mut g = cond.acquire_timeout(LONG).unwrap();
+    assert!(!g.wait_timeout(Duration::from_millis(1)).unwrap(), "a slot was free for a new waiter");
+    assert_eq!(g.notify_all(), 0, "no ghost waiters");
+}

@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use super::RECHECK;
 use super::block::{Block, Kind, START, block_serde};
 use super::lock::{LOCK_SIZE, RawLock};
 use crate::codec::{self, kind};
@@ -25,10 +26,6 @@ const OFF_BROKEN_ROUNDS: usize = F + 16;
 const OFF_HAS_ACTION: usize = F + 24;
 const OFF_ACTION: usize = F + 32;
 const OFF_ACTION_TAG: usize = F + 40;
-
-/// The longest a waiter sleeps before it looks again whether a party died
-/// holding the barrier's lock (which breaks the round).
-const RECHECK: Duration = Duration::from_millis(500);
 
 /// A barrier shared between processes (Python's
 /// `multiprocessing.Barrier`): [`wait`](Barrier::wait) blocks until

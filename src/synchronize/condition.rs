@@ -7,12 +7,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use super::RECHECK;
 use super::block::{Block, Kind, START};
 use super::lock::{Lock, LockGuard, RLock, RLockGuard};
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys;
 
-/// How many processes and threads may wait on one condition at once.
+/// How many processes and threads may wait on one condition at once
+/// (each waiter holds a slot, with a robust mutex that tells a dead waiter
+/// from a live one).
 ///
 /// # Examples
 ///
@@ -23,7 +26,10 @@ pub const MAX_WAITERS: usize = 240;
 
 const OFF_TICKET: usize = START;
 const OFF_SLOTS: usize = START + 64;
-const SLOT: usize = 16;
+/// A slot: state (u32), pid (u32), ticket (u64), then the waiter's mutex.
+const SLOT: usize = 64;
+const SLOT_MUTEX: usize = 16;
+const BLOCK: usize = 16384;
 
 const FREE: u32 = 0;
 const WAITING: u32 = 1;
@@ -153,7 +159,40 @@ impl Condition {
     }
 
     fn build(over: Over) -> Result<Condition> {
-        Ok(Condition { block: Block::new(Kind::Condition, 4096, |_| Ok(()))?, over })
+        let block = Block::new(Kind::Condition, BLOCK, |m| {
+            (0..MAX_WAITERS).try_for_each(|i| {
+                m.mutex_at(OFF_SLOTS + i * SLOT + SLOT_MUTEX)
+                    .init()
+                    .map_err(|e| Error::io("creating a condition's waiter slots", e))
+            })
+        })?;
+        Ok(Condition { block, over })
+    }
+
+    fn slot_mutex(&self, i: usize) -> sys::RobustMutex<'_> {
+        self.block.map().mutex_at(OFF_SLOTS + i * SLOT + SLOT_MUTEX)
+    }
+
+    /// Frees slot `i` if its waiter is gone (died, in any state); whether
+    /// the slot is free now. The condition's lock is held.
+    fn reclaim(&self, i: usize) -> bool {
+        let state = self.slot(i).0;
+        if state.load(Ordering::SeqCst) == FREE {
+            return true;
+        }
+        let m = self.slot_mutex(i);
+        match m.try_lock() {
+            Ok(Some(died)) => {
+                if died == sys::Locked::OwnerDied {
+                    let _ = m.make_consistent();
+                }
+                state.store(FREE, Ordering::SeqCst);
+                m.unlock();
+                true
+            }
+            // A live waiter holds it.
+            Ok(None) | Err(_) => false,
+        }
     }
 
     /// Takes the lock; wait and notify through the guard.
@@ -229,13 +268,27 @@ impl ConditionGuard<'_> {
     fn sleep(&mut self, timeout: Option<Duration>) -> Result<bool> {
         let cond = self.cond;
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let Some(i) = (0..MAX_WAITERS).find(|&i| cond.slot(i).0.load(Ordering::Relaxed) == FREE) else {
+        let free = (0..MAX_WAITERS).find(|&i| cond.slot(i).0.load(Ordering::Relaxed) == FREE);
+        let Some(i) = free.or_else(|| (0..MAX_WAITERS).find(|&i| cond.reclaim(i))) else {
             return Err(Error::new(
                 ErrorKind::InvalidState,
                 format!("more than {MAX_WAITERS} waiters on one Condition; use fewer, or several conditions"),
             ));
         };
         let (state, pid, ticket) = cond.slot(i);
+        let mine = cond.slot_mutex(i);
+        match mine.try_lock().map_err(|e| Error::io("taking a condition's waiter slot", e))? {
+            Some(sys::Locked::Clean) => {}
+            Some(sys::Locked::OwnerDied) => {
+                mine.make_consistent().map_err(|e| Error::io("recovering a condition's waiter slot", e))?
+            }
+            None => {
+                return Err(Error::new(
+                    ErrorKind::Protocol,
+                    "a free waiter slot of a Condition was held; it is corrupt",
+                ));
+            }
+        }
         let t = cond.block.map().u64_at(OFF_TICKET).fetch_add(1, Ordering::Relaxed);
         ticket.store(t, Ordering::Relaxed);
         pid.store(sys::getpid() as u32, Ordering::Relaxed);
@@ -258,7 +311,8 @@ impl ConditionGuard<'_> {
             if left.is_some_and(|l| l.is_zero()) {
                 break;
             }
-            slept = sys::futex_wait(state, WAITING, left).map_err(|e| Error::io("waiting on a condition", e));
+            let nap = left.map_or(RECHECK, |l| l.min(RECHECK));
+            slept = sys::futex_wait(state, WAITING, Some(nap)).map_err(|e| Error::io("waiting on a condition", e));
             if slept.is_err() {
                 break;
             }
@@ -271,6 +325,7 @@ impl ConditionGuard<'_> {
         };
         let notified = state.load(Ordering::SeqCst) == NOTIFIED;
         state.store(FREE, Ordering::SeqCst);
+        mine.unlock();
         slept.map(|()| notified)
     }
 
@@ -361,15 +416,13 @@ impl ConditionGuard<'_> {
         let cond = self.cond;
         let mut waiting: Vec<(u64, usize)> = Vec::new();
         for i in 0..MAX_WAITERS {
-            let (state, pid, ticket) = cond.slot(i);
-            if state.load(Ordering::SeqCst) != WAITING {
+            let (state, _, ticket) = cond.slot(i);
+            if state.load(Ordering::SeqCst) == FREE || cond.reclaim(i) {
                 continue;
             }
-            if !sys::pid_exists(pid.load(Ordering::Relaxed) as i32) {
-                state.store(FREE, Ordering::SeqCst);
-                continue;
+            if state.load(Ordering::SeqCst) == WAITING {
+                waiting.push((ticket.load(Ordering::Relaxed), i));
             }
-            waiting.push((ticket.load(Ordering::Relaxed), i));
         }
         waiting.sort_unstable();
         let woken = waiting.len().min(n);
@@ -424,4 +477,4 @@ impl<'de> serde::Deserialize<'de> for Condition {
     }
 }
 
-const _: () = assert!(OFF_SLOTS + MAX_WAITERS * SLOT <= 4096);
+const _: () = assert!(OFF_SLOTS + MAX_WAITERS * SLOT <= BLOCK && SLOT_MUTEX + sys::MUTEX_BYTES <= SLOT);

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use super::RECHECK;
 use super::block::{Block, Kind, START, block_serde};
 use crate::error::{Error, Result};
 use crate::sys;
@@ -137,7 +138,8 @@ impl Event {
                 return Ok(false);
             }
             waiters.fetch_add(1, Ordering::SeqCst);
-            let slept = if self.is_set() { Ok(()) } else { sys::futex_wait(sets, seen, left) };
+            let nap = left.map_or(RECHECK, |l| l.min(RECHECK));
+            let slept = if self.is_set() { Ok(()) } else { sys::futex_wait(sets, seen, Some(nap)) };
             waiters.fetch_sub(1, Ordering::SeqCst);
             slept.map_err(|e| Error::io("waiting for an event", e))?;
         }

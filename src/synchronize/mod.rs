@@ -6,6 +6,12 @@
 
 mod barrier;
 pub(crate) mod block;
+
+/// The longest any wait here sleeps before it looks again: a process that
+/// dies between changing shared state and waking its sleepers (or after
+/// being woken, before acting on it) then delays the others by at most
+/// this, instead of for ever.
+pub(crate) const RECHECK: std::time::Duration = std::time::Duration::from_millis(500);
 mod condition;
 mod event;
 mod lock;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use super::RECHECK;
 use super::block::{Block, Kind, START, block_serde};
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys;
@@ -38,9 +39,9 @@ impl Counter {
 
     fn try_take(&self) -> bool {
         let value = self.word(OFF_VALUE);
-        let mut v = value.load(Ordering::Relaxed);
+        let mut v = value.load(Ordering::SeqCst);
         while v > 0 {
-            match value.compare_exchange_weak(v, v - 1, Ordering::Acquire, Ordering::Relaxed) {
+            match value.compare_exchange_weak(v, v - 1, Ordering::SeqCst, Ordering::Relaxed) {
                 Ok(_) => return true,
                 Err(now) => v = now,
             }
@@ -72,7 +73,12 @@ impl Counter {
                     waiters.fetch_sub(1, Ordering::SeqCst);
                     return Ok(false);
                 }
-                sys::futex_wait(value, 0, left).map_err(|e| Error::io("waiting on a semaphore", e))?;
+                let nap = left.map_or(RECHECK, |l| l.min(RECHECK));
+                let slept = sys::futex_wait(value, 0, Some(nap));
+                if let Err(e) = slept {
+                    waiters.fetch_sub(1, Ordering::SeqCst);
+                    return Err(Error::io("waiting on a semaphore", e));
+                }
             }
             waiters.fetch_sub(1, Ordering::SeqCst);
             if taken || self.try_take() {
@@ -94,7 +100,7 @@ impl Counter {
                     ),
                 )
             })?;
-            match value.compare_exchange_weak(v, next, Ordering::Release, Ordering::Relaxed) {
+            match value.compare_exchange_weak(v, next, Ordering::SeqCst, Ordering::Relaxed) {
                 Ok(_) => break,
                 Err(now) => v = now,
             }

@@ -38,11 +38,12 @@ pub(crate) use posix_shm::{
     FileId, SharedMap, detach, file_id, free_bytes, parent_pidfd, raw_fd_is, set_len, shm_create, shm_open, shm_unlink,
 };
 pub(crate) use process::{
-    ExitStatus, cpu_count, getpid, gettid, is_main_thread, is_own_thread, kill_and_reap, pid_exists, pidfd_open,
-    pidfd_signal, pidfd_wait, set_parent_death_kill,
+    ExitStatus, cpu_count, getpid, gettid, is_main_thread, is_own_thread, kill_and_reap, pidfd_open, pidfd_signal,
+    pidfd_wait, set_parent_death_kill,
 };
 pub(crate) use shm::{
-    Locked, MUTEX_BYTES, Mapping, file_len, futex_wait, futex_wake, grow_file, memfd, random_bytes, same_file,
+    Locked, MUTEX_BYTES, Mapping, RobustMutex, file_len, futex_wait, futex_wake, grow_file, memfd, random_bytes,
+    same_file,
 };
 #[cfg(test)]
 pub(crate) use signal::block_sigterm_in_this_thread;

@@ -64,12 +64,6 @@ pub(crate) fn is_own_thread(tid: u32) -> bool {
     std::path::Path::new(&format!("/proc/self/task/{tid}")).exists()
 }
 
-/// Whether a process with this pid exists (it may be a zombie).
-pub(crate) fn pid_exists(pid: i32) -> bool {
-    rustix::process::Pid::from_raw(pid)
-        .is_none_or(|p| !matches!(rustix::process::test_kill_process(p), Err(rustix::io::Errno::SRCH)))
-}
-
 /// `getppid()`; 0 when the parent is outside our pid namespace.
 fn getppid() -> i32 {
     rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get())
