@@ -1,7 +1,8 @@
 //! Shared memory by name, as Python's `multiprocessing.shared_memory`: the
 //! parent creates a block and writes into it, a child opens it by name,
 //! reads, and writes back, the parent reads the child's byte, then
-//! unlinks the block.
+//! unlinks the block. Python's `buf[a:b]` slicing is `read_at` and
+//! `write_at` here (safe copies; the unsafe `buf()` lends a plain slice).
 //!
 //! ```text
 //! cargo run --example shared_memory
@@ -26,21 +27,24 @@ use multiproc::{Process, SharedMemory};
 
 /// Opens the block by name, reads the first five bytes, sets the fifth.
 fn child(name: String) -> multiproc::Result<Vec<u8>> {
-    let mut shm_b = SharedMemory::open(&name)?;
-    let seen = shm_b.buf()[..5].to_vec();
-    shm_b.buf_mut()[4] = 99;
+    let shm_b = SharedMemory::open(&name)?;
+    let mut seen = vec![0; 5];
+    shm_b.read_at(0, &mut seen)?;
+    shm_b.write_at(4, &[99])?;
     Ok(seen)
 }
 
 fn main() -> multiproc::Result<()> {
-    let mut shm_a = SharedMemory::create(None, 10)?;
-    shm_a.buf_mut()[..4].copy_from_slice(&[22, 33, 44, 55]);
+    let shm_a = SharedMemory::create(None, 10)?;
+    shm_a.write_at(0, &[22, 33, 44, 55])?;
     let name = shm_a.name().expect("a named block").to_owned();
     println!("created a block of {} bytes (its name starts with psm_: {})", shm_a.size(), name.starts_with("psm_"));
 
     let seen = Process::new(child, name.clone()).start()?.join()??;
     println!("the child saw {seen:?} and set byte 4");
-    println!("the parent reads {:?}", &shm_a.buf()[..5]);
+    let mut now = [0; 5];
+    shm_a.read_at(0, &mut now)?;
+    println!("the parent reads {now:?}");
 
     shm_a.unlink()?;
     println!("unlinked; opening it again fails: {}", SharedMemory::open(&name).is_err());

@@ -8,6 +8,7 @@ pub(crate) use tracker::serve as serve_tracker;
 
 use std::fmt;
 use std::io;
+use std::sync::atomic::AtomicU64;
 
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -30,8 +31,12 @@ const NAME_PREFIX: &str = "psm_";
 /// Python processes included, or receive the handle itself as (part of)
 /// the argument of [`Process::new`](crate::Process::new) or of a pool
 /// initializer, under every start method. Each handle maps the whole
-/// block: [`buf`](SharedMemory::buf) and [`buf_mut`](SharedMemory::buf_mut)
-/// are its bytes, zeroed at creation.
+/// block, zeroed at creation: [`read_at`](SharedMemory::read_at) and
+/// [`write_at`](SharedMemory::write_at) copy bytes out of it and into it,
+/// [`as_atomic_u64`](SharedMemory::as_atomic_u64) gives its 8-byte words
+/// as atomics, and the `unsafe` [`buf`](SharedMemory::buf) and
+/// [`buf_mut`](SharedMemory::buf_mut) lend it as a plain slice (Python's
+/// `buf`).
 ///
 /// # Who removes a segment
 ///
@@ -44,8 +49,18 @@ const NAME_PREFIX: &str = "psm_";
 ///   the process that created it ends without unlinking it (returning
 ///   from `main`, `exit`, a panic, or SIGKILL), a tracker process removes
 ///   it at once (tested: within 2 s of a SIGKILL, usually within
-///   milliseconds). So by default a segment lives until it is unlinked or
-///   its creator process ends, whichever comes first, as in Python.
+///   milliseconds). So a tracked segment lives until it is unlinked or
+///   the process that created it ends, whichever comes first.
+/// - That process is the creator itself, not the whole program: **unlike
+///   Python**, whose resource tracker is shared by a process and all its
+///   children (there a segment that a worker creates lives until the
+///   program ends), a segment that a child or a [`Pool`](crate::Pool)
+///   worker creates with `create` is removed when that child or worker
+///   exits, even if its parent is still using it. For a segment that must
+///   outlive the process that makes it, such as one a worker fills and
+///   returns by name, use [`create_untracked`](SharedMemory::create_untracked)
+///   in the worker, and [`unlink`](SharedMemory::unlink) it in the parent
+///   when done; or create it in the parent and pass it (or its name) down.
 /// - A segment made by [`create_untracked`](SharedMemory::create_untracked)
 ///   stays until someone unlinks it, or until the machine restarts
 ///   (Python's `track=False`).
@@ -58,15 +73,27 @@ const NAME_PREFIX: &str = "psm_";
 ///
 /// # Concurrent access
 ///
-/// Other processes, and other handles in this one, may write the same
-/// bytes at any time, as with any shared mapping: coordinate with a
-/// [`Lock`](crate::Lock) (or a protocol of your own, such as a
-/// [`Queue`](crate::Queue) message saying that the data is ready). While
-/// a slice from `buf` is borrowed the compiler may assume that its bytes do
-/// not change, so take the lock first, then borrow; and do not check a
-/// value and then read it again later, trusting the check, when another
-/// process may have written in between. If another process shrinks the
-/// file (`ftruncate`), touching the part past its new end raises SIGBUS.
+/// Other processes, other handles in this one, and other threads (a
+/// `SharedMemory` is `Sync`) may write the same bytes at any time, as with
+/// any shared mapping. The safe accessors are built for that: `read_at`,
+/// `write_at` and `as_atomic_u64` touch the bytes only with 8-byte atomic
+/// operations on aligned words, so a race is never undefined behaviour.
+/// But a copy is not one atomic operation: a `read_at` that races with a
+/// write may return some bytes from before it and some from after (a torn
+/// copy). To read or write a consistent whole, coordinate with a
+/// [`Lock`](crate::Lock) that every writer takes (or a protocol of your
+/// own, such as a [`Queue`](crate::Queue) message saying that the data is
+/// ready), and do not check a value and then read it again later,
+/// trusting the check, when another process may have written in between.
+///
+/// [`buf`](SharedMemory::buf) and [`buf_mut`](SharedMemory::buf_mut)
+/// avoid the copy, and are `unsafe`: while a plain slice is borrowed the
+/// compiler may assume that nobody else writes its bytes, and nothing
+/// about shared memory makes that so; the caller promises it (typically
+/// by holding the lock while the slice lives).
+///
+/// If another process shrinks the file (`ftruncate`), touching the part
+/// past its new end raises SIGBUS.
 ///
 /// To hand a segment to a process through a queue or a pipe, send its
 /// name and [`open`](SharedMemory::open) it there; a `SharedMemory` itself
@@ -97,15 +124,16 @@ const NAME_PREFIX: &str = "psm_";
 /// use multiproc::{Process, SharedMemory};
 ///
 /// fn fill(name: String) -> multiproc::Result<()> {
-///     let mut shm = SharedMemory::open(&name)?;
-///     shm.buf_mut()[..5].copy_from_slice(b"hello");
-///     Ok(())
+///     let shm = SharedMemory::open(&name)?;
+///     shm.write_at(0, b"hello")
 /// }
 ///
 /// let shm = SharedMemory::create(None, 1024)?;
 /// let name = shm.name().unwrap().to_owned();
 /// Process::new(fill, name).start()?.join()??;
-/// assert_eq!(&shm.buf()[..5], b"hello");
+/// let mut got = [0; 5];
+/// shm.read_at(0, &mut got)?;
+/// assert_eq!(&got, b"hello");
 /// shm.unlink()?;
 /// # Ok::<(), multiproc::Error>(())
 /// ```
@@ -128,10 +156,19 @@ impl SharedMemory {
     /// Python's `SharedMemory(name, create=True, size=size)`.
     ///
     /// The segment is tracked: it is removed when this process ends, unless
-    /// it was [unlinked](SharedMemory::unlink) before (see [who removes a
-    /// segment](SharedMemory#who-removes-a-segment)). The first tracked
-    /// segment of a process starts its tracker, which takes a few
-    /// milliseconds.
+    /// it was [unlinked](SharedMemory::unlink) before; this process, not
+    /// the program (see [who removes a
+    /// segment](SharedMemory#who-removes-a-segment)): in a child or a pool
+    /// worker, use [`create_untracked`](SharedMemory::create_untracked) for
+    /// a segment that must outlive it. The first tracked segment of a
+    /// process starts its tracker, which takes a few milliseconds.
+    ///
+    /// The segment is registered with the tracker right after the system
+    /// call that makes it (`shm_open` with `O_CREAT | O_EXCL`), before it
+    /// is sized or mapped. Only a SIGKILL landing between the two, a window
+    /// of one `fstat` and one `send` (plus a tracker's start-up if the
+    /// running tracker was killed meanwhile), leaves the (empty) file in
+    /// `/dev/shm`; any other failure of `create` removes it.
     ///
     /// # Errors
     ///
@@ -145,10 +182,10 @@ impl SharedMemory {
     ///
     /// ```
     /// use multiproc::SharedMemory;
-    /// let mut shm = SharedMemory::create(None, 4096)?;
+    /// let shm = SharedMemory::create(None, 4096)?;
     /// assert!(shm.name().unwrap().starts_with("psm_"));
     /// assert_eq!(shm.size(), 4096);
-    /// shm.buf_mut()[0] = 42;
+    /// shm.write_at(0, &[42])?;
     /// let err = SharedMemory::create(shm.name(), 10).unwrap_err();
     /// assert!(err.to_string().contains("already exists"));
     /// shm.unlink()?;
@@ -198,10 +235,12 @@ impl SharedMemory {
     ///
     /// ```
     /// use multiproc::SharedMemory;
-    /// let mut a = SharedMemory::create(None, 64)?;
+    /// let a = SharedMemory::create(None, 64)?;
     /// let b = SharedMemory::open(a.name().unwrap())?;
-    /// a.buf_mut()[..3].copy_from_slice(b"abc");
-    /// assert_eq!(&b.buf()[..3], b"abc");
+    /// a.write_at(0, b"abc")?;
+    /// let mut got = [0; 3];
+    /// b.read_at(0, &mut got)?;
+    /// assert_eq!(&got, b"abc");
     /// assert_eq!(b.size(), 64);
     /// a.unlink()?;
     /// assert!(SharedMemory::open(a.name().unwrap()).is_err());
@@ -246,17 +285,19 @@ impl SharedMemory {
     /// ```
     /// use multiproc::{Process, SharedMemory};
     ///
-    /// fn double(mut shm: SharedMemory) {
-    ///     for b in shm.buf_mut() {
-    ///         *b *= 2;
-    ///     }
+    /// fn double(shm: SharedMemory) -> multiproc::Result<()> {
+    ///     let mut bytes = [0; 4];
+    ///     shm.read_at(0, &mut bytes)?;
+    ///     shm.write_at(0, &bytes.map(|b| b * 2))
     /// }
     ///
-    /// let mut shm = SharedMemory::anonymous(4)?;
+    /// let shm = SharedMemory::anonymous(4)?;
     /// assert_eq!(shm.name(), None);
-    /// shm.buf_mut().copy_from_slice(&[1, 2, 3, 4]);
-    /// Process::new(double, shm.try_clone()?).start()?.join()?;
-    /// assert_eq!(shm.buf(), [2, 4, 6, 8]);
+    /// shm.write_at(0, &[1, 2, 3, 4])?;
+    /// Process::new(double, shm.try_clone()?).start()?.join()??;
+    /// let mut got = [0; 4];
+    /// shm.read_at(0, &mut got)?;
+    /// assert_eq!(got, [2, 4, 6, 8]);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn anonymous(size: usize) -> Result<SharedMemory> {
@@ -292,47 +333,165 @@ impl SharedMemory {
     /// ```
     /// let shm = multiproc::SharedMemory::anonymous(10)?;
     /// assert_eq!(shm.size(), 10);
-    /// assert_eq!(shm.buf().len(), 10);
+    /// assert!(shm.read_at(0, &mut [0; 10]).is_ok());
+    /// assert!(shm.read_at(0, &mut [0; 11]).is_err());
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn size(&self) -> usize {
         self.map.len()
     }
 
-    /// The segment's bytes (Python's `buf`, read side).
+    /// Copies `out.len()` bytes of the segment, from `offset` on, into
+    /// `out` (Python's `bytes(shm.buf[offset:offset + len(out)])`).
     ///
-    /// Other processes may write them while you read: see [concurrent
-    /// access](SharedMemory#concurrent-access).
+    /// Safe whatever other handles, threads and processes do meanwhile:
+    /// it reads with relaxed 8-byte atomic loads on aligned words. But if
+    /// someone writes the range during the copy, `out` may hold a mix of
+    /// old and new bytes (see [concurrent
+    /// access](SharedMemory#concurrent-access)): to read a consistent whole
+    /// while others write, hold a [`Lock`](crate::Lock) that they take too.
+    ///
+    /// It copies at memory speed, as fast as a `memcpy`: 64 MiB in about
+    /// 3.3 ms (20 GB/s) on the machine the tests run on, once the pages
+    /// have been touched.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`] if `offset + out.len()` is past the
+    /// segment's [`size`](SharedMemory::size); nothing is copied then.
     ///
     /// # Examples
     ///
     /// ```
-    /// let shm = multiproc::SharedMemory::anonymous(3)?;
-    /// assert_eq!(shm.buf(), [0, 0, 0]);
+    /// let shm = multiproc::SharedMemory::anonymous(16)?;
+    /// shm.write_at(3, b"abc")?;
+    /// let mut out = [0; 5];
+    /// shm.read_at(2, &mut out)?;
+    /// assert_eq!(out, *b"\0abc\0");
+    /// assert!(shm.read_at(12, &mut out).is_err(), "12 + 5 > 16");
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn buf(&self) -> &[u8] {
-        self.map.bytes()
+    pub fn read_at(&self, offset: usize, out: &mut [u8]) -> Result<()> {
+        self.map.read_at(offset, out).map_err(|_| self.range_error("read", offset, out.len()))
     }
 
-    /// The segment's bytes, writable (Python's `buf`, write side).
+    /// Copies `bytes` into the segment, from `offset` on (Python's
+    /// `shm.buf[offset:offset + len(bytes)] = bytes`).
     ///
-    /// `&mut self` makes this the only slice of this handle's mapping, but
-    /// other processes, and other handles in this process, may read and
-    /// write the same bytes concurrently, as with any shared mapping:
-    /// coordinate with a [`Lock`](crate::Lock) (see [concurrent
-    /// access](SharedMemory#concurrent-access)).
+    /// Safe whatever other handles, threads and processes do meanwhile:
+    /// it writes with relaxed 8-byte atomic stores on aligned words (and a
+    /// compare-exchange for a word it covers only in part, so that the
+    /// neighbouring bytes, which someone else may be writing, are kept).
+    /// A reader that races with it may see part of the new bytes (see
+    /// [concurrent access](SharedMemory#concurrent-access)): to publish a
+    /// consistent whole, write while holding a [`Lock`](crate::Lock) that
+    /// readers take too, or tell them when it is done.
+    ///
+    /// It copies at memory speed, as fast as a `memcpy`: 64 MiB in about
+    /// 3.3 ms (20 GB/s) on the machine the tests run on, once the pages
+    /// have been touched.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`] if `offset + bytes.len()` is past the
+    /// segment's [`size`](SharedMemory::size); nothing is written then.
     ///
     /// # Examples
     ///
     /// ```
-    /// let mut shm = multiproc::SharedMemory::anonymous(4)?;
-    /// shm.buf_mut()[..4].copy_from_slice(&7u32.to_le_bytes());
-    /// assert_eq!(u32::from_le_bytes(shm.buf()[..4].try_into().unwrap()), 7);
+    /// use multiproc::{Lock, Process, SharedMemory};
+    ///
+    /// fn count_up((shm, lock): (SharedMemory, Lock)) -> multiproc::Result<()> {
+    ///     for _ in 0..100 {
+    ///         let _held = lock.acquire()?;
+    ///         let mut n = [0; 4];
+    ///         shm.read_at(0, &mut n)?;
+    ///         shm.write_at(0, &(u32::from_le_bytes(n) + 1).to_le_bytes())?;
+    ///     }
+    ///     Ok(())
+    /// }
+    ///
+    /// let (shm, lock) = (SharedMemory::anonymous(4)?, Lock::new()?);
+    /// let children = (0..2)
+    ///     .map(|_| Process::new(count_up, (shm.try_clone()?, lock.clone())).start())
+    ///     .collect::<multiproc::Result<Vec<_>>>()?;
+    /// for child in children {
+    ///     child.join()??;
+    /// }
+    /// let mut n = [0; 4];
+    /// shm.read_at(0, &mut n)?;
+    /// assert_eq!(u32::from_le_bytes(n), 200);
+    /// assert!(shm.write_at(2, &[0; 3]).is_err(), "2 + 3 > 4");
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn buf_mut(&mut self) -> &mut [u8] {
-        self.map.bytes_mut()
+    pub fn write_at(&self, offset: usize, bytes: &[u8]) -> Result<()> {
+        self.map.write_at(offset, bytes).map_err(|_| self.range_error("write", offset, bytes.len()))
+    }
+
+    /// The segment's whole 8-byte words as atomics: word `i` is bytes
+    /// `8 * i .. 8 * i + 8`, in native byte order (little-endian on x86-64
+    /// and aarch64), and there are `size() / 8` of them (a last partial
+    /// word is left out). For counters and flags that several processes
+    /// update without a lock.
+    ///
+    /// There is no `AtomicU8` or `AtomicU32` view: Rust's memory model
+    /// makes an atomic write that races with an atomic access of another
+    /// size undefined, and [`read_at`](SharedMemory::read_at) and
+    /// [`write_at`](SharedMemory::write_at) use 8-byte words, so every
+    /// access to the bytes uses that size. Mixing these words with
+    /// `read_at` and `write_at` is fine.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::Ordering;
+    /// use multiproc::{Process, SharedMemory};
+    ///
+    /// fn add(shm: SharedMemory) {
+    ///     for _ in 0..1000 {
+    ///         shm.as_atomic_u64()[0].fetch_add(1, Ordering::Relaxed);
+    ///     }
+    /// }
+    ///
+    /// let shm = SharedMemory::anonymous(20)?;
+    /// assert_eq!(shm.as_atomic_u64().len(), 2);
+    /// let children = (0..2)
+    ///     .map(|_| Process::new(add, shm.try_clone()?).start())
+    ///     .collect::<multiproc::Result<Vec<_>>>()?;
+    /// for child in children {
+    ///     child.join()?;
+    /// }
+    /// assert_eq!(shm.as_atomic_u64()[0].load(Ordering::Relaxed), 2000);
+    /// let mut bytes = [0; 8];
+    /// shm.read_at(0, &mut bytes)?;
+    /// assert_eq!(u64::from_ne_bytes(bytes), 2000);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn as_atomic_u64(&self) -> &[AtomicU64] {
+        self.map.words()
+    }
+
+    fn range_error(&self, what: &str, offset: usize, len: usize) -> Error {
+        Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "cannot {what} {len} bytes at offset {offset} of a shared memory segment of {} bytes: the range \
+                 ends past the segment",
+                self.size()
+            ),
+        )
+    }
+
+    /// The mapping, for the `unsafe` accessors `buf` and `buf_mut`, which
+    /// live in `sys::posix_shm` (the only module where `unsafe` blocks are
+    /// allowed).
+    pub(crate) fn shared_map(&self) -> &SharedMap {
+        &self.map
+    }
+
+    /// As [`shared_map`](SharedMemory::shared_map), writable.
+    pub(crate) fn shared_map_mut(&mut self) -> &mut SharedMap {
+        &mut self.map
     }
 
     /// Another handle on the same segment, with its own mapping: to keep
@@ -347,13 +506,15 @@ impl SharedMemory {
     /// ```
     /// use multiproc::{Process, SharedMemory};
     ///
-    /// fn mark(mut shm: SharedMemory) {
-    ///     shm.buf_mut()[0] = 1;
+    /// fn mark(shm: SharedMemory) -> multiproc::Result<()> {
+    ///     shm.write_at(0, &[1])
     /// }
     ///
     /// let shm = SharedMemory::create(None, 16)?;
-    /// Process::new(mark, shm.try_clone()?).start()?.join()?;
-    /// assert_eq!(shm.buf()[0], 1);
+    /// Process::new(mark, shm.try_clone()?).start()?.join()??;
+    /// let mut first = [0];
+    /// shm.read_at(0, &mut first)?;
+    /// assert_eq!(first, [1]);
     /// shm.unlink()?;
     /// # Ok::<(), multiproc::Error>(())
     /// ```
@@ -388,7 +549,7 @@ impl SharedMemory {
     /// let shm = SharedMemory::create(None, 16)?;
     /// shm.unlink()?;
     /// assert!(SharedMemory::open(shm.name().unwrap()).is_err());
-    /// assert_eq!(shm.buf().len(), 16, "this handle still works");
+    /// assert!(shm.write_at(0, b"still works").is_ok(), "this handle still works");
     /// assert!(shm.unlink().is_err(), "it is gone already");
     /// # Ok::<(), multiproc::Error>(())
     /// ```
@@ -469,22 +630,36 @@ fn create(name: Option<&str>, size: usize, track: bool) -> Result<SharedMemory> 
         Some(name) => (sys::shm_create(name).map_err(|e| create_error(name, e))?, name.to_owned()),
         None => create_random()?,
     };
-    let made = (|| {
-        sys::set_len(fd.as_fd(), size as u64)
-            .map_err(|e| Error::io(&format!("setting shared memory segment {name:?} to {size} bytes"), e))?;
-        check_room(fd.as_fd(), size)?;
-        let map = map(fd.as_fd(), size, &name)?;
+    // Registered first, before anything slow, so that the window in which
+    // a SIGKILL leaves the file behind is one fstat and one send wide.
+    let registered = (|| {
         let (id, _) =
             sys::file_id(fd.as_fd()).map_err(|e| Error::io(&format!("fstat of shared memory segment {name:?}"), e))?;
         if track {
             tracker::register(&name, id)?;
         }
-        Ok((map, id))
+        Ok(id)
     })();
-    match made {
-        Ok((map, id)) => Ok(SharedMemory { map, fd, name: Some(name), id }),
+    let id = match registered {
+        Ok(id) => id,
         Err(e) => {
             let _ = sys::shm_unlink(&name);
+            return Err(e);
+        }
+    };
+    let mapped = (|| {
+        sys::set_len(fd.as_fd(), size as u64)
+            .map_err(|e| Error::io(&format!("setting shared memory segment {name:?} to {size} bytes"), e))?;
+        check_room(fd.as_fd(), size)?;
+        map(fd.as_fd(), size, &name)
+    })();
+    match mapped {
+        Ok(map) => Ok(SharedMemory { map, fd, name: Some(name), id }),
+        Err(e) => {
+            let _ = tracker::unlink_if_same(&name, id);
+            if track {
+                tracker::unregister(&name, id);
+            }
             Err(e)
         }
     }

@@ -3,10 +3,13 @@
 //! method, and who removes a segment: a SIGKILLed creator's tracked
 //! segments are gone from /dev/shm within 2 s, untracked ones stay, an
 //! opener never removes anything, a name taken again by a live process is
-//! left alone, a forked child gets a tracker of its own, and no tracker is
-//! ever anybody's zombie. Every test checks that the names it made are
-//! gone from /dev/shm at its end (it filters by name: the other tests run
-//! in parallel).
+//! left alone, a forked child gets a tracker of its own, a pool worker's
+//! tracked segment ends with the worker (unlike Python) while an untracked
+//! one stays, and no tracker is ever anybody's zombie. Then the accessors:
+//! read_at and write_at check their range and race safely with writes
+//! through other handles, and the atomic words count across processes.
+//! Every test checks that the names it made are gone from /dev/shm at its
+//! end (it filters by name: the other tests run in parallel).
 //!
 //! Processes are sequenced with queues, never with sleeps; waiting for an
 //! outside event (a name vanishing, a process ending) polls with a ceiling.
@@ -79,6 +82,18 @@ fn open_err(name: &str) -> multiproc::Error {
     SharedMemory::open(name).unwrap_err()
 }
 
+/// `n` bytes of `shm` from `offset` on.
+fn read(shm: &SharedMemory, offset: usize, n: usize) -> Vec<u8> {
+    let mut out = vec![0; n];
+    shm.read_at(offset, &mut out).unwrap();
+    out
+}
+
+/// The byte at `offset` of `shm`.
+fn byte(shm: &SharedMemory, offset: usize) -> u8 {
+    read(shm, offset, 1)[0]
+}
+
 fn io_kind(err: &multiproc::Error) -> Option<std::io::ErrorKind> {
     std::error::Error::source(err)?.downcast_ref::<std::io::Error>().map(std::io::Error::kind)
 }
@@ -87,21 +102,21 @@ fn io_kind(err: &multiproc::Error) -> Option<std::io::ErrorKind> {
 fn calls_and_errors_follow_python() {
     let _w = common::watchdog("calls_and_errors_follow_python");
     let mut made = Made::new();
-    let mut a = SharedMemory::create(None, 1000).unwrap();
+    let a = SharedMemory::create(None, 1000).unwrap();
     let name = made.add(a.name().unwrap());
     assert!(name.starts_with("psm_") && name.len() == 12, "{name}");
     assert!(exists(&name));
     assert_eq!(a.size(), 1000);
-    assert!(a.buf().iter().all(|&b| b == 0), "a new segment is zeroed");
-    a.buf_mut()[999] = 7;
+    assert!(read(&a, 0, 1000).iter().all(|&b| b == 0), "a new segment is zeroed");
+    a.write_at(999, &[7]).unwrap();
 
     let b = SharedMemory::open(&name).unwrap();
-    assert_eq!((b.name(), b.size(), b.buf()[999]), (Some(name.as_str()), 1000, 7));
+    assert_eq!((b.name(), b.size(), byte(&b, 999)), (Some(name.as_str()), 1000, 7));
     let slashed = SharedMemory::open(&format!("/{name}")).unwrap();
     assert_eq!(slashed.name(), Some(name.as_str()), "Python's /psm_ form opens the same segment");
     let c = b.try_clone().unwrap();
-    a.buf_mut()[0] = 1;
-    assert_eq!((c.buf()[0], slashed.buf()[0]), (1, 1));
+    a.write_at(0, &[1]).unwrap();
+    assert_eq!((byte(&c, 0), byte(&slashed, 0)), (1, 1));
     assert!(format!("{c:?}").contains(&name));
 
     // Creating a taken name.
@@ -109,7 +124,7 @@ fn calls_and_errors_follow_python() {
     assert_eq!(err.kind(), ErrorKind::Io);
     assert_eq!(io_kind(&err), Some(std::io::ErrorKind::AlreadyExists));
     assert!(err.to_string().contains("already exists") && err.to_string().contains("SharedMemory::open"), "{err}");
-    assert_eq!(a.buf()[999], 7, "the failed create left the segment alone");
+    assert_eq!(byte(&a, 999), 7, "the failed create left the segment alone");
 
     // Size 0 and malformed names.
     let err = SharedMemory::create(None, 0).unwrap_err();
@@ -123,7 +138,7 @@ fn calls_and_errors_follow_python() {
     // Unlink: the name goes, the handles stay usable, twice is an error.
     b.unlink().unwrap();
     assert!(!exists(&name));
-    assert_eq!(a.buf()[999], 7);
+    assert_eq!(byte(&a, 999), 7);
     let err = open_err(&name);
     assert_eq!((err.kind(), io_kind(&err)), (ErrorKind::Io, Some(std::io::ErrorKind::NotFound)));
     assert!(err.to_string().contains("no shared memory segment named"), "{err}");
@@ -132,12 +147,12 @@ fn calls_and_errors_follow_python() {
     assert!(err.to_string().contains("unlinked already"), "{err}");
 
     // The name taken again: the old handles' unlink leaves the new segment.
-    let mut again = SharedMemory::create(Some(&name), 5).unwrap();
-    again.buf_mut()[0] = 9;
+    let again = SharedMemory::create(Some(&name), 5).unwrap();
+    again.write_at(0, &[9]).unwrap();
     let err = c.unlink().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidState);
     assert!(err.to_string().contains("another shared memory segment"), "{err}");
-    assert_eq!(SharedMemory::open(&name).unwrap().buf()[0], 9);
+    assert_eq!(byte(&SharedMemory::open(&name).unwrap(), 0), 9);
     again.unlink().unwrap();
 
     // close() unmaps only.
@@ -152,6 +167,79 @@ fn calls_and_errors_follow_python() {
     assert_eq!((anon.name(), anon.size()), (None, 5));
     anon.unlink().unwrap();
     made.assert_none_left();
+}
+
+#[test]
+fn read_at_and_write_at_check_their_range() {
+    let _w = common::watchdog("read_at_and_write_at_check_their_range");
+    let shm = SharedMemory::anonymous(10).unwrap();
+    shm.write_at(7, b"xyz").unwrap();
+    assert_eq!(read(&shm, 6, 4), b"\0xyz");
+    for (offset, n) in [(8, 3), (11, 0), (0, 11), (usize::MAX, 2)] {
+        let err = shm.write_at(offset, &vec![1; n]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "write of {n} at {offset}");
+        assert!(err.to_string().contains("of a shared memory segment of 10 bytes"), "{err}");
+        let err = shm.read_at(offset, &mut vec![0; n]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "read of {n} at {offset}");
+    }
+    assert_eq!(read(&shm, 0, 10), b"\0\0\0\0\0\0\0xyz", "a refused write writes nothing");
+    shm.write_at(10, &[]).unwrap();
+    assert_eq!(shm.as_atomic_u64().len(), 1);
+}
+
+/// The review's case, now in safe code: a writer through another handle
+/// (a clone, in another thread) while this handle reads. Each copy may
+/// tear between 8-byte words, never inside one, and never is undefined
+/// behaviour; what the writer last wrote is what is read after.
+#[test]
+fn reads_racing_writes_through_another_handle_see_whole_words() {
+    let _w = common::watchdog("reads_racing_writes_through_another_handle_see_whole_words");
+    const LEN: usize = 4096;
+    const ROUNDS: usize = 2000;
+    let shm = SharedMemory::anonymous(LEN).unwrap();
+    let clone = shm.try_clone().unwrap();
+    let mut torn = 0;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for round in 0..ROUNDS {
+                clone.write_at(0, &[if round % 2 == 0 { 0xAA } else { 0x55 }; LEN]).unwrap();
+            }
+        });
+        let mut seen = vec![0; LEN];
+        for _ in 0..ROUNDS {
+            shm.read_at(0, &mut seen).unwrap();
+            for word in seen.chunks_exact(8) {
+                assert!(word.iter().all(|&b| b == word[0]), "a word torn inside: {word:?}");
+            }
+            torn += usize::from(seen.iter().any(|&b| b != seen[0]));
+        }
+    });
+    assert_eq!(read(&shm, 0, LEN), vec![0x55; LEN]);
+    eprintln!("{torn} of {ROUNDS} copies were torn between words");
+}
+
+fn add_to_counter(shm: SharedMemory) {
+    for _ in 0..1000 {
+        shm.as_atomic_u64()[1].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+per_method! {
+    fn atomic_words_count_across_processes(method: StartMethod) {
+        let mut made = Made::new();
+        let shm = SharedMemory::create(None, 20).unwrap();
+        made.add(shm.name().unwrap());
+        let children: Vec<_> = (0..3)
+            .map(|_| Process::new(add_to_counter, shm.try_clone().unwrap()).start_method(method).start().unwrap())
+            .collect();
+        for child in children {
+            child.join_timeout(LONG).unwrap();
+        }
+        assert_eq!(shm.as_atomic_u64()[1].load(std::sync::atomic::Ordering::Relaxed), 3000);
+        assert_eq!(read(&shm, 8, 8), 3000u64.to_ne_bytes());
+        shm.unlink().unwrap();
+        made.assert_none_left();
+    }
 }
 
 #[test]
@@ -219,40 +307,41 @@ per_method! {
 }
 
 fn open_and_write((name, creates_own): (String, bool)) -> multiproc::Result<(u8, Option<String>)> {
-    let mut shm = SharedMemory::open(&name)?;
-    let seen = shm.buf()[0];
-    shm.buf_mut()[1..6].copy_from_slice(b"child");
+    let shm = SharedMemory::open(&name)?;
+    let mut seen = [0];
+    shm.read_at(0, &mut seen)?;
+    shm.write_at(1, b"child")?;
     // With a tracked segment of its own, this process has a tracker that
     // runs when it exits: it must not take the opened segment along.
     let own = if creates_own { Some(SharedMemory::create(None, 8)?.name().unwrap().to_owned()) } else { None };
     drop(shm);
-    Ok((seen, own))
+    Ok((seen[0], own))
 }
 
 per_method! {
     fn a_child_opens_by_name_and_writes_and_its_exit_removes_nothing_of_ours(method: StartMethod) {
         let mut made = Made::new();
-        let mut shm = SharedMemory::create(None, 64).unwrap();
+        let shm = SharedMemory::create(None, 64).unwrap();
         let name = made.add(shm.name().unwrap());
-        shm.buf_mut()[0] = 42;
+        shm.write_at(0, &[42]).unwrap();
         let child = Process::new(open_and_write, (name.clone(), true)).start_method(method).start().unwrap();
         let (seen, own) = child.join_timeout(LONG).unwrap().unwrap();
         let own = made.add(&own.unwrap());
         assert_eq!(seen, 42);
-        assert_eq!(&shm.buf()[1..6], b"child");
+        assert_eq!(read(&shm, 1, 5), b"child");
         // The child's tracker removed the child's segment, so it has run
         // its clean-up: our segment, which the child only opened, stays.
         assert!(common::wait_until(LONG, || !exists(&own)), "the child's own segment outlived it");
         assert!(exists(&name), "an opener's exit removed the segment");
-        assert_eq!(SharedMemory::open(&name).unwrap().buf()[0], 42);
+        assert_eq!(byte(&SharedMemory::open(&name).unwrap(), 0), 42);
         shm.unlink().unwrap();
         made.assert_none_left();
     }
 }
 
-fn write_through_handles((mut named, mut anon): (SharedMemory, SharedMemory)) -> (Option<String>, usize, usize) {
-    named.buf_mut()[..3].copy_from_slice(b"abc");
-    anon.buf_mut()[..3].copy_from_slice(b"xyz");
+fn write_through_handles((named, anon): (SharedMemory, SharedMemory)) -> (Option<String>, usize, usize) {
+    named.write_at(0, b"abc").unwrap();
+    anon.write_at(0, b"xyz").unwrap();
     (named.name().map(str::to_owned), named.size(), anon.size())
 }
 
@@ -266,8 +355,8 @@ per_method! {
         let child = Process::new(write_through_handles, arg).start_method(method).start().unwrap();
         let (child_name, named_size, anon_size) = child.join_timeout(LONG).unwrap();
         assert_eq!((child_name.as_deref(), named_size, anon_size), (Some(name.as_str()), 100, 50));
-        assert_eq!(&named.buf()[..3], b"abc");
-        assert_eq!(&anon.buf()[..3], b"xyz");
+        assert_eq!(read(&named, 0, 3), b"abc");
+        assert_eq!(read(&anon, 0, 3), b"xyz");
         assert!(exists(&name), "a received handle's drop removed the segment");
         named.unlink().unwrap();
         made.assert_none_left();
@@ -281,9 +370,9 @@ fn keep_shm(shm: SharedMemory) {
 }
 
 fn poke(i: usize) -> usize {
-    let mut slot = WORKER_SHM.lock().unwrap();
-    let shm = slot.as_mut().expect("the initializer ran");
-    shm.buf_mut()[i] = i as u8 + 1;
+    let slot = WORKER_SHM.lock().unwrap();
+    let shm = slot.as_ref().expect("the initializer ran");
+    shm.write_at(i, &[i as u8 + 1]).unwrap();
     i
 }
 
@@ -301,7 +390,7 @@ per_method! {
         assert_eq!(pool.chunksize(1).map(poke, 0..32).unwrap().len(), 32);
         pool.close();
         pool.join().unwrap();
-        assert_eq!(shm.buf(), (1..=32).collect::<Vec<u8>>());
+        assert_eq!(read(&shm, 0, 32), (1..=32).collect::<Vec<u8>>());
         shm.unlink().unwrap();
         made.assert_none_left();
     }
@@ -365,6 +454,43 @@ per_method! {
     }
 }
 
+/// In a pool worker: a tracked and an untracked segment, with a byte
+/// written in each; their names, and the worker's pid.
+fn worker_creates(_: ()) -> multiproc::Result<(String, String, u32)> {
+    let tracked = SharedMemory::create(None, 100)?;
+    let untracked = SharedMemory::create_untracked(None, 100)?;
+    tracked.write_at(0, &[1])?;
+    untracked.write_at(0, &[2])?;
+    Ok((tracked.name().unwrap().to_owned(), untracked.name().unwrap().to_owned(), std::process::id()))
+}
+
+per_method! {
+    // The documented difference from Python: a tracked segment lives until
+    // the end of the process that created it, here a pool worker, not of
+    // the program; an untracked one outlives the worker, for the parent to
+    // unlink.
+    fn a_workers_tracked_segment_ends_with_the_worker_and_an_untracked_one_stays(method: StartMethod) {
+        let mut made = Made::new();
+        let pool = Pool::builder().processes(1).start_method(method).build().unwrap();
+        let (tracked, untracked, worker) = pool.apply(worker_creates, ()).unwrap().unwrap();
+        made.add(&tracked);
+        made.add(&untracked);
+        // While the worker lives, both outlive the task that made them.
+        assert!(!common::gone(worker));
+        assert_eq!(byte(&SharedMemory::open(&tracked).unwrap(), 0), 1);
+        assert_eq!(byte(&SharedMemory::open(&untracked).unwrap(), 0), 2);
+        let tracker = tracker_of(worker).expect("the worker has a tracker of its own");
+        pool.close();
+        pool.join().unwrap();
+        assert_tracker_ends(tracker);
+        assert!(!exists(&tracked), "the worker's tracked segment outlived the worker");
+        let kept = SharedMemory::open(&untracked).expect("the untracked segment outlives the worker");
+        assert_eq!(byte(&kept, 0), 2);
+        kept.unlink().unwrap();
+        made.assert_none_left();
+    }
+}
+
 /// Creates a segment, says its name and its tracker's pid, waits for word,
 /// and returns.
 fn create_then_wait((said, go): (Queue<(String, u32)>, Queue<()>)) -> multiproc::Result<()> {
@@ -385,13 +511,13 @@ per_method! {
         // Unlink the child's segment and take its name for one of ours, while
         // the child's tracker still has the name registered.
         SharedMemory::open(&name).unwrap().unlink().unwrap();
-        let mut ours = SharedMemory::create(Some(&name), 100).unwrap();
-        ours.buf_mut()[0] = 5;
+        let ours = SharedMemory::create(Some(&name), 100).unwrap();
+        ours.write_at(0, &[5]).unwrap();
         go.put(&()).unwrap();
         child.join_timeout(LONG).unwrap().unwrap();
         assert_tracker_ends(tracker);
         assert!(exists(&name), "the child's tracker removed a segment of a live process");
-        assert_eq!(SharedMemory::open(&name).unwrap().buf()[0], 5);
+        assert_eq!(byte(&SharedMemory::open(&name).unwrap(), 0), 5);
         ours.unlink().unwrap();
         made.assert_none_left();
     }

@@ -19,7 +19,10 @@
 //! before it makes the segment, so a tracker is always already waiting
 //! when a segment exists to be tracked.
 //!
-//! The creator sends one message per event: `+` when a segment is created,
+//! The creator sends one message per event: `+` right after the
+//! `shm_open(O_CREAT | O_EXCL)` that makes a segment (before it is sized
+//! or mapped, so that only a SIGKILL landing in the next `fstat` and
+//! `send` leaves a file behind),
 //! `-` when it is unlinked, each with the segment's device and inode and
 //! its name (at most 272 bytes, one record). The tracker sleeps in `poll`
 //! on the socket and on the creator's pidfd. The pidfd, not the socket,
@@ -43,6 +46,18 @@
 //! any other way closes it on its first use of shared memory. Either way a
 //! forked child never writes to its parent's tracker: its own tracked
 //! segments get its own tracker, and die with it.
+//!
+//! # One tracker per process, not per program
+//!
+//! Python's resource tracker is shared by a process and its children
+//! (they inherit or are passed its pipe), so a segment a worker creates
+//! lives until the whole program ends. Here every start method gives a
+//! child a tracker of its own, so a child's tracked segments go when the
+//! child ends; the public docs say so and point to `create_untracked` for
+//! segments that must outlive their creator. Sharing the root's tracker
+//! would take handing its socket to every child (the fd-passing of process
+//! start-up, for spawn and forkserver children too) and a tracker that
+//! serves several writers: not done.
 
 use std::collections::BTreeSet;
 use std::ffi::CString;

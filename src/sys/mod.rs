@@ -2,7 +2,9 @@
 //! use `unsafe`.
 //!
 //! Each function here is safe to call, `pub(crate)`, and returns
-//! `io::Result` or owns its fds. Code that runs in a forked child before
+//! `io::Result` or owns its fds; the exceptions are the raw views of a
+//! `SharedMemory` (`buf`/`buf_mut`), public `unsafe fn`s whose callers
+//! promise that nobody writes the bytes meanwhile. Code that runs in a forked child before
 //! `execve` says why it is async-signal-safe. Linux is the only target.
 
 #![allow(unsafe_code)]

@@ -1,10 +1,14 @@
-//! POSIX shared memory by name (`shm_open`), whole-file mappings handed out
-//! as byte slices, and the process plumbing of the shared-memory tracker
-//! (a detached helper that watches its creator through a pidfd).
+//! POSIX shared memory by name (`shm_open`), whole-file mappings read and
+//! written with 8-byte atomics (plain slices only through `unsafe`), the
+//! `unsafe` accessors of `SharedMemory` that hand out such slices, and the
+//! process plumbing of the shared-memory tracker (a detached helper that
+//! watches its creator through a pidfd).
 
 use std::ffi::CString;
 use std::io;
 use std::ptr::NonNull;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 
 use rustix::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use rustix::mm::{MapFlags, ProtFlags};
@@ -93,13 +97,20 @@ pub(crate) fn free_bytes(fd: BorrowedFd<'_>) -> io::Result<Option<u64>> {
     Ok(Some(st.f_bavail.saturating_mul(st.f_frsize)))
 }
 
-/// A `MAP_SHARED` read-write mapping of the first `len` bytes of a file,
-/// handed out as byte slices.
+/// A `MAP_SHARED` read-write mapping of the first `len` bytes of a file.
 ///
 /// The bytes are shared with every other mapping of the file, in this
-/// process or another, and any of them may write at any time: the public
-/// type that owns a `SharedMap` documents that its users coordinate
-/// (with a lock), as with every shared mapping.
+/// process or another, and any of them may write at any time. So the safe
+/// accessors ([`read_at`](SharedMap::read_at),
+/// [`write_at`](SharedMap::write_at), [`words`](SharedMap::words)) only
+/// ever touch them through `AtomicU64`s, on 8-byte-aligned words (the
+/// mapping starts on a page): a race between two of them, or with a write
+/// from another process, is well defined (a copy may tear, it is never
+/// undefined behaviour). One size for every access matters: under Rust's
+/// memory model an atomic write racing with an atomic access of another
+/// size is undefined, so the bytes are never handed out as `AtomicU8`s or
+/// `AtomicU32`s. Plain slices come only from the `unsafe` accessors, whose
+/// callers promise that nobody writes meanwhile.
 #[derive(Debug)]
 pub(crate) struct SharedMap {
     ptr: NonNull<u8>,
@@ -107,10 +118,11 @@ pub(crate) struct SharedMap {
 }
 
 // SAFETY: the mapping is memory that no thread-local state refers to; it
-// may be unmapped from any thread, and `&SharedMap` only gives shared
-// byte slices.
+// may be unmapped from any thread. Through `&SharedMap` the bytes are only
+// reached with atomic operations, or through the `unsafe` accessors whose
+// callers rule out concurrent writes.
 unsafe impl Send for SharedMap {}
-// SAFETY: as above; mutation needs `&mut SharedMap`.
+// SAFETY: as above.
 unsafe impl Sync for SharedMap {}
 
 impl SharedMap {
@@ -133,22 +145,208 @@ impl SharedMap {
         self.len
     }
 
-    /// The mapped bytes.
-    pub(crate) fn bytes(&self) -> &[u8] {
-        // SAFETY: `ptr..ptr + len` is a live read-write mapping made by
-        // `new` and unmapped only when `self` drops, which the borrow
-        // prevents. Writes by other mappings of the same file (in other
-        // processes, or other `SharedMap`s here) are the documented
-        // shared-memory contract of the public type: its users coordinate
-        // them, as with any shared mapping.
+    /// Every 8-byte word that holds some of the `len` bytes: the last one
+    /// may run past `len`, into the rest of the mapping's last page (its
+    /// bytes are never changed here, only written back as they are).
+    fn all_words(&self) -> &[AtomicU64] {
+        // SAFETY: `mmap` returned a page-aligned address and mapped whole
+        // pages, so the `len.div_ceil(8)` words from `ptr` are aligned,
+        // inside the mapping, and live until `self` drops (the borrow
+        // keeps it). `AtomicU64` has the size and alignment of `u64`, every
+        // bit pattern is valid, and atomics may be shared and written by
+        // several threads (or processes) at once: through this slice the
+        // bytes are only ever accessed atomically, as 8-byte words.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().cast::<AtomicU64>(), self.len.div_ceil(8)) }
+    }
+
+    /// The whole 8-byte words inside the first `len` bytes (`len / 8` of
+    /// them): word `i` is bytes `8 * i .. 8 * i + 8`, in native byte order.
+    pub(crate) fn words(&self) -> &[AtomicU64] {
+        &self.all_words()[..self.len / 8]
+    }
+
+    /// `Err(InvalidInput)` unless `offset .. offset + n` is inside the
+    /// mapping.
+    fn check_range(&self, offset: usize, n: usize) -> io::Result<()> {
+        match offset.checked_add(n) {
+            Some(end) if end <= self.len => Ok(()),
+            _ => Err(io::Error::from(io::ErrorKind::InvalidInput)),
+        }
+    }
+
+    /// Copies the bytes at `offset ..` into `out`, one relaxed 8-byte
+    /// atomic load per word. `InvalidInput` if the range is not inside the
+    /// mapping.
+    pub(crate) fn read_at(&self, offset: usize, out: &mut [u8]) -> io::Result<()> {
+        self.check_range(offset, out.len())?;
+        if out.is_empty() {
+            return Ok(());
+        }
+        let words = &self.all_words()[offset / 8..(offset + out.len()).div_ceil(8)];
+        let skip = offset % 8;
+        let (first, words) = words.split_first().expect("at least one word");
+        let head = out.len().min(8 - skip);
+        out[..head].copy_from_slice(&first.load(Relaxed).to_ne_bytes()[skip..skip + head]);
+        let whole = (out.len() - head) / 8 * 8;
+        let (middle, tail) = out[head..].split_at_mut(whole);
+        let mut words = words.iter();
+        for (bytes, word) in middle.chunks_exact_mut(8).zip(words.by_ref()) {
+            bytes.copy_from_slice(&word.load(Relaxed).to_ne_bytes());
+        }
+        if let Some(last) = words.next() {
+            let n = tail.len();
+            tail.copy_from_slice(&last.load(Relaxed).to_ne_bytes()[..n]);
+        }
+        Ok(())
+    }
+
+    /// Copies `bytes` to `offset ..`: one relaxed 8-byte atomic store per
+    /// whole word, and a compare-exchange for a word the range covers only
+    /// in part, so that its other bytes, which someone else may be
+    /// writing, are kept. `InvalidInput` if the range is not inside the
+    /// mapping.
+    pub(crate) fn write_at(&self, offset: usize, bytes: &[u8]) -> io::Result<()> {
+        self.check_range(offset, bytes.len())?;
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let words = &self.all_words()[offset / 8..(offset + bytes.len()).div_ceil(8)];
+        let skip = offset % 8;
+        let (first, words) = words.split_first().expect("at least one word");
+        let head = bytes.len().min(8 - skip);
+        if head == 8 {
+            first.store(u64::from_ne_bytes(bytes[..8].try_into().expect("8 bytes")), Relaxed);
+        } else {
+            store_part(first, skip, &bytes[..head]);
+        }
+        let (middle, tail) = bytes[head..].split_at((bytes.len() - head) / 8 * 8);
+        let mut words = words.iter();
+        for (bytes, word) in middle.chunks_exact(8).zip(words.by_ref()) {
+            word.store(u64::from_ne_bytes(bytes.try_into().expect("8 bytes")), Relaxed);
+        }
+        if let Some(last) = words.next() {
+            store_part(last, 0, tail);
+        }
+        Ok(())
+    }
+
+    /// The mapped bytes, as a plain slice.
+    ///
+    /// # Safety
+    ///
+    /// Nothing may write the bytes while the slice lives: no other
+    /// `SharedMap` of the same file (here or in another process), and no
+    /// atomic access through this one.
+    pub(crate) unsafe fn bytes(&self) -> &[u8] {
+        // SAFETY: `ptr..ptr + len` is a live mapping made by `new`, unmapped
+        // only when `self` drops, which the borrow prevents; the caller
+        // promises that nobody writes it while the slice lives.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 
-    /// The mapped bytes, writable.
-    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as for `bytes`; `&mut self` makes this the only slice of
-        // this mapping alive in this process.
+    /// The mapped bytes, as a plain writable slice.
+    ///
+    /// # Safety
+    ///
+    /// Nothing else may read or write the bytes while the slice lives: no
+    /// other `SharedMap` of the same file (here or in another process).
+    /// (`&mut self` already rules out this one.)
+    pub(crate) unsafe fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as for `bytes`; `&mut self` makes this the only access
+        // through this mapping, and the caller promises there is no other.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+/// The accessors of [`SharedMemory`](crate::SharedMemory) that hand out
+/// plain slices. They are here, not with the rest of the type, because
+/// building such a slice needs an `unsafe` block and this module is the
+/// only place that may have one.
+impl crate::SharedMemory {
+    /// The segment's bytes as a plain slice (Python's `buf`, read side),
+    /// with no copy.
+    ///
+    /// Prefer [`read_at`](crate::SharedMemory::read_at), which is safe: a
+    /// plain slice promises the compiler that its bytes do not change while
+    /// it is borrowed, and shared memory cannot keep that promise by
+    /// itself.
+    ///
+    /// # Safety
+    ///
+    /// While the slice lives, nobody may write these bytes: no other
+    /// handle on the segment ([`try_clone`](crate::SharedMemory::try_clone),
+    /// a second [`open`](crate::SharedMemory::open), a handle a child
+    /// received), in this process or in any other, no
+    /// [`write_at`](crate::SharedMemory::write_at) or atomic store, from
+    /// any thread. Holding a [`Lock`](crate::Lock) that every writer takes
+    /// first is the usual way to make sure; a program whose other processes
+    /// only read, or have ended, is another.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let shm = multiproc::SharedMemory::anonymous(3)?;
+    /// shm.write_at(1, &[7])?;
+    /// // SAFETY: no other handle on this segment exists, and nothing in
+    /// // this thread writes while `bytes` is borrowed.
+    /// let bytes = unsafe { shm.buf() };
+    /// assert_eq!(bytes, [0, 7, 0]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub unsafe fn buf(&self) -> &[u8] {
+        // SAFETY: the caller promises that nobody writes the bytes while
+        // the slice lives, which is all `SharedMap::bytes` asks.
+        unsafe { self.shared_map().bytes() }
+    }
+
+    /// The segment's bytes as a plain writable slice (Python's `buf`,
+    /// write side), with no copy.
+    ///
+    /// Prefer [`write_at`](crate::SharedMemory::write_at), which is safe.
+    /// `&mut self` makes this the only access through this handle, but
+    /// other handles on the same segment, here or in other processes, are
+    /// not borrowed by it.
+    ///
+    /// # Safety
+    ///
+    /// While the slice lives, nobody else may read or write these bytes: no
+    /// other handle on the segment, in this process or in any other, from
+    /// any thread. Holding a [`Lock`](crate::Lock) that every other user of
+    /// the segment takes first is the usual way to make sure.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut shm = multiproc::SharedMemory::anonymous(8)?;
+    /// // SAFETY: no other handle on this segment exists yet.
+    /// let bytes = unsafe { shm.buf_mut() };
+    /// bytes.copy_from_slice(&7u64.to_le_bytes());
+    /// let mut back = [0; 8];
+    /// shm.read_at(0, &mut back)?;
+    /// assert_eq!(u64::from_le_bytes(back), 7);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub unsafe fn buf_mut(&mut self) -> &mut [u8] {
+        // SAFETY: the caller promises that nobody else reads or writes the
+        // bytes while the slice lives, which is all `SharedMap::bytes_mut`
+        // asks.
+        unsafe { self.shared_map_mut().bytes_mut() }
+    }
+}
+
+/// Writes `bytes` into `word` from byte `at` on, keeping its other bytes:
+/// a compare-exchange loop, so that a concurrent write of those bytes (by
+/// another thread or process, through the same word) is not undone.
+fn store_part(word: &AtomicU64, at: usize, bytes: &[u8]) {
+    let mut current = word.load(Relaxed);
+    loop {
+        let mut new = current.to_ne_bytes();
+        new[at..at + bytes.len()].copy_from_slice(bytes);
+        let new = u64::from_ne_bytes(new);
+        match word.compare_exchange_weak(current, new, Relaxed, Relaxed) {
+            Ok(_) => return,
+            Err(now) => current = now,
+        }
     }
 }
 
@@ -229,14 +427,16 @@ mod tests {
         let fd = shm_create(&name).unwrap();
         assert_eq!(shm_create(&name).unwrap_err().kind(), io::ErrorKind::AlreadyExists);
         set_len(fd.as_fd(), 4096).unwrap();
-        let mut a = SharedMap::new(fd.as_fd(), 4096).unwrap();
+        let a = SharedMap::new(fd.as_fd(), 4096).unwrap();
         let other = shm_open(&name, true).unwrap();
         let (id, len) = file_id(other.as_fd()).unwrap();
         assert_eq!((id, len), file_id(fd.as_fd()).unwrap());
         assert!(raw_fd_is(other.as_raw_fd(), id));
         let b = SharedMap::new(other.as_fd(), 4096).unwrap();
-        a.bytes_mut()[10..13].copy_from_slice(b"abc");
-        assert_eq!(&b.bytes()[10..13], b"abc");
+        a.write_at(10, b"abc").unwrap();
+        let mut back = [0; 3];
+        b.read_at(10, &mut back).unwrap();
+        assert_eq!(&back, b"abc");
         assert_eq!(b.len(), 4096);
         shm_unlink(&name).unwrap();
         assert_eq!(shm_open(&name, false).unwrap_err().kind(), io::ErrorKind::NotFound);
@@ -251,5 +451,72 @@ mod tests {
     fn an_empty_mapping_is_refused() {
         let fd = super::super::memfd("test", 0).unwrap();
         assert!(SharedMap::new(fd.as_fd(), 0).is_err());
+    }
+
+    /// Every offset and length over the first words of a 45-byte mapping
+    /// (not a multiple of 8), against a plain model.
+    #[test]
+    fn read_at_and_write_at_agree_with_a_plain_model_at_every_offset_and_length() {
+        const LEN: usize = 45;
+        let fd = super::super::memfd("test", LEN as u64).unwrap();
+        let map = SharedMap::new(fd.as_fd(), LEN).unwrap();
+        let mut model = [0u8; LEN];
+        let mut counter = 0u8;
+        for offset in 0..=LEN {
+            for n in 0..=LEN - offset {
+                let bytes: Vec<u8> = (0..n)
+                    .map(|_| {
+                        counter = counter.wrapping_add(1);
+                        counter
+                    })
+                    .collect();
+                map.write_at(offset, &bytes).unwrap();
+                model[offset..offset + n].copy_from_slice(&bytes);
+                let mut whole = [0u8; LEN];
+                map.read_at(0, &mut whole).unwrap();
+                assert_eq!(whole, model, "after writing {n} bytes at {offset}");
+                let mut part = vec![0xAA; n];
+                map.read_at(offset, &mut part).unwrap();
+                assert_eq!(part, &model[offset..offset + n]);
+            }
+        }
+        let words = map.words();
+        assert_eq!(words.len(), LEN / 8);
+        assert_eq!(words[1].load(Relaxed).to_ne_bytes(), model[8..16]);
+        for (offset, n) in [(LEN, 1), (LEN - 1, 2), (0, LEN + 1), (usize::MAX, 1), (1, usize::MAX)] {
+            let err = map.check_range(offset, n).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{offset} + {n}");
+        }
+        assert_eq!(map.write_at(LEN - 1, b"xy").unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(map.read_at(LEN, &mut [0]).unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        assert!(map.read_at(LEN, &mut []).is_ok() && map.write_at(LEN, &[]).is_ok());
+    }
+
+    /// Threads writing bytes of the same words, through two mappings, never
+    /// undo each other's bytes: a word written in part is merged, not
+    /// overwritten.
+    #[test]
+    fn concurrent_writes_to_neighbouring_bytes_of_a_word_are_all_kept() {
+        const LEN: usize = 64;
+        let fd = super::super::memfd("test", LEN as u64).unwrap();
+        let maps = [SharedMap::new(fd.as_fd(), LEN).unwrap(), SharedMap::new(fd.as_fd(), LEN).unwrap()];
+        // Thread t owns the bytes i with i % 4 == t, written one at a time,
+        // or in runs of one byte between others' bytes.
+        std::thread::scope(|s| {
+            for t in 0..4usize {
+                let map = &maps[t % 2];
+                s.spawn(move || {
+                    for round in 1..=10_000u32 {
+                        for i in (t..LEN).step_by(4) {
+                            map.write_at(i, &[(round % 251) as u8 + t as u8]).unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        let mut end = [0u8; LEN];
+        maps[0].read_at(0, &mut end).unwrap();
+        let expected: Vec<u8> = (0..LEN).map(|i| (10_000 % 251) as u8 + (i % 4) as u8).collect();
+        assert_eq!(end.to_vec(), expected);
     }
 }
