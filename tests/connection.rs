@@ -54,6 +54,14 @@ fn pipes_follow_python() {
     assert_eq!(err.data(), Some(&b"abcdef"[..]));
     assert!(err.to_string().contains("6 bytes"), "{err}");
 
+    // Unsized values: a str from a local String, a byte slice.
+    let name = String::from("local");
+    a.send(name.as_str()).unwrap();
+    a.send(&[1u8, 2][..]).unwrap();
+    assert!(b.poll(Some(LONG)).unwrap());
+    assert_eq!(b.recv::<String>().unwrap(), "local");
+    assert_eq!(b.recv::<Vec<u8>>().unwrap(), [1, 2]);
+
     // The receiver names its own type; serde-compatible ones read alike.
     a.send(&"borrowed").unwrap();
     a.send(&&b"bytes"[..]).unwrap();

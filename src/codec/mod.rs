@@ -117,7 +117,7 @@ impl<'a> Encoder<'a> {
     /// anything else through postcard. Read it back with
     /// [`Decoder::next_item`].
     #[inline]
-    pub(crate) fn push_item<T: Serialize + 'static>(&mut self, value: &T, what: &str) -> Result<()> {
+    pub(crate) fn push_item<T: Serialize + ?Sized + 'static>(&mut self, value: &T, what: &str) -> Result<()> {
         self.push_in(value, what, plain::Form::Typed)
     }
 
@@ -126,12 +126,12 @@ impl<'a> Encoder<'a> {
     /// where they write the same. Read it back with
     /// [`Decoder::next_message`].
     #[inline]
-    pub(crate) fn push_message<T: Serialize + 'static>(&mut self, value: &T, what: &str) -> Result<()> {
+    pub(crate) fn push_message<T: Serialize + ?Sized + 'static>(&mut self, value: &T, what: &str) -> Result<()> {
         self.push_in(value, what, plain::Form::Postcard)
     }
 
     #[inline]
-    fn push_in<T: Serialize + 'static>(&mut self, value: &T, what: &str, form: plain::Form) -> Result<()> {
+    fn push_in<T: Serialize + ?Sized + 'static>(&mut self, value: &T, what: &str, form: plain::Form) -> Result<()> {
         if plain::encode(value, self.ser.output.0, form) {
             return Ok(());
         }

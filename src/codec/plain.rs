@@ -19,6 +19,8 @@
 use std::any::Any;
 use std::mem::size_of;
 
+use crate::sys;
+
 /// Which plain forms a stream may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Form {
@@ -74,15 +76,14 @@ fn take_len(bytes: &mut &[u8]) -> Option<usize> {
 /// Appends `value` in its plain form if its type has one in `form`; false
 /// (and nothing appended) otherwise.
 #[inline]
-pub(crate) fn encode<T: 'static>(value: &T, out: &mut Vec<u8>, form: Form) -> bool {
-    let any: &dyn Any = value;
+pub(crate) fn encode<T: ?Sized + 'static>(value: &T, out: &mut Vec<u8>, form: Form) -> bool {
     macro_rules! each {
         ($($t:ty),*) => {$(
-            if let Some(v) = any.downcast_ref::<$t>() {
+            if let Some(v) = sys::downcast_ref::<T, $t>(value) {
                 out.extend_from_slice(&v.to_le_bytes());
                 return true;
             }
-            if let Some(v) = any.downcast_ref::<Vec<$t>>() {
+            if let Some(v) = sys::downcast_ref::<T, Vec<$t>>(value) {
                 put_len(out, v.len());
                 out.reserve(v.len() * size_of::<$t>());
                 for x in v {
@@ -92,14 +93,14 @@ pub(crate) fn encode<T: 'static>(value: &T, out: &mut Vec<u8>, form: Form) -> bo
             }
         )*};
     }
-    if let Some(v) = any.downcast_ref::<Vec<u8>>() {
+    let bytes = sys::downcast_ref::<T, Vec<u8>>(value)
+        .map(Vec::as_slice)
+        .or_else(|| sys::as_bytes(value))
+        .or_else(|| sys::downcast_ref::<T, String>(value).map(String::as_bytes))
+        .or_else(|| sys::as_str(value).map(str::as_bytes));
+    if let Some(v) = bytes {
         put_len(out, v.len());
         out.extend_from_slice(v);
-        return true;
-    }
-    if let Some(v) = any.downcast_ref::<String>() {
-        put_len(out, v.len());
-        out.extend_from_slice(v.as_bytes());
         return true;
     }
     for_postcard_numbers!(each);
@@ -245,6 +246,15 @@ mod tests {
         same(1e300f64);
         same(vec![1.5f64; 130]);
         same(vec![-1i8, 2]);
+        // Unsized values, as `Connection::send("text")` passes them.
+        for (value, bytes) in [("héllo", &b"h"[..]), ("", &b""[..])] {
+            let mut out = Vec::new();
+            assert!(encode::<str>(value, &mut out, Postcard));
+            assert_eq!(out, postcard::to_allocvec(value).unwrap());
+            out.clear();
+            assert!(encode::<[u8]>(bytes, &mut out, Postcard));
+            assert_eq!(out, postcard::to_allocvec(bytes).unwrap());
+        }
         // Integers wider than a byte are postcard varints: left to serde.
         let mut out = Vec::new();
         assert!(!encode(&5u32, &mut out, Postcard) && !encode(&vec![5u64], &mut out, Postcard));

@@ -201,9 +201,10 @@ impl Connection {
 
     /// Serializes `value` and sends it as one message (Python's `send`).
     /// The bytes are postcard's, so the receiver may name any type with the
-    /// same serde form: a string literal is read as `String`, a `u32` as a
-    /// `u64`. `T` must be `'static` (the fast paths choose by `TypeId`):
-    /// send `&text` where `text: String`, not `&text.as_str()`.
+    /// same serde form: a `str` is read as a `String`, a `[u8]` as a
+    /// `Vec<u8>`, a `u32` as a `u64`. `T` is a `'static` type (the fast
+    /// paths choose by `TypeId`): send `text.as_str()` (a `str`), or
+    /// `&text`, rather than a `&&str` with a short lifetime.
     ///
     /// # Errors
     ///
@@ -218,7 +219,7 @@ impl Connection {
     /// assert_eq!(b.recv::<(u8, String)>()?, (1, "two".to_string()));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn send<T: Serialize + 'static>(&self, value: &T) -> Result<()> {
+    pub fn send<T: Serialize + ?Sized + 'static>(&self, value: &T) -> Result<()> {
         self.check(true)?;
         let mut w = lock(&self.writer);
         w.clear();

@@ -10,6 +10,7 @@
 #![allow(unsafe_code)]
 
 mod bootstrap_ctor;
+mod cast;
 mod elf;
 mod env;
 mod exit;
@@ -23,6 +24,7 @@ mod signal;
 mod title;
 mod trampoline;
 
+pub(crate) use cast::{as_bytes, as_str, downcast_ref};
 pub(crate) use elf::build_id;
 pub(crate) use env::{Environ, remove_var};
 pub(crate) use exit::{at_exit, exit_now, flush_c_stdio};
