@@ -338,3 +338,68 @@ fn dropped_queues_leave_no_fd_or_mapping() {
     assert_eq!(common::fd_count(), fds);
     assert_eq!(queue_mappings(), maps);
 }
+
+#[test]
+fn a_put_that_grows_the_ring_past_a_wrapped_or_offset_layout_succeeds() {
+    let _w = common::watchdog("a_put_that_grows_the_ring_past_a_wrapped_or_offset_layout_succeeds");
+    let q = Queue::<Vec<u8>>::new().unwrap();
+    q.put(&vec![1u8; 40_000]).unwrap();
+    q.put(&vec![2u8; 20_000]).unwrap();
+    assert_eq!(q.get().unwrap()[0], 1);
+    q.put(&vec![3u8; 100_000]).unwrap();
+    let q2 = Queue::<Vec<u8>>::new().unwrap();
+    q2.put(&vec![1u8; 16_000]).unwrap();
+    q2.put(&vec![2u8; 16_000]).unwrap();
+    q2.get().unwrap();
+    q2.put(&vec![3u8; 16_000]).unwrap();
+    q2.put(&vec![4u8; 56_000]).unwrap();
+    for (q, firsts) in [(&q, vec![2u8, 3]), (&q2, vec![2, 3, 4])] {
+        let got: Vec<u8> = (0..firsts.len()).map(|_| q.get_timeout(LONG).unwrap()[0]).collect();
+        assert_eq!(got, firsts, "whole and in order");
+    }
+}
+
+/// An item whose decoding, in a process that was given the signal,
+/// announces itself and never ends: a consumer to be killed mid-get.
+#[derive(Serialize)]
+struct Stuck(u8);
+
+static DECODING: OnceLock<multiproc::Event> = OnceLock::new();
+
+impl<'de> Deserialize<'de> for Stuck {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = u8::deserialize(d)?;
+        if let Some(e) = DECODING.get() {
+            e.set();
+            loop {
+                std::thread::park();
+            }
+        }
+        Ok(Stuck(v))
+    }
+}
+
+fn take_and_hang((q, decoding): (Queue<Stuck>, multiproc::Event)) {
+    let _ = DECODING.set(decoding);
+    let _ = q.get_timeout(LONG);
+}
+
+#[test]
+fn a_consumer_killed_inside_get_does_not_strand_a_blocked_producer() {
+    let _w = common::watchdog("a_consumer_killed_inside_get_does_not_strand_a_blocked_producer");
+    let q = Queue::<Stuck>::with_maxsize(1).unwrap();
+    q.put(&Stuck(1)).unwrap();
+    let decoding = multiproc::Event::new().unwrap();
+    let child = Process::new(take_and_hang, (q.clone(), decoding.clone())).start().unwrap();
+    let producer = {
+        let q = q.clone();
+        std::thread::spawn(move || q.put_timeout(&Stuck(2), LONG))
+    };
+    assert!(decoding.wait(Some(LONG)).unwrap(), "the consumer never took the item");
+    child.kill().unwrap();
+    let t = Instant::now();
+    let _ = child.join_timeout(LONG);
+    producer.join().unwrap().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(5), "the producer woke late: {:?}", t.elapsed());
+    assert_eq!(q.get_timeout(LONG).unwrap().0, 2);
+}

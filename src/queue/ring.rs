@@ -21,6 +21,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::synchronize::RECHECK;
 use crate::sys::{self, AsFd, Locked, Mapping, OwnedFd};
 
 /// Bytes before the ring in the file (one page).
@@ -194,7 +195,14 @@ impl Ring {
                 // lag behind it.
                 m.make_consistent().map_err(io("recovering a queue's lock"))?;
                 let st = read_state(&self.header);
+                self.header.u64_at(OFF_COUNT_HINT).store(st.count, Ordering::Release);
                 self.signal_watchers(st.count > 0, true);
+                // The dead holder may have changed the state without waking
+                // anyone: every sleeper looks again.
+                for seq in [OFF_PUT_SEQ, OFF_GET_SEQ, OFF_DONE_SEQ] {
+                    self.word(seq).fetch_add(1, Ordering::SeqCst);
+                    sys::futex_wake(self.word(seq), u32::MAX);
+                }
             }
         }
         let st = read_state(&self.header);
@@ -217,9 +225,13 @@ impl Ring {
                 };
                 if maxsize == 0 || g.st.count < maxsize {
                     g.append(payload, need)?;
-                    let count = g.st.count;
+                    if g.st.count == 1 {
+                        // Under the lock, so that watchers' signals follow
+                        // the counts in order.
+                        self.signal_watchers(true, false);
+                    }
                     drop(g);
-                    self.announce(OFF_PUT_SEQ, OFF_GETTERS, (count == 1).then_some(true));
+                    self.announce(OFF_PUT_SEQ, OFF_GETTERS);
                     return Ok(true);
                 }
             }
@@ -229,16 +241,12 @@ impl Ring {
         }
     }
 
-    /// After a put or a get: bumps the `seq` word, wakes one waiter if
-    /// `waiters` counts any, and tells `wait()` watchers when the queue
-    /// became non-empty (`Some(true)`) or empty (`Some(false)`).
-    fn announce(&self, seq: usize, waiters: usize, watchers: Option<bool>) {
-        self.word(seq).fetch_add(1, Ordering::Release);
-        if self.word(waiters).load(Ordering::Acquire) > 0 {
+    /// After a put or a get: bumps the `seq` word and wakes one waiter if
+    /// `waiters` counts any.
+    fn announce(&self, seq: usize, waiters: usize) {
+        self.word(seq).fetch_add(1, Ordering::SeqCst);
+        if self.word(waiters).load(Ordering::SeqCst) > 0 {
             sys::futex_wake(self.word(seq), 1);
-        }
-        if let Some(nonempty) = watchers {
-            self.signal_watchers(nonempty, false);
         }
     }
 
@@ -274,13 +282,15 @@ impl Ring {
                 };
                 if g.st.count > 0 {
                     let (at, len) = g.take()?;
-                    let count = g.st.count;
+                    if g.st.count == 0 {
+                        self.signal_watchers(false, false);
+                    }
                     let out = {
                         let ring = g.local.as_ref().expect("mapped by lock()");
                         decode(ring.bytes(at, len))
                     };
                     drop(g);
-                    self.announce(OFF_GET_SEQ, OFF_PUTTERS, (count == 0).then_some(false));
+                    self.announce(OFF_GET_SEQ, OFF_PUTTERS);
                     return Ok(Some(out));
                 }
             }
@@ -323,12 +333,15 @@ impl Ring {
             return true;
         }
         let sleepers = self.word(sleepers_off);
-        sleepers.fetch_add(1, Ordering::AcqRel);
-        if word.load(Ordering::Acquire) == seen {
+        sleepers.fetch_add(1, Ordering::SeqCst);
+        if word.load(Ordering::SeqCst) == seen {
+            // At most RECHECK: a process that died between its change and
+            // its wake-up (or after being woken) then costs the others that
+            // much, not for ever.
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let _ = sys::futex_wait(word, seen, left);
+            let _ = sys::futex_wait(word, seen, Some(left.map_or(RECHECK, |l| l.min(RECHECK))));
         }
-        sleepers.fetch_sub(1, Ordering::AcqRel);
+        sleepers.fetch_sub(1, Ordering::SeqCst);
         true
     }
 
@@ -519,8 +532,15 @@ impl Guard<'_> {
     /// wrapped part of the data to the new space after the old end.
     fn grow(&mut self, need: u64) -> Result<()> {
         let st = self.st;
+        // Where the record will go once grown: after the data, which a
+        // wrapped ring moves up to end at `old cap + head`.
+        let end = match (st.used, st.head <= st.tail) {
+            (0, _) => 0,
+            (_, true) => st.cap + st.head,
+            (_, false) => st.head,
+        };
         let mut cap = st.cap * 2;
-        while cap - st.used < need + RECORD_HEAD {
+        while cap < end + need || cap - st.used < need + RECORD_HEAD {
             cap *= 2;
         }
         let total = HEADER as u64 + cap;
