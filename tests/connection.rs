@@ -411,3 +411,65 @@ fn connections_leave_no_fds_behind() {
     }
     assert_eq!(common::fd_count(), before);
 }
+
+fn close_my_copy(w: Connection) {
+    w.close();
+    assert!(w.send_bytes(b"x").is_err());
+}
+
+per_method! {
+    fn closing_one_processs_copy_leaves_the_others_working(method: StartMethod) {
+        let (r, w) = Pipe(false).unwrap();
+        let child = Process::new(close_my_copy, w.try_clone().unwrap()).start_method(method).start().unwrap();
+        child.join_timeout(LONG).unwrap();
+        w.send_bytes(b"still open").unwrap();
+        assert_eq!(recv_bytes(&r).unwrap(), b"still open");
+        w.close();
+        assert!(r.poll(Some(LONG)).unwrap());
+        assert_eq!(r.recv_bytes().unwrap_err().kind(), ErrorKind::Eof, "every copy let go");
+    }
+}
+
+/// Starts a thread that receives on `b`, and returns once it sleeps in the
+/// kernel (holding the connection's reader).
+fn blocked_receiver(b: &std::sync::Arc<Connection>) -> std::thread::JoinHandle<multiproc::Result<Vec<u8>>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let b = b.clone();
+    let t = std::thread::spawn(move || {
+        tx.send(std::fs::read_link("/proc/thread-self").unwrap()).unwrap();
+        b.recv_bytes()
+    });
+    let me = rx.recv_timeout(LONG).unwrap();
+    let stat = std::path::Path::new("/proc").join(me).join("stat");
+    let asleep = || {
+        std::fs::read_to_string(&stat)
+            .is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('S')))
+    };
+    assert!(common::wait_until(LONG, asleep), "the receiver never blocked");
+    t
+}
+
+#[test]
+fn poll_and_wait_keep_their_timeout_while_another_thread_receives() {
+    let _w = common::watchdog("poll_and_wait_keep_their_timeout_while_another_thread_receives");
+    let (a, b) = Pipe(true).unwrap();
+    let b = std::sync::Arc::new(b);
+    let receiver = blocked_receiver(&b);
+    let t = Instant::now();
+    assert!(!b.poll(Some(Duration::from_millis(100))).unwrap());
+    assert!(wait(&[&*b], Some(Duration::from_millis(100))).unwrap().is_empty());
+    assert!(t.elapsed() < Duration::from_secs(5), "poll/wait waited for the receiver: {:?}", t.elapsed());
+    a.send_bytes(b"done").unwrap();
+    assert_eq!(receiver.join().unwrap().unwrap(), b"done");
+}
+
+#[test]
+fn close_wakes_a_thread_blocked_in_a_receive() {
+    let _w = common::watchdog("close_wakes_a_thread_blocked_in_a_receive");
+    let (_a, b) = Pipe(true).unwrap();
+    let b = std::sync::Arc::new(b);
+    let receiver = blocked_receiver(&b);
+    b.close();
+    let err = receiver.join().unwrap().unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::InvalidState | ErrorKind::Eof), "{err}");
+}

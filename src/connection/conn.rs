@@ -102,6 +102,36 @@ impl Connection {
         }
     }
 
+    /// Another handle on the same end (its own fd): to keep one while
+    /// passing the other to a child, as `UnixStream::try_clone` does.
+    /// Messages are not split between handles only if a single handle
+    /// receives at a time.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidState`] on a closed end; [`ErrorKind::Io`] if
+    /// out of file descriptors.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (a, b) = multiproc::Pipe(true)?;
+    /// let a2 = a.try_clone()?;
+    /// a2.send_bytes(b"via the clone")?;
+    /// drop(a2);
+    /// a.send_bytes(b"and the first")?;
+    /// assert_eq!(b.recv_bytes()?, b"via the clone");
+    /// assert_eq!(b.recv_bytes()?, b"and the first");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn try_clone(&self) -> Result<Connection> {
+        if self.closed() {
+            return Err(Error::new(ErrorKind::InvalidState, "the connection is closed; open a new one"));
+        }
+        let fd = self.fd.try_clone().map_err(|e| Error::io("duplicating a connection's fd", e))?;
+        Ok(Connection::new(fd, self.readable, self.writable))
+    }
+
     /// Whether this end can receive (false for the sending end of a
     /// one-way pipe).
     ///
@@ -196,6 +226,7 @@ impl Connection {
         self.check(true)?;
         let (header, n) = framing::header(bytes.len() as u64, long);
         let _w = lock(&self.writer);
+        self.check(true)?;
         sys::send_vectored_all(self.fd.as_fd(), &[&header[..n], bytes]).map_err(|e| send_error(&e))
     }
 
@@ -222,6 +253,7 @@ impl Connection {
     pub fn send<T: Serialize + ?Sized + 'static>(&self, value: &T) -> Result<()> {
         self.check(true)?;
         let mut w = lock(&self.writer);
+        self.check(true)?;
         w.clear();
         let mut enc = codec::Encoder::new(&mut w);
         enc.push_message(value, "a message")?;
@@ -355,6 +387,7 @@ impl Connection {
     pub(crate) fn recv_until(&self, limit: u64, deadline: Option<Instant>) -> Result<Vec<u8>> {
         self.check(false)?;
         let mut r = lock(&self.reader);
+        self.check(false)?;
         if let Some(why) = &r.broken {
             return Err(Error::new(ErrorKind::Protocol, why.clone()));
         }
@@ -502,15 +535,27 @@ impl Connection {
         }
     }
 
-    /// Whether bytes are already buffered on this side.
+    /// Whether bytes are already buffered on this side (false while
+    /// another thread receives: its bytes are not ours to count, and
+    /// `poll`/`wait` must not wait for it).
     pub(crate) fn has_buffered(&self) -> bool {
-        let r = lock(&self.reader);
-        r.buf.len() > r.pos
+        match self.reader.try_lock() {
+            Ok(r) => r.buf.len() > r.pos,
+            Err(std::sync::TryLockError::Poisoned(p)) => {
+                let r = p.into_inner();
+                r.buf.len() > r.pos
+            }
+            Err(std::sync::TryLockError::WouldBlock) => false,
+        }
     }
 
-    /// Closes this end: the peer then reads end of file, and every later
-    /// call here fails with [`ErrorKind::InvalidState`]. A thread blocked
-    /// in a receive on this end wakes with that error. Dropping closes too.
+    /// Closes this end (Python's `close()`): this process lets go of the
+    /// socket, so the peer reads end of file once every other process
+    /// holding this end has let go too, and every later call here fails
+    /// with [`ErrorKind::InvalidState`]. Other processes' copies of this
+    /// end keep working. If another thread of this process is blocked in a
+    /// receive or a send on this end, it is woken by shutting the socket
+    /// down, which ends it for every holder. Dropping closes too.
     ///
     /// # Examples
     ///
@@ -523,7 +568,15 @@ impl Connection {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn close(&self) {
-        if !self.closed.swap(true, Ordering::AcqRel) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let idle = (self.reader.try_lock(), self.writer.try_lock());
+        if let (Ok(_r), Ok(_w)) = idle {
+            // Nobody here is using the fd: let go of the socket, keeping
+            // the number valid until drop.
+            let _ = sys::retire(self.fd.as_fd());
+        } else {
             let _ = sys::shutdown_both(self.fd.as_fd());
         }
     }

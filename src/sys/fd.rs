@@ -5,7 +5,7 @@ use std::mem::MaybeUninit;
 use std::time::Duration;
 
 use rustix::event::{EventfdFlags, Timespec};
-use rustix::fd::{BorrowedFd, OwnedFd, RawFd};
+use rustix::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use rustix::io::Errno;
 use rustix::net::{
     AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer, SendAncillaryMessage,
@@ -130,6 +130,23 @@ pub(crate) fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
 /// `shutdown(SHUT_RDWR)`: both directions end; blocked readers wake.
 pub(crate) fn shutdown_both(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(rustix::net::shutdown(fd, rustix::net::Shutdown::Both)?)
+}
+
+/// Points the fd number at `/dev/null` (`dup3`), dropping this process's
+/// reference to what it was open on, while the number stays valid for
+/// whoever still holds it: Python's `close()` of a connection whose fd
+/// Rust code may still borrow.
+pub(crate) fn retire(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let null = rustix::fs::open(
+        "/dev/null",
+        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    // SAFETY: both fds are open (`null` is owned here, `fd` borrowed for
+    // the call); dup3 atomically replaces `fd`'s open file with /dev/null
+    // and keeps the number open, so no borrower sees it closed or reused.
+    let rc = unsafe { libc::dup3(null.as_raw_fd(), fd.as_raw_fd(), libc::O_CLOEXEC) };
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
 /// Sends as much of `bytes` as the socket takes without blocking
