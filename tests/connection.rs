@@ -473,3 +473,24 @@ fn close_wakes_a_thread_blocked_in_a_receive() {
     let err = receiver.join().unwrap().unwrap_err();
     assert!(matches!(err.kind(), ErrorKind::InvalidState | ErrorKind::Eof), "{err}");
 }
+
+fn send_drop_and_wait((w, done): (Connection, multiproc::Event)) -> multiproc::Result<()> {
+    w.send_bytes(b"last words")?;
+    drop(w);
+    assert!(done.wait(Some(LONG))?, "the parent never said done");
+    Ok(())
+}
+
+per_method! {
+    fn a_child_dropping_its_writer_gives_end_of_file_while_it_lives(method: StartMethod) {
+        let (r, w) = Pipe(false).unwrap();
+        let done = multiproc::Event::new().unwrap();
+        let child = Process::new(send_drop_and_wait, (w, done.clone())).start_method(method).start().unwrap();
+        assert_eq!(recv_bytes(&r).unwrap(), b"last words");
+        assert!(r.poll(Some(LONG)).unwrap(), "no end of file while the child lives");
+        assert_eq!(r.recv_bytes().unwrap_err().kind(), ErrorKind::Eof);
+        assert!(child.is_alive());
+        done.set();
+        child.join_timeout(LONG).unwrap().unwrap();
+    }
+}

@@ -15,10 +15,11 @@ use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::sys::{self, AsFd, BorrowedFd, OwnedFd};
+use crate::sys::{self, AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 thread_local! {
-    static OUTGOING: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
+    /// The duplicates, and the fd numbers they were made from.
+    static OUTGOING: RefCell<Option<(Vec<OwnedFd>, Vec<RawFd>)>> = const { RefCell::new(None) };
     static INCOMING: RefCell<Option<Vec<Option<OwnedFd>>>> = const { RefCell::new(None) };
 }
 
@@ -27,6 +28,10 @@ thread_local! {
 pub(crate) struct Encoded {
     pub(crate) bytes: Vec<u8>,
     pub(crate) fds: Vec<OwnedFd>,
+    /// The numbers of the fds that `fds` duplicate, in this process: a
+    /// fork child, which inherits them too, closes them so that it holds
+    /// one copy of each handle, as a Python fork child does.
+    pub(crate) originals: Vec<RawFd>,
 }
 
 impl Encoded {
@@ -37,16 +42,18 @@ impl Encoded {
             .iter()
             .map(|fd| fd.try_clone().map_err(|e| Error::io("duplicating the fds of an argument's handles", e)))
             .collect::<Result<_>>()?;
-        Ok(Encoded { bytes: self.bytes.clone(), fds })
+        // A fork child holding the copy inherits this one's fds too.
+        let originals = self.originals.iter().copied().chain(self.fds.iter().map(AsRawFd::as_raw_fd)).collect();
+        Ok(Encoded { bytes: self.bytes.clone(), fds, originals })
     }
 }
 
 /// Serializes `value` with postcard, collecting the fds of the handles in
 /// it (duplicated, so that the result owns them).
 pub(crate) fn encode_with_fds<T: Serialize + ?Sized>(value: &T, what: &str) -> Result<Encoded> {
-    let outer = OUTGOING.with(|o| o.borrow_mut().replace(Vec::new()));
+    let outer = OUTGOING.with(|o| o.borrow_mut().replace((Vec::new(), Vec::new())));
     let bytes = super::encode(value, what);
-    let fds = OUTGOING.with(|o| std::mem::replace(&mut *o.borrow_mut(), outer)).unwrap_or_default();
+    let (fds, originals) = OUTGOING.with(|o| std::mem::replace(&mut *o.borrow_mut(), outer)).unwrap_or_default();
     let bytes = bytes?;
     if fds.len() > sys::MAX_FDS {
         return Err(Error::new(
@@ -58,7 +65,7 @@ pub(crate) fn encode_with_fds<T: Serialize + ?Sized>(value: &T, what: &str) -> R
             ),
         ));
     }
-    Ok(Encoded { bytes, fds })
+    Ok(Encoded { bytes, fds, originals })
 }
 
 /// Runs `f` with `fds` as the side table that handles deserialize from.
@@ -79,8 +86,9 @@ pub(crate) fn serialize_fd<S: Serializer>(fd: BorrowedFd<'_>, serializer: S, wha
         };
         let dup = rustix::io::fcntl_dupfd_cloexec(fd, 0)
             .map_err(|e| S::Error::custom(format!("could not duplicate the fd of {what}: {e}")))?;
-        table.push(dup);
-        Ok(Some((table.len() - 1) as u32))
+        table.0.push(dup);
+        table.1.push(fd.as_raw_fd());
+        Ok(Some((table.0.len() - 1) as u32))
     })?;
     match index {
         Some(index) => index.serialize(serializer),
@@ -144,7 +152,7 @@ impl<'de> Deserialize<'de> for Encoded {
             }
         }
         let (bytes, fds): (Bytes, Vec<Slot>) = Deserialize::deserialize(deserializer)?;
-        Ok(Encoded { bytes: bytes.0, fds: fds.into_iter().map(|s| s.0).collect() })
+        Ok(Encoded { bytes: bytes.0, fds: fds.into_iter().map(|s| s.0).collect(), originals: Vec::new() })
     }
 }
 

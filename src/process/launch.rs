@@ -78,9 +78,9 @@ fn fork(l: Launch<'_>) -> Result<Arc<ChildShared>> {
             }
             sys::ignore_sigint();
             sys::reset_signal_mask();
-            // The handles' fds were inherited; the child takes copies that
-            // it owns, and the bytes it already has.
-            let fds = l.arg.fds.iter().filter_map(|fd| fd.try_clone().ok()).collect();
+            // The handles' fds were inherited: the child takes them over,
+            // and lets go of the parent's originals.
+            let fds = sys::adopt_in_fork_child(&l.arg.fds, &l.arg.originals);
             child::run(child_end, info, environ, l.task.call, &l.arg.bytes, fds)
         }
         Forked::Parent(pid) => {
