@@ -51,8 +51,18 @@ impl Encoded {
 /// Serializes `value` with postcard, collecting the fds of the handles in
 /// it (duplicated, so that the result owns them).
 pub(crate) fn encode_with_fds<T: Serialize + ?Sized>(value: &T, what: &str) -> Result<Encoded> {
-    let outer = OUTGOING.with(|o| o.borrow_mut().replace((Vec::new(), Vec::new())));
+    /// Puts the outer table back, also when serialization panics.
+    struct Restore(Option<Option<(Vec<OwnedFd>, Vec<RawFd>)>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            if let Some(outer) = self.0.take() {
+                OUTGOING.with(|o| *o.borrow_mut() = outer);
+            }
+        }
+    }
+    let mut restore = Restore(Some(OUTGOING.with(|o| o.borrow_mut().replace((Vec::new(), Vec::new())))));
     let bytes = super::encode(value, what);
+    let outer = restore.0.take().expect("set above");
     let (fds, originals) = OUTGOING.with(|o| std::mem::replace(&mut *o.borrow_mut(), outer)).unwrap_or_default();
     let bytes = bytes?;
     if fds.len() > sys::MAX_FDS {
@@ -70,10 +80,16 @@ pub(crate) fn encode_with_fds<T: Serialize + ?Sized>(value: &T, what: &str) -> R
 
 /// Runs `f` with `fds` as the side table that handles deserialize from.
 pub(crate) fn with_incoming<R>(fds: Vec<OwnedFd>, f: impl FnOnce() -> R) -> R {
-    let outer = INCOMING.with(|i| i.borrow_mut().replace(fds.into_iter().map(Some).collect()));
-    let out = f();
-    INCOMING.with(|i| *i.borrow_mut() = outer);
-    out
+    /// Puts the outer table back, also when `f` panics.
+    struct Restore(Option<Vec<Option<OwnedFd>>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let outer = self.0.take();
+            INCOMING.with(|i| *i.borrow_mut() = outer);
+        }
+    }
+    let _restore = Restore(INCOMING.with(|i| i.borrow_mut().replace(fds.into_iter().map(Some).collect())));
+    f()
 }
 
 /// Serializes a handle's fd as an index into the side table. `what` names

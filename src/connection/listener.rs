@@ -87,8 +87,10 @@ impl fmt::Display for Address {
 /// Accepts [`Connection`]s on an [`Address`] (Python's
 /// `multiprocessing.connection.Listener`). With an authkey, every new
 /// connection must pass Python's challenge/response handshake, in both
-/// directions, before `accept` returns it; nothing the client sends is read
-/// beyond the handshake's short messages until then.
+/// directions, before `accept` returns it. Until then, each message the
+/// client sends is capped at 256 bytes and must arrive whole within 20 s,
+/// nothing is deserialized, and nothing reaches the caller. (Bytes it
+/// sends early are buffered, up to 64 KiB, as for any connection.)
 ///
 /// A Unix socket file is created with mode 0600 and removed when the
 /// listener is closed or dropped (if it is still the same file).
