@@ -224,7 +224,7 @@ impl LockGuard<'_> {
     /// handle).
     pub(crate) fn is_of(&self, lock: &Lock) -> bool {
         let (a, b) = (&self.lock.block, &lock.raw.block);
-        self.lock.off == lock.raw.off && (Arc::ptr_eq(a, b) || sys::same_file(a.fd(), b.fd()))
+        self.lock.off == lock.raw.off && (Arc::ptr_eq(a, b) || a.id() == b.id())
     }
 
     /// Releases the lock (the same as dropping the guard).

@@ -47,7 +47,6 @@ pub(crate) use process::{
 };
 pub(crate) use shm::{
     Locked, MUTEX_BYTES, Mapping, RobustMutex, file_len, futex_wait, futex_wake, grow_file, memfd, random_bytes,
-    same_file,
 };
 #[cfg(test)]
 pub(crate) use signal::block_sigterm_in_this_thread;

@@ -40,14 +40,6 @@ pub(crate) fn file_len(fd: BorrowedFd<'_>) -> io::Result<u64> {
     Ok(rustix::fs::fstat(fd)?.st_size as u64)
 }
 
-/// Whether two fds refer to the same file (device and inode).
-pub(crate) fn same_file(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> bool {
-    match (rustix::fs::fstat(a), rustix::fs::fstat(b)) {
-        (Ok(x), Ok(y)) => x.st_dev == y.st_dev && x.st_ino == y.st_ino,
-        _ => false,
-    }
-}
-
 /// A `MAP_SHARED` read-write mapping of part of a file.
 #[derive(Debug)]
 pub(crate) struct Mapping {
