@@ -11,49 +11,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use common::LONG;
 use multiproc::{Process, StartMethod};
 
-fn read_var(key: String) -> Option<String> {
-    std::env::var(key).ok()
-}
-
-fn boom(_: ()) {
-    panic!("expected");
-}
-
-#[test]
-fn forked_children_do_not_inherit_held_locks() {
-    let _w = common::watchdog("fork_safety");
-    // Quiet panics: thousands are coming.
-    std::panic::set_hook(Box::new(|_| {}));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut noise = Vec::new();
-    for _ in 0..2 {
-        let stop = Arc::clone(&stop);
-        noise.push(std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let _ = std::panic::catch_unwind(|| panic!("noise"));
-                let _ = std::env::var("HOME");
-            }
-        }));
-    }
-    for i in 0..100 {
-        let child = Process::new(read_var, "FORK_SAFETY".to_string())
-            .env("FORK_SAFETY", i.to_string())
-            .start_method(StartMethod::Fork)
-            .start()
-            .unwrap();
-        assert_eq!(child.join_timeout(LONG).unwrap(), Some(i.to_string()));
-        // A panicking target still reports its location.
-        let child = Process::new(boom, ()).start_method(StartMethod::Fork).start().unwrap();
-        let err = child.join_timeout(LONG).unwrap_err();
-        assert_eq!(err.panic_info().unwrap().message(), "expected");
-        assert!(err.panic_info().unwrap().file().unwrap().ends_with("fork_safety.rs"));
-    }
-    stop.store(true, Ordering::Relaxed);
-    for t in noise {
-        t.join().unwrap();
-    }
-}
-
 fn forever(_: ()) {
     loop {
         std::thread::park();
