@@ -11,7 +11,7 @@ use std::marker::PhantomData;
 use std::mem::{align_of, size_of};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rustix::fd::{BorrowedFd, OwnedFd};
 use rustix::fs::MemfdFlags;
@@ -235,7 +235,8 @@ impl RobustMutex<'_> {
     /// the deadline passed first. A deadline already past only tries.
     pub(crate) fn lock(&self, deadline: Option<Instant>) -> io::Result<Option<Locked>> {
         // SAFETY: `self.m` is an initialised process-shared mutex in a live
-        // mapping (`init` ran in the process that created it).
+        // mapping (`init` ran in the process that created it); the deadline
+        // is a valid timespec on the clock named with it.
         let rc = unsafe {
             match deadline {
                 None => libc::pthread_mutex_lock(self.m),
@@ -243,8 +244,8 @@ impl RobustMutex<'_> {
                     None => libc::pthread_mutex_trylock(self.m),
                     Some(left) if left.is_zero() => libc::pthread_mutex_trylock(self.m),
                     Some(left) => {
-                        let at = realtime_after(left);
-                        libc::pthread_mutex_timedlock(self.m, &at)
+                        let at = monotonic_after(left);
+                        pthread_mutex_clocklock(self.m, libc::CLOCK_MONOTONIC, &at)
                     }
                 },
             }
@@ -299,10 +300,21 @@ impl RobustMutex<'_> {
     }
 }
 
-/// `CLOCK_REALTIME` now plus `d`, for `pthread_mutex_timedlock`.
-fn realtime_after(d: Duration) -> libc::timespec {
-    let at = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default() + d;
-    libc::timespec { tv_sec: at.as_secs() as libc::time_t, tv_nsec: at.subsec_nanos() as _ }
+unsafe extern "C" {
+    /// glibc 2.30+: `pthread_mutex_timedlock` against a chosen clock, so
+    /// that a step of the wall clock cannot stretch or cut a timeout.
+    fn pthread_mutex_clocklock(
+        mutex: *mut libc::pthread_mutex_t,
+        clock: libc::clockid_t,
+        abstime: *const libc::timespec,
+    ) -> libc::c_int;
+}
+
+/// `CLOCK_MONOTONIC` now plus `d`, for `pthread_mutex_clocklock`.
+fn monotonic_after(d: Duration) -> libc::timespec {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    let at = Duration::new(now.tv_sec as u64, now.tv_nsec as u32).saturating_add(d);
+    libc::timespec { tv_sec: at.as_secs().min(i64::MAX as u64) as libc::time_t, tv_nsec: at.subsec_nanos() as _ }
 }
 
 /// Sleeps while `word` holds `expected`, until woken or `timeout` passes.
