@@ -322,3 +322,17 @@ fn slots_of_killed_waiters_are_reclaimed() {
     assert!(!g.wait_timeout(Duration::from_millis(1)).unwrap(), "a slot was free for a new waiter");
     assert_eq!(g.notify_all(), 0, "no ghost waiters");
 }
+
+fn wait_default(b: Barrier) -> multiproc::Result<u32> {
+    b.wait()
+}
+
+#[test]
+fn a_default_timeout_set_in_one_process_holds_in_another() {
+    let _w = common::watchdog("a_default_timeout_set_in_one_process_holds_in_another");
+    let b = Barrier::new(2).unwrap().with_timeout(Duration::from_millis(50));
+    let child = Process::new(wait_default, b.clone()).start().unwrap();
+    let err = child.join_timeout(LONG).unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BrokenBarrier);
+    assert!(b.broken());
+}

@@ -26,6 +26,8 @@ const OFF_BROKEN_ROUNDS: usize = F + 16;
 const OFF_HAS_ACTION: usize = F + 24;
 const OFF_ACTION: usize = F + 32;
 const OFF_ACTION_TAG: usize = F + 40;
+/// The timeout `wait` uses, in nanoseconds (0: none).
+const OFF_DEFAULT_TIMEOUT: usize = F + 48;
 
 /// A barrier shared between processes (Python's
 /// `multiprocessing.Barrier`): [`wait`](Barrier::wait) blocks until
@@ -248,7 +250,27 @@ impl Barrier {
         Ok(index)
     }
 
-    /// Waits until all parties are waiting; this caller's arrival index.
+    /// Sets the timeout that [`wait`](Barrier::wait) uses, for every holder
+    /// of this barrier in every process (Python's `Barrier(…, timeout=)`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let b = multiproc::Barrier::new(2)?.with_timeout(Duration::from_millis(5));
+    /// assert_eq!(b.wait().unwrap_err().kind(), multiproc::ErrorKind::BrokenBarrier);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[must_use]
+    pub fn with_timeout(self, timeout: Duration) -> Barrier {
+        let nanos = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX).max(1);
+        self.wide(OFF_DEFAULT_TIMEOUT).store(nanos, Ordering::Relaxed);
+        self
+    }
+
+    /// Waits until all parties are waiting, for at most the timeout set
+    /// with [`with_timeout`](Barrier::with_timeout) if any; this caller's
+    /// arrival index.
     ///
     /// # Errors
     ///
@@ -266,7 +288,10 @@ impl Barrier {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn wait(&self) -> Result<u32> {
-        self.enter(None)
+        match self.wide(OFF_DEFAULT_TIMEOUT).load(Ordering::Relaxed) {
+            0 => self.enter(None),
+            nanos => self.enter(Some(Duration::from_nanos(nanos))),
+        }
     }
 
     /// As [`wait`](Barrier::wait), breaking the barrier if the round does
@@ -381,4 +406,4 @@ block_serde!(Barrier, Kind::Barrier, "a Barrier", |b| Ok(Barrier { lock: RawLock
     .block);
 
 // The action's id needs a whole tag word.
-const _: () = assert!(OFF_ACTION_TAG + 8 <= 4096 && OFF_ACTION.is_multiple_of(8));
+const _: () = assert!(OFF_DEFAULT_TIMEOUT + 8 <= 4096 && OFF_ACTION.is_multiple_of(8));
