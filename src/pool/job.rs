@@ -72,11 +72,16 @@ enum Slot {
     Ready(ChunkOutcome),
     /// Handed to the caller.
     Taken,
+    /// Not added yet (a later chunk was added first).
+    Absent,
 }
 
 #[derive(Debug)]
 pub(crate) struct JobState {
-    slots: Vec<(u32, Slot)>,
+    /// Chunks `base..`: taken chunks at the front are dropped, so that an
+    /// endless `imap` keeps flat memory.
+    slots: VecDeque<(u32, Slot)>,
+    base: usize,
     /// Finished chunks not taken yet, in the order they finished.
     finished: VecDeque<u32>,
     pending: usize,
@@ -112,7 +117,8 @@ impl Job {
         Job {
             id: NEXT_JOB.fetch_add(1, Ordering::Relaxed),
             state: Mutex::new(JobState {
-                slots: Vec::new(),
+                slots: VecDeque::new(),
+                base: 0,
                 finished: VecDeque::new(),
                 pending: 0,
                 wakers: Vec::new(),
@@ -137,15 +143,51 @@ impl Job {
     fn lock(&self) -> MutexGuard<'_, JobState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
 
+impl JobState {
+    /// Chunk `index`'s slot; `None` once taken and dropped, or never added.
+    fn slot(&self, index: u32) -> Option<&(u32, Slot)> {
+        (index as usize).checked_sub(self.base).and_then(|i| self.slots.get(i))
+    }
+
+    fn slot_mut(&mut self, index: u32) -> Option<&mut (u32, Slot)> {
+        (index as usize).checked_sub(self.base).and_then(|i| self.slots.get_mut(i))
+    }
+
+    /// Whether chunk `index` is still to finish.
+    fn is_pending(&self, index: u32) -> bool {
+        matches!(self.slot(index), Some((_, Slot::Pending)))
+    }
+
+    /// Takes chunk `index`'s outcome, and drops the taken chunks at the
+    /// front.
+    fn take_slot(&mut self, index: u32) -> Option<(u32, ChunkOutcome)> {
+        let (count, slot) = self.slot_mut(index)?;
+        let count = *count;
+        if !matches!(slot, Slot::Ready(_)) {
+            return None;
+        }
+        let Slot::Ready(outcome) = std::mem::replace(slot, Slot::Taken) else { unreachable!() };
+        while matches!(self.slots.front(), Some((_, Slot::Taken))) {
+            self.slots.pop_front();
+            self.base += 1;
+        }
+        Some((count, outcome))
+    }
+}
+
+impl Job {
     /// Adds chunk `index` of `count` items, pending.
     pub(crate) fn add_chunk(&self, index: u32, count: u32) {
         let mut st = self.lock();
-        let index = index as usize;
-        if st.slots.len() <= index {
-            st.slots.resize_with(index + 1, || (0, Slot::Taken));
+        let Some(at) = (index as usize).checked_sub(st.base) else {
+            return;
+        };
+        if st.slots.len() <= at {
+            st.slots.resize_with(at + 1, || (0, Slot::Absent));
         }
-        st.slots[index] = (count, Slot::Pending);
+        st.slots[at] = (count, Slot::Pending);
         st.pending += 1;
     }
 
@@ -154,7 +196,7 @@ impl Job {
     pub(crate) fn finish(&self, index: u32, outcome: ChunkOutcome) {
         let (wakers, sleepers) = {
             let mut st = self.lock();
-            let Some((_, slot)) = st.slots.get_mut(index as usize) else {
+            let Some((_, slot)) = st.slot_mut(index) else {
                 return;
             };
             if !matches!(slot, Slot::Pending) {
@@ -257,9 +299,8 @@ impl Job {
 
     /// Waits for chunk `index` to finish, without taking it; its item count.
     pub(crate) fn wait_chunk(&self, index: u32) -> Result<u32> {
-        let i = index as usize;
-        let st = self.wait_for(None, false, |st| !matches!(st.slots.get(i), Some((_, Slot::Pending))))?;
-        Ok(st.slots.get(i).map_or(0, |(count, _)| *count))
+        let st = self.wait_for(None, false, |st| !st.is_pending(index))?;
+        Ok(st.slot(index).map_or(0, |(count, _)| *count))
     }
 
     /// Waits for every chunk (up to `deadline`).
@@ -269,17 +310,11 @@ impl Job {
 
     /// Waits for chunk `index` and takes it: its item count and outcome.
     pub(crate) fn take(&self, index: u32, deadline: Option<Instant>) -> Result<(u32, ChunkOutcome)> {
-        let i = index as usize;
-        let mut st = self.wait_for(deadline, false, |st| !matches!(st.slots.get(i), Some((_, Slot::Pending))))?;
+        let mut st = self.wait_for(deadline, false, |st| !st.is_pending(index))?;
         st.finished.retain(|&f| f != index);
-        match st.slots.get_mut(i) {
-            Some((count, slot @ Slot::Ready(_))) => {
-                let count = *count;
-                let Slot::Ready(outcome) = std::mem::replace(slot, Slot::Taken) else { unreachable!() };
-                Ok((count, outcome))
-            }
-            _ => Err(Error::new(ErrorKind::InvalidState, "this result was already taken; a result can be taken once")),
-        }
+        st.take_slot(index).ok_or_else(|| {
+            Error::new(ErrorKind::InvalidState, "this result was already taken; a result can be taken once")
+        })
     }
 
     /// Waits for any finished chunk not taken yet and takes it (up to
@@ -289,12 +324,8 @@ impl Job {
         let Some(index) = st.finished.pop_front() else {
             return Ok(None);
         };
-        let (count, slot) = &mut st.slots[index as usize];
-        let count = *count;
-        match std::mem::replace(slot, Slot::Taken) {
-            Slot::Ready(outcome) => Ok(Some((index, count, outcome))),
-            _ => unreachable!("only ready chunks are in the finished queue"),
-        }
+        let (count, outcome) = st.take_slot(index).expect("only ready chunks are in the finished queue");
+        Ok(Some((index, count, outcome)))
     }
 }
 
@@ -303,4 +334,33 @@ fn timeout() -> Error {
         ErrorKind::Timeout,
         "the result is not ready yet; the task goes on running: wait again, or cancel it if it has not started",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn taken_chunks_are_dropped_so_an_endless_job_keeps_flat_memory() {
+        let job = Job::new();
+        for i in 0..10_000u32 {
+            job.add_chunk(i, 1);
+            job.finish(i, ChunkOutcome::Items(Vec::new()));
+            if i % 2 == 1 {
+                // In order, and out of order through take_any.
+                job.take(i - 1, None).unwrap();
+                job.take_any(None).unwrap().unwrap();
+            }
+            assert!(job.lock().slots.len() <= 2, "slots kept: {}", job.lock().slots.len());
+        }
+        assert_eq!(job.take(4, None).unwrap_err().kind(), ErrorKind::InvalidState, "taken long ago");
+        job.add_chunk(10_001, 1);
+        job.add_chunk(10_000, 1);
+        job.finish(10_001, ChunkOutcome::Items(Vec::new()));
+        assert_eq!(job.take_any(None).unwrap().unwrap().0, 10_001);
+        assert!(!job.all_finished());
+        job.finish(10_000, ChunkOutcome::Items(Vec::new()));
+        assert_eq!(job.take(10_000, None).unwrap().0, 1);
+        assert!(job.lock().slots.is_empty());
+    }
 }
