@@ -57,7 +57,9 @@ impl Pending {
         timeout: Option<Duration>,
     ) -> Result<Pending> {
         let items = items.into_iter();
-        let mut frame = Vec::with_capacity(64 + items.size_hint().0 * std::mem::size_of::<A>().max(1));
+        // A first guess only, capped: an endless input reports any size.
+        let guess = items.size_hint().0.saturating_mul(std::mem::size_of::<A>().max(1)).min(1 << 20);
+        let mut frame = Vec::with_capacity(64 + guess);
         let count = wire::append_task(&mut frame, &head, items)?;
         codec::check_outgoing(&frame, "a chunk of encoded arguments")?;
         Ok(Pending { job: Arc::clone(job), index: head.index, count, frame, timeout })
