@@ -350,7 +350,10 @@ impl Pool {
     /// results in input order, each `Ok` or that item's `Err` (Python's
     /// `imap`, chunk size 1 by default). Only a bounded number of chunks is
     /// in flight, so an endless iterator works in flat memory; dropping the
-    /// iterator cancels what has not started.
+    /// iterator cancels what has not started. Because the input is read as
+    /// results are taken, `close()` ends it: items not yet sent then give
+    /// one `InvalidState` error and the iterator stops (Python's `imap`
+    /// reads all its input at the call). Consume the results, then close.
     ///
     /// # Errors
     ///
