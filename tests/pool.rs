@@ -480,3 +480,29 @@ per_method! {
         assert!(started.elapsed() < Duration::from_secs(10));
     }
 }
+
+fn slow_init(ms: u64) {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+}
+
+fn quick(x: u32) -> u32 {
+    x + 1
+}
+
+per_method! {
+    fn a_slow_initializer_does_not_count_against_task_timeouts(method: StartMethod) {
+        // The initializer takes longer than a task may: only the task's own
+        // run counts.
+        let pool = Pool::builder()
+            .processes(1)
+            .start_method(method)
+            .initializer(slow_init, 400)
+            .task_timeout(std::time::Duration::from_millis(250))
+            .build()
+            .unwrap();
+        let results: Vec<_> = (0..3).map(|x| pool.apply_async(quick, x).unwrap()).collect();
+        for (x, r) in results.into_iter().enumerate() {
+            assert_eq!(r.get_timeout(LONG).unwrap(), x as u32 + 1);
+        }
+    }
+}

@@ -122,6 +122,10 @@ struct Worker {
     /// What its chunks fail with if it dies (a broken stream).
     failure: Option<Error>,
     pace: Pace,
+    /// Started and initialized (it said READY): until then its timed
+    /// chunks' deadlines wait, so that start-up and the initializer do not
+    /// count against a task's timeout.
+    ready: bool,
 }
 
 impl Worker {
@@ -468,6 +472,7 @@ impl Dispatch {
             killed: false,
             failure: None,
             pace: Pace::default(),
+            ready: false,
         });
         Ok(())
     }
@@ -499,7 +504,7 @@ impl Dispatch {
                 index: p.index,
                 count: p.count,
                 timeout: p.timeout,
-                deadline: p.timeout.map(|t| {
+                deadline: p.timeout.filter(|_| w.ready).map(|t| {
                     any_timed = true;
                     now + t
                 }),
@@ -619,6 +624,16 @@ impl Dispatch {
                             w.child.name, w.child.pid
                         ),
                     )),
+                }
+            }
+            wire::READY => {
+                let w = &mut self.workers[i];
+                w.ready = true;
+                let now = Instant::now();
+                for f in &mut w.in_flight {
+                    if f.deadline.is_none() && !f.timed_out {
+                        f.deadline = f.timeout.map(|t| now + t);
+                    }
                 }
             }
             wire::INIT_FAILED => {

@@ -27,6 +27,9 @@ pub(crate) const TASK: u8 = 16;
 pub(crate) const EXIT: u8 = 17;
 pub(crate) const RESULT: u8 = 18;
 pub(crate) const INIT_FAILED: u8 = 19;
+/// A worker is set up (started, initializer done): its tasks' timeouts
+/// start counting.
+pub(crate) const READY: u8 = 20;
 
 const OK: u8 = 0;
 const PANIC: u8 = 1;

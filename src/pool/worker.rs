@@ -47,6 +47,10 @@ pub(crate) fn serve(cfg: WorkerConfig) {
             child::finish(1);
         }
     }
+    let ready = codec::frame_of(wire::READY, &(), "a ready note").expect("() serializes");
+    if codec::write_frame(fd, &ready, "a ready note").is_err() {
+        child::finish(0);
+    }
     let _ = sys::set_nonblocking(fd, true);
     let mut stream = FrameStream::new(codec::max_frame_size());
     let mut out = Vec::with_capacity(64 * 1024);
