@@ -2,7 +2,7 @@
 //! parent creates a block and writes into it, a child opens it by name,
 //! reads, and writes back, the parent reads the child's byte, then
 //! unlinks the block. Python's `buf[a:b]` slicing is `read_at` and
-//! `write_at` here (safe copies; the unsafe `buf()` lends a plain slice).
+//! `write_at` here (safe copies; `buf()` lends a plain slice to callers who rule out concurrent writers).
 //!
 //! ```text
 //! cargo run --example shared_memory

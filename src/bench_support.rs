@@ -6,3 +6,8 @@
 pub fn raw_fork_and_wait() -> std::io::Result<()> {
     crate::sys::raw_fork_and_wait()
 }
+
+/// A global allocator that notes each thread's largest request, for tests
+/// that bound allocations: `#[global_allocator] static A: CountingAlloc =
+/// CountingAlloc;`, then [`largest_allocation`].
+pub use crate::sys::{CountingAlloc, largest_allocation};

@@ -34,9 +34,9 @@ const NAME_PREFIX: &str = "psm_";
 /// block, zeroed at creation: [`read_at`](SharedMemory::read_at) and
 /// [`write_at`](SharedMemory::write_at) copy bytes out of it and into it,
 /// [`as_atomic_u64`](SharedMemory::as_atomic_u64) gives its 8-byte words
-/// as atomics, and the `unsafe` [`buf`](SharedMemory::buf) and
-/// [`buf_mut`](SharedMemory::buf_mut) lend it as a plain slice (Python's
-/// `buf`).
+/// as atomics, and [`buf`](SharedMemory::buf) and
+/// [`buf_mut`](SharedMemory::buf_mut), whose callers rule out concurrent
+/// writers, lend it as a plain slice (Python's `buf`).
 ///
 /// # Who removes a segment
 ///
@@ -87,7 +87,7 @@ const NAME_PREFIX: &str = "psm_";
 /// trusting the check, when another process may have written in between.
 ///
 /// [`buf`](SharedMemory::buf) and [`buf_mut`](SharedMemory::buf_mut)
-/// avoid the copy, and are `unsafe`: while a plain slice is borrowed the
+/// avoid the copy, and their callers take on a promise: while a plain slice is borrowed the
 /// compiler may assume that nobody else writes its bytes, and nothing
 /// about shared memory makes that so; the caller promises it (typically
 /// by holding the lock while the slice lives).
@@ -351,9 +351,7 @@ impl SharedMemory {
     /// access](SharedMemory#concurrent-access)): to read a consistent whole
     /// while others write, hold a [`Lock`](crate::Lock) that they take too.
     ///
-    /// It copies at memory speed, as fast as a `memcpy`: 64 MiB in about
-    /// 3.3 ms (20 GB/s) on the machine the tests run on, once the pages
-    /// have been touched.
+    /// It copies a whole 8-byte word at a time (no per-byte atomics).
     ///
     /// # Errors
     ///
@@ -387,9 +385,7 @@ impl SharedMemory {
     /// consistent whole, write while holding a [`Lock`](crate::Lock) that
     /// readers take too, or tell them when it is done.
     ///
-    /// It copies at memory speed, as fast as a `memcpy`: 64 MiB in about
-    /// 3.3 ms (20 GB/s) on the machine the tests run on, once the pages
-    /// have been touched.
+    /// It copies a whole 8-byte word at a time (no per-byte atomics).
     ///
     /// # Errors
     ///
@@ -482,9 +478,9 @@ impl SharedMemory {
         )
     }
 
-    /// The mapping, for the `unsafe` accessors `buf` and `buf_mut`, which
-    /// live in `sys::posix_shm` (the only module where `unsafe` blocks are
-    /// allowed).
+    /// The mapping, for the raw accessors `buf` and `buf_mut`, which live
+    /// in `sys::posix_shm` (the only module allowed to dereference raw
+    /// memory).
     pub(crate) fn shared_map(&self) -> &SharedMap {
         &self.map
     }

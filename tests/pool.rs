@@ -482,11 +482,7 @@ per_method! {
 }
 
 fn slow_init(ms: u64) {
-    std::thread::sleep(std::time::Duration::from_millis(ms));
-}
-
-fn quick(x: u32) -> u32 {
-    x + 1
+    nap(ms);
 }
 
 per_method! {
@@ -497,12 +493,12 @@ per_method! {
             .processes(1)
             .start_method(method)
             .initializer(slow_init, 400)
-            .task_timeout(std::time::Duration::from_millis(250))
+            .task_timeout(Duration::from_millis(250))
             .build()
             .unwrap();
-        let results: Vec<_> = (0..3).map(|x| pool.apply_async(quick, x).unwrap()).collect();
-        for (x, r) in results.into_iter().enumerate() {
-            assert_eq!(r.get_timeout(LONG).unwrap(), x as u32 + 1);
+        let results: Vec<_> = (0..3u64).map(|x| pool.apply_async(square, x).unwrap()).collect();
+        for (x, r) in (0..3u64).zip(results) {
+            assert_eq!(r.get_timeout(LONG).unwrap(), x * x);
         }
     }
 }

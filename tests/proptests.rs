@@ -6,13 +6,8 @@
 //! Its own binary: it lowers the process-wide frame-size limit to [`CAP`],
 //! and it counts allocations with a global allocator of its own.
 
-// The counting allocator implements `GlobalAlloc`, an unsafe trait.
-#![allow(unsafe_code)]
-
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::os::fd::AsFd;
@@ -48,57 +43,10 @@ fn set_limit() {
 
 // ---- Counting the largest allocation ------------------------------------
 
-thread_local! {
-    /// The largest single allocation (or reallocation) on this thread since
-    /// the last [`largest_allocation`] began.
-    static LARGEST: Cell<usize> = const { Cell::new(0) };
-}
-
-fn note(size: usize) {
-    let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
-}
-
-/// The system allocator, noting the size of each request.
-struct Counting;
-
-// SAFETY: every call goes to the system allocator with its arguments
-// unchanged; noting a size touches only a thread-local `Cell`, which
-// neither allocates nor unwinds.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        // SAFETY: the caller's contract for `alloc`, passed on as it is.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        // SAFETY: the caller's contract for `alloc_zeroed`, passed on as it is.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System` through this allocator, with `layout`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(new_size);
-        // SAFETY: `ptr` came from `System` through this allocator, with
-        // `layout`; the rest of the caller's contract is passed on.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: multiproc::__bench::CountingAlloc = multiproc::__bench::CountingAlloc;
 
-/// Runs `f` and returns the largest single allocation it made on this thread.
-fn largest_allocation<R>(f: impl FnOnce() -> R) -> (R, usize) {
-    LARGEST.with(|l| l.set(0));
-    let r = f();
-    (r, LARGEST.with(Cell::get))
-}
+use multiproc::__bench::largest_allocation;
 
 // ---- Raw peers -----------------------------------------------------------
 
@@ -538,4 +486,11 @@ proptest! {
         assert_refused(got.expect_err("a server without the key passed the handshake").kind());
         prop_assert!(server_done.recv_timeout(LONG).is_ok(), "the fake server is stuck");
     }
+}
+
+#[test]
+fn the_allocation_counter_is_live() {
+    let (v, largest) = largest_allocation(|| std::hint::black_box(vec![7u8; 300_000]));
+    assert_eq!(v.len(), 300_000);
+    assert!(largest >= 300_000, "the counting allocator is not installed: {largest}");
 }

@@ -59,6 +59,21 @@ fn park_until_killed() -> ! {
 
 // ---------------------------------------------------------------- Lock
 
+/// Starts `target(lock, held, release)` in a child and returns once the
+/// child says (through `held`) that it holds the lock, with the event that
+/// tells it to release.
+fn start_holder<F, R>(target: F, lock: &Lock, method: StartMethod) -> (multiproc::Child<R>, Event)
+where
+    F: Fn((Lock, Event, Event)) -> R + Copy + Send + 'static,
+    R: Serialize + serde::de::DeserializeOwned + Send + 'static,
+{
+    let (held, release) = (Event::new().unwrap(), Event::new().unwrap());
+    let child =
+        Process::new(target, (lock.clone(), held.clone(), release.clone())).start_method(method).start().unwrap();
+    assert!(held.wait(Some(LONG)).unwrap(), "the child never took the lock");
+    (child, release)
+}
+
 fn hold_lock_until_told((lock, held, release): (Lock, Event, Event)) -> bool {
     let guard = lock.acquire_timeout(LONG).unwrap();
     held.set();
@@ -69,12 +84,7 @@ fn hold_lock_until_told((lock, held, release): (Lock, Event, Event)) -> bool {
 per_method! {
     fn a_lock_held_by_a_child_blocks_the_parent_until_the_child_releases_it(method: StartMethod) {
         let lock = Lock::new().unwrap();
-        let (held, release) = (Event::new().unwrap(), Event::new().unwrap());
-        let child = Process::new(hold_lock_until_told, (lock.clone(), held.clone(), release.clone()))
-            .start_method(method)
-            .start()
-            .unwrap();
-        assert!(held.wait(Some(LONG)).unwrap(), "the child never took the lock");
+        let (child, release) = start_holder(hold_lock_until_told, &lock, method);
 
         assert!(lock.try_acquire().unwrap().is_none());
         assert_zero_timeout_fails_at_once(|d| lock.acquire_timeout(d).map(drop));
@@ -132,12 +142,7 @@ fn leak_then_release((lock, held, release): (Lock, Event, Event)) {
 per_method! {
     fn a_child_can_release_python_style_a_lock_whose_guard_it_forgot(method: StartMethod) {
         let lock = Lock::new().unwrap();
-        let (held, release) = (Event::new().unwrap(), Event::new().unwrap());
-        let child = Process::new(leak_then_release, (lock.clone(), held.clone(), release.clone()))
-            .start_method(method)
-            .start()
-            .unwrap();
-        assert!(held.wait(Some(LONG)).unwrap(), "the child never took the lock");
+        let (child, release) = start_holder(leak_then_release, &lock, method);
         assert!(lock.try_acquire().unwrap().is_none());
         release.set();
         child.join_timeout(LONG).unwrap();

@@ -35,6 +35,21 @@ pub(crate) struct Encoded {
 }
 
 impl Encoded {
+    /// In a fork child: takes over the inherited `fds` without duplicating
+    /// them, and closes the parent's `originals`, so that the child holds
+    /// one copy of each handle, as a Python fork child does.
+    pub(crate) fn take_in_fork_child(&self) -> Vec<OwnedFd> {
+        let keep: Vec<RawFd> = self.fds.iter().map(AsRawFd::as_raw_fd).collect();
+        let mut closed: Vec<RawFd> = Vec::new();
+        for &fd in &self.originals {
+            if !keep.contains(&fd) && !closed.contains(&fd) {
+                sys::close_raw(fd);
+                closed.push(fd);
+            }
+        }
+        keep.into_iter().map(sys::take_inherited).collect()
+    }
+
     /// A copy with duplicated fds.
     pub(crate) fn try_clone(&self) -> Result<Encoded> {
         let fds = self

@@ -80,7 +80,7 @@ fn fork(l: Launch<'_>) -> Result<Arc<ChildShared>> {
             sys::reset_signal_mask();
             // The handles' fds were inherited: the child takes them over,
             // and lets go of the parent's originals.
-            let fds = sys::adopt_in_fork_child(&l.arg.fds, &l.arg.originals);
+            let fds = l.arg.take_in_fork_child();
             child::run(child_end, info, environ, l.task.call, &l.arg.bytes, fds)
         }
         Forked::Parent(pid) => {

@@ -24,6 +24,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::codec;
 use crate::connection::wait::sealed::Watch;
 use crate::error::{Error, ErrorKind, Result};
+use crate::synchronize::deadline_after;
 use crate::sys::{AsFd, BorrowedFd, OwnedFd};
 use ring::Ring;
 
@@ -90,10 +91,6 @@ fn closed() -> Error {
         ErrorKind::InvalidState,
         "the queue is closed in this process (close() was called); use a handle that is still open",
     )
-}
-
-fn deadline_after(timeout: Duration) -> Instant {
-    Instant::now().checked_add(timeout).unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365))
 }
 
 impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {

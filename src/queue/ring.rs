@@ -21,7 +21,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::synchronize::RECHECK;
+use crate::synchronize;
 use crate::sys::{self, AsFd, Locked, Mapping, OwnedFd};
 
 /// Bytes before the ring in the file (one page).
@@ -339,7 +339,7 @@ impl Ring {
             // its wake-up (or after being woken) then costs the others that
             // much, not for ever.
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let _ = sys::futex_wait(word, seen, Some(left.map_or(RECHECK, |l| l.min(RECHECK))));
+            let _ = sys::futex_wait(word, seen, Some(synchronize::nap(left)));
         }
         sleepers.fetch_sub(1, Ordering::SeqCst);
         true

@@ -5,9 +5,9 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::RECHECK;
 use super::block::{Block, Kind, START, block_serde};
 use super::lock::{LOCK_SIZE, RawLock};
+use super::nap;
 use crate::codec::{self, kind};
 use crate::error::{Error, ErrorKind, PanicInfo, Result};
 use crate::sys;
@@ -241,7 +241,7 @@ impl Barrier {
                 self.lock.unlock();
                 break;
             }
-            let nap = left.map_or(RECHECK, |l| l.min(RECHECK));
+            let nap = nap(left);
             sys::futex_wait(gen_word, generation, Some(nap)).map_err(|e| Error::io("waiting at a barrier", e))?;
         }
         if self.wide(OFF_BROKEN_ROUNDS).load(Ordering::SeqCst) & (1u64 << (generation % 64)) != 0 {

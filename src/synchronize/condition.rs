@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use super::RECHECK;
 use super::block::{Block, Kind, START};
 use super::lock::{Lock, LockGuard, RLock, RLockGuard};
+use super::nap;
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys;
 
@@ -311,7 +311,7 @@ impl ConditionGuard<'_> {
             if left.is_some_and(|l| l.is_zero()) {
                 break;
             }
-            let nap = left.map_or(RECHECK, |l| l.min(RECHECK));
+            let nap = nap(left);
             slept = sys::futex_wait(state, WAITING, Some(nap)).map_err(|e| Error::io("waiting on a condition", e));
             if slept.is_err() {
                 break;

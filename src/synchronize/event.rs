@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use super::RECHECK;
 use super::block::{Block, Kind, START, block_serde};
+use super::nap;
 use crate::error::{Error, Result};
 use crate::sys;
 
@@ -138,7 +138,7 @@ impl Event {
                 return Ok(false);
             }
             waiters.fetch_add(1, Ordering::SeqCst);
-            let nap = left.map_or(RECHECK, |l| l.min(RECHECK));
+            let nap = nap(left);
             let slept = if self.is_set() { Ok(()) } else { sys::futex_wait(sets, seen, Some(nap)) };
             waiters.fetch_sub(1, Ordering::SeqCst);
             slept.map_err(|e| Error::io("waiting for an event", e))?;

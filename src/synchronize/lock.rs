@@ -10,14 +10,15 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::block::{Block, Kind, START, block_serde};
+use super::deadline_after;
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys::{self, Locked};
 
 /// Bytes a lock takes in its block: the mutex, then the owner and count
 /// of an `RLock`.
 pub(crate) const LOCK_SIZE: usize = 128;
-const OFF_OWNER_TID: usize = 64;
-const OFF_OWNER_PID: usize = 68;
+/// The holder's pid (its thread id is in the mutex's own lock word).
+const OFF_OWNER_PID: usize = 64;
 const OFF_COUNT: usize = 72;
 
 /// How many times `acquire` tries a busy lock before sleeping in the
@@ -145,10 +146,6 @@ fn timeout_error(what: &str, d: Duration) -> Error {
         ErrorKind::Timeout,
         format!("the {what} was still held by another after {d:?}; try again, or wait longer"),
     )
-}
-
-fn deadline_after(d: Duration) -> Option<Instant> {
-    Some(Instant::now().checked_add(d).unwrap_or_else(|| Instant::now() + Duration::from_secs(1 << 32)))
 }
 
 /// A lock shared between processes (Python's `multiprocessing.Lock`).
@@ -331,7 +328,7 @@ impl Lock {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<LockGuard<'_>> {
-        match self.raw.lock(deadline_after(timeout))? {
+        match self.raw.lock(Some(deadline_after(timeout)))? {
             Some(died) => Ok(self.guard(died)),
             None => Err(timeout_error("lock", timeout)),
         }
@@ -522,7 +519,6 @@ impl RLock {
             return Ok(None);
         };
         self.raw.word(OFF_OWNER_PID).store(sys::getpid() as u32, Ordering::Relaxed);
-        self.raw.word(OFF_OWNER_TID).store(sys::gettid() as u32, Ordering::Relaxed);
         self.raw.word(OFF_COUNT).store(1, Ordering::Relaxed);
         Ok(Some(RLockGuard { lock: self, owner_died: died, _not_send: PhantomData }))
     }
@@ -560,7 +556,7 @@ impl RLock {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<RLockGuard<'_>> {
-        self.enter(deadline_after(timeout))?.ok_or_else(|| timeout_error("re-entrant lock", timeout))
+        self.enter(Some(deadline_after(timeout)))?.ok_or_else(|| timeout_error("re-entrant lock", timeout))
     }
 
     /// As [`acquire`](RLock::acquire) if it need not wait; `None` if another
@@ -614,7 +610,6 @@ impl RLock {
             ));
         }
         if self.raw.word(OFF_COUNT).fetch_sub(1, Ordering::Relaxed) == 1 {
-            self.raw.word(OFF_OWNER_TID).store(0, Ordering::Relaxed);
             self.raw.word(OFF_OWNER_PID).store(0, Ordering::Relaxed);
             self.raw.unlock();
         }
@@ -643,7 +638,6 @@ impl RLock {
     /// returns how many there were.
     pub(crate) fn release_all(&self) -> u32 {
         let levels = self.raw.word(OFF_COUNT).swap(0, Ordering::Relaxed);
-        self.raw.word(OFF_OWNER_TID).store(0, Ordering::Relaxed);
         self.raw.word(OFF_OWNER_PID).store(0, Ordering::Relaxed);
         self.raw.unlock();
         levels
@@ -654,7 +648,6 @@ impl RLock {
     pub(crate) fn restore(&self, levels: u32) -> Result<bool> {
         let died = self.raw.lock(None)?.expect("no deadline");
         self.raw.word(OFF_OWNER_PID).store(sys::getpid() as u32, Ordering::Relaxed);
-        self.raw.word(OFF_OWNER_TID).store(sys::gettid() as u32, Ordering::Relaxed);
         self.raw.word(OFF_COUNT).store(levels, Ordering::Relaxed);
         Ok(died)
     }
@@ -662,4 +655,4 @@ impl RLock {
 
 block_serde!(RLock, Kind::RLock, "an RLock", |b| Ok(RLock { raw: RawLock { block: b, off: START } }), |s| &s.raw.block);
 
-const _: () = assert!(sys::MUTEX_BYTES <= OFF_OWNER_TID && OFF_COUNT + 4 <= LOCK_SIZE);
+const _: () = assert!(sys::MUTEX_BYTES <= OFF_OWNER_PID && OFF_COUNT + 4 <= LOCK_SIZE);

@@ -5,13 +5,27 @@
 //! `Process::new`'s or a pool initializer's argument as that fd.
 
 mod barrier;
+use std::time::{Duration, Instant};
+
 pub(crate) mod block;
 
 /// The longest any wait here sleeps before it looks again: a process that
 /// dies between changing shared state and waking its sleepers (or after
 /// being woken, before acting on it) then delays the others by at most
 /// this, instead of for ever.
-pub(crate) const RECHECK: std::time::Duration = std::time::Duration::from_millis(500);
+pub(crate) const RECHECK: Duration = Duration::from_millis(500);
+
+/// How long to sleep towards a deadline `left` away (`None`: none): at
+/// most [`RECHECK`].
+pub(crate) fn nap(left: Option<Duration>) -> Duration {
+    left.map_or(RECHECK, |l| l.min(RECHECK))
+}
+
+/// The instant `timeout` from now (a year from now for a timeout too long
+/// to add).
+pub(crate) fn deadline_after(timeout: Duration) -> Instant {
+    Instant::now().checked_add(timeout).unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365))
+}
 mod condition;
 mod event;
 mod lock;

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use super::RECHECK;
 use super::block::{Block, Kind, START, block_serde};
+use super::{deadline_after, nap};
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys;
 
@@ -73,7 +73,7 @@ impl Counter {
                     waiters.fetch_sub(1, Ordering::SeqCst);
                     return Ok(false);
                 }
-                let nap = left.map_or(RECHECK, |l| l.min(RECHECK));
+                let nap = nap(left);
                 let slept = sys::futex_wait(value, 0, Some(nap));
                 if let Err(e) = slept {
                     waiters.fetch_sub(1, Ordering::SeqCst);
@@ -110,10 +110,6 @@ impl Counter {
         }
         Ok(())
     }
-}
-
-fn deadline_after(d: Duration) -> Option<Instant> {
-    Some(Instant::now().checked_add(d).unwrap_or_else(|| Instant::now() + Duration::from_secs(1 << 32)))
 }
 
 macro_rules! semaphore {
@@ -158,7 +154,7 @@ macro_rules! semaphore {
             /// # Ok::<(), multiproc::Error>(())
             /// ```
             pub fn acquire_timeout(&self, timeout: Duration) -> Result<()> {
-                if self.counter.take(deadline_after(timeout))? {
+                if self.counter.take(Some(deadline_after(timeout)))? {
                     Ok(())
                 } else {
                     Err(Error::new(

@@ -132,33 +132,6 @@ pub(crate) fn shutdown_both(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(rustix::net::shutdown(fd, rustix::net::Shutdown::Both)?)
 }
 
-/// In a fork child: takes over the inherited `fds` without duplicating
-/// them (their owners, copies of the parent's objects, are never dropped
-/// in the child, which leaves through `_exit`), and closes `originals`
-/// (numbers the parent's handles hold, inherited too, that nothing in the
-/// child uses), so that the child holds one copy of each handle.
-pub(crate) fn adopt_in_fork_child(fds: &[OwnedFd], originals: &[RawFd]) -> Vec<OwnedFd> {
-    let keep: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
-    let mut closed: Vec<RawFd> = Vec::new();
-    for &fd in originals {
-        if !keep.contains(&fd) && !closed.contains(&fd) {
-            // SAFETY: an fd this process inherited from the parent, owned
-            // by a copy of a parent object that the child never uses or
-            // drops; closing it once (deduplicated) frees only the number.
-            unsafe { libc::close(fd) };
-            closed.push(fd);
-        }
-    }
-    keep.into_iter()
-        .map(|fd| {
-            // SAFETY: open (inherited), and from here on owned only by the
-            // returned value: the `OwnedFd` in the parent's copied memory
-            // is never dropped in this process.
-            unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }
-        })
-        .collect()
-}
-
 /// Points the fd number at `/dev/null` (`dup3`), dropping this process's
 /// reference to what it was open on, while the number stays valid for
 /// whoever still holds it: Python's `close()` of a connection whose fd
@@ -331,10 +304,12 @@ pub(crate) fn close_all_except(keep: RawFd) {
 }
 
 /// Takes ownership of an fd this process inherited at a known number
-/// (fd 3 in a re-exec'd child).
+/// (fd 3 in a re-exec'd child, or a handle's fd in a fork child whose
+/// owning structure, a copy of the parent's, is never dropped).
 pub(crate) fn take_inherited(fd: RawFd) -> OwnedFd {
-    // SAFETY: only called once per number, by the bootstrap, for the fd
-    // the parent placed there (`spawn_exec`); nothing else owns it.
+    // SAFETY: callers take each number once, and nothing else in this
+    // process owns it (the bootstrap's fd 3, placed by `spawn_exec`; a fork
+    // child's copies of the parent's owners, which it never drops).
     unsafe { <OwnedFd as rustix::fd::FromRawFd>::from_raw_fd(fd) }
 }
 

@@ -11,6 +11,7 @@
 
 mod bootstrap_ctor;
 mod cast;
+mod counting_alloc;
 mod elf;
 mod env;
 mod exit;
@@ -25,13 +26,14 @@ mod title;
 mod trampoline;
 
 pub(crate) use cast::{as_bytes, as_str, downcast_ref};
+pub use counting_alloc::{CountingAlloc, largest_allocation};
 pub(crate) use elf::build_id;
 pub(crate) use env::{Environ, remove_var};
 pub(crate) use exit::{at_exit, exit_now, flush_c_stdio};
 pub(crate) use fd::{
-    MAX_FDS, PollFd, PollFlags, adopt_in_fork_child, close_all_except, close_raw, eventfd, pipe, poll, read,
-    recv_append, recv_fds, retire, send_all, send_fds, send_nonblocking, send_vectored_all, set_nonblocking,
-    shutdown_both, shutdown_read, shutdown_write, socketpair_seqpacket, socketpair_stream, take_inherited, write_all,
+    MAX_FDS, PollFd, PollFlags, close_all_except, close_raw, eventfd, pipe, poll, read, recv_append, recv_fds, retire,
+    send_all, send_fds, send_nonblocking, send_vectored_all, set_nonblocking, shutdown_both, shutdown_read,
+    shutdown_write, socketpair_seqpacket, socketpair_stream, take_inherited, write_all,
 };
 pub(crate) use fork::{CHILD_FD, ExecSpec, Forked, fork, raw_fork_and_wait, spawn_exec};
 pub(crate) use net::{
