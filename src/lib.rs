@@ -49,21 +49,17 @@
 #[doc(hidden)]
 #[path = "bench_support.rs"]
 pub mod __bench;
-mod bootstrap;
-mod child;
 mod codec;
 pub mod connection;
 mod context;
 mod error;
-mod forkserver;
 mod pool;
 mod process;
 mod queue;
-mod registry;
+mod runtime;
 mod shared_memory;
 mod synchronize;
 mod sys;
-mod task;
 
 pub use bytemuck::Pod;
 pub use codec::{DEFAULT_MAX_FRAME_SIZE, max_frame_size, set_max_frame_size};

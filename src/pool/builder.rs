@@ -12,7 +12,7 @@ use super::handle::Pool;
 use crate::codec;
 use crate::context::{Context, StartMethod, cpu_count, get_start_method};
 use crate::error::{Error, ErrorKind, Result};
-use crate::task::{Task, TaskId};
+use crate::runtime::{Task, TaskId};
 
 /// Builds a [`Pool`] (Python's `Pool(processes, initializer, initargs,
 /// maxtasksperchild, context)`, plus a default per-task timeout and a cap

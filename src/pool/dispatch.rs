@@ -21,10 +21,9 @@ use super::worker::{self, WorkerConfig};
 use crate::codec::{self, Frame, FrameStream};
 use crate::context::StartMethod;
 use crate::error::{Error, ErrorKind, RemoteError, Result};
-use crate::process::{ChildShared, Process};
-use crate::registry;
+use crate::process::Process;
+use crate::runtime::{ChildRecord, TaskId, registry};
 use crate::sys::{self, AsFd, AsRawFd, OwnedFd, PollFd, PollFlags};
-use crate::task::TaskId;
 
 /// A pool's settings, fixed at creation.
 #[derive(Debug, Clone)]
@@ -110,7 +109,7 @@ const MAX_WINDOW: usize = 64;
 
 #[derive(Debug)]
 struct Worker {
-    child: Arc<ChildShared>,
+    child: Arc<ChildRecord>,
     stream: FrameStream,
     out: Vec<u8>,
     in_flight: VecDeque<InFlight>,
@@ -394,7 +393,7 @@ impl Shared {
                 if d.finished() {
                     return;
                 }
-                let children: Vec<Arc<ChildShared>> = d.workers.iter().map(|w| Arc::clone(&w.child)).collect();
+                let children: Vec<Arc<ChildRecord>> = d.workers.iter().map(|w| Arc::clone(&w.child)).collect();
                 let want_write: Vec<bool> = d.workers.iter().map(|w| !w.out.is_empty()).collect();
                 let timeout = d.next_deadline().map(|t| t.saturating_duration_since(Instant::now()));
                 (children, want_write, timeout)
@@ -562,7 +561,7 @@ impl Dispatch {
     }
 
     /// One round of the dispatcher's work, after a poll.
-    fn service(&mut self, config: &Config, polled: &[Arc<ChildShared>], ended: &[bool]) {
+    fn service(&mut self, config: &Config, polled: &[Arc<ChildRecord>], ended: &[bool]) {
         let now = Instant::now();
         // Results first, also from workers that ended: what they wrote
         // before they died is good.

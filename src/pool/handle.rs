@@ -16,7 +16,7 @@ use super::result::{self, AsyncResult};
 use super::star::StarFn;
 use super::wire::{self, ChunkHead, Delivery};
 use crate::error::{Error, ErrorKind, Result};
-use crate::task::Task;
+use crate::runtime::Task;
 
 /// A group of worker processes that applies functions to many inputs in
 /// parallel: Python's `multiprocessing.Pool` and `ProcessPoolExecutor` in

@@ -14,7 +14,7 @@ use super::job::{ChunkOutcome, Job};
 use super::progress::Bar;
 use super::wire::{ChunkHead, Delivery};
 use crate::error::Result;
-use crate::task::TaskId;
+use crate::runtime::TaskId;
 
 /// Pulls input lazily into a job, keeping at most `cap` chunks submitted
 /// and not yet taken.

@@ -17,11 +17,9 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::child::{self, Failure};
 use crate::codec;
 use crate::error::{Error, ErrorKind, PanicInfo, RemoteError, Result};
-use crate::sys::{self, ChunkTrampoline};
-use crate::task::TaskId;
+use crate::runtime::{self, ChunkTrampoline, Failure, TaskId};
 
 pub(crate) const TASK: u8 = 16;
 pub(crate) const EXIT: u8 = 17;
@@ -68,7 +66,7 @@ where
     A: DeserializeOwned + 'static,
     R: Serialize + 'static,
 {
-    let (offset, tag) = sys::chunk_id_of(run_chunk::<F, A, R>);
+    let (offset, tag) = runtime::chunk_id_of(run_chunk::<F, A, R>);
     TaskId { offset, tag }
 }
 
@@ -86,7 +84,7 @@ where
     A: DeserializeOwned + 'static,
     R: Serialize + 'static,
 {
-    let f: F = sys::conjure::<F, A, R>();
+    let f: F = runtime::conjure::<F, A, R>();
     let failed_at = out.len() - 4;
     let mut failed = 0u32;
     let mut args = codec::Decoder::new(items);
@@ -96,7 +94,7 @@ where
     // Where the current item's outcome starts, to undo it after a panic.
     let mut start = 0usize;
     while next < count {
-        let run = child::catch_panic(|| {
+        let run = runtime::catch_panic(|| {
             while next < count {
                 start = enc.buf().len();
                 next += 1;
@@ -202,7 +200,7 @@ pub(crate) fn run_task(payload: &[u8], out: &mut Vec<u8>) -> Result<()> {
         return Err(short("task"));
     }
     let (job, index, count) = (u64_at(payload, 0), u32_at(payload, 8), u32_at(payload, 12));
-    let call: ChunkTrampoline = sys::resolve_chunk(u64_at(payload, 16), u64_at(payload, 24)).ok_or_else(|| {
+    let call: ChunkTrampoline = runtime::resolve_chunk(u64_at(payload, 16), u64_at(payload, 24)).ok_or_else(|| {
         Error::new(ErrorKind::Protocol, "refused a pool task whose id does not match this build; nothing was run")
     })?;
     // Results are about as big as the arguments: reserve that much once.

@@ -12,11 +12,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::wire;
-use crate::child;
 use crate::codec::{self, FrameStream};
-use crate::registry;
+use crate::runtime::{self, Failure, TaskId, registry};
 use crate::sys::{self, AsFd, AsRawFd, BorrowedFd, PollFd, PollFlags};
-use crate::task::TaskId;
 
 /// What a worker needs to know, sent as its start argument.
 #[derive(Debug, Serialize, Deserialize)]
@@ -31,7 +29,7 @@ pub(crate) struct WorkerConfig {
 /// How long an idle worker keeps looking for input before it sleeps.
 const SPIN: Duration = Duration::from_micros(50);
 
-/// The worker's main loop. Leaves the process (through `child::finish`)
+/// The worker's main loop. Leaves the process (through `runtime::finish`)
 /// when told to, after its quota of chunks, at end of file, or on a broken
 /// stream; returns only if it cannot find its control socket.
 pub(crate) fn serve(cfg: WorkerConfig) {
@@ -39,17 +37,17 @@ pub(crate) fn serve(cfg: WorkerConfig) {
         return;
     };
     sys::watch_parent_from_thread(link.as_raw_fd());
-    child::quiet_panics();
+    runtime::quiet_panics();
     let fd = link.as_fd();
     if let Some((id, arg)) = cfg.initializer {
         if let Err(failure) = initialize(id, arg) {
             let _ = codec::write_frame(fd, &wire::init_failed(&failure), "the initializer's failure");
-            child::finish(1);
+            runtime::finish(1);
         }
     }
     let ready = codec::frame_of(wire::READY, &(), "a ready note").expect("() serializes");
     if codec::write_frame(fd, &ready, "a ready note").is_err() {
-        child::finish(0);
+        runtime::finish(0);
     }
     let _ = sys::set_nonblocking(fd, true);
     let mut stream = FrameStream::new(codec::max_frame_size());
@@ -61,35 +59,35 @@ pub(crate) fn serve(cfg: WorkerConfig) {
             Ok(Some(frame)) => frame,
             Ok(None) => {
                 if flush(fd, &mut out).is_err() || !refill(fd, &mut stream) {
-                    child::finish(0);
+                    runtime::finish(0);
                 }
                 batch.flushed();
                 continue;
             }
-            Err(_) => child::finish(1),
+            Err(_) => runtime::finish(1),
         };
         if batch.should_flush(!stream.has_buffered(), out.len()) && flush(fd, &mut out).is_err() {
-            child::finish(0);
+            runtime::finish(0);
         }
         match frame.kind {
             wire::TASK => {
                 let started = Instant::now();
                 if wire::run_task(&frame.payload, &mut out).is_err() {
                     let _ = flush(fd, &mut out);
-                    child::finish(1);
+                    runtime::finish(1);
                 }
                 batch.ran(started, wire::delivery(&frame.payload));
                 done += 1;
                 if cfg.max_tasks.is_some_and(|max| done >= max) {
                     let _ = flush(fd, &mut out);
-                    child::finish(0);
+                    runtime::finish(0);
                 }
             }
             wire::EXIT => {
                 let _ = flush(fd, &mut out);
-                child::finish(0);
+                runtime::finish(0);
             }
-            _ => child::finish(1),
+            _ => runtime::finish(1),
         }
     }
 }
@@ -157,21 +155,21 @@ impl Batch {
 }
 
 /// Runs the initializer; its failure (panic or error) comes back.
-fn initialize(id: TaskId, arg: codec::Encoded) -> std::result::Result<(), child::Failure> {
-    let call = id.resolve().map_err(child::Failure::Error)?;
+fn initialize(id: TaskId, arg: codec::Encoded) -> std::result::Result<(), Failure> {
+    let call = id.resolve().map_err(Failure::Error)?;
     let reply = codec::with_incoming(arg.fds, || call(&arg.bytes));
     match codec::parse_frame(&reply, u64::MAX >> 8, "the initializer's reply") {
         Ok(frame) if frame.kind == codec::kind::VALUE => Ok(()),
         Ok(frame) if frame.kind == codec::kind::PANIC => {
-            let panic = codec::decode(&frame.payload, "a panic report").map_err(child::Failure::Error)?;
-            Err(child::Failure::Panic(panic))
+            let panic = codec::decode(&frame.payload, "a panic report").map_err(Failure::Error)?;
+            Err(Failure::Panic(panic))
         }
         Ok(frame) => {
             let remote: crate::error::RemoteError =
-                codec::decode(&frame.payload, "an error report").map_err(child::Failure::Error)?;
-            Err(child::Failure::Error(crate::error::Error::new(remote.kind, remote.message)))
+                codec::decode(&frame.payload, "an error report").map_err(Failure::Error)?;
+            Err(Failure::Error(crate::error::Error::new(remote.kind, remote.message)))
         }
-        Err(e) => Err(child::Failure::Error(e)),
+        Err(e) => Err(Failure::Error(e)),
     }
 }
 

@@ -13,9 +13,7 @@ use crate::codec;
 use crate::context::{StartMethod, get_start_method};
 use crate::error::{Error, ErrorKind, Result};
 use crate::process::handle::Child;
-use crate::process::launch::{self, Launch};
-use crate::process::shared::ChildShared;
-use crate::task::Task;
+use crate::runtime::{self, ChildRecord, Launch, Task};
 
 /// A process to start: Python's `multiprocessing.Process(target, args)`.
 ///
@@ -231,18 +229,18 @@ where
 
     /// Starts the process as a pool worker: like [`start`](Process::start),
     /// but the caller reads the control socket itself.
-    pub(crate) fn start_worker(self) -> Result<Arc<ChildShared>> {
+    pub(crate) fn start_worker(self) -> Result<Arc<ChildRecord>> {
         self.launch("the worker's configuration", true)
     }
 
     /// Encodes the argument (`what`, for errors) and starts the process;
     /// `exclusive`: the caller owns the control socket.
-    fn launch(self, what: &str, exclusive: bool) -> Result<Arc<ChildShared>> {
+    fn launch(self, what: &str, exclusive: bool) -> Result<Arc<ChildRecord>> {
         check_env(&self.env)?;
         let method = self.method.unwrap_or_else(get_start_method);
         let arg = codec::encode_with_fds(&self.arg, what)?;
         codec::check_len(arg.bytes.len() as u64, codec::max_frame_size(), &format!("{what}, encoded,"))?;
-        launch::launch(Launch {
+        runtime::launch(Launch {
             task: self.task,
             arg: &arg,
             name: self.name,

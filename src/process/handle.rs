@@ -9,9 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
-use crate::process::reaper;
-use crate::process::shared::ChildShared;
-use crate::registry;
+use crate::runtime::{self, ChildRecord, registry};
 use crate::sys::{self, AsFd, BorrowedFd, ExitStatus};
 
 /// A running (or finished) child process, returned by
@@ -44,34 +42,34 @@ use crate::sys::{self, AsFd, BorrowedFd, ExitStatus};
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct Child<R> {
-    shared: Arc<ChildShared>,
+    record: Arc<ChildRecord>,
     _result: PhantomData<fn() -> R>,
 }
 
 impl<R> fmt::Debug for Child<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Child")
-            .field("name", &self.shared.name)
-            .field("pid", &self.shared.pid)
-            .field("daemon", &self.shared.daemon)
+            .field("name", &self.record.name)
+            .field("pid", &self.record.pid)
+            .field("daemon", &self.record.daemon)
             .finish_non_exhaustive()
     }
 }
 
 impl<R> Child<R> {
-    pub(crate) fn new(shared: Arc<ChildShared>) -> Self {
-        Child { shared, _result: PhantomData }
+    pub(crate) fn new(record: Arc<ChildRecord>) -> Self {
+        Child { record, _result: PhantomData }
     }
 
     /// The exit status if the child has ended (reaping it).
     fn status(&self) -> Option<ExitStatus> {
-        match self.shared.poll_status() {
+        match self.record.poll_status() {
             Ok(Some(status)) => {
-                registry::lock().remove(&self.shared);
+                registry::lock().remove(&self.record);
                 Some(status)
             }
             Ok(None) => None,
-            Err(_) => self.shared.has_ended().then_some(ExitStatus::Lost),
+            Err(_) => self.record.has_ended().then_some(ExitStatus::Lost),
         }
     }
 
@@ -127,7 +125,7 @@ impl<R> Child<R> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn pid(&self) -> u32 {
-        self.shared.pid as u32
+        self.record.pid as u32
     }
 
     /// The child's name (see [`Process::name`](crate::Process::name)).
@@ -143,7 +141,7 @@ impl<R> Child<R> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn name(&self) -> &str {
-        &self.shared.name
+        &self.record.name
     }
 
     /// Whether the child is a daemon (see [`Process::daemon`](crate::Process::daemon)).
@@ -159,7 +157,7 @@ impl<R> Child<R> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn daemon(&self) -> bool {
-        self.shared.daemon
+        self.record.daemon
     }
 
     /// Sends SIGTERM (Python's `terminate`). The child's exit code becomes
@@ -182,7 +180,7 @@ impl<R> Child<R> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn terminate(&self) -> Result<()> {
-        self.shared.signal(sys::SIGTERM)
+        self.record.signal(sys::SIGTERM)
     }
 
     /// Sends SIGKILL (Python's `kill`); the exit code becomes `-9`.
@@ -203,7 +201,7 @@ impl<R> Child<R> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn kill(&self) -> Result<()> {
-        self.shared.signal(sys::SIGKILL)
+        self.record.signal(sys::SIGKILL)
     }
 }
 
@@ -234,7 +232,7 @@ impl<R: DeserializeOwned> Child<R> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn join(&self) -> Result<R> {
-        self.shared.wait(None)?;
+        self.record.wait(None)?;
         self.take()
     }
 
@@ -261,22 +259,22 @@ impl<R: DeserializeOwned> Child<R> {
     /// ```
     pub fn join_timeout(&self, timeout: Duration) -> Result<R> {
         let deadline = Instant::now().checked_add(timeout);
-        match self.shared.wait(deadline)? {
+        match self.record.wait(deadline)? {
             Some(_) => self.take(),
             None => Err(Error::new(
                 ErrorKind::Timeout,
                 format!(
                     "process '{}' (pid {}) is still running after {timeout:?}; it was left running: join again \
                      later, or stop it with terminate() or kill()",
-                    self.shared.name, self.shared.pid
+                    self.record.name, self.record.pid
                 ),
             )),
         }
     }
 
     fn take(&self) -> Result<R> {
-        let outcome = self.shared.take_outcome();
-        registry::lock().remove(&self.shared);
+        let outcome = self.record.take_outcome();
+        registry::lock().remove(&self.record);
         codec::decode(&outcome?.0, "the return value")
     }
 }
@@ -285,15 +283,15 @@ impl<R: DeserializeOwned> Child<R> {
 /// can be polled together with other fds (Python's `sentinel`).
 impl<R> AsFd for Child<R> {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.shared.sentinel()
+        self.record.sentinel()
     }
 }
 
 impl<R> Drop for Child<R> {
     fn drop(&mut self) {
-        match self.shared.poll_status() {
-            Ok(None) => reaper::adopt(&self.shared),
-            _ => registry::lock().remove(&self.shared),
+        match self.record.poll_status() {
+            Ok(None) => runtime::adopt(&self.record),
+            _ => registry::lock().remove(&self.record),
         }
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::registry;
+use crate::runtime::registry;
 use crate::sys::{self, OwnedFd, PollFd, PollFlags};
 
 /// A process's name, pid and daemon flag.

@@ -5,12 +5,7 @@
 mod builder;
 mod handle;
 mod info;
-mod launch;
-pub(crate) mod reaper;
-mod shared;
-mod test;
 
 pub use builder::Process;
 pub use handle::Child;
 pub use info::{ParentProcess, ProcessInfo, active_children, current_process, parent_process};
-pub(crate) use shared::ChildShared;

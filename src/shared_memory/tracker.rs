@@ -66,9 +66,8 @@ use std::os::fd::IntoRawFd;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::bootstrap::{self, Role};
 use crate::error::{Error, ErrorKind, Result};
-use crate::registry;
+use crate::runtime::{self, Role, registry};
 use crate::sys::{self, AsFd, AsRawFd, FileId, OwnedFd, PollFd, PollFlags};
 
 /// The longest that starting a tracker may take.
@@ -258,7 +257,7 @@ fn start() -> Result<Conn> {
     let me = sys::getpid();
     let (ours, theirs) = sys::socketpair_seqpacket().map_err(|e| start_error("socketpair", e))?;
     let title = CString::new(format!("multiproc: shared-memory tracker for {me}")).expect("no NUL in the title");
-    let spec = bootstrap::exec_spec(vec![title], Role::ShmTracker { creator: me }, &[]).map_err(|e| {
+    let spec = runtime::exec_spec(vec![title], Role::ShmTracker { creator: me }, &[]).map_err(|e| {
         Error::new(
             e.kind(),
             format!("could not start the shared-memory tracker: {e}; SharedMemory::create_untracked works without it"),

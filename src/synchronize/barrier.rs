@@ -10,8 +10,8 @@ use super::lock::{LOCK_SIZE, RawLock};
 use super::nap;
 use crate::codec::{self, kind};
 use crate::error::{Error, ErrorKind, PanicInfo, Result};
+use crate::runtime::{Task, TaskId};
 use crate::sys;
-use crate::task::{Task, TaskId};
 
 const F: usize = START + LOCK_SIZE;
 const OFF_PARTIES: usize = F;

@@ -9,7 +9,6 @@
 
 #![allow(unsafe_code)]
 
-mod bootstrap_ctor;
 mod cast;
 mod counting_alloc;
 mod elf;
@@ -23,7 +22,6 @@ mod process;
 mod shm;
 mod signal;
 mod title;
-mod trampoline;
 
 pub(crate) use cast::{as_bytes, as_str, downcast_ref};
 pub use counting_alloc::{CountingAlloc, largest_allocation};
@@ -57,8 +55,5 @@ pub(crate) use signal::{
     watch_parent_from_thread,
 };
 pub(crate) use title::{prepare_title, set_title};
-pub(crate) use trampoline::{
-    ChunkTrampoline, Trampoline, chunk_id_of, conjure, fingerprint, id_of, resolve, resolve_chunk,
-};
 
 pub(crate) use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};

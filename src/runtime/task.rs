@@ -4,16 +4,16 @@
 //! `trampoline::<F, A, R>` decodes an `A`, calls the zero-sized `F`, and
 //! encodes the `R` (or the panic) as a reply frame. Its id, an offset from
 //! a fixed anchor plus a tag checked against this build, is made and
-//! resolved by `sys::trampoline`, which explains why the offset is the same
+//! resolved by `trampoline.rs`, which explains why the offset is the same
 //! in every process and when an id is accepted.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::serve;
+use super::trampoline::{self, Trampoline};
 use crate::codec::{self, kind};
 use crate::error::{Error, ErrorKind, Result};
-pub(crate) use crate::sys::{Trampoline, fingerprint};
-use crate::{child, sys};
 
 /// A target function, ready to run here or to be named to another process.
 #[derive(Clone, Copy)]
@@ -49,7 +49,7 @@ impl Task {
 
     /// This task's id, valid in any process running this executable.
     pub(crate) fn id(&self) -> TaskId {
-        let (offset, tag) = sys::id_of(self.call);
+        let (offset, tag) = trampoline::id_of(self.call);
         TaskId { offset, tag }
     }
 }
@@ -64,7 +64,7 @@ pub(crate) struct TaskId {
 impl TaskId {
     /// The trampoline this id names, if its tag is right for this build.
     pub(crate) fn resolve(self) -> Result<Trampoline> {
-        sys::resolve(self.offset, self.tag).ok_or_else(|| {
+        trampoline::resolve(self.offset, self.tag).ok_or_else(|| {
             Error::new(
                 ErrorKind::Protocol,
                 format!(
@@ -84,8 +84,8 @@ where
     A: DeserializeOwned + 'static,
     R: Serialize + 'static,
 {
-    let f: F = sys::conjure::<F, A, R>();
-    child::run_guarded(move || {
+    let f: F = trampoline::conjure::<F, A, R>();
+    serve::run_guarded(move || {
         let arg: A = codec::decode(input, "the argument")?;
         let value = f(arg);
         codec::frame_of(kind::VALUE, &value, "the return value")

@@ -1,6 +1,6 @@
 //! Child bootstrap: how a re-exec'd process knows it is a multiproc child.
 //!
-//! A constructor (`sys::bootstrap_ctor`, through the `ctor` crate) calls
+//! A constructor ([`constructor`], through the `ctor` crate) calls
 //! [`on_load`] before `main` in every executable that links multiproc. The
 //! parent marks a spawned child, or the fork server, with the environment
 //! variable [`ENV_ROLE`]; `on_load` removes it, serves, and exits, so the
@@ -12,9 +12,10 @@ use std::ffi::{CString, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::{forkserver, serve};
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys::{self, ExecSpec};
-use crate::{child, codec, forkserver, shared_memory};
+use crate::{codec, shared_memory};
 
 /// The variable that turns a re-exec'd process into a multiproc child.
 pub(crate) const ENV_ROLE: &str = "MULTIPROC_BOOTSTRAP";
@@ -72,7 +73,7 @@ pub(crate) fn on_load() {
         match role {
             Role::Spawn { max_frame } => {
                 let _ = codec::set_max_frame_size(max_frame);
-                child::serve(control, None)
+                serve::serve(control, None)
             }
             Role::ForkServer => forkserver::serve(control),
             Role::ShmTracker { creator } => shared_memory::serve_tracker(control, creator),
@@ -82,6 +83,23 @@ pub(crate) fn on_load() {
     drop(outcome);
     eprintln!("multiproc: the child bootstrap panicked before it could reply");
     sys::exit_now(70)
+}
+
+/// The constructor itself. `unsafe_code` is allowed for this item alone:
+/// the `ctor` attribute places the function in `.init_array`.
+#[allow(unsafe_code)]
+mod constructor {
+    /// Runs before `main` in every executable that links multiproc. In an
+    /// ordinary run it notes that the bootstrap is linked and returns; in a
+    /// multiproc child it serves the child and never returns.
+    // SAFETY: the function runs before `main`, while the process is still
+    // single-threaded; it touches only what std supports before `main`
+    // (the environment, fds, allocation) and catches every panic, which
+    // must not unwind out of a constructor.
+    #[ctor::ctor(unsafe)]
+    fn multiproc_bootstrap() {
+        super::on_load();
+    }
 }
 
 /// Fails unless the bootstrap constructor ran in this process: without it,

@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 
-use crate::process::ChildShared;
-use crate::registry;
+use super::record::ChildRecord;
+use super::registry;
 use crate::sys::{self, AsFd, AsRawFd, OwnedFd, PollFd, PollFlags, RawFd};
 
 /// The registry's handle on the running reaper thread.
@@ -29,7 +29,7 @@ impl Reaper {
 /// Hands a still-running child to the reaper. The child stays in the
 /// registry (so `active_children` and the exit handler still see it) until
 /// the reaper has waited for it.
-pub(crate) fn adopt(child: &ChildShared) {
+pub(crate) fn adopt(child: &ChildRecord) {
     child.detach();
     let mut reg = registry::lock();
     if let Some(reaper) = &reg.reaper {
@@ -49,7 +49,7 @@ pub(crate) fn adopt(child: &ChildShared) {
 
 fn run(wake: &OwnedFd) {
     loop {
-        let detached: Vec<Arc<ChildShared>> = {
+        let detached: Vec<Arc<ChildRecord>> = {
             let mut reg = registry::lock();
             let detached: Vec<_> = reg.children.iter().filter(|c| c.is_detached()).cloned().collect();
             if detached.is_empty() {

@@ -5,16 +5,15 @@ use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
-use crate::bootstrap::{self, Role};
-use crate::child::{self, ChildInfo};
+use super::bootstrap::{self, Role};
+use super::record::{ChildRecord, Waiter};
+use super::serve::{self, ChildInfo};
+use super::task::Task;
+use super::{forkserver, registry};
 use crate::codec;
 use crate::context::StartMethod;
 use crate::error::{Error, Result};
-use crate::forkserver;
-use crate::process::shared::{ChildShared, Waiter};
-use crate::registry;
 use crate::sys::{self, AsFd, Environ, Forked, OwnedFd};
-use crate::task::Task;
 
 /// Everything needed to start one child.
 pub(crate) struct Launch<'a> {
@@ -30,8 +29,8 @@ pub(crate) struct Launch<'a> {
 }
 
 /// Starts the child and records it in the registry.
-pub(crate) fn launch(l: Launch<'_>) -> Result<Arc<ChildShared>> {
-    child::install_panic_hook();
+pub(crate) fn launch(l: Launch<'_>) -> Result<Arc<ChildRecord>> {
+    serve::install_panic_hook();
     match l.method {
         StartMethod::Fork => fork(l),
         StartMethod::Spawn => spawn(l),
@@ -47,7 +46,7 @@ fn socketpair() -> Result<(OwnedFd, OwnedFd)> {
     sys::socketpair_stream().map_err(|e| Error::io("creating a control socket for the child", e))
 }
 
-fn fork(l: Launch<'_>) -> Result<Arc<ChildShared>> {
+fn fork(l: Launch<'_>) -> Result<Arc<ChildRecord>> {
     sys::prepare_title();
     let parent_death = sys::is_main_thread();
     let parent_pid = sys::getpid();
@@ -81,7 +80,7 @@ fn fork(l: Launch<'_>) -> Result<Arc<ChildShared>> {
             // The handles' fds were inherited: the child takes them over,
             // and lets go of the parent's originals.
             let fds = l.arg.take_in_fork_child();
-            child::run(child_end, info, environ, l.task.call, &l.arg.bytes, fds)
+            serve::run(child_end, info, environ, l.task.call, &l.arg.bytes, fds)
         }
         Forked::Parent(pid) => {
             drop(child_end);
@@ -95,9 +94,9 @@ fn fork(l: Launch<'_>) -> Result<Arc<ChildShared>> {
     }
 }
 
-fn spawn(l: Launch<'_>) -> Result<Arc<ChildShared>> {
+fn spawn(l: Launch<'_>) -> Result<Arc<ChildRecord>> {
     let info = registry::lock().next_child_info(l.name, l.daemon, StartMethod::Spawn, Vec::new());
-    let frame = child::task_frame(l.task, &info, &l.arg.bytes)?;
+    let frame = serve::task_frame(l.task, &info, &l.arg.bytes)?;
     let _window = registry::fd_window();
     let child = exec_child(&info, l.env, l.exclusive)?;
     send_task(&child, &frame, &l.arg.fds)?;
@@ -105,9 +104,9 @@ fn spawn(l: Launch<'_>) -> Result<Arc<ChildShared>> {
     Ok(child)
 }
 
-fn via_server(l: Launch<'_>) -> Result<Arc<ChildShared>> {
+fn via_server(l: Launch<'_>) -> Result<Arc<ChildRecord>> {
     let info = registry::lock().next_child_info(l.name, l.daemon, StartMethod::ForkServer, env_bytes(l.env));
-    let frame = child::task_frame(l.task, &info, &l.arg.bytes)?;
+    let frame = serve::task_frame(l.task, &info, &l.arg.bytes)?;
     // Handles need their fds sent on the control socket with the frame.
     let inline = frame.len() <= forkserver::INLINE_TASK && l.arg.fds.is_empty();
     let _window = registry::fd_window();
@@ -120,7 +119,7 @@ fn via_server(l: Launch<'_>) -> Result<Arc<ChildShared>> {
 /// A re-exec'd child, waiting for its task on the control socket. Its argv
 /// is its title followed by this process's arguments, so that `ps` shows
 /// it and `std::env::args()` in it goes on like the parent's.
-pub(crate) fn exec_child(info: &ChildInfo, env: &[(OsString, OsString)], exclusive: bool) -> Result<Arc<ChildShared>> {
+pub(crate) fn exec_child(info: &ChildInfo, env: &[(OsString, OsString)], exclusive: bool) -> Result<Arc<ChildRecord>> {
     let title = CString::new(format!("multiproc: {}", info.name).replace('\0', "")).expect("NULs were removed");
     let mut argv = vec![title];
     argv.extend(std::env::args_os().skip(1).filter_map(|a| CString::new(a.as_bytes()).ok()));
@@ -134,9 +133,9 @@ pub(crate) fn exec_child(info: &ChildInfo, env: &[(OsString, OsString)], exclusi
 
 /// A child of the fork server, started with its task frame if it is
 /// `inline`, or else waiting for it on the control socket.
-pub(crate) fn server_child(info: &ChildInfo, inline: Option<&[u8]>, exclusive: bool) -> Result<Arc<ChildShared>> {
+pub(crate) fn server_child(info: &ChildInfo, inline: Option<&[u8]>, exclusive: bool) -> Result<Arc<ChildRecord>> {
     let forked = forkserver::fork_child(inline)?;
-    Ok(Arc::new(ChildShared::new(
+    Ok(Arc::new(ChildRecord::new(
         forked.pid,
         forked.pidfd,
         Waiter::Server(forked.status),
@@ -148,7 +147,7 @@ pub(crate) fn server_child(info: &ChildInfo, inline: Option<&[u8]>, exclusive: b
 
 /// Builds the record of a direct child. If its pidfd cannot be opened the
 /// child is killed and reaped, so that nothing is left behind.
-fn track(pid: i32, parent_end: OwnedFd, info: &ChildInfo, exclusive: bool) -> Result<Arc<ChildShared>> {
+fn track(pid: i32, parent_end: OwnedFd, info: &ChildInfo, exclusive: bool) -> Result<Arc<ChildRecord>> {
     let pidfd = match sys::pidfd_open(pid) {
         Ok(fd) => fd,
         Err(e) => {
@@ -156,14 +155,14 @@ fn track(pid: i32, parent_end: OwnedFd, info: &ChildInfo, exclusive: bool) -> Re
             return Err(Error::io("opening a pidfd for the new child", e));
         }
     };
-    Ok(Arc::new(ChildShared::new(pid, pidfd, Waiter::Direct, parent_end, info, exclusive)))
+    Ok(Arc::new(ChildRecord::new(pid, pidfd, Waiter::Direct, parent_end, info, exclusive)))
 }
 
 /// Writes the task frame (blocking: the child reads it as it comes), with
 /// the fds of the handles in its argument, then makes the control socket
 /// non-blocking for the reply. A child that died before reading it is not
 /// an error here: `join` reports how it ended.
-pub(crate) fn send_task(child: &ChildShared, frame: &[u8], fds: &[OwnedFd]) -> Result<()> {
+pub(crate) fn send_task(child: &ChildRecord, frame: &[u8], fds: &[OwnedFd]) -> Result<()> {
     let control = child.control();
     match codec::write_frame_with_fds(control, frame, fds) {
         Ok(()) => {}
@@ -175,7 +174,7 @@ pub(crate) fn send_task(child: &ChildShared, frame: &[u8], fds: &[OwnedFd]) -> R
 
 /// Kills and reaps a child whose start failed half-way, so that nothing is
 /// left behind, and returns the error.
-fn abort_start(child: &ChildShared, what: &str, e: std::io::Error) -> Error {
+fn abort_start(child: &ChildRecord, what: &str, e: std::io::Error) -> Error {
     let _ = child.signal(sys::SIGKILL);
     let _ = child.wait(None);
     Error::io(what, e)

@@ -6,22 +6,24 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::child::ChildInfo;
+use super::launch::{exec_child, send_task, server_child};
+use super::record::ChildRecord;
+use super::registry;
+use super::serve::ChildInfo;
+use super::task::{Task, TaskId};
+use super::trampoline::fingerprint;
 use crate::codec::{self, FrameBuf, kind};
 use crate::context::StartMethod;
 use crate::error::ErrorKind;
-use crate::process::launch::{exec_child, send_task, server_child};
-use crate::process::{ChildShared, Process};
-use crate::registry;
+use crate::process::Process;
 use crate::sys::{self, AsFd};
-use crate::task::{self, Task, TaskId};
 
 fn info(method: StartMethod) -> ChildInfo {
     registry::lock().next_child_info(None, None, method, Vec::new())
 }
 
 /// A re-exec'd or fork-server child that has not been sent its task.
-fn bare_child(method: StartMethod) -> Arc<ChildShared> {
+fn bare_child(method: StartMethod) -> Arc<ChildRecord> {
     match method {
         StartMethod::Spawn => exec_child(&info(method), &[], false).unwrap(),
         StartMethod::ForkServer => server_child(&info(method), None, false).unwrap(),
@@ -29,7 +31,7 @@ fn bare_child(method: StartMethod) -> Arc<ChildShared> {
     }
 }
 
-fn outcome_kind(child: &ChildShared) -> (ErrorKind, String, Option<i32>) {
+fn outcome_kind(child: &ChildRecord) -> (ErrorKind, String, Option<i32>) {
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = child.wait(Some(deadline)).unwrap().expect("the child ends");
     let err = child.take_outcome().unwrap_err();
@@ -43,10 +45,10 @@ fn frame_with(method: StartMethod, edit: impl FnOnce(&mut TaskIdAndPrint)) -> Ve
         x
     }
     let task = Task::of(ident);
-    let mut parts = TaskIdAndPrint { id: task.id(), fingerprint: task::fingerprint().to_vec() };
+    let mut parts = TaskIdAndPrint { id: task.id(), fingerprint: fingerprint().to_vec() };
     edit(&mut parts);
     let mut f = FrameBuf::new();
-    // Mirrors child::TaskHeader field by field.
+    // Mirrors serve::TaskHeader field by field.
     f.push(&(0x6d70_0001u32, parts.fingerprint, parts.id, info(method)), "header").unwrap();
     f.extend(&codec::encode(&5u64, "arg").unwrap());
     f.finish(kind::TASK)

@@ -9,6 +9,13 @@
 //! corrupt id and an id from another build. It is not a secret: ids are
 //! only ever accepted from the parent over a private socket (a peer on a
 //! shared channel must be authenticated before any id it sends is read).
+//!
+//! `unsafe_code` is allowed in this file (it is not an OS call, so it is
+//! not in `sys`): making the one value of a zero-sized fn type
+//! ([`conjure`]) and turning a checked address back into a fn pointer
+//! ([`resolve`], [`resolve_chunk`]). Each block says why it is sound.
+
+#![allow(unsafe_code)]
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::OnceLock;
@@ -66,7 +73,7 @@ fn anchor_addr() -> usize {
 pub(crate) fn fingerprint() -> &'static [u8] {
     static FP: OnceLock<Vec<u8>> = OnceLock::new();
     FP.get_or_init(|| {
-        super::build_id().unwrap_or_else(|| {
+        crate::sys::build_id().unwrap_or_else(|| {
             let mut h = DefaultHasher::new();
             match std::fs::read("/proc/self/exe") {
                 Ok(bytes) => bytes.hash(&mut h),

@@ -8,17 +8,17 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use crate::child::ChildInfo;
+use super::forkserver::ForkServer;
+use super::reaper::Reaper;
+use super::record::ChildRecord;
+use super::serve::ChildInfo;
 use crate::context::StartMethod;
-use crate::forkserver::ForkServer;
-use crate::process::ChildShared;
-use crate::process::reaper::Reaper;
 use crate::sys::{self, AsRawFd, OwnedFd, RawFd};
 
 #[derive(Debug)]
 pub(crate) struct Registry {
     /// Children started here and not yet reaped.
-    pub(crate) children: Vec<Arc<ChildShared>>,
+    pub(crate) children: Vec<Arc<ChildRecord>>,
     /// Who this process is, when it is a multiproc child.
     pub(crate) current: Option<Arc<ChildInfo>>,
     /// The control socket to this process's parent, when it is a child.
@@ -105,7 +105,7 @@ impl Registry {
 
     /// Records a started child; the first one also registers the exit
     /// handler that terminates daemon children and waits for the others.
-    pub(crate) fn add(&mut self, child: Arc<ChildShared>) {
+    pub(crate) fn add(&mut self, child: Arc<ChildRecord>) {
         if !self.atexit_registered {
             self.atexit_registered = sys::at_exit(on_exit);
         }
@@ -123,7 +123,7 @@ impl Registry {
     }
 
     /// Forgets a reaped child.
-    pub(crate) fn remove(&mut self, child: &ChildShared) {
+    pub(crate) fn remove(&mut self, child: &ChildRecord) {
         self.children.retain(|c| !std::ptr::eq(Arc::as_ptr(c), child));
     }
 
@@ -169,11 +169,11 @@ pub(crate) fn enter_child(info: ChildInfo, link: OwnedFd) -> Arc<OwnedFd> {
 /// SIGKILL if they are still there a second later), then every child is
 /// waited for, its reply discarded.
 pub(crate) fn exit_children() {
-    let children: Vec<Arc<ChildShared>> = lock().children.clone();
+    let children: Vec<Arc<ChildRecord>> = lock().children.clone();
     if children.is_empty() {
         return;
     }
-    let daemons: Vec<&Arc<ChildShared>> = children.iter().filter(|c| c.daemon).collect();
+    let daemons: Vec<&Arc<ChildRecord>> = children.iter().filter(|c| c.daemon).collect();
     for child in &daemons {
         let _ = child.signal(sys::SIGTERM);
     }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::child::ChildInfo;
+use super::serve::ChildInfo;
 use crate::codec::{self, Frame, FrameReader, ReadOutcome, kind};
 use crate::error::{Error, ErrorKind, PanicInfo, RemoteError, Result};
 use crate::sys::{self, AsFd, AsRawFd, BorrowedFd, ExitStatus, OwnedFd, PollFd, PollFlags, RawFd};
@@ -31,7 +31,7 @@ pub(crate) enum Waiter {
 const SPIN_MICROS: u64 = 60;
 
 #[derive(Debug)]
-pub(crate) struct ChildShared {
+pub(crate) struct ChildRecord {
     pub(crate) pid: i32,
     pub(crate) name: String,
     pub(crate) daemon: bool,
@@ -60,7 +60,7 @@ struct State {
     joined: bool,
 }
 
-impl ChildShared {
+impl ChildRecord {
     /// The record of a new child. With `exclusive`, its control socket is
     /// read by its owner (a pool's dispatcher), never here.
     pub(crate) fn new(
@@ -72,7 +72,7 @@ impl ChildShared {
         exclusive: bool,
     ) -> Self {
         let (name, daemon) = (info.name.clone(), info.daemon);
-        ChildShared {
+        ChildRecord {
             pid,
             name,
             daemon,

@@ -32,12 +32,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::bootstrap;
+use super::trampoline::fingerprint;
+use super::{bootstrap, registry, serve};
 use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
-use crate::registry;
 use crate::sys::{self, AsFd, AsRawFd, BorrowedFd, Forked, OwnedFd, PollFd, PollFlags, RawFd};
-use crate::{child, task};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Hello {
@@ -143,7 +142,7 @@ impl ForkServer {
             ));
         }
         let hello: Hello = codec::decode(&buf, "the fork server's hello")?;
-        if hello.fingerprint != task::fingerprint() || hello.pid != self.pid {
+        if hello.fingerprint != fingerprint() || hello.pid != self.pid {
             return Err(Error::new(
                 ErrorKind::BuildMismatch,
                 "the fork server runs a different build of the executable; rebuild and restart the program",
@@ -254,7 +253,7 @@ pub(crate) fn serve(conn: OwnedFd) -> ! {
     sys::ignore_sigpipe();
     sys::set_title(SERVER_TITLE);
     let my_pid = sys::getpid();
-    let hello = Hello { fingerprint: task::fingerprint().to_vec(), pid: my_pid };
+    let hello = Hello { fingerprint: fingerprint().to_vec(), pid: my_pid };
     let hello = codec::encode(&hello, "the fork server's hello").expect("a Hello always serializes");
     if sys::send_fds(conn.as_fd(), &hello, &[]).is_err() {
         sys::exit_now(1);
@@ -334,7 +333,7 @@ fn fork_one(
             // The server's own fds are closed; forget their owners.
             std::mem::forget(status_r);
             std::mem::forget(status_w);
-            child::serve(child_end, inline)
+            serve::serve(child_end, inline)
         }
         Forked::Parent(pid) => {
             drop(child_end);

@@ -7,12 +7,13 @@ use std::panic::AssertUnwindSafe;
 
 use serde::{Deserialize, Serialize};
 
+use super::registry;
+use super::task::{Task, TaskId};
+use super::trampoline::{self, Trampoline};
 use crate::codec::{self, FrameBuf, kind};
 use crate::context::StartMethod;
 use crate::error::{Error, ErrorKind, PanicInfo, RemoteError, Result};
-use crate::registry;
 use crate::sys::{self, AsFd, AsRawFd, OwnedFd};
-use crate::task::{self, Task, TaskId, Trampoline};
 
 /// Who a child is, as its parent describes it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,8 +48,12 @@ const PARENT_GONE_EXIT: i32 = 255;
 /// The frame a parent sends to a spawn or fork-server child: the task
 /// header, then the encoded argument as raw bytes.
 pub(crate) fn task_frame(task: Task, info: &ChildInfo, arg: &[u8]) -> Result<Vec<u8>> {
-    let header =
-        TaskHeader { magic: MAGIC, fingerprint: task::fingerprint().to_vec(), task: task.id(), info: info.clone() };
+    let header = TaskHeader {
+        magic: MAGIC,
+        fingerprint: trampoline::fingerprint().to_vec(),
+        task: task.id(),
+        info: info.clone(),
+    };
     let mut frame = FrameBuf::new();
     frame.push(&header, "the task header")?;
     frame.extend(arg);
@@ -95,7 +100,7 @@ pub(crate) fn serve(control: OwnedFd, inline: Option<&[u8]>) -> ! {
         );
         refuse(&control, &e);
     }
-    if header.fingerprint != task::fingerprint() {
+    if header.fingerprint != trampoline::fingerprint() {
         let e = Error::new(
             ErrorKind::BuildMismatch,
             "the child runs a different build of the executable than its parent (build fingerprints differ); \
