@@ -46,9 +46,6 @@
 //! Use a tuple for several arguments. A capturing closure is refused at
 //! compile time (see [`Process`]).
 
-#[doc(hidden)]
-#[path = "bench_support.rs"]
-pub mod __bench;
 mod codec;
 pub mod connection;
 mod context;

@@ -9,7 +9,8 @@
 //! Every Python child is killed 30 s after it starts, which ends any of our
 //! calls blocked on it; `accept` runs in a thread with a timeout.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -275,8 +276,19 @@ fn expect(conn: &Connection, py: &mut Py, want: &[u8]) {
 }
 
 fn send(conn: &Connection, py: &mut Py, msg: &[u8], long_form: bool) {
-    let sent = if long_form { conn.send_bytes_long_form(msg) } else { conn.send_bytes(msg) };
+    let sent = if long_form { send_long_form(conn, msg) } else { conn.send_bytes(msg).map_err(Into::into) };
     sent.unwrap_or_else(|e| py.fail(&format!("our send_bytes failed: {e}")));
+}
+
+/// Sends `msg` in the long form of Python's framing (a length of -1, then
+/// the length in 8 bytes, big-endian), which `send_bytes` uses only above
+/// 2 GiB: written by hand on the connection's socket, so that Python's
+/// long-form reader is reached with a small message.
+fn send_long_form(conn: &Connection, msg: &[u8]) -> std::io::Result<()> {
+    let mut frame = (-1i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&(msg.len() as u64).to_be_bytes());
+    frame.extend_from_slice(msg);
+    std::fs::File::from(conn.as_fd().try_clone_to_owned()?).write_all(&frame)
 }
 
 /// Our half of the `talk` step: three messages each way, every one checked.

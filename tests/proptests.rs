@@ -44,9 +44,9 @@ fn set_limit() {
 // ---- Counting the largest allocation ------------------------------------
 
 #[global_allocator]
-static ALLOCATOR: multiproc::__bench::CountingAlloc = multiproc::__bench::CountingAlloc;
+static ALLOCATOR: common::counting_alloc::CountingAlloc = common::counting_alloc::CountingAlloc;
 
-use multiproc::__bench::largest_allocation;
+use common::counting_alloc::largest_allocation;
 
 // ---- Raw peers -----------------------------------------------------------
 

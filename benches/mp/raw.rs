@@ -92,6 +92,29 @@ fn helper(role: &str, stdin: Stdio, stdout: Stdio) -> Child {
 
 const SPAWN_N: usize = 100;
 
+/// `fork()` a child that `_exit`s at once, and `waitpid` it: the floor
+/// under every start method. `unsafe_code` is allowed for this item alone:
+/// it is the raw system calls, with nothing of multiproc around them.
+#[allow(unsafe_code)]
+fn raw_fork_and_wait() -> std::io::Result<()> {
+    // SAFETY: the child calls only `_exit`, which is async-signal-safe, so
+    // forking a multithreaded process is sound here.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => Err(std::io::Error::last_os_error()),
+        // SAFETY: `_exit` has no preconditions.
+        0 => unsafe { libc::_exit(0) },
+        pid => {
+            let mut status = 0;
+            // SAFETY: `pid` is our own child; `status` is a valid out-pointer.
+            if unsafe { libc::waitpid(pid, &mut status, 0) } == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        }
+    }
+}
+
 /// `spawn_join`'s floors: `fork()` + `waitpid` under the fork and
 /// forkserver rows, exec of this executable under the spawn row.
 pub fn spawn_join(reps: usize) {
@@ -99,7 +122,7 @@ pub fn spawn_join(reps: usize) {
         let samples = repeat(reps, || {
             time(|| {
                 for _ in 0..SPAWN_N {
-                    multiproc::__bench::raw_fork_and_wait().unwrap();
+                    raw_fork_and_wait().unwrap();
                 }
             })
         });

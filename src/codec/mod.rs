@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, ErrorKind, Result};
 
+mod cast;
 mod fds;
 mod frame;
 mod plain;

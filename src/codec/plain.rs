@@ -19,7 +19,7 @@
 use std::any::Any;
 use std::mem::size_of;
 
-use crate::sys;
+use super::cast;
 
 /// Which plain forms a stream may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,11 +79,11 @@ fn take_len(bytes: &mut &[u8]) -> Option<usize> {
 pub(crate) fn encode<T: ?Sized + 'static>(value: &T, out: &mut Vec<u8>, form: Form) -> bool {
     macro_rules! each {
         ($($t:ty),*) => {$(
-            if let Some(v) = sys::downcast_ref::<T, $t>(value) {
+            if let Some(v) = cast::downcast_ref::<T, $t>(value) {
                 out.extend_from_slice(&v.to_le_bytes());
                 return true;
             }
-            if let Some(v) = sys::downcast_ref::<T, Vec<$t>>(value) {
+            if let Some(v) = cast::downcast_ref::<T, Vec<$t>>(value) {
                 put_len(out, v.len());
                 out.reserve(v.len() * size_of::<$t>());
                 for x in v {
@@ -93,11 +93,11 @@ pub(crate) fn encode<T: ?Sized + 'static>(value: &T, out: &mut Vec<u8>, form: Fo
             }
         )*};
     }
-    let bytes = sys::downcast_ref::<T, Vec<u8>>(value)
+    let bytes = cast::downcast_ref::<T, Vec<u8>>(value)
         .map(Vec::as_slice)
-        .or_else(|| sys::as_bytes(value))
-        .or_else(|| sys::downcast_ref::<T, String>(value).map(String::as_bytes))
-        .or_else(|| sys::as_str(value).map(str::as_bytes));
+        .or_else(|| cast::as_bytes(value))
+        .or_else(|| cast::downcast_ref::<T, String>(value).map(String::as_bytes))
+        .or_else(|| cast::as_str(value).map(str::as_bytes));
     if let Some(v) = bytes {
         put_len(out, v.len());
         out.extend_from_slice(v);

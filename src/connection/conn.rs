@@ -211,20 +211,8 @@ impl Connection {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn send_bytes(&self, bytes: &[u8]) -> Result<()> {
-        self.send_framed(bytes, false)
-    }
-
-    /// Sends with the 12-byte header even for a short message (Python
-    /// reads both forms): lets tests reach the long-form path without
-    /// 2 GiB of data.
-    #[doc(hidden)]
-    pub fn send_bytes_long_form(&self, bytes: &[u8]) -> Result<()> {
-        self.send_framed(bytes, true)
-    }
-
-    fn send_framed(&self, bytes: &[u8], long: bool) -> Result<()> {
         self.check(true)?;
-        let (header, n) = framing::header(bytes.len() as u64, long);
+        let (header, n) = framing::header(bytes.len() as u64, false);
         let _w = lock(&self.writer);
         self.check(true)?;
         sys::send_vectored_all(self.fd.as_fd(), &[&header[..n], bytes]).map_err(|e| send_error(&e))

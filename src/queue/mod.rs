@@ -10,6 +10,8 @@
 //! middle of a `put` leaves its message whole or absent, and the lock free.
 
 mod ring;
+#[cfg(test)]
+mod test;
 
 use std::cell::RefCell;
 use std::fmt;
@@ -302,16 +304,6 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     pub fn try_get(&self) -> Result<T> {
         self.get_until(Some(Instant::now()))?
             .ok_or_else(|| Error::new(ErrorKind::Empty, "the queue is empty; use get() to wait for an item"))
-    }
-
-    /// Test hook: starts a put, writes half of `item` under the queue's
-    /// lock, calls `inside`, and never returns, so that a test can kill the
-    /// process in the middle of a put. Not for use.
-    #[doc(hidden)]
-    pub fn __put_half_then_hang(&self, item: &T, inside: impl FnOnce()) -> ! {
-        let mut buf = Vec::new();
-        codec::Encoder::new(&mut buf).push_item(item, "a queue item").expect("a test item serializes");
-        self.ring.put_half_then_hang(&buf, inside)
     }
 
     /// How many items are in the queue; approximate while others put and

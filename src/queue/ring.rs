@@ -252,6 +252,7 @@ impl Ring {
 
     /// For tests of a producer killed in the middle of a put: takes the
     /// lock, writes half of the message, calls `inside`, and never returns.
+    #[cfg(test)]
     pub(crate) fn put_half_then_hang(&self, payload: &[u8], inside: impl FnOnce()) -> ! {
         let need = RECORD_HEAD + round8(payload.len() as u64);
         let mut g = self.lock(None).ok().flatten().expect("the lock");

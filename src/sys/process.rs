@@ -1,10 +1,205 @@
-//! Process identity, pidfds, waiting and CPU affinity.
+//! Processes: `fork`, `fork` + `execve`, detaching a helper, pidfds,
+//! waiting, exit status, the parent-death signal, identity (pid, tid,
+//! parent), CPU affinity, leaving (`_exit`, `atexit`, flushing C stdio),
+//! and the environment a child installs.
 
+use std::ffi::{CString, c_char};
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 
-use rustix::fd::{BorrowedFd, OwnedFd};
+use rustix::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use rustix::io::Errno;
 use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions};
+
+/// The two sides of a `fork()`.
+#[derive(Debug)]
+pub(crate) enum Forked {
+    /// In the parent, with the child's pid.
+    Parent(i32),
+    /// In the child.
+    Child,
+}
+
+/// `fork()`.
+///
+/// The child is a copy of this process with only the calling thread. Like
+/// Python's fork start method, the child goes on to run ordinary Rust code,
+/// which is only sound if no other thread held a lock the child needs at the
+/// moment of the fork (glibc resets its malloc and stdio locks; multiproc
+/// holds the Rust stdout/stderr locks and its own registry across the call).
+/// That is the documented hazard of `StartMethod::Fork`.
+pub(crate) fn fork() -> io::Result<Forked> {
+    // SAFETY: `fork` has no memory-safety preconditions of its own; the
+    // hazards of running code in the child of a multithreaded parent are
+    // those described above and in `StartMethod::Fork`'s documentation.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid)),
+    }
+}
+
+/// Everything `execve` needs, prepared before the fork so that the child
+/// allocates nothing.
+#[derive(Debug)]
+pub(crate) struct ExecSpec {
+    path: CString,
+    _argv: Vec<CString>,
+    _envp: Vec<CString>,
+    argv_ptrs: Vec<*const c_char>,
+    envp_ptrs: Vec<*const c_char>,
+}
+
+// SAFETY: the raw pointers point into the `CString`s owned by the same
+// struct, which are never mutated; sharing or sending them is as safe as
+// sharing the strings.
+unsafe impl Send for ExecSpec {}
+
+// SAFETY: as above; nothing is mutated through `&ExecSpec`.
+unsafe impl Sync for ExecSpec {}
+
+impl ExecSpec {
+    /// A spec that runs `path` with `argv` and exactly the environment `envp`
+    /// (`KEY=value` strings).
+    pub(crate) fn new(path: CString, argv: Vec<CString>, envp: Vec<CString>) -> Self {
+        let mut argv_ptrs: Vec<*const c_char> = argv.iter().map(|s| s.as_ptr()).collect();
+        argv_ptrs.push(std::ptr::null());
+        let mut envp_ptrs: Vec<*const c_char> = envp.iter().map(|s| s.as_ptr()).collect();
+        envp_ptrs.push(std::ptr::null());
+        ExecSpec { path, _argv: argv, _envp: envp, argv_ptrs, envp_ptrs }
+    }
+}
+
+/// The fd number a re-exec'd child finds its control socket on.
+pub(crate) const CHILD_FD: i32 = 3;
+
+const ERR_FD: i32 = 4;
+
+/// Forks and execs `spec` with `child_fd` as fd 3 and no other fd but 0-2.
+///
+/// In the child, before `execve`: SIGINT is ignored, SIGCHLD is back to its
+/// default, the signal mask is cleared, and with `parent_death` the child asks for SIGKILL when this
+/// thread exits (and exits at once if the parent is already gone). Returns
+/// the child's pid once the `execve` has succeeded; a failed `execve` is
+/// reported here, with the child already reaped.
+pub(crate) fn spawn_exec(spec: &ExecSpec, child_fd: BorrowedFd<'_>, parent_death: bool) -> io::Result<i32> {
+    let (err_r, err_w) = super::pipe()?;
+    let child_raw = child_fd.as_raw_fd();
+    let err_raw = err_w.as_raw_fd();
+    let parent_pid = getpid();
+    // SAFETY: see `fork`; here the child calls only async-signal-safe
+    // functions (`in_child_before_exec`) and then `execve` or `_exit`.
+    let pid = unsafe { libc::fork() };
+    if pid == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        in_child_before_exec(spec, child_raw, err_raw, parent_pid, parent_death);
+    }
+    drop(err_w);
+    // End of file on the error pipe means the execve succeeded (the pipe is
+    // CLOEXEC); 4 bytes are the errno of a failed one.
+    let mut buf = Vec::with_capacity(4);
+    while buf.len() < 4 {
+        let want = 4 - buf.len();
+        match super::read(rustix::fd::AsFd::as_fd(&err_r), &mut buf, want) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                kill_and_reap(pid);
+                return Err(e);
+            }
+        }
+    }
+    if buf.is_empty() {
+        return Ok(pid);
+    }
+    let errno = buf.get(..4).and_then(|b| b.try_into().ok()).map_or(libc::EIO, i32::from_ne_bytes);
+    // The child has written its errno and is exiting: reap it.
+    kill_and_reap(pid);
+    Err(io::Error::from_raw_os_error(errno))
+}
+
+/// The child side of `spawn_exec`. Async-signal-safe: only raw syscalls on
+/// memory prepared before the fork, no allocation, no locks.
+fn in_child_before_exec(spec: &ExecSpec, child_raw: i32, err_raw: i32, parent_pid: i32, parent_death: bool) -> ! {
+    // SAFETY: every call below is an async-signal-safe libc function (see
+    // signal-safety(7)) on fds and memory that this process owns; `spec`'s
+    // pointers stay valid because the parent's copy of `spec` outlives the
+    // fork (this is a separate copy of the address space).
+    unsafe {
+        let fail = |err_fd: i32| -> ! {
+            let errno = *libc::__errno_location();
+            let bytes = errno.to_ne_bytes();
+            libc::write(err_fd, bytes.as_ptr().cast(), 4);
+            libc::_exit(127)
+        };
+        if parent_death {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) == -1 {
+                fail(err_raw);
+            }
+            if libc::getppid() != parent_pid {
+                libc::_exit(127);
+            }
+        }
+        let mut ign: libc::sigaction = std::mem::zeroed();
+        ign.sa_sigaction = libc::SIG_IGN;
+        libc::sigaction(libc::SIGINT, &ign, std::ptr::null_mut());
+        // A parent that ignores SIGCHLD would pass that on through execve,
+        // and the child could then not wait for its own children.
+        let mut dfl: libc::sigaction = std::mem::zeroed();
+        dfl.sa_sigaction = libc::SIG_DFL;
+        libc::sigaction(libc::SIGCHLD, &dfl, std::ptr::null_mut());
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        // Move both fds out of the way first, so that placing one cannot
+        // clobber the other, then into their fixed numbers.
+        let ctl = libc::fcntl(child_raw, libc::F_DUPFD_CLOEXEC, 10);
+        let err = libc::fcntl(err_raw, libc::F_DUPFD_CLOEXEC, 10);
+        if ctl == -1 || err == -1 {
+            fail(err_raw);
+        }
+        if libc::dup3(err, ERR_FD, libc::O_CLOEXEC) == -1 {
+            fail(err);
+        }
+        if libc::dup2(ctl, CHILD_FD) == -1 {
+            fail(ERR_FD);
+        }
+        libc::syscall(libc::SYS_close_range, (ERR_FD + 1) as libc::c_uint, libc::c_uint::MAX, 0 as libc::c_uint);
+        libc::execve(spec.path.as_ptr(), spec.argv_ptrs.as_ptr(), spec.envp_ptrs.as_ptr());
+        fail(ERR_FD)
+    }
+}
+
+/// Turns this freshly exec'd, single-threaded process into a detached
+/// helper: it forks, and the original process exits (its parent reaps it
+/// at once), so the helper is adopted by init (or the nearest subreaper),
+/// which reaps it when it ends; no process that uses multiproc ever has it
+/// as a child, so it can never be left a zombie there. Then, in the
+/// helper: a new session (signals sent to the user's process group or
+/// terminal do not reach it), SIGINT, SIGTERM, SIGHUP and SIGPIPE ignored,
+/// stdin and stdout on /dev/null (so that it holds no pipe a caller reads
+/// to its end), stderr kept for its warnings, and `/` as its directory.
+pub(crate) fn detach() -> io::Result<()> {
+    match fork()? {
+        Forked::Parent(_) => exit_now(0),
+        Forked::Child => {}
+    }
+    let _ = rustix::process::setsid();
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE] {
+        super::signal::ignore(sig);
+    }
+    let null = rustix::fs::open(
+        "/dev/null",
+        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    rustix::stdio::dup2_stdin(&null)?;
+    rustix::stdio::dup2_stdout(&null)?;
+    let _ = rustix::process::chdir("/");
+    Ok(())
+}
 
 /// How a process ended, as `waitid` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,6 +358,117 @@ pub(crate) fn cpu_count() -> usize {
         Ok(set) => set.count().max(1) as usize,
         Err(_) => std::thread::available_parallelism().map_or(1, |n| n.get()),
     }
+}
+
+/// A pidfd for this process's parent, if the parent is still `expected`.
+///
+/// The pidfd is opened first and the parent checked after: a live
+/// process's pid cannot be reused, so if `expected` is still the parent
+/// after the open, the pidfd refers to it. `None` means the parent has
+/// already died.
+pub(crate) fn parent_pidfd(expected: i32) -> io::Result<Option<OwnedFd>> {
+    let parent = || rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get());
+    if parent() != expected {
+        return Ok(None);
+    }
+    let fd = pidfd_open(expected)?;
+    Ok((parent() == expected).then_some(fd))
+}
+
+/// `fflush(NULL)`: writes out every C stdio buffer, so that a forked child
+/// does not print the parent's pending output a second time, and a child
+/// that leaves through `_exit` loses nothing.
+pub(crate) fn flush_c_stdio() {
+    // SAFETY: `fflush(NULL)` flushes all open C streams; it takes glibc's
+    // stream locks, which glibc keeps consistent across fork.
+    unsafe { libc::fflush(std::ptr::null_mut()) };
+}
+
+/// `_exit(code)`: ends the process now, without running `atexit` handlers
+/// or destructors. Callers flush what must be flushed first.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` has no preconditions.
+    unsafe { libc::_exit(code) }
+}
+
+/// `atexit(f)`: runs `f` when the process exits normally (returning from
+/// `main` or `std::process::exit`).
+pub(crate) fn at_exit(f: extern "C" fn()) -> bool {
+    // SAFETY: `f` is a plain `extern "C" fn()` that lives for the whole
+    // program.
+    unsafe { libc::atexit(f) == 0 }
+}
+
+/// Removes `key` from the environment.
+///
+/// Only called from the bootstrap constructor, before `main`: no other
+/// thread exists yet to read the environment concurrently.
+pub(crate) fn remove_var(key: &str) {
+    // SAFETY: single-threaded at this point (see above), which is the
+    // precondition of `std::env::remove_var`.
+    unsafe { std::env::remove_var(key) }
+}
+
+/// A complete environment, built ahead of time and installed later by
+/// swapping the `environ` pointer.
+///
+/// A forked child of a multithreaded parent must not touch std's
+/// environment lock (another thread may have held it at the moment of the
+/// fork), so the parent builds the new environment before forking and the
+/// child only installs it.
+#[derive(Debug)]
+pub(crate) struct Environ {
+    _entries: Vec<CString>,
+    ptrs: Vec<*mut c_char>,
+}
+
+// SAFETY: the pointers point into `_entries`, owned by the same value and
+// never mutated; moving the value between threads moves the strings too.
+unsafe impl Send for Environ {}
+
+impl Environ {
+    /// The current environment plus `additions` (which override), or
+    /// `None` when there is nothing to add.
+    pub(crate) fn with_additions(additions: &[(Vec<u8>, Vec<u8>)]) -> Option<Environ> {
+        if additions.is_empty() {
+            return None;
+        }
+        let mut entries: Vec<CString> = Vec::new();
+        for (key, value) in std::env::vars_os() {
+            if additions.iter().any(|(k, _)| k.as_slice() == key.as_bytes()) {
+                continue;
+            }
+            let mut entry = key.as_bytes().to_vec();
+            entry.push(b'=');
+            entry.extend_from_slice(value.as_bytes());
+            entries.extend(CString::new(entry).ok());
+        }
+        for (key, value) in additions {
+            let mut entry = key.clone();
+            entry.push(b'=');
+            entry.extend_from_slice(value);
+            entries.extend(CString::new(entry).ok());
+        }
+        let mut ptrs: Vec<*mut c_char> = entries.iter().map(|e| e.as_ptr().cast_mut()).collect();
+        ptrs.push(std::ptr::null_mut());
+        Some(Environ { _entries: entries, ptrs })
+    }
+
+    /// Makes this the process's environment, for the rest of its life.
+    /// Called in a freshly started child, which is single-threaded.
+    pub(crate) fn install(self) {
+        let this = Box::leak(Box::new(self));
+        // SAFETY: the process is single-threaded here (a fresh child), so
+        // nothing reads `environ` concurrently; the array is NUL-terminated
+        // and every entry is a NUL-terminated `KEY=value` string; both are
+        // leaked, so they live for the rest of the process. The old array is
+        // left in place (it may be inherited memory).
+        unsafe { environ = this.ptrs.as_mut_ptr() };
+    }
+}
+
+unsafe extern "C" {
+    static mut environ: *mut *mut c_char;
 }
 
 #[cfg(test)]

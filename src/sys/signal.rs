@@ -10,6 +10,7 @@ pub(crate) const SIGTERM: i32 = libc::SIGTERM;
 /// but init, so the value only shows in tools like `strace`.
 const PARENT_GONE_EXIT: i32 = 255;
 
+/// `sigaction(sig, handler)` with `flags` and an empty mask.
 fn set_disposition(sig: i32, handler: libc::sighandler_t, flags: i32) {
     // SAFETY: `action` is a fully initialised sigaction (zeroed, then the
     // fields we need); `handler` is SIG_IGN, SIG_DFL or an `extern "C"`
@@ -23,17 +24,22 @@ fn set_disposition(sig: i32, handler: libc::sighandler_t, flags: i32) {
     }
 }
 
+/// `sigaction(sig, SIG_IGN)`.
+pub(super) fn ignore(sig: i32) {
+    set_disposition(sig, libc::SIG_IGN, 0);
+}
+
 /// Children ignore SIGINT: a Ctrl-C goes to the whole foreground process
 /// group, and the parent decides what happens to its children.
 pub(crate) fn ignore_sigint() {
-    set_disposition(libc::SIGINT, libc::SIG_IGN, 0);
+    ignore(libc::SIGINT);
 }
 
 /// A re-exec'd child serves before Rust's runtime would ignore SIGPIPE, so
 /// it does it itself: writes to a closed pipe return `EPIPE` as in any Rust
 /// program.
 pub(crate) fn ignore_sigpipe() {
-    set_disposition(libc::SIGPIPE, libc::SIG_IGN, 0);
+    ignore(libc::SIGPIPE);
 }
 
 /// Unblocks every signal for this thread (a forked child inherits the

@@ -4,6 +4,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod counting_alloc;
+
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::thread;

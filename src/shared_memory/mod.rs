@@ -1,6 +1,7 @@
 //! Blocks of memory shared by name between processes: Python's
 //! `multiprocessing.shared_memory.SharedMemory`.
 
+mod buf;
 mod checks;
 mod tracker;
 
@@ -15,7 +16,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
-use crate::sys::{self, AsFd, BorrowedFd, FileId, OwnedFd, SharedMap};
+use crate::sys::{self, AsFd, BorrowedFd, FileId, Mapping, OwnedFd};
 use checks::{check_room, check_size, create_error, open_error, unlink_error, valid_name};
 use tracker::Unlinked;
 
@@ -138,7 +139,7 @@ const NAME_PREFIX: &str = "psm_";
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct SharedMemory {
-    map: SharedMap,
+    map: Mapping,
     fd: OwnedFd,
     name: Option<String>,
     id: FileId,
@@ -478,18 +479,6 @@ impl SharedMemory {
         )
     }
 
-    /// The mapping, for the raw accessors `buf` and `buf_mut`, which live
-    /// in `sys::posix_shm` (the only module allowed to dereference raw
-    /// memory).
-    pub(crate) fn shared_map(&self) -> &SharedMap {
-        &self.map
-    }
-
-    /// As [`shared_map`](SharedMemory::shared_map), writable.
-    pub(crate) fn shared_map_mut(&mut self) -> &mut SharedMap {
-        &mut self.map
-    }
-
     /// Another handle on the same segment, with its own mapping: to keep
     /// one while passing the other to a child.
     ///
@@ -679,8 +668,8 @@ fn create_random() -> Result<(OwnedFd, String)> {
     ))
 }
 
-fn map(fd: BorrowedFd<'_>, size: usize, name: &str) -> Result<SharedMap> {
-    SharedMap::new(fd, size).map_err(|e| Error::io(&format!("mapping {size} bytes of shared memory {name:?}"), e))
+fn map(fd: BorrowedFd<'_>, size: usize, name: &str) -> Result<Mapping> {
+    Mapping::new(fd, 0, size).map_err(|e| Error::io(&format!("mapping {size} bytes of shared memory {name:?}"), e))
 }
 
 /// A handle travels in a process argument as its fd (duplicated into the

@@ -1,47 +1,46 @@
-//! POSIX shared memory by name (`shm_open`), whole-file mappings read and
-//! written with 8-byte atomics (plain slices only through `unsafe`), the
-//! `unsafe` accessors of `SharedMemory` that hand out such slices, and the
-//! process plumbing of the shared-memory tracker (a detached helper that
-//! watches its creator through a pidfd).
+//! Shared memory: the files that hold it (a `memfd`, or a POSIX shared
+//! memory object found by name) and [`Mapping`], the one owner of a
+//! `MAP_SHARED` mapping of such a file.
+//!
+//! A mapping is shared with every other mapping of its file, in this
+//! process or another, so how its bytes may be touched depends on who else
+//! writes them. [`Mapping`] offers two disciplines, and each user keeps to
+//! one of them for a given range:
+//!
+//! - **Atomic access** ([`Mapping::u32_at`], [`Mapping::u64_at`],
+//!   [`Mapping::words`], [`Mapping::read_at`], [`Mapping::write_at`]):
+//!   sound whoever else writes, at any time. A range is accessed through
+//!   atomics of one size only (mixing sizes on the same bytes is undefined
+//!   under Rust's memory model), so `SharedMemory`'s bytes are always
+//!   8-byte words.
+//! - **Plain access under a lock** ([`Mapping::bytes`],
+//!   [`Mapping::write`], [`Mapping::with_bytes_mut`],
+//!   [`Mapping::copy_within`]): for ranges that a process-shared lock of
+//!   the caller's protocol guards (a queue's ring, a `Value`'s data),
+//!   taken for the whole access.
+//!
+//! Plain slices over memory that others may write come only from the
+//! `unsafe` accessors ([`Mapping::as_slice`], [`Mapping::as_mut_slice`]),
+//! whose callers promise that nobody writes meanwhile.
 
 use std::ffi::CString;
 use std::io;
+use std::mem::{align_of, size_of};
 use std::ptr::NonNull;
-use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 
-use rustix::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use rustix::mm::{MapFlags, ProtFlags};
+use rustix::fd::{BorrowedFd, FromRawFd, OwnedFd};
+use rustix::fs::MemfdFlags;
+use rustix::mm::{MapFlags, MremapFlags, ProtFlags};
 
-/// What tells one file from another while both exist: device and inode.
-/// A name in /dev/shm can be unlinked and created again; the inode says
-/// whether it still names the same segment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct FileId {
-    pub(crate) dev: u64,
-    pub(crate) ino: u64,
-}
-
-/// The identity and length of the file behind `fd` (`fstat`).
-pub(crate) fn file_id(fd: BorrowedFd<'_>) -> io::Result<(FileId, u64)> {
-    let st = rustix::fs::fstat(fd)?;
-    Ok((FileId { dev: st.st_dev as u64, ino: st.st_ino as u64 }, st.st_size as u64))
-}
-
-/// Whether the raw fd number `fd` is open on the file `id`: for an fd
-/// inherited over a `fork` that may or may not have been closed since
-/// (its number may even belong to another file now).
-pub(crate) fn raw_fd_is(fd: RawFd, id: FileId) -> bool {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: `fstat` writes a whole `stat` into the buffer on success and
-    // touches nothing else; a closed number only gives EBADF, since an fd
-    // number is not memory.
-    if unsafe { libc::fstat(fd, st.as_mut_ptr()) } != 0 {
-        return false;
-    }
-    // SAFETY: `fstat` returned 0, so it initialised the buffer.
-    let st = unsafe { st.assume_init() };
-    st.st_dev == id.dev && st.st_ino == id.ino
+/// `memfd_create(name, MFD_CLOEXEC)` sized to `len` bytes (zero-filled;
+/// pages are allocated only as they are touched).
+#[doc(alias = "memfd_create")]
+pub(crate) fn memfd(name: &str, len: u64) -> io::Result<OwnedFd> {
+    let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC)?;
+    rustix::fs::ftruncate(&fd, len)?;
+    Ok(fd)
 }
 
 /// `"/" + name`, as `shm_open` wants it. The caller has checked the name.
@@ -63,6 +62,7 @@ fn shm_open_flags(name: &str, flags: libc::c_int) -> io::Result<OwnedFd> {
 
 /// `shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600)`: a new, empty segment;
 /// `AlreadyExists` if the name is taken.
+#[doc(alias = "shm_open")]
 pub(crate) fn shm_create(name: &str) -> io::Result<OwnedFd> {
     shm_open_flags(name, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL)
 }
@@ -82,13 +82,9 @@ pub(crate) fn shm_unlink(name: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// `ftruncate(fd, len)`.
-pub(crate) fn set_len(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
-    Ok(rustix::fs::ftruncate(fd, len)?)
-}
-
 /// The bytes still free on the file system of `fd` (`fstatvfs`), or `None`
 /// if it reports no limit (a tmpfs mounted with `size=0`).
+#[doc(alias = "fstatvfs")]
 pub(crate) fn free_bytes(fd: BorrowedFd<'_>) -> io::Result<Option<u64>> {
     let st = rustix::fs::fstatvfs(fd)?;
     if st.f_blocks == 0 {
@@ -97,52 +93,110 @@ pub(crate) fn free_bytes(fd: BorrowedFd<'_>) -> io::Result<Option<u64>> {
     Ok(Some(st.f_bavail.saturating_mul(st.f_frsize)))
 }
 
-/// A `MAP_SHARED` read-write mapping of the first `len` bytes of a file.
-///
-/// The bytes are shared with every other mapping of the file, in this
-/// process or another, and any of them may write at any time. So the safe
-/// accessors ([`read_at`](SharedMap::read_at),
-/// [`write_at`](SharedMap::write_at), [`words`](SharedMap::words)) only
-/// ever touch them through `AtomicU64`s, on 8-byte-aligned words (the
-/// mapping starts on a page): a race between two of them, or with a write
-/// from another process, is well defined (a copy may tear, it is never
-/// undefined behaviour). One size for every access matters: under Rust's
-/// memory model an atomic write racing with an atomic access of another
-/// size is undefined, so the bytes are never handed out as `AtomicU8`s or
-/// `AtomicU32`s. Plain slices come only from the `unsafe` accessors, whose
-/// callers promise that nobody writes meanwhile.
+/// A `MAP_SHARED` read-write mapping of part of a file: the one owner of
+/// such a mapping in multiproc (see the module documentation for the two
+/// ways its bytes are accessed).
 #[derive(Debug)]
-pub(crate) struct SharedMap {
+pub(crate) struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
 }
 
 // SAFETY: the mapping is memory that no thread-local state refers to; it
-// may be unmapped from any thread. Through `&SharedMap` the bytes are only
-// reached with atomic operations, or through the `unsafe` accessors whose
-// callers rule out concurrent writes.
-unsafe impl Send for SharedMap {}
+// may be unmapped from any thread. Through `&Mapping` the bytes are reached
+// with atomics, with copies under a process-shared lock that the caller's
+// protocol holds, or through the `unsafe` accessors whose callers rule out
+// concurrent writes (see the module documentation).
+unsafe impl Send for Mapping {}
 // SAFETY: as above.
-unsafe impl Sync for SharedMap {}
+unsafe impl Sync for Mapping {}
 
-impl SharedMap {
-    /// Maps the first `len` bytes (more than zero) of `fd`, read-write and
-    /// shared. The file must be at least `len` bytes long, or touching the
-    /// part past its end raises SIGBUS.
-    pub(crate) fn new(fd: BorrowedFd<'_>, len: usize) -> io::Result<SharedMap> {
+impl Mapping {
+    /// `mmap(MAP_SHARED)` of `len` bytes of `fd` from `offset` (a multiple
+    /// of the page size), read-write. The file must reach at least
+    /// `offset + len`, or touching the part past its end raises SIGBUS.
+    /// `InvalidInput` for a length of zero.
+    #[doc(alias = "mmap")]
+    pub(crate) fn new(fd: BorrowedFd<'_>, offset: u64, len: usize) -> io::Result<Mapping> {
         if len == 0 {
             return Err(io::Error::from(io::ErrorKind::InvalidInput));
         }
-        // SAFETY: a fresh mapping at an address the kernel picks; it
-        // aliases no Rust object, and only `Drop` unmaps it.
+        // SAFETY: a fresh mapping at an address the kernel picks; it aliases
+        // no Rust object, and it is unmapped only by `Drop`.
         let ptr = unsafe {
-            rustix::mm::mmap(std::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED, fd, 0)?
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                fd,
+                offset,
+            )?
         };
-        Ok(SharedMap { ptr: NonNull::new(ptr.cast()).expect("mmap never returns null on success"), len })
+        Ok(Mapping { ptr: NonNull::new(ptr.cast()).expect("mmap never returns null on success"), len })
+    }
+
+    /// `mremap`: grows (or shrinks) the mapping to `len` bytes; it may move,
+    /// which `&mut self` makes safe: no reference into it is alive.
+    #[doc(alias = "mremap")]
+    pub(crate) fn resize(&mut self, len: usize) -> io::Result<()> {
+        if len == self.len {
+            return Ok(());
+        }
+        // SAFETY: `self.ptr`/`self.len` describe a live mapping made by
+        // `Mapping::new`; `&mut self` guarantees that nothing borrows it.
+        let ptr = unsafe { rustix::mm::mremap(self.ptr.as_ptr().cast(), self.len, len, MremapFlags::MAYMOVE)? };
+        self.ptr = NonNull::new(ptr.cast()).expect("mremap never returns null on success");
+        self.len = len;
+        Ok(())
     }
 
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    /// A pointer to the `T` at `offset`, after checking that it is inside
+    /// the mapping and aligned for `T` (a bug in the caller's layout
+    /// otherwise: it panics).
+    pub(super) fn at<T>(&self, offset: usize) -> *mut T {
+        self.check::<T>(offset, size_of::<T>());
+        // SAFETY: `offset` is inside the mapping (checked), so the result
+        // stays in the same allocation.
+        unsafe { self.ptr.as_ptr().add(offset).cast() }
+    }
+
+    fn check<T>(&self, offset: usize, len: usize) {
+        assert!(
+            offset.checked_add(len).is_some_and(|end| end <= self.len),
+            "shared-memory access out of bounds: {offset}+{len} > {}",
+            self.len
+        );
+        assert!(offset.is_multiple_of(align_of::<T>()), "misaligned shared-memory access at {offset}");
+    }
+
+    /// `Err(InvalidInput)` unless `offset .. offset + n` is inside the
+    /// mapping: for ranges that come from a user.
+    fn check_range(&self, offset: usize, n: usize) -> io::Result<()> {
+        match offset.checked_add(n) {
+            Some(end) if end <= self.len => Ok(()),
+            _ => Err(io::Error::from(io::ErrorKind::InvalidInput)),
+        }
+    }
+
+    // Atomic access: sound whoever else writes.
+
+    /// The `AtomicU32` at `offset`.
+    pub(crate) fn u32_at(&self, offset: usize) -> &AtomicU32 {
+        // SAFETY: in bounds and aligned (checked by `at`); the memory lives
+        // as long as `&self`, and an `AtomicU32` may be shared between
+        // threads and processes.
+        unsafe { AtomicU32::from_ptr(self.at(offset)) }
+    }
+
+    /// The `AtomicU64` at `offset`.
+    pub(crate) fn u64_at(&self, offset: usize) -> &AtomicU64 {
+        // SAFETY: as for `u32_at`.
+        unsafe { AtomicU64::from_ptr(self.at(offset)) }
     }
 
     /// Every 8-byte word that holds some of the `len` bytes: the last one
@@ -154,8 +208,7 @@ impl SharedMap {
         // inside the mapping, and live until `self` drops (the borrow
         // keeps it). `AtomicU64` has the size and alignment of `u64`, every
         // bit pattern is valid, and atomics may be shared and written by
-        // several threads (or processes) at once: through this slice the
-        // bytes are only ever accessed atomically, as 8-byte words.
+        // several threads (or processes) at once.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().cast::<AtomicU64>(), self.len.div_ceil(8)) }
     }
 
@@ -163,15 +216,6 @@ impl SharedMap {
     /// them): word `i` is bytes `8 * i .. 8 * i + 8`, in native byte order.
     pub(crate) fn words(&self) -> &[AtomicU64] {
         &self.all_words()[..self.len / 8]
-    }
-
-    /// `Err(InvalidInput)` unless `offset .. offset + n` is inside the
-    /// mapping.
-    fn check_range(&self, offset: usize, n: usize) -> io::Result<()> {
-        match offset.checked_add(n) {
-            Some(end) if end <= self.len => Ok(()),
-            _ => Err(io::Error::from(io::ErrorKind::InvalidInput)),
-        }
     }
 
     /// Copies the bytes at `offset ..` into `out`, one relaxed 8-byte
@@ -230,14 +274,56 @@ impl SharedMap {
         Ok(())
     }
 
+    // Plain access, under a process-shared lock of the caller's protocol.
+
+    /// Copies `bytes` in at `offset`.
+    pub(crate) fn write(&self, offset: usize, bytes: &[u8]) {
+        self.check::<u8>(offset, bytes.len());
+        // SAFETY: the destination is in bounds (checked) and cannot overlap
+        // `bytes`, which is Rust memory outside any mapping we write; the
+        // caller's lock keeps other readers and writers off the range.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr.as_ptr().add(offset), bytes.len()) }
+    }
+
+    /// The bytes at `offset..offset + len`, for reading while the caller's
+    /// protocol keeps every writer away from them.
+    pub(crate) fn bytes(&self, offset: usize, len: usize) -> &[u8] {
+        self.check::<u8>(offset, len);
+        // SAFETY: in bounds (checked), alive as long as `&self`; the
+        // caller's lock keeps other writers off this range while it reads.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(offset), len) }
+    }
+
+    /// Lends the bytes at `offset..offset + len` to `f` for writing, while
+    /// the caller's protocol (a held process-shared lock) keeps every other
+    /// reader and writer in this process and others away from them.
+    pub(crate) fn with_bytes_mut<R>(&self, offset: usize, len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+        self.check::<u8>(offset, len);
+        // SAFETY: in bounds (checked) and alive for the call; the slice does
+        // not escape `f`, and the caller's lock makes this the only access
+        // to the range meanwhile.
+        f(unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(offset), len) })
+    }
+
+    /// Moves `len` bytes from `from` to `to` inside the mapping.
+    pub(crate) fn copy_within(&self, from: usize, to: usize, len: usize) {
+        self.check::<u8>(from, len);
+        self.check::<u8>(to, len);
+        // SAFETY: both ranges are in bounds (checked); `copy` allows
+        // overlap; the caller's lock keeps others off both ranges.
+        unsafe { std::ptr::copy(self.ptr.as_ptr().add(from), self.ptr.as_ptr().add(to), len) }
+    }
+
+    // Plain slices of the whole mapping, for callers that rule out writers.
+
     /// The mapped bytes, as a plain slice.
     ///
     /// # Safety
     ///
-    /// Nothing may write the bytes while the slice lives: no other
-    /// `SharedMap` of the same file (here or in another process), and no
-    /// atomic access through this one.
-    pub(crate) unsafe fn bytes(&self) -> &[u8] {
+    /// Nothing may write the bytes while the slice lives: no other mapping
+    /// of the same file (here or in another process), and no atomic access
+    /// through this one.
+    pub(crate) unsafe fn as_slice(&self) -> &[u8] {
         // SAFETY: `ptr..ptr + len` is a live mapping made by `new`, unmapped
         // only when `self` drops, which the borrow prevents; the caller
         // promises that nobody writes it while the slice lives.
@@ -249,88 +335,12 @@ impl SharedMap {
     /// # Safety
     ///
     /// Nothing else may read or write the bytes while the slice lives: no
-    /// other `SharedMap` of the same file (here or in another process).
+    /// other mapping of the same file (here or in another process).
     /// (`&mut self` already rules out this one.)
-    pub(crate) unsafe fn bytes_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as for `bytes`; `&mut self` makes this the only access
+    pub(crate) unsafe fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as for `as_slice`; `&mut self` makes this the only access
         // through this mapping, and the caller promises there is no other.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
-    }
-}
-
-/// The accessors of [`SharedMemory`](crate::SharedMemory) that hand out
-/// plain slices. They are here, not with the rest of the type, because
-/// building such a slice needs an `unsafe` block and this module is the
-/// only place that may have one.
-impl crate::SharedMemory {
-    /// The segment's bytes as a plain slice (Python's `buf`, read side),
-    /// with no copy.
-    ///
-    /// Prefer [`read_at`](crate::SharedMemory::read_at), which is safe: a
-    /// plain slice promises the compiler that its bytes do not change while
-    /// it is borrowed, and shared memory cannot keep that promise by
-    /// itself.
-    ///
-    /// # Safety
-    ///
-    /// While the slice lives, nobody may write these bytes: no other
-    /// handle on the segment ([`try_clone`](crate::SharedMemory::try_clone),
-    /// a second [`open`](crate::SharedMemory::open), a handle a child
-    /// received), in this process or in any other, no
-    /// [`write_at`](crate::SharedMemory::write_at) or atomic store, from
-    /// any thread. Holding a [`Lock`](crate::Lock) that every writer takes
-    /// first is the usual way to make sure; a program whose other processes
-    /// only read, or have ended, is another.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let shm = multiproc::SharedMemory::anonymous(3)?;
-    /// shm.write_at(1, &[7])?;
-    /// // SAFETY: no other handle on this segment exists, and nothing in
-    /// // this thread writes while `bytes` is borrowed.
-    /// let bytes = unsafe { shm.buf() };
-    /// assert_eq!(bytes, [0, 7, 0]);
-    /// # Ok::<(), multiproc::Error>(())
-    /// ```
-    pub unsafe fn buf(&self) -> &[u8] {
-        // SAFETY: the caller promises that nobody writes the bytes while
-        // the slice lives, which is all `SharedMap::bytes` asks.
-        unsafe { self.shared_map().bytes() }
-    }
-
-    /// The segment's bytes as a plain writable slice (Python's `buf`,
-    /// write side), with no copy.
-    ///
-    /// Prefer [`write_at`](crate::SharedMemory::write_at), which is safe.
-    /// `&mut self` makes this the only access through this handle, but
-    /// other handles on the same segment, here or in other processes, are
-    /// not borrowed by it.
-    ///
-    /// # Safety
-    ///
-    /// While the slice lives, nobody else may read or write these bytes: no
-    /// other handle on the segment, in this process or in any other, from
-    /// any thread. Holding a [`Lock`](crate::Lock) that every other user of
-    /// the segment takes first is the usual way to make sure.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let mut shm = multiproc::SharedMemory::anonymous(8)?;
-    /// // SAFETY: no other handle on this segment exists yet.
-    /// let bytes = unsafe { shm.buf_mut() };
-    /// bytes.copy_from_slice(&7u64.to_le_bytes());
-    /// let mut back = [0; 8];
-    /// shm.read_at(0, &mut back)?;
-    /// assert_eq!(u64::from_le_bytes(back), 7);
-    /// # Ok::<(), multiproc::Error>(())
-    /// ```
-    pub unsafe fn buf_mut(&mut self) -> &mut [u8] {
-        // SAFETY: the caller promises that nobody else reads or writes the
-        // bytes while the slice lives, which is all `SharedMap::bytes_mut`
-        // asks.
-        unsafe { self.shared_map_mut().bytes_mut() }
     }
 }
 
@@ -350,75 +360,52 @@ fn store_part(word: &AtomicU64, at: usize, bytes: &[u8]) {
     }
 }
 
-impl Drop for SharedMap {
+impl Drop for Mapping {
+    /// `munmap`.
     fn drop(&mut self) {
-        // SAFETY: the mapping made by `new`, unmapped once; no slice of it
-        // outlives `self`.
+        // SAFETY: the mapping made by `new`/`resize`, unmapped once; no
+        // borrow of it outlives `self`.
         let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
-}
-
-/// A pidfd for this process's parent, if the parent is still `expected`.
-///
-/// The pidfd is opened first and the parent checked after: a live
-/// process's pid cannot be reused, so if `expected` is still the parent
-/// after the open, the pidfd refers to it. `None` means the parent has
-/// already died.
-pub(crate) fn parent_pidfd(expected: i32) -> io::Result<Option<OwnedFd>> {
-    let parent = || rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get());
-    if parent() != expected {
-        return Ok(None);
-    }
-    let fd = super::pidfd_open(expected)?;
-    Ok((parent() == expected).then_some(fd))
-}
-
-/// Turns this freshly exec'd, single-threaded process into a detached
-/// helper: it forks, and the original process exits (its parent reaps it
-/// at once), so the helper is adopted by init (or the nearest subreaper),
-/// which reaps it when it ends; no process that uses multiproc ever has it
-/// as a child, so it can never be left a zombie there. Then, in the
-/// helper: a new session (signals sent to the user's process group or
-/// terminal do not reach it), SIGINT, SIGTERM, SIGHUP and SIGPIPE ignored,
-/// stdin and stdout on /dev/null (so that it holds no pipe a caller reads
-/// to its end), stderr kept for its warnings, and `/` as its directory.
-pub(crate) fn detach() -> io::Result<()> {
-    match super::fork()? {
-        super::Forked::Parent(_) => super::exit_now(0),
-        super::Forked::Child => {}
-    }
-    let _ = rustix::process::setsid();
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE] {
-        // SAFETY: a fully initialised sigaction (zeroed, then SIG_IGN);
-        // ignoring a signal has no memory-safety preconditions.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = libc::SIG_IGN;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(sig, &action, std::ptr::null_mut());
-        }
-    }
-    let null = rustix::fs::open(
-        "/dev/null",
-        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )?;
-    rustix::stdio::dup2_stdin(&null)?;
-    rustix::stdio::dup2_stdout(&null)?;
-    let _ = rustix::process::chdir("/");
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::{file_id, file_len, grow_file, random_bytes, raw_fd_is, set_len};
     use rustix::fd::{AsFd, AsRawFd};
+    use std::sync::atomic::Ordering;
 
     fn unique(tag: &str) -> String {
         let mut r = [0u8; 6];
-        super::super::random_bytes(&mut r).unwrap();
+        random_bytes(&mut r).unwrap();
         let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
         format!("multiproc-unit-{tag}-{hex}")
+    }
+
+    #[test]
+    fn two_mappings_of_one_memfd_share_bytes_and_grow() {
+        let fd = memfd("test", 4096).unwrap();
+        let a = Mapping::new(fd.as_fd(), 0, 4096).unwrap();
+        let mut b = Mapping::new(fd.as_fd(), 0, 4096).unwrap();
+        a.write(8, b"hello");
+        assert_eq!(b.bytes(8, 5), b"hello");
+        a.u64_at(16).store(7, Ordering::SeqCst);
+        assert_eq!(b.u64_at(16).load(Ordering::SeqCst), 7);
+        grow_file(fd.as_fd(), 3 * 4096).unwrap();
+        b.resize(3 * 4096).unwrap();
+        b.write(2 * 4096, b"far");
+        b.copy_within(2 * 4096, 100, 3);
+        assert_eq!(a.bytes(100, 3), b"far");
+        assert_eq!(file_len(fd.as_fd()).unwrap(), 3 * 4096);
+    }
+
+    #[test]
+    #[should_panic(expected = "out of bounds")]
+    fn out_of_bounds_access_panics() {
+        let fd = memfd("test", 4096).unwrap();
+        let a = Mapping::new(fd.as_fd(), 0, 4096).unwrap();
+        a.write(4094, b"abc");
     }
 
     #[test]
@@ -427,12 +414,12 @@ mod tests {
         let fd = shm_create(&name).unwrap();
         assert_eq!(shm_create(&name).unwrap_err().kind(), io::ErrorKind::AlreadyExists);
         set_len(fd.as_fd(), 4096).unwrap();
-        let a = SharedMap::new(fd.as_fd(), 4096).unwrap();
+        let a = Mapping::new(fd.as_fd(), 0, 4096).unwrap();
         let other = shm_open(&name, true).unwrap();
         let (id, len) = file_id(other.as_fd()).unwrap();
         assert_eq!((id, len), file_id(fd.as_fd()).unwrap());
         assert!(raw_fd_is(other.as_raw_fd(), id));
-        let b = SharedMap::new(other.as_fd(), 4096).unwrap();
+        let b = Mapping::new(other.as_fd(), 0, 4096).unwrap();
         a.write_at(10, b"abc").unwrap();
         let mut back = [0; 3];
         b.read_at(10, &mut back).unwrap();
@@ -449,8 +436,8 @@ mod tests {
 
     #[test]
     fn an_empty_mapping_is_refused() {
-        let fd = super::super::memfd("test", 0).unwrap();
-        assert!(SharedMap::new(fd.as_fd(), 0).is_err());
+        let fd = memfd("test", 0).unwrap();
+        assert_eq!(Mapping::new(fd.as_fd(), 0, 0).unwrap_err().kind(), io::ErrorKind::InvalidInput);
     }
 
     /// Every offset and length over the first words of a 45-byte mapping
@@ -458,8 +445,8 @@ mod tests {
     #[test]
     fn read_at_and_write_at_agree_with_a_plain_model_at_every_offset_and_length() {
         const LEN: usize = 45;
-        let fd = super::super::memfd("test", LEN as u64).unwrap();
-        let map = SharedMap::new(fd.as_fd(), LEN).unwrap();
+        let fd = memfd("test", LEN as u64).unwrap();
+        let map = Mapping::new(fd.as_fd(), 0, LEN).unwrap();
         let mut model = [0u8; LEN];
         let mut counter = 0u8;
         for offset in 0..=LEN {
@@ -498,8 +485,8 @@ mod tests {
     #[test]
     fn concurrent_writes_to_neighbouring_bytes_of_a_word_are_all_kept() {
         const LEN: usize = 64;
-        let fd = super::super::memfd("test", LEN as u64).unwrap();
-        let maps = [SharedMap::new(fd.as_fd(), LEN).unwrap(), SharedMap::new(fd.as_fd(), LEN).unwrap()];
+        let fd = memfd("test", LEN as u64).unwrap();
+        let maps = [Mapping::new(fd.as_fd(), 0, LEN).unwrap(), Mapping::new(fd.as_fd(), 0, LEN).unwrap()];
         // Thread t owns the bytes i with i % 4 == t, written one at a time,
         // or in runs of one byte between others' bytes.
         std::thread::scope(|s| {

@@ -1,5 +1,11 @@
 //! A downcast that also accepts unsized values (`str`, `[u8]`), for the
 //! codec's plain fast paths: `dyn Any` needs a sized value to point at.
+//!
+//! `unsafe_code` is allowed in this file (it is not an OS call, so it is
+//! not in `sys`): each cast is a pointer cast between two types that the
+//! `TypeId` check has just shown to be the same.
+
+#![allow(unsafe_code)]
 
 use std::any::TypeId;
 

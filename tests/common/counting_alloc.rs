@@ -1,6 +1,12 @@
 //! A global allocator that notes each thread's largest single request,
-//! for tests that bound what a peer can make this process allocate. The
-//! library never installs it; a test binary does, through `__bench`.
+//! for tests that bound what a peer can make this process allocate. A test
+//! binary installs it with `#[global_allocator]`.
+//!
+//! `unsafe_code` is allowed in this file: implementing `GlobalAlloc` is an
+//! `unsafe impl`, and each method hands its caller's contract on to the
+//! system allocator unchanged.
+
+#![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
