@@ -2,13 +2,16 @@
 //! argument serializes as an index into a side table of fds, and the fds
 //! travel beside the bytes (`SCM_RIGHTS`, or inheritance under fork).
 //!
-//! While [`encode_with_fds`] runs, a handle's `Serialize` impl calls
-//! [`serialize_fd`], which duplicates the fd into the table and writes its
-//! index. While [`with_incoming`] runs, [`deserialize_fd`] takes the fd back
-//! by index. Outside both, a handle refuses to serialize with a message
-//! that says where handles can go.
+//! Every handle type does it the same way: it implements [`FdHandle`] (its
+//! name, for errors) and serializes each of its fds as an [`FdOut`], which,
+//! while [`encode_with_fds`] runs, duplicates the fd into the table and
+//! writes its index; it deserializes them as [`FdIn`]s, which, while
+//! [`with_incoming`] runs, take the fds back by index. Outside both, a
+//! handle refuses to serialize with a message that says where handles can
+//! go.
 
 use std::cell::RefCell;
+use std::marker::PhantomData;
 
 use serde::de::Error as _;
 use serde::ser::Error as _;
@@ -107,41 +110,86 @@ pub(crate) fn with_incoming<R>(fds: Vec<OwnedFd>, f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// Serializes a handle's fd as an index into the side table. `what` names
-/// the handle type for the error outside [`encode_with_fds`].
-pub(crate) fn serialize_fd<S: Serializer>(fd: BorrowedFd<'_>, serializer: S, what: &str) -> Result<S::Ok, S::Error> {
-    let index = OUTGOING.with(|o| -> Result<Option<u32>, S::Error> {
-        let mut table = o.borrow_mut();
-        let Some(table) = table.as_mut() else {
-            return Ok(None);
-        };
-        let dup = rustix::io::fcntl_dupfd_cloexec(fd, 0)
-            .map_err(|e| S::Error::custom(format!("could not duplicate the fd of {what}: {e}")))?;
-        table.0.push(dup);
-        table.1.push(fd.as_raw_fd());
-        Ok(Some((table.0.len() - 1) as u32))
-    })?;
-    match index {
-        Some(index) => index.serialize(serializer),
-        None => Err(S::Error::custom(format!(
-            "{what} can travel only inside the argument of Process::new or of a pool initializer, where its file \
-             descriptors go along; pass it there (or share it by inheritance), not through a pool task or a message"
-        ))),
+/// A type whose values travel with fds (a handle): it names itself in the
+/// errors of its fds' slots.
+pub(crate) trait FdHandle {
+    /// The handle as errors name it: "a Queue".
+    const WHAT: &'static str;
+}
+
+/// One of a handle's fds on its way out: serializes as its slot in the
+/// side table of the value being encoded (a duplicate of the fd goes in
+/// the slot).
+pub(crate) struct FdOut<'a, H: ?Sized> {
+    fd: BorrowedFd<'a>,
+    _handle: PhantomData<fn(&H)>,
+}
+
+impl<'a, H: FdHandle + ?Sized> FdOut<'a, H> {
+    pub(crate) fn new(fd: BorrowedFd<'a>) -> Self {
+        FdOut { fd, _handle: PhantomData }
     }
 }
 
-/// Takes a handle's fd back from the side table.
-pub(crate) fn deserialize_fd<'de, D: Deserializer<'de>>(deserializer: D, what: &str) -> Result<OwnedFd, D::Error> {
-    let index = u32::deserialize(deserializer)? as usize;
-    INCOMING.with(|i| {
-        let mut table = i.borrow_mut();
-        let table = table.as_mut().ok_or_else(|| {
-            D::Error::custom(format!("{what} arrived without its file descriptors (not as a process argument)"))
+impl<H: FdHandle + ?Sized> Serialize for FdOut<'_, H> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let what = H::WHAT;
+        let index = OUTGOING.with(|o| -> Result<Option<u32>, S::Error> {
+            let mut table = o.borrow_mut();
+            let Some(table) = table.as_mut() else {
+                return Ok(None);
+            };
+            let dup = rustix::io::fcntl_dupfd_cloexec(self.fd, 0)
+                .map_err(|e| S::Error::custom(format!("could not duplicate the fd of {what}: {e}")))?;
+            table.0.push(dup);
+            table.1.push(self.fd.as_raw_fd());
+            Ok(Some((table.0.len() - 1) as u32))
         })?;
-        table.get_mut(index).and_then(Option::take).ok_or_else(|| {
-            D::Error::custom(format!("{what} refers to file descriptor slot {index}, which is missing or was taken"))
-        })
-    })
+        match index {
+            Some(index) => index.serialize(serializer),
+            None => Err(S::Error::custom(format!(
+                "{what} can travel only inside the argument of Process::new or of a pool initializer, where its \
+                 file descriptors go along; pass it there (or share it by inheritance), not through a pool task or \
+                 a message"
+            ))),
+        }
+    }
+}
+
+/// One of a handle's fds on its way in: taken from the side table by the
+/// slot that [`FdOut`] wrote.
+pub(crate) struct FdIn<H: ?Sized> {
+    fd: OwnedFd,
+    _handle: PhantomData<fn(&H)>,
+}
+
+impl<H: ?Sized> FdIn<H> {
+    pub(crate) fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+}
+
+impl<'de, H: FdHandle + ?Sized> Deserialize<'de> for FdIn<H> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let what = H::WHAT;
+        let index = u32::deserialize(deserializer)? as usize;
+        let fd = INCOMING.with(|i| {
+            let mut table = i.borrow_mut();
+            let table = table.as_mut().ok_or_else(|| {
+                D::Error::custom(format!("{what} arrived without its file descriptors (not as a process argument)"))
+            })?;
+            table.get_mut(index).and_then(Option::take).ok_or_else(|| {
+                D::Error::custom(format!(
+                    "{what} refers to file descriptor slot {index}, which is missing or was taken"
+                ))
+            })
+        })?;
+        Ok(FdIn { fd, _handle: PhantomData })
+    }
+}
+
+impl FdHandle for Encoded {
+    const WHAT: &'static str = "an encoded argument with handles";
 }
 
 /// An [`Encoded`] nested in another value (a pool initializer's argument
@@ -149,41 +197,15 @@ pub(crate) fn deserialize_fd<'de, D: Deserializer<'de>>(deserializer: D, what: &
 /// table.
 impl Serialize for Encoded {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeTuple;
-        struct Fds<'a>(&'a [OwnedFd]);
-        impl Serialize for Fds<'_> {
-            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                use serde::ser::SerializeSeq;
-                let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
-                for fd in self.0 {
-                    seq.serialize_element(&Slot(fd.as_fd()))?;
-                }
-                seq.end()
-            }
-        }
-        struct Slot<'a>(BorrowedFd<'a>);
-        impl Serialize for Slot<'_> {
-            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serialize_fd(self.0, serializer, "an encoded argument with handles")
-            }
-        }
-        let mut t = serializer.serialize_tuple(2)?;
-        t.serialize_element(&BytesRef(&self.bytes))?;
-        t.serialize_element(&Fds(&self.fds))?;
-        t.end()
+        let fds: Vec<FdOut<'_, Self>> = self.fds.iter().map(|fd| FdOut::new(fd.as_fd())).collect();
+        (BytesRef(&self.bytes), fds).serialize(serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for Encoded {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Slot(OwnedFd);
-        impl<'de> Deserialize<'de> for Slot {
-            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                deserialize_fd(deserializer, "an encoded argument with handles").map(Slot)
-            }
-        }
-        let (bytes, fds): (Bytes, Vec<Slot>) = Deserialize::deserialize(deserializer)?;
-        Ok(Encoded { bytes: bytes.0, fds: fds.into_iter().map(|s| s.0).collect(), originals: Vec::new() })
+        let (bytes, fds): (Bytes, Vec<FdIn<Self>>) = Deserialize::deserialize(deserializer)?;
+        Ok(Encoded { bytes: bytes.0, fds: fds.into_iter().map(FdIn::into_fd).collect(), originals: Vec::new() })
     }
 }
 

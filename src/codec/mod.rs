@@ -17,7 +17,7 @@ mod frame;
 mod plain;
 mod probe;
 
-pub(crate) use fds::{Encoded, deserialize_fd, encode_with_fds, serialize_fd, with_incoming};
+pub(crate) use fds::{Encoded, FdHandle, FdIn, FdOut, encode_with_fds, with_incoming};
 pub(crate) use frame::HEADER;
 use frame::LEN_MASK;
 pub(crate) use frame::{

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::framing;
-use crate::codec;
+use crate::codec::{self, FdHandle, FdIn, FdOut};
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys::{self, AsFd, BorrowedFd, OwnedFd, PollFd, PollFlags};
 
@@ -603,32 +603,19 @@ impl AsFd for Connection {
 /// side had buffered but not received stay behind, as in Python.
 impl Serialize for Connection {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeTuple;
-        struct Fd<'a>(BorrowedFd<'a>);
-        impl Serialize for Fd<'_> {
-            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                codec::serialize_fd(self.0, serializer, "a Connection")
-            }
-        }
-        let mut t = serializer.serialize_tuple(3)?;
-        t.serialize_element(&Fd(self.fd.as_fd()))?;
-        t.serialize_element(&self.readable)?;
-        t.serialize_element(&self.writable)?;
-        t.end()
+        (FdOut::<Self>::new(self.fd.as_fd()), self.readable, self.writable).serialize(serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for Connection {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Fd(OwnedFd);
-        impl<'de> Deserialize<'de> for Fd {
-            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                codec::deserialize_fd(deserializer, "a Connection").map(Fd)
-            }
-        }
-        let (fd, readable, writable): (Fd, bool, bool) = Deserialize::deserialize(deserializer)?;
-        Ok(Connection::new(fd.0, readable, writable))
+        let (fd, readable, writable): (FdIn<Self>, bool, bool) = Deserialize::deserialize(deserializer)?;
+        Ok(Connection::new(fd.into_fd(), readable, writable))
     }
+}
+
+impl FdHandle for Connection {
+    const WHAT: &'static str = "a Connection";
 }
 
 #[cfg(test)]

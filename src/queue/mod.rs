@@ -23,11 +23,11 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::codec;
+use crate::codec::{self, FdHandle, FdIn, FdOut};
 use crate::connection::wait::sealed::Watch;
 use crate::error::{Error, ErrorKind, Result};
 use crate::synchronize::deadline_after;
-use crate::sys::{AsFd, BorrowedFd, OwnedFd};
+use crate::sys::{AsFd, BorrowedFd};
 use ring::Ring;
 
 thread_local! {
@@ -424,32 +424,21 @@ watch_inner!(SimpleQueue, JoinableQueue);
 /// and the `wait` signal).
 impl<T> Serialize for Queue<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeTuple;
-        struct Fd<'a>(BorrowedFd<'a>);
-        impl Serialize for Fd<'_> {
-            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                codec::serialize_fd(self.0, serializer, "a Queue")
-            }
-        }
-        let mut t = serializer.serialize_tuple(2)?;
-        t.serialize_element(&Fd(self.ring.memfd().as_fd()))?;
-        t.serialize_element(&Fd(self.ring.event().as_fd()))?;
-        t.end()
+        (FdOut::<Self>::new(self.ring.memfd().as_fd()), FdOut::<Self>::new(self.ring.event().as_fd()))
+            .serialize(serializer)
     }
 }
 
 impl<'de, T> Deserialize<'de> for Queue<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Fd(OwnedFd);
-        impl<'de> Deserialize<'de> for Fd {
-            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                codec::deserialize_fd(deserializer, "a Queue").map(Fd)
-            }
-        }
-        let (memfd, event): (Fd, Fd) = Deserialize::deserialize(deserializer)?;
-        let ring = Ring::attach(memfd.0, event.0).map_err(serde::de::Error::custom)?;
+        let (memfd, event): (FdIn<Self>, FdIn<Self>) = Deserialize::deserialize(deserializer)?;
+        let ring = Ring::attach(memfd.into_fd(), event.into_fd()).map_err(serde::de::Error::custom)?;
         Ok(Queue { ring: Arc::new(ring), _item: PhantomData })
     }
+}
+
+impl<T> FdHandle for Queue<T> {
+    const WHAT: &'static str = "a Queue";
 }
 
 /// Python's `SimpleQueue`: an unbounded [`Queue`] with only `put`, `get`,

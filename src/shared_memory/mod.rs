@@ -14,7 +14,7 @@ use std::sync::atomic::AtomicU64;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::codec;
+use crate::codec::{FdHandle, FdIn, FdOut};
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys::{self, AsFd, BorrowedFd, FileId, Mapping, OwnedFd};
 use checks::{check_room, check_size, create_error, open_error, unlink_error, valid_name};
@@ -677,27 +677,19 @@ fn map(fd: BorrowedFd<'_>, size: usize, name: &str) -> Result<Mapping> {
 /// and holds an opener's handle: never tracked.
 impl Serialize for SharedMemory {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        struct Fd<'a>(BorrowedFd<'a>);
-        impl Serialize for Fd<'_> {
-            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                codec::serialize_fd(self.0, serializer, "a SharedMemory")
-            }
-        }
-        (Fd(self.fd.as_fd()), &self.name, self.size() as u64).serialize(serializer)
+        (FdOut::<Self>::new(self.fd.as_fd()), &self.name, self.size() as u64).serialize(serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for SharedMemory {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Fd(OwnedFd);
-        impl<'de> Deserialize<'de> for Fd {
-            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                codec::deserialize_fd(deserializer, "a SharedMemory").map(Fd)
-            }
-        }
-        let (fd, name, size): (Fd, Option<String>, u64) = Deserialize::deserialize(deserializer)?;
-        SharedMemory::attach(fd.0, name, size).map_err(D::Error::custom)
+        let (fd, name, size): (FdIn<Self>, Option<String>, u64) = Deserialize::deserialize(deserializer)?;
+        SharedMemory::attach(fd.into_fd(), name, size).map_err(D::Error::custom)
     }
+}
+
+impl FdHandle for SharedMemory {
+    const WHAT: &'static str = "a SharedMemory";
 }
 
 #[cfg(test)]
@@ -719,12 +711,12 @@ mod tests {
     #[test]
     fn a_handle_refuses_to_travel_outside_a_process_argument() {
         let shm = SharedMemory::anonymous(8).unwrap();
-        let err = codec::encode(&shm, "a message").unwrap_err();
+        let err = crate::codec::encode(&shm, "a message").unwrap_err();
         assert!(err.to_string().contains("only inside the argument"), "{err}");
-        let encoded = codec::encode_with_fds(&shm, "an argument").unwrap();
+        let encoded = crate::codec::encode_with_fds(&shm, "an argument").unwrap();
         assert_eq!(encoded.fds.len(), 1);
         let back: SharedMemory =
-            codec::with_incoming(encoded.fds, || codec::decode(&encoded.bytes, "an argument")).unwrap();
+            crate::codec::with_incoming(encoded.fds, || crate::codec::decode(&encoded.bytes, "an argument")).unwrap();
         assert_eq!((back.size(), back.name()), (8, None));
     }
 }

@@ -5,11 +5,9 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use serde::{Deserializer, Serializer};
-
-use crate::codec;
+use crate::codec::{FdHandle, FdIn, FdOut};
 use crate::error::{Error, ErrorKind, Result};
-use crate::sys::{self, AsFd, BorrowedFd, Mapping, OwnedFd};
+use crate::sys::{self, AsFd, Mapping, OwnedFd};
 
 /// Which object a block holds; checked when a block arrives in a child.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,8 +102,18 @@ impl Block {
         self.id
     }
 
-    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+    /// The block as one of the fds of handle `H`, on its way out.
+    pub(crate) fn fd_out<H: FdHandle + ?Sized>(&self) -> FdOut<'_, H> {
+        FdOut::new(self.fd.as_fd())
+    }
+
+    /// Maps the block of handle `H` that arrived as `fd`, checking that it
+    /// holds a `kind`.
+    pub(crate) fn from_fd_in<H: ?Sized, E: serde::de::Error>(
+        fd: FdIn<H>,
+        kind: Kind,
+    ) -> std::result::Result<Arc<Block>, E> {
+        Block::attach(fd.into_fd(), kind).map_err(E::custom)
     }
 }
 
@@ -116,38 +124,24 @@ fn not_a(kind: Kind) -> Error {
     )
 }
 
-/// Writes a block as its fd (for the serde impls of the objects).
-pub(crate) fn serialize<S: Serializer>(
-    block: &Block,
-    serializer: S,
-    what: &str,
-) -> std::result::Result<S::Ok, S::Error> {
-    codec::serialize_fd(block.fd(), serializer, what)
-}
-
-/// Reads a block written by [`serialize`], checking that it holds a `kind`.
-pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
-    deserializer: D,
-    kind: Kind,
-    what: &str,
-) -> std::result::Result<Arc<Block>, D::Error> {
-    let fd = codec::deserialize_fd(deserializer, what)?;
-    Block::attach(fd, kind).map_err(serde::de::Error::custom)
-}
-
-/// Implements `Serialize`/`Deserialize` for a type built from one block by
-/// `$from` and holding it at `self.$($field).+`.
+/// Implements `FdHandle`, `Serialize` and `Deserialize` for a type built
+/// from one block by `$from` and holding it at `$get`: it travels as that
+/// block's fd.
 macro_rules! block_serde {
     ($ty:ident $(<$g:ident $(: $b:path)?>)?, $kind:expr, $what:literal, |$b2:ident| $from:expr, |$s:ident| $get:expr) => {
+        impl$(<$g $(: $b)?>)? $crate::codec::FdHandle for $ty$(<$g>)? {
+            const WHAT: &'static str = $what;
+        }
         impl$(<$g $(: $b)?>)? serde::Serialize for $ty$(<$g>)? {
             fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
                 let $s = self;
-                $crate::synchronize::block::serialize($get, serializer, $what)
+                serde::Serialize::serialize(&$crate::synchronize::block::Block::fd_out::<Self>($get), serializer)
             }
         }
         impl<'de $(, $g $(: $b)?)?> serde::Deserialize<'de> for $ty$(<$g>)? {
             fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-                let $b2 = $crate::synchronize::block::deserialize(deserializer, $kind, $what)?;
+                let fd = <$crate::codec::FdIn<Self> as serde::Deserialize>::deserialize(deserializer)?;
+                let $b2 = $crate::synchronize::block::Block::from_fd_in(fd, $kind)?;
                 $from
             }
         }

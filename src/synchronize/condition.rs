@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use super::block::{Block, Kind, START};
 use super::lock::{Lock, LockGuard, RLock, RLockGuard};
 use super::nap;
+use crate::codec::{FdHandle, FdIn};
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys;
 
@@ -450,31 +451,19 @@ impl ConditionGuard<'_> {
 
 impl serde::Serialize for Condition {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::SerializeTuple;
-        struct B<'a>(&'a Block);
-        impl serde::Serialize for B<'_> {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-                super::block::serialize(self.0, s, "a Condition")
-            }
-        }
-        let mut t = serializer.serialize_tuple(2)?;
-        t.serialize_element(&B(&self.block))?;
-        t.serialize_element(&self.over)?;
-        t.end()
+        (self.block.fd_out::<Self>(), &self.over).serialize(serializer)
     }
 }
 
 impl<'de> serde::Deserialize<'de> for Condition {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        struct B(Arc<Block>);
-        impl<'de> serde::Deserialize<'de> for B {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-                super::block::deserialize(d, Kind::Condition, "a Condition").map(B)
-            }
-        }
-        let (b, over): (B, Over) = serde::Deserialize::deserialize(deserializer)?;
-        Ok(Condition { block: b.0, over })
+        let (fd, over): (FdIn<Self>, Over) = serde::Deserialize::deserialize(deserializer)?;
+        Ok(Condition { block: Block::from_fd_in(fd, Kind::Condition)?, over })
     }
+}
+
+impl FdHandle for Condition {
+    const WHAT: &'static str = "a Condition";
 }
 
 const _: () = assert!(OFF_SLOTS + MAX_WAITERS * SLOT <= BLOCK && SLOT_MUTEX + sys::MUTEX_BYTES <= SLOT);
