@@ -5,12 +5,12 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Mutex;
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::process::Process;
 use crate::sys;
+use crate::target::{Message, Target};
 
 /// How a child process comes to life.
 ///
@@ -241,12 +241,7 @@ impl Context {
     /// assert_eq!(ctx.process(square, -4).start()?.join()?, 16);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn process<F, A, R>(&self, target: F, arg: A) -> Process<A, R>
-    where
-        F: Fn(A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-    {
+    pub fn process<F: Target<A, R>, A: Message, R: Message>(&self, target: F, arg: A) -> Process<A, R> {
         Process::new(target, arg).start_method(self.method)
     }
 }

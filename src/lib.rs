@@ -57,6 +57,7 @@ mod runtime;
 mod shared_memory;
 mod synchronize;
 mod sys;
+mod target;
 
 pub use bytemuck::Pod;
 pub use codec::{DEFAULT_MAX_FRAME_SIZE, max_frame_size, set_max_frame_size};
@@ -77,6 +78,7 @@ pub use synchronize::{
     Array, AtomicInt, AtomicValue, Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, Lock, LockGuard,
     MAX_WAITERS, RLock, RLockGuard, Semaphore, Value,
 };
+pub use target::{Message, Target};
 
 /// The README's Rust examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -4,15 +4,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
+use super::Pool;
 use super::dispatch::{Config, Shared};
-use super::handle::Pool;
 use crate::codec;
 use crate::context::{Context, StartMethod, cpu_count, get_start_method};
 use crate::error::{Error, ErrorKind, Result};
 use crate::runtime::{Task, TaskId};
+use crate::target::{Message, Target};
 
 /// Builds a [`Pool`] (Python's `Pool(processes, initializer, initargs,
 /// maxtasksperchild, context)`, plus a default per-task timeout and a cap
@@ -103,11 +101,7 @@ impl PoolBuilder {
     /// assert!(err.to_string().contains("no config file"));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn initializer<F, A>(mut self, f: F, arg: A) -> Self
-    where
-        F: Fn(A) + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned + 'static,
-    {
+    pub fn initializer<F: Target<A, ()>, A: Message>(mut self, f: F, arg: A) -> Self {
         self.initializer = Some(
             codec::encode_with_fds(&arg, "the initializer's argument")
                 .map(|arg| (Task::of::<F, A, ()>(f).id(), Arc::new(arg))),

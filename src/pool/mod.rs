@@ -3,14 +3,18 @@
 //! [`IMap`], [`IMapUnordered`]) and the executor helpers ([`wait`],
 //! [`as_completed`]).
 //!
-//! How it works: `dispatch.rs` (one thread per pool owns the workers'
-//! sockets and pidfds), `worker.rs` (the loop in each worker process),
-//! `wire.rs` (their frames), `job.rs` (result slots), and the handles.
+//! This file holds `Pool` and its lifecycle; `calls.rs` holds every call
+//! (`map`, `imap`, `apply_async`, ...) once, for `Pool` and for its per-call
+//! options ([`Calls`]). Underneath: `dispatch.rs` (one thread per pool owns
+//! the workers' sockets and pidfds, windows, deadlines, replacements),
+//! `worker.rs` (the loop in each worker process), `wire.rs` (their
+//! frames), `job.rs` (result slots), then the user-facing handles
+//! (`result.rs`, `iter.rs`, `executor.rs`) and `progress.rs`.
 
 mod builder;
+mod calls;
 mod dispatch;
 mod executor;
-mod handle;
 mod iter;
 mod job;
 mod progress;
@@ -19,9 +23,246 @@ mod star;
 mod wire;
 mod worker;
 
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
 pub use builder::PoolBuilder;
+pub use calls::Calls;
+use dispatch::Shared;
 pub use executor::{AsCompleted, Done, ReturnWhen, as_completed, wait};
-pub use handle::{Calls, Pool};
 pub use iter::{IMap, IMapUnordered};
 pub use result::AsyncResult;
 pub use star::StarFn;
+
+use crate::error::Result;
+
+/// A group of worker processes that applies functions to many inputs in
+/// parallel: Python's `multiprocessing.Pool` and `ProcessPoolExecutor` in
+/// one.
+///
+/// Workers are real processes (started with the pool's start method). A
+/// task that panics fails alone and its worker goes on; a worker that dies
+/// (a crash, an abort, the OOM killer, `exit()`, a kill) fails exactly the
+/// tasks it held, with [`ErrorKind::WorkerLost`](crate::ErrorKind::WorkerLost), and is replaced; a task
+/// that runs past its timeout kills only its own worker. Dropping the pool
+/// terminates it, as Python's `with Pool() as p:` does.
+///
+/// Per-call options go through [`chunksize`](Pool::chunksize) and
+/// [`timeout`](Pool::timeout): `pool.chunksize(100).map(f, items)` is
+/// Python's `pool.map(f, items, chunksize=100)`.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::Pool;
+///
+/// fn square(n: u64) -> u64 { n * n }
+///
+/// let pool = Pool::new(4)?;
+/// assert_eq!(pool.map(square, [1, 2, 3, 4])?, vec![1, 4, 9, 16]);
+/// let lazy: Vec<u64> = pool.imap(square, 0..5)?.collect::<Result<_, _>>()?;
+/// assert_eq!(lazy, [0, 1, 4, 9, 16]);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct Pool {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("processes", &self.shared.config.processes)
+            .field("start_method", &self.shared.config.method)
+            .field("running", &self.shared.is_running())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pool {
+    /// A pool of `processes` workers, started with the default start
+    /// method. See [`Pool::builder`] for the other settings.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) for 0 processes; the errors of starting
+    /// a process.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{ErrorKind, Pool};
+    /// assert_eq!(Pool::new(0).unwrap_err().kind(), ErrorKind::InvalidInput);
+    /// let pool = Pool::new(2)?;
+    /// assert_eq!(pool.processes(), 2);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn new(processes: usize) -> Result<Pool> {
+        Pool::builder().processes(processes).build()
+    }
+
+    /// A builder for a pool with an initializer, `maxtasksperchild`, a
+    /// start method, a task timeout or an in-flight cap.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{Pool, StartMethod};
+    /// let pool = Pool::builder().processes(2).start_method(StartMethod::Spawn).build()?;
+    /// assert_eq!(pool.processes(), 2);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::new()
+    }
+
+    /// The number of workers.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(multiproc::Pool::new(3)?.processes(), 3);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn processes(&self) -> usize {
+        self.shared.config.processes
+    }
+
+    /// Options for the next call: its chunk size (Python's `chunksize=`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Pool;
+    /// fn double(x: u32) -> u32 { 2 * x }
+    /// let pool = Pool::new(2)?;
+    /// assert_eq!(pool.chunksize(3).map(double, 0..7)?, [0, 2, 4, 6, 8, 10, 12]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn chunksize(&self, chunksize: usize) -> Calls<'_> {
+        self.calls().chunksize(chunksize)
+    }
+
+    /// Options for the next call: a per-task timeout. A task still running
+    /// after it has its worker killed and replaced, and fails with
+    /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout); nothing else is affected. (Tasks with a
+    /// timeout run one at a time per worker, so that their timeout counts
+    /// from their start.)
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{ErrorKind, Pool};
+    /// use std::time::Duration;
+    /// fn nap(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+    /// let pool = Pool::new(2)?;
+    /// let err = pool.timeout(Duration::from_millis(100)).apply(nap, 60_000).unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Timeout);
+    /// assert_eq!(pool.apply(nap, 1)?, 1);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn timeout(&self, timeout: Duration) -> Calls<'_> {
+        self.calls().timeout(timeout)
+    }
+
+    /// Stops taking tasks; the workers leave once the queued ones are done
+    /// (Python's `close`). Call [`join`](Pool::join) to wait for that.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{ErrorKind, Pool};
+    /// fn one(_: ()) -> u8 { 1 }
+    /// let pool = Pool::new(1)?;
+    /// let pending = pool.apply_async(one, ())?;
+    /// pool.close();
+    /// assert_eq!(pool.apply(one, ()).unwrap_err().kind(), ErrorKind::InvalidState);
+    /// pool.join()?;
+    /// assert_eq!(pending.get()?, 1);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn close(&self) {
+        self.shared.close();
+    }
+
+    /// Stops now: queued and running tasks fail with
+    /// [`ErrorKind::BrokenPool`](crate::ErrorKind::BrokenPool) and the workers are killed (Python's
+    /// `terminate`). [`Drop`] does this too.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{ErrorKind, Pool};
+    /// use std::time::Duration;
+    /// fn nap(ms: u64) { std::thread::sleep(Duration::from_millis(ms)) }
+    /// let pool = Pool::new(1)?;
+    /// let slow = pool.apply_async(nap, 60_000)?;
+    /// pool.terminate();
+    /// assert_eq!(slow.get().unwrap_err().kind(), ErrorKind::BrokenPool);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn terminate(&self) {
+        self.shared.terminate();
+    }
+
+    /// Waits for the workers to leave, after [`close`](Pool::close) or
+    /// [`terminate`](Pool::terminate).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidState`](crate::ErrorKind::InvalidState) if the pool is still running, as Python
+    /// raises `ValueError`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Pool;
+    /// let pool = Pool::new(1)?;
+    /// assert!(pool.join().is_err());
+    /// pool.close();
+    /// pool.join()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn join(&self) -> Result<()> {
+        self.shared.join()
+    }
+
+    /// Shuts the pool down the executor way (Python's
+    /// `Executor.shutdown`): no new tasks; with `cancel_futures`, queued
+    /// tasks are cancelled; with `wait`, returns once the workers are gone.
+    ///
+    /// # Errors
+    ///
+    /// None today; reserved for a failed wait.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Pool;
+    /// fn one(_: ()) -> u8 { 1 }
+    /// let pool = Pool::new(2)?;
+    /// let r = pool.submit(one, ())?;
+    /// pool.shutdown(true, false)?;
+    /// assert_eq!(r.get()?, 1);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn shutdown(&self, wait: bool, cancel_futures: bool) -> Result<()> {
+        if cancel_futures {
+            self.shared.cancel_queued();
+        }
+        self.shared.close();
+        if wait {
+            self.shared.join()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        if self.shared.check_owner().is_ok() {
+            self.shared.terminate();
+            let _ = self.shared.join();
+        }
+    }
+}

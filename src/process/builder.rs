@@ -6,14 +6,12 @@ use std::marker::PhantomData;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
 use crate::codec;
 use crate::context::{StartMethod, get_start_method};
 use crate::error::{Error, ErrorKind, Result};
 use crate::process::handle::Child;
 use crate::runtime::{self, ChildRecord, Launch, Task};
+use crate::target::{Message, Target};
 
 /// A process to start: Python's `multiprocessing.Process(target, args)`.
 ///
@@ -77,11 +75,7 @@ impl<A, R> fmt::Debug for Process<A, R> {
     }
 }
 
-impl<A, R> Process<A, R>
-where
-    A: Serialize + DeserializeOwned + Send + 'static,
-    R: Serialize + DeserializeOwned + Send + 'static,
-{
+impl<A: Message, R: Message> Process<A, R> {
     /// A process that will run `target(arg)`.
     ///
     /// # Examples
@@ -93,10 +87,7 @@ where
     /// assert_eq!(child.join()?, 42);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn new<F>(target: F, arg: A) -> Self
-    where
-        F: Fn(A) -> R + Copy + Send + 'static,
-    {
+    pub fn new<F: Target<A, R>>(target: F, arg: A) -> Self {
         Process {
             task: Task::of(target),
             arg,
