@@ -46,10 +46,13 @@ pub enum ErrorKind {
     /// The child was killed by a signal; [`Error::exitcode`] is minus the signal.
     Signaled,
     /// A timeout elapsed before the operation could finish.
+    #[doc(alias("TimeoutError"))]
     Timeout,
     /// A value could not be serialized.
+    #[doc(alias("PicklingError"))]
     Serialize,
     /// Bytes could not be deserialized into the expected type.
+    #[doc(alias("UnpicklingError"))]
     Deserialize,
     /// A frame declared a length above the frame-size limit.
     FrameTooLarge,
@@ -67,26 +70,34 @@ pub enum ErrorKind {
     Io,
     /// A pool worker died (killed, crashed, exited) while it held the task;
     /// [`Error::pid`] and [`Error::exitcode`] say which and how.
+    #[doc(alias("BrokenProcessPool"))]
     WorkerLost,
     /// The task was cancelled before it started.
+    #[doc(alias("CancelledError"))]
     Cancelled,
     /// The pool cannot run tasks any more: its initializer failed, or it
     /// was terminated.
+    #[doc(alias("BrokenProcessPool"))]
     BrokenPool,
     /// The other end closed the connection (Python's `EOFError`).
+    #[doc(alias("EOFError"))]
     Eof,
     /// The peer did not prove that it knows the authkey, or refused ours
     /// (Python's `AuthenticationError`).
+    #[doc(alias("AuthenticationError"))]
     Authentication,
     /// The queue had nothing to take (Python's `queue.Empty`).
+    #[doc(alias("queue.Empty"))]
     Empty,
     /// The queue had no room (Python's `queue.Full`).
+    #[doc(alias("queue.Full"))]
     Full,
     /// A message did not fit the buffer given to `recv_bytes_into`; the
     /// whole message is in [`Error::data`] (Python's `BufferTooShort`).
     BufferTooShort,
     /// A barrier was aborted, reset, or timed out while this caller waited
     /// (Python's `BrokenBarrierError`).
+    #[doc(alias("BrokenBarrierError"))]
     BrokenBarrier,
 }
 
@@ -242,6 +253,7 @@ impl fmt::Display for PanicInfo {
 /// println!("{err}");
 /// # Ok::<(), multiproc::Error>(())
 /// ```
+#[doc(alias("ProcessError"))]
 pub struct Error {
     inner: Box<Inner>,
 }

@@ -42,9 +42,54 @@
 //! # Targets
 //!
 //! A target is a fn item, or a closure that captures nothing, taking one
-//! argument and returning one value, both `Serialize + DeserializeOwned`.
-//! Use a tuple for several arguments. A capturing closure is refused at
-//! compile time (see [`Process`]).
+//! argument and returning one value, both `Serialize + DeserializeOwned +
+//! Send` ([`Target`], [`Message`]). Use a tuple for several arguments. A
+//! capturing closure is refused at compile time (see [`Process`]).
+//!
+//! # Where to find what
+//!
+//! | Python's `multiprocessing` | here |
+//! |---|---|
+//! | `Process(target, args)`, `start`, `join`, `exitcode` | [`Process`] builds one, [`Child`] is the started process |
+//! | `current_process`, `parent_process`, `active_children`, `cpu_count` | [`current_process`], [`parent_process`], [`active_children`], [`cpu_count`] |
+//! | `set_start_method`, `get_context` | [`StartMethod`], [`set_start_method`], [`get_context`], [`Context`] |
+//! | `Pool`, `ProcessPoolExecutor` | [`Pool`] (with [`PoolBuilder`], [`Calls`]); results: [`AsyncResult`], [`IMap`], [`IMapUnordered`]; [`wait`], [`as_completed`] |
+//! | `Pipe`, `connection.Listener`, `Client`, `wait` | [`Pipe`], and the [`connection`] module |
+//! | `Queue`, `SimpleQueue`, `JoinableQueue` | [`Queue`], [`SimpleQueue`], [`JoinableQueue`] |
+//! | `Lock`, `RLock`, `Semaphore`, `Condition`, `Event`, `Barrier` | [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Condition`], [`Event`], [`Barrier`] |
+//! | `Value`, `Array` (and the `Raw` kinds) | [`Value`], [`Array`], [`AtomicValue`] |
+//! | `shared_memory.SharedMemory` | [`SharedMemory`] |
+//! | what may be pickled | [`Message`]; a target is a [`Target`] |
+//! | exceptions | one [`Error`] with an [`ErrorKind`] |
+//! | — | [`set_max_frame_size`]: the cap on any one message |
+//!
+//! # How the crate is laid out
+//!
+//! Each feature is a facade folder under `src/`: `process/`, `pool/`,
+//! `connection/`, `queue/`, `synchronize/`, `shared_memory/`, plus
+//! `context.rs`, `error.rs` and `target.rs`. Underneath them:
+//! `runtime/` is how a child comes to exist and runs (the bootstrap that
+//! serves before `main`, the start methods, the fork server, task identity,
+//! the parent's records of its children); `codec/` turns values into
+//! frames, with handles' fds beside the bytes; and `sys/` holds every
+//! operating-system call, grouped by area. The README's "Architecture"
+//! section draws the layers.
+//!
+//! # Unsafe code
+//!
+//! `unsafe_code` is denied for the whole package (`Cargo.toml`), and
+//! allowed only in these places, each with a `// SAFETY:` line on every
+//! block (a test, `tests/layout.rs`, checks that this list is complete):
+//!
+//! <!-- unsafe-allowed:start -->
+//! - `src/sys/` — every operating-system call;
+//! - `src/runtime/trampoline.rs` — a task id turned back into a function;
+//! - `src/runtime/bootstrap.rs` — the constructor that runs before `main`;
+//! - `src/codec/cast.rs` — `TypeId`-checked casts for the plain fast paths;
+//! - `src/shared_memory/buf.rs` — `SharedMemory::buf` and `buf_mut`;
+//! - `tests/common/counting_alloc.rs` — a counting global allocator;
+//! - `benches/mp/raw.rs` — the bare `fork` + `waitpid` floor.
+//! <!-- unsafe-allowed:end -->
 
 mod codec;
 pub mod connection;

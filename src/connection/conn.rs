@@ -58,6 +58,7 @@ const TRUSTED_RESERVE: usize = 16 << 20;
 /// child.join()??;
 /// # Ok::<(), multiproc::Error>(())
 /// ```
+#[doc(alias("fileno"))]
 pub struct Connection {
     fd: OwnedFd,
     readable: bool,

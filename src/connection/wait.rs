@@ -57,6 +57,10 @@ impl<T: sealed::Watch + ?Sized> Waitable for T {}
 /// Ready means that the next receive, get or join will not block, unless
 /// another thread or process takes the message first.
 ///
+/// This is `multiprocessing.connection.wait`, for connections, queues,
+/// listeners and processes; for pool results, Python's
+/// `concurrent.futures.wait` is [`multiproc::wait`](crate::wait).
+///
 /// # Errors
 ///
 /// [`ErrorKind::Io`](crate::ErrorKind::Io) if polling fails.

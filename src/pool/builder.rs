@@ -36,6 +36,7 @@ use crate::target::{Message, Target};
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 #[must_use = "a PoolBuilder does nothing until build() is called"]
+#[doc(alias("initializer", "initargs", "maxtasksperchild", "max_workers"))]
 pub struct PoolBuilder {
     processes: Option<usize>,
     method: Option<StartMethod>,

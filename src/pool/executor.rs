@@ -22,6 +22,7 @@ use crate::error::{Error, ErrorKind, Result};
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[doc(alias("FIRST_COMPLETED", "FIRST_EXCEPTION", "ALL_COMPLETED", "return_when"))]
 pub enum ReturnWhen {
     /// As soon as any result is ready.
     FirstCompleted,
@@ -98,6 +99,10 @@ fn failed<T>(r: &AsyncResult<T>) -> bool {
 /// Waits until the condition `return_when` holds for `results`, or until
 /// `timeout` (Python's `concurrent.futures.wait`). A zero timeout never
 /// blocks.
+///
+/// This is for pool results ([`AsyncResult`]); to wait on connections,
+/// queues, listeners or processes, as `multiprocessing.connection.wait`
+/// does, use [`connection::wait`](crate::connection::wait).
 ///
 /// # Examples
 ///

@@ -65,6 +65,7 @@ use crate::error::Result;
 /// assert_eq!(lazy, [0, 1, 4, 9, 16]);
 /// # Ok::<(), multiproc::Error>(())
 /// ```
+#[doc(alias("ProcessPoolExecutor", "Executor"))]
 pub struct Pool {
     pub(crate) shared: Arc<Shared>,
 }

@@ -42,6 +42,7 @@ type Assemble<T> = fn(&Job, u32) -> Result<T>;
 /// assert!(result.ready());
 /// # Ok::<(), multiproc::Error>(())
 /// ```
+#[doc(alias("Future", "ApplyResult", "MapResult"))]
 pub struct AsyncResult<T> {
     shared: Arc<Shared>,
     job: Arc<Job>,
@@ -100,6 +101,7 @@ impl<T> AsyncResult<T> {
     /// assert_eq!(pool.apply_async(add, (2, 3))?.get()?, 5);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[doc(alias("result"))]
     pub fn get(&self) -> Result<T> {
         self.job.wait_all(None)?;
         self.take()
@@ -125,6 +127,7 @@ impl<T> AsyncResult<T> {
     /// pool.terminate();
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[doc(alias("get", "result"))]
     pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
         self.job.wait_all(Instant::now().checked_add(timeout))?;
         self.take()
@@ -159,6 +162,7 @@ impl<T> AsyncResult<T> {
     /// assert!(pool.apply_async(one, ())?.wait_timeout(Duration::from_secs(30)));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[doc(alias("wait"))]
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.job.wait_all(Instant::now().checked_add(timeout)).is_ok()
     }
@@ -176,6 +180,7 @@ impl<T> AsyncResult<T> {
     /// assert!(r.ready());
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[doc(alias("done"))]
     pub fn ready(&self) -> bool {
         self.job.all_finished()
     }
@@ -198,6 +203,7 @@ impl<T> AsyncResult<T> {
     /// assert!(!r.successful()?);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[doc(alias("exception"))]
     pub fn successful(&self) -> Result<bool> {
         self.job.all_ok().ok_or_else(|| {
             Error::new(

@@ -53,6 +53,7 @@ use crate::target::{Message, Target};
 /// let p = Process::new(f, 1).start();
 /// ```
 #[must_use = "a Process does nothing until start() is called"]
+#[doc(alias("target", "args"))]
 pub struct Process<A, R> {
     task: Task,
     arg: A,
@@ -150,6 +151,7 @@ impl<A: Message, R: Message> Process<A, R> {
     /// assert_eq!(child.join()?, pid);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[doc(alias("get_context", "set_start_method"))]
     pub fn start_method(mut self, method: StartMethod) -> Self {
         self.method = Some(method);
         self

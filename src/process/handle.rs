@@ -41,6 +41,7 @@ use crate::sys::{self, AsFd, BorrowedFd, ExitStatus};
 /// assert!(!child.is_alive());
 /// # Ok::<(), multiproc::Error>(())
 /// ```
+#[doc(alias("Process", "sentinel"))]
 pub struct Child<R> {
     record: Arc<ChildRecord>,
     _result: PhantomData<fn() -> R>,
@@ -124,6 +125,7 @@ impl<R> Child<R> {
     /// assert_eq!(child.join()?, child.pid());
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[doc(alias("ident"))]
     pub fn pid(&self) -> u32 {
         self.record.pid as u32
     }
@@ -179,6 +181,7 @@ impl<R> Child<R> {
     /// assert_eq!(child.exitcode(), Some(-15));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[doc(alias("SIGTERM"))]
     pub fn terminate(&self) -> Result<()> {
         self.record.signal(sys::SIGTERM)
     }
@@ -200,6 +203,7 @@ impl<R> Child<R> {
     /// assert_eq!(child.exitcode(), Some(-9));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[doc(alias("SIGKILL"))]
     pub fn kill(&self) -> Result<()> {
         self.record.signal(sys::SIGKILL)
     }
@@ -257,6 +261,7 @@ impl<R: DeserializeOwned> Child<R> {
     /// child.kill()?;
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[doc(alias("join"))]
     pub fn join_timeout(&self, timeout: Duration) -> Result<R> {
         let deadline = Instant::now().checked_add(timeout);
         match self.record.wait(deadline)? {

@@ -167,6 +167,7 @@ impl ParentProcess {
     /// assert!(Process::new(wait_parent, ()).start()?.join()?);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[doc(alias("join"))]
     pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
         if self.wait_gone(Some(timeout)) {
             return Ok(());

@@ -131,6 +131,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     /// assert_eq!(q.try_put(&2).unwrap_err().kind(), ErrorKind::Full);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[doc(alias("maxsize"))]
     pub fn with_maxsize(maxsize: usize) -> Result<Self> {
         Ok(Queue { ring: Arc::new(Ring::new(maxsize as u64)?), _item: PhantomData })
     }
@@ -194,6 +195,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     /// assert!(q.put_timeout(&2u8, Duration::from_millis(10)).unwrap_err().is_timeout());
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[doc(alias("put"))]
     pub fn put_timeout(&self, item: &T, timeout: Duration) -> Result<()> {
         if self.put_until(item, Some(deadline_after(timeout)))? {
             return Ok(());
@@ -216,6 +218,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     /// assert_eq!(q.try_get()?, 5);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[doc(alias("put_nowait"))]
     pub fn try_put(&self, item: &T) -> Result<()> {
         if self.put_until(item, Some(Instant::now()))? {
             return Ok(());
@@ -280,6 +283,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     /// assert!(q.get_timeout(Duration::from_millis(10)).unwrap_err().is_timeout());
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[doc(alias("get"))]
     pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
         self.get_until(Some(deadline_after(timeout)))?
             .ok_or_else(|| Error::new(ErrorKind::Timeout, format!("the queue stayed empty for {timeout:?}")))
@@ -301,6 +305,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     /// assert_eq!(q.try_get().unwrap_err().kind(), ErrorKind::Empty);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[doc(alias("get_nowait"))]
     pub fn try_get(&self) -> Result<T> {
         self.get_until(Some(Instant::now()))?
             .ok_or_else(|| Error::new(ErrorKind::Empty, "the queue is empty; use get() to wait for an item"))
@@ -643,6 +648,7 @@ impl<T: Serialize + DeserializeOwned + 'static> JoinableQueue<T> {
     /// assert_eq!(q.maxsize(), 2);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[doc(alias("maxsize"))]
     pub fn with_maxsize(maxsize: usize) -> Result<Self> {
         Ok(JoinableQueue { inner: Queue::with_maxsize(maxsize)? })
     }
@@ -705,6 +711,7 @@ impl<T: Serialize + DeserializeOwned + 'static> JoinableQueue<T> {
     /// assert!(q.join_timeout(Duration::from_millis(10)).unwrap_err().is_timeout());
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[doc(alias("join"))]
     pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
         if self.inner.ring.join(Some(deadline_after(timeout)))? {
             return Ok(());

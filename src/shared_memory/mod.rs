@@ -214,6 +214,7 @@ impl SharedMemory {
     /// shm.unlink()?; // the only way it ever goes
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[doc(alias("track"))]
     pub fn create_untracked(name: Option<&str>, size: usize) -> Result<SharedMemory> {
         create(name, size, false)
     }
@@ -301,6 +302,7 @@ impl SharedMemory {
     /// assert_eq!(got, [2, 4, 6, 8]);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[doc(alias("memfd_create"))]
     pub fn anonymous(size: usize) -> Result<SharedMemory> {
         check_size(size)?;
         let fd = sys::memfd("multiproc-shared-memory", size as u64)
@@ -370,6 +372,7 @@ impl SharedMemory {
     /// assert!(shm.read_at(12, &mut out).is_err(), "12 + 5 > 16");
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[doc(alias("buf"))]
     pub fn read_at(&self, offset: usize, out: &mut [u8]) -> Result<()> {
         self.map.read_at(offset, out).map_err(|_| self.range_error("read", offset, out.len()))
     }
@@ -421,6 +424,7 @@ impl SharedMemory {
     /// assert!(shm.write_at(2, &[0; 3]).is_err(), "2 + 3 > 4");
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[doc(alias("buf"))]
     pub fn write_at(&self, offset: usize, bytes: &[u8]) -> Result<()> {
         self.map.write_at(offset, bytes).map_err(|_| self.range_error("write", offset, bytes.len()))
     }
@@ -464,6 +468,7 @@ impl SharedMemory {
     /// assert_eq!(u64::from_ne_bytes(bytes), 2000);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[doc(alias("buf"))]
     pub fn as_atomic_u64(&self) -> &[AtomicU64] {
         self.map.words()
     }

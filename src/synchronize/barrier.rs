@@ -113,6 +113,7 @@ impl Barrier {
     /// b.wait()?;
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[doc(alias("action"))]
     pub fn with_action<A: Fn() + Copy + Send + 'static>(parties: u32, action: A) -> Result<Barrier> {
         Barrier::build(parties, Some(Task::of(move |(): ()| action()).id()))
     }
@@ -262,6 +263,7 @@ impl Barrier {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     #[must_use]
+    #[doc(alias("timeout"))]
     pub fn with_timeout(self, timeout: Duration) -> Barrier {
         let nanos = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX).max(1);
         self.wide(OFF_DEFAULT_TIMEOUT).store(nanos, Ordering::Relaxed);
@@ -312,6 +314,7 @@ impl Barrier {
     /// assert!(b.broken());
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[doc(alias("wait"))]
     pub fn wait_timeout(&self, timeout: Duration) -> Result<u32> {
         self.enter(Some(timeout))
     }

@@ -231,6 +231,7 @@ impl Condition {
     /// let _g = cond.acquire_timeout(std::time::Duration::ZERO)?;
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[doc(alias("acquire"))]
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<ConditionGuard<'_>> {
         let held = match &self.over {
             Over::Lock(l) => Held::Lock(l.acquire_timeout(timeout)?),
@@ -368,6 +369,7 @@ impl ConditionGuard<'_> {
     /// assert!(!g.wait_timeout(std::time::Duration::from_millis(5))?);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[doc(alias("wait"))]
     pub fn wait_timeout(&mut self, timeout: Duration) -> Result<bool> {
         self.sleep(Some(timeout))
     }

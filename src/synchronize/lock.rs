@@ -327,6 +327,7 @@ impl Lock {
     /// assert!(err.is_timeout());
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[doc(alias("acquire"))]
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<LockGuard<'_>> {
         match self.raw.lock(Some(deadline_after(timeout)))? {
             Some(died) => Ok(self.guard(died)),
@@ -347,6 +348,7 @@ impl Lock {
     /// assert!(lock.try_acquire()?.is_some());
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[doc(alias("acquire"))]
     pub fn try_acquire(&self) -> Result<Option<LockGuard<'_>>> {
         let m = self.raw.block.map().mutex_at(self.raw.off);
         Ok(match m.try_lock().map_err(lock_error)? {
@@ -555,6 +557,7 @@ impl RLock {
     /// let _a = lock.acquire_timeout(Duration::ZERO)?;
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[doc(alias("acquire"))]
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<RLockGuard<'_>> {
         self.enter(Some(deadline_after(timeout)))?.ok_or_else(|| timeout_error("re-entrant lock", timeout))
     }
@@ -573,6 +576,7 @@ impl RLock {
     /// assert!(lock.try_acquire()?.is_some());
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[doc(alias("acquire"))]
     pub fn try_acquire(&self) -> Result<Option<RLockGuard<'_>>> {
         self.enter(Some(Instant::now()))
     }

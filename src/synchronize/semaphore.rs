@@ -153,6 +153,7 @@ macro_rules! semaphore {
             /// assert!(s.acquire_timeout(std::time::Duration::ZERO).unwrap_err().is_timeout());
             /// # Ok::<(), multiproc::Error>(())
             /// ```
+            #[doc(alias("acquire"))]
             pub fn acquire_timeout(&self, timeout: Duration) -> Result<()> {
                 if self.counter.take(Some(deadline_after(timeout)))? {
                     Ok(())
@@ -178,6 +179,7 @@ macro_rules! semaphore {
             /// assert!(!s.try_acquire()?);
             /// # Ok::<(), multiproc::Error>(())
             /// ```
+            #[doc(alias("acquire"))]
             pub fn try_acquire(&self) -> Result<bool> {
                 Ok(self.counter.try_take())
             }

@@ -81,6 +81,7 @@ fn check_block<T>(lock: &Lock, what: &str) -> Result<()> {
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Debug, Clone)]
+#[doc(alias("RawValue", "ctypes"))]
 pub struct Value<T> {
     lock: Lock,
     _t: PhantomData<fn() -> T>,
@@ -242,6 +243,7 @@ block_serde!(
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Debug, Clone)]
+#[doc(alias("RawArray", "ctypes"))]
 pub struct Array<T> {
     lock: Lock,
     _t: PhantomData<fn() -> T>,
@@ -455,6 +457,7 @@ const OFF_ATOMIC: usize = START;
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Debug, Clone)]
+#[doc(alias("RawValue"))]
 pub struct AtomicValue<T> {
     block: std::sync::Arc<Block>,
     _t: PhantomData<fn() -> T>,

@@ -5,6 +5,7 @@ use std::ffi::c_void;
 const NT_GNU_BUILD_ID: u32 = 3;
 
 /// The main executable's GNU build-id, if the linker wrote one.
+#[doc(alias("dl_iterate_phdr", "NT_GNU_BUILD_ID"))]
 pub(crate) fn build_id() -> Option<Vec<u8>> {
     let mut found: Option<Vec<u8>> = None;
     // SAFETY: `callback` only reads the program headers and note segments

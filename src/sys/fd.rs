@@ -11,6 +11,7 @@ use rustix::io::Errno;
 pub(crate) use rustix::event::{PollFd, PollFlags};
 
 /// `pipe2(O_CLOEXEC)`: (read end, write end).
+#[doc(alias("pipe2"))]
 pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
 }
@@ -21,6 +22,7 @@ pub(crate) fn eventfd() -> io::Result<OwnedFd> {
 }
 
 /// `ioctl(FIONBIO)`: switches `O_NONBLOCK` on or off.
+#[doc(alias("ioctl", "FIONBIO", "O_NONBLOCK"))]
 pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     Ok(rustix::io::ioctl_fionbio(fd, on)?)
 }
@@ -53,6 +55,7 @@ fn extend_len(buf: &mut Vec<u8>, n: usize) {
 }
 
 /// `write(2)` until all of `bytes` is written, retrying on `EINTR`.
+#[doc(alias("write"))]
 pub(crate) fn write_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
         match rustix::io::write(fd, bytes) {
@@ -81,6 +84,7 @@ pub(crate) fn poll(fds: &mut [PollFd<'_>], timeout: Option<Duration>) -> io::Res
 /// reference to what it was open on, while the number stays valid for
 /// whoever still holds it: Python's `close()` of a connection whose fd
 /// Rust code may still borrow.
+#[doc(alias("dup3"))]
 pub(crate) fn retire(fd: BorrowedFd<'_>) -> io::Result<()> {
     let null = rustix::fs::open(
         "/dev/null",
@@ -96,6 +100,7 @@ pub(crate) fn retire(fd: BorrowedFd<'_>) -> io::Result<()> {
 
 /// Closes every fd from 3 up except `keep` (`close_range`), in a freshly
 /// forked child that serves on `keep` alone.
+#[doc(alias("close_range"))]
 pub(crate) fn close_all_except(keep: RawFd) {
     // SAFETY: `close_range` on numbers this process owns; it is called
     // right after fork in a child that forgets every Rust owner of those
@@ -111,6 +116,7 @@ pub(crate) fn close_all_except(keep: RawFd) {
 /// Takes ownership of an fd this process inherited at a known number
 /// (fd 3 in a re-exec'd child, or a handle's fd in a fork child whose
 /// owning structure, a copy of the parent's, is never dropped).
+#[doc(alias("from_raw_fd"))]
 pub(crate) fn take_inherited(fd: RawFd) -> OwnedFd {
     // SAFETY: callers take each number once, and nothing else in this
     // process owns it (the bootstrap's fd 3, placed by `spawn_exec`; a fork
@@ -120,6 +126,7 @@ pub(crate) fn take_inherited(fd: RawFd) -> OwnedFd {
 
 /// `close(fd)` of a raw descriptor whose owning structure has been forgotten
 /// (in a freshly forked child).
+#[doc(alias("close"))]
 pub(crate) fn close_raw(fd: RawFd) {
     if fd < 0 {
         return;
@@ -139,6 +146,7 @@ pub(crate) struct FileId {
 }
 
 /// The identity and length of the file behind `fd` (`fstat`).
+#[doc(alias("fstat"))]
 pub(crate) fn file_id(fd: BorrowedFd<'_>) -> io::Result<(FileId, u64)> {
     let st = rustix::fs::fstat(fd)?;
     Ok((FileId { dev: st.st_dev as u64, ino: st.st_ino as u64 }, st.st_size as u64))
@@ -147,6 +155,7 @@ pub(crate) fn file_id(fd: BorrowedFd<'_>) -> io::Result<(FileId, u64)> {
 /// Whether the raw fd number `fd` is open on the file `id`: for an fd
 /// inherited over a `fork` that may or may not have been closed since
 /// (its number may even belong to another file now).
+#[doc(alias("fstat"))]
 pub(crate) fn raw_fd_is(fd: RawFd, id: FileId) -> bool {
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: `fstat` writes a whole `stat` into the buffer on success and
@@ -161,16 +170,19 @@ pub(crate) fn raw_fd_is(fd: RawFd, id: FileId) -> bool {
 }
 
 /// The size of the file behind `fd`.
+#[doc(alias("fstat"))]
 pub(crate) fn file_len(fd: BorrowedFd<'_>) -> io::Result<u64> {
     Ok(rustix::fs::fstat(fd)?.st_size as u64)
 }
 
 /// `ftruncate(fd, len)`.
+#[doc(alias("ftruncate"))]
 pub(crate) fn set_len(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
     Ok(rustix::fs::ftruncate(fd, len)?)
 }
 
 /// Grows the file behind `fd` to `len` bytes (never shrinks it).
+#[doc(alias("ftruncate"))]
 pub(crate) fn grow_file(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
     if file_len(fd)? < len {
         rustix::fs::ftruncate(fd, len)?;

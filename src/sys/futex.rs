@@ -51,6 +51,7 @@ impl Mapping {
 
 impl RobustMutex<'_> {
     /// Initialises a fresh (zeroed, not yet shared) mutex.
+    #[doc(alias("pthread_mutex_init", "PTHREAD_MUTEX_ROBUST"))]
     pub(crate) fn init(&self) -> io::Result<()> {
         // SAFETY: the attribute object lives on this stack frame and is
         // initialised before use and destroyed after; `self.m` points into
@@ -82,6 +83,7 @@ impl RobustMutex<'_> {
 
     /// Locks, waiting until `deadline` (for ever with `None`); `Ok(None)` if
     /// the deadline passed first. A deadline already past only tries.
+    #[doc(alias("pthread_mutex_lock", "pthread_mutex_clocklock"))]
     pub(crate) fn lock(&self, deadline: Option<Instant>) -> io::Result<Option<Locked>> {
         // SAFETY: `self.m` is an initialised process-shared mutex in a live
         // mapping (`init` ran in the process that created it); the deadline
@@ -103,6 +105,7 @@ impl RobustMutex<'_> {
     }
 
     /// Marks the state as repaired after [`Locked::OwnerDied`].
+    #[doc(alias("pthread_mutex_consistent"))]
     pub(crate) fn make_consistent(&self) -> io::Result<()> {
         // SAFETY: as for `lock`; called by the thread that holds the lock.
         check(unsafe { libc::pthread_mutex_consistent(self.m) })
@@ -115,6 +118,7 @@ impl RobustMutex<'_> {
 
     /// Unlocks if the calling thread holds the lock; `EPERM` otherwise (a
     /// robust mutex knows its owner).
+    #[doc(alias("pthread_mutex_unlock"))]
     pub(crate) fn try_unlock(&self) -> io::Result<()> {
         // SAFETY: as for `lock`; glibc checks the owner of a robust mutex
         // and refuses (EPERM) a thread that does not hold it.
@@ -143,6 +147,7 @@ impl RobustMutex<'_> {
     }
 
     /// Takes the lock if it is free, without waiting.
+    #[doc(alias("pthread_mutex_trylock"))]
     pub(crate) fn try_lock(&self) -> io::Result<Option<Locked>> {
         // SAFETY: as for `lock`.
         Self::outcome(unsafe { libc::pthread_mutex_trylock(self.m) })
@@ -168,6 +173,7 @@ fn monotonic_after(d: Duration) -> libc::timespec {
 
 /// Sleeps while `word` holds `expected`, until woken or `timeout` passes.
 /// Spurious returns happen: callers re-check their condition.
+#[doc(alias("futex", "FUTEX_WAIT"))]
 pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> io::Result<()> {
     let ts = timeout.map(|d| rustix::thread::Timespec {
         tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
@@ -182,6 +188,7 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Durati
 /// Wakes up to `n` processes sleeping on `word` (`u32::MAX`: all; the
 /// kernel reads the count as an `int`, so it is capped at `i32::MAX`,
 /// where `u32::MAX` would wake one at most).
+#[doc(alias("futex", "FUTEX_WAKE"))]
 pub(crate) fn futex_wake(word: &AtomicU32, n: u32) {
     let _ = futex::wake(word, futex::Flags::empty(), n.min(i32::MAX as u32));
 }

@@ -18,28 +18,33 @@ use rustix::net::{
 use super::{PollFd, PollFlags, poll, write_all};
 
 /// `socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC)`.
+#[doc(alias("socketpair", "SOCK_STREAM"))]
 pub(crate) fn socketpair_stream() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(rustix::net::socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None)?)
 }
 
 /// `socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC)`: message boundaries
 /// are kept, and fds ride with the message they belong to.
+#[doc(alias("socketpair", "SOCK_SEQPACKET"))]
 pub(crate) fn socketpair_seqpacket() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(rustix::net::socketpair(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)?)
 }
 
 /// `shutdown(SHUT_RD)`: the peer's further writes fail with `EPIPE` instead
 /// of filling a buffer nobody reads.
+#[doc(alias("shutdown", "SHUT_RD"))]
 pub(crate) fn shutdown_read(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(rustix::net::shutdown(fd, rustix::net::Shutdown::Read)?)
 }
 
 /// `shutdown(SHUT_WR)`: the peer reads end of file; this end may still read.
+#[doc(alias("shutdown", "SHUT_WR"))]
 pub(crate) fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(rustix::net::shutdown(fd, rustix::net::Shutdown::Write)?)
 }
 
 /// `shutdown(SHUT_RDWR)`: both directions end; blocked readers wake.
+#[doc(alias("shutdown", "SHUT_RDWR"))]
 pub(crate) fn shutdown_both(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(rustix::net::shutdown(fd, rustix::net::Shutdown::Both)?)
 }
@@ -47,6 +52,7 @@ pub(crate) fn shutdown_both(fd: BorrowedFd<'_>) -> io::Result<()> {
 /// Writes all of `bytes` to a socket (`send(MSG_NOSIGNAL)`) or, if `fd` is
 /// not a socket, with `write(2)`. Retries on `EINTR` and partial writes, and
 /// waits out `EAGAIN` on a non-blocking fd.
+#[doc(alias("send", "MSG_NOSIGNAL"))]
 pub(crate) fn send_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
         match rustix::net::send(fd, bytes, SendFlags::NOSIGNAL) {
@@ -66,6 +72,7 @@ pub(crate) fn send_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {
 /// Writes all of `parts`, in order, to a stream socket (`sendmsg` with one
 /// iovec per part, `MSG_NOSIGNAL`), as few calls as the kernel allows.
 /// Retries on `EINTR` and partial writes; waits out `EAGAIN`.
+#[doc(alias("sendmsg", "writev"))]
 pub(crate) fn send_vectored_all(fd: BorrowedFd<'_>, parts: &[&[u8]]) -> io::Result<()> {
     let mut skip = 0usize;
     let total: usize = parts.iter().map(|p| p.len()).sum();
@@ -95,6 +102,7 @@ pub(crate) fn send_vectored_all(fd: BorrowedFd<'_>, parts: &[&[u8]]) -> io::Resu
 
 /// Sends as much of `bytes` as the socket takes without blocking
 /// (`send(MSG_NOSIGNAL | MSG_DONTWAIT)`), and returns how much that was.
+#[doc(alias("send", "MSG_DONTWAIT"))]
 pub(crate) fn send_nonblocking(fd: BorrowedFd<'_>, bytes: &[u8]) -> io::Result<usize> {
     let mut sent = 0;
     while sent < bytes.len() {
@@ -113,6 +121,7 @@ pub(crate) const MAX_FDS: usize = 253;
 
 /// `sendmsg` of `bytes` with `fds` (at most [`MAX_FDS`]) attached as
 /// `SCM_RIGHTS`, in one message.
+#[doc(alias("sendmsg", "SCM_RIGHTS"))]
 pub(crate) fn send_fds(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     if fds.len() > MAX_FDS {
@@ -135,6 +144,7 @@ pub(crate) fn send_fds(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>
 /// `recvmsg` of one message into `buf` (cleared first), collecting up to
 /// [`MAX_FDS`] fds (received `CLOEXEC`) into `fds`. Returns the byte count;
 /// `Ok(0)` with no fds is end of file.
+#[doc(alias("recvmsg", "SCM_RIGHTS"))]
 pub(crate) fn recv_fds(sock: BorrowedFd<'_>, buf: &mut Vec<u8>, fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
@@ -173,6 +183,7 @@ pub(crate) fn recv_fds(sock: BorrowedFd<'_>, buf: &mut Vec<u8>, fds: &mut Vec<Ow
 /// `recvmsg` of up to `max` bytes appended to `buf`, collecting the fds
 /// attached to them (received `CLOEXEC`) into `fds`. Retries on `EINTR`;
 /// `Ok(0)` is end of file.
+#[doc(alias("recvmsg", "SCM_RIGHTS"))]
 pub(crate) fn recv_append(
     sock: BorrowedFd<'_>,
     buf: &mut Vec<u8>,
@@ -218,6 +229,7 @@ fn stream(family: AddressFamily) -> io::Result<OwnedFd> {
 /// A listening socket on a filesystem path, whose socket file has mode
 /// 0600 before the socket starts listening (so no one else can connect in
 /// between: connecting needs write permission on the file).
+#[doc(alias("bind", "listen", "AF_UNIX"))]
 pub(crate) fn listen_unix_path(path: &Path) -> io::Result<OwnedFd> {
     let fd = stream(AddressFamily::UNIX)?;
     rustix::net::bind(&fd, &SocketAddrUnix::new(path)?)?;
@@ -227,6 +239,7 @@ pub(crate) fn listen_unix_path(path: &Path) -> io::Result<OwnedFd> {
 }
 
 /// A listening socket in the abstract namespace (no file; Linux only).
+#[doc(alias("bind", "listen"))]
 pub(crate) fn listen_unix_abstract(name: &[u8]) -> io::Result<OwnedFd> {
     let fd = stream(AddressFamily::UNIX)?;
     rustix::net::bind(&fd, &SocketAddrUnix::new_abstract_name(name)?)?;
@@ -235,6 +248,7 @@ pub(crate) fn listen_unix_abstract(name: &[u8]) -> io::Result<OwnedFd> {
 }
 
 /// A listening TCP socket (`SO_REUSEADDR`, as Python sets it).
+#[doc(alias("bind", "listen", "SO_REUSEADDR"))]
 pub(crate) fn listen_tcp(addr: SocketAddr) -> io::Result<OwnedFd> {
     let family = if addr.is_ipv4() { AddressFamily::INET } else { AddressFamily::INET6 };
     let fd = stream(family)?;
@@ -245,12 +259,14 @@ pub(crate) fn listen_tcp(addr: SocketAddr) -> io::Result<OwnedFd> {
 }
 
 /// The address a TCP socket is bound to (its port, after binding port 0).
+#[doc(alias("getsockname"))]
 pub(crate) fn local_tcp_addr(fd: BorrowedFd<'_>) -> io::Result<SocketAddr> {
     let any: SocketAddrAny = rustix::net::getsockname(fd)?;
     SocketAddr::try_from(any).map_err(|_| io::Error::other("the socket is not a TCP socket"))
 }
 
 /// Accepts one connection (retrying on `EINTR`).
+#[doc(alias("accept4"))]
 pub(crate) fn accept(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     loop {
         match rustix::net::accept_with(fd, SocketFlags::CLOEXEC) {
@@ -277,17 +293,20 @@ fn connect(fd: OwnedFd, addr: &impl rustix::net::addr::SocketAddrArg) -> io::Res
 }
 
 /// Connects to a Unix socket on a filesystem path.
+#[doc(alias("connect"))]
 pub(crate) fn connect_unix_path(path: &Path) -> io::Result<OwnedFd> {
     connect(stream(AddressFamily::UNIX)?, &SocketAddrUnix::new(path)?)
 }
 
 /// Connects to a Unix socket in the abstract namespace.
+#[doc(alias("connect"))]
 pub(crate) fn connect_unix_abstract(name: &[u8]) -> io::Result<OwnedFd> {
     connect(stream(AddressFamily::UNIX)?, &SocketAddrUnix::new_abstract_name(name)?)
 }
 
 /// Connects over TCP, with `TCP_NODELAY` (messages are written whole, and
 /// request/response traffic must not wait for Nagle).
+#[doc(alias("connect"))]
 pub(crate) fn connect_tcp(addr: SocketAddr) -> io::Result<OwnedFd> {
     let family = if addr.is_ipv4() { AddressFamily::INET } else { AddressFamily::INET6 };
     let fd = connect(stream(family)?, &addr)?;
@@ -296,6 +315,7 @@ pub(crate) fn connect_tcp(addr: SocketAddr) -> io::Result<OwnedFd> {
 }
 
 /// `TCP_NODELAY` on an accepted TCP connection; nothing on other sockets.
+#[doc(alias("setsockopt", "TCP_NODELAY"))]
 pub(crate) fn set_nodelay(fd: BorrowedFd<'_>) {
     let _ = rustix::net::sockopt::set_tcp_nodelay(fd, true);
 }

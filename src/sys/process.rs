@@ -82,6 +82,7 @@ const ERR_FD: i32 = 4;
 /// thread exits (and exits at once if the parent is already gone). Returns
 /// the child's pid once the `execve` has succeeded; a failed `execve` is
 /// reported here, with the child already reaped.
+#[doc(alias("fork", "execve"))]
 pub(crate) fn spawn_exec(spec: &ExecSpec, child_fd: BorrowedFd<'_>, parent_death: bool) -> io::Result<i32> {
     let (err_r, err_w) = super::pipe()?;
     let child_raw = child_fd.as_raw_fd();
@@ -181,6 +182,7 @@ fn in_child_before_exec(spec: &ExecSpec, child_raw: i32, err_raw: i32, parent_pi
 /// terminal do not reach it), SIGINT, SIGTERM, SIGHUP and SIGPIPE ignored,
 /// stdin and stdout on /dev/null (so that it holds no pipe a caller reads
 /// to its end), stderr kept for its warnings, and `/` as its directory.
+#[doc(alias("setsid", "daemon"))]
 pub(crate) fn detach() -> io::Result<()> {
     match fork()? {
         Forked::Parent(_) => exit_now(0),
@@ -279,6 +281,7 @@ pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
 
 /// `pidfd_send_signal(pidfd, sig)`. A process that has already exited is
 /// not an error.
+#[doc(alias("pidfd_send_signal"))]
 pub(crate) fn pidfd_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
     let sig = Signal::from_named_raw(sig).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
     match rustix::process::pidfd_send_signal(pidfd, sig) {
@@ -291,6 +294,7 @@ pub(crate) fn pidfd_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
 /// it returns `None` while the child runs. A child that has ended but
 /// cannot be waited for (`ECHILD`: SIGCHLD is ignored, so the kernel
 /// reaped it, or someone else did) is `ExitStatus::Lost`.
+#[doc(alias("waitid", "P_PIDFD"))]
 pub(crate) fn pidfd_wait(pidfd: BorrowedFd<'_>, block: bool) -> io::Result<Option<ExitStatus>> {
     match waitid_pidfd(pidfd, block) {
         Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
@@ -331,6 +335,7 @@ fn waitid_pidfd(pidfd: BorrowedFd<'_>, block: bool) -> io::Result<Option<ExitSta
 /// SIGKILLs and reaps our own child `pid`, for a child we cannot track
 /// (its pidfd could not be opened). The pid cannot be reused before the
 /// reap, so the signal reaches the right process.
+#[doc(alias("kill", "waitpid"))]
 pub(crate) fn kill_and_reap(pid: i32) {
     // SAFETY: `pid` is an unreaped child of this process; `status` is a
     // valid out-pointer.
@@ -344,6 +349,7 @@ pub(crate) fn kill_and_reap(pid: i32) {
 /// Asks for SIGKILL when the thread that forked us exits, then checks that
 /// `expected_parent` is still our parent. Returns false if it is not (the
 /// parent died before the request took effect).
+#[doc(alias("prctl", "PR_SET_PDEATHSIG"))]
 pub(crate) fn set_parent_death_kill(expected_parent: i32) -> bool {
     if rustix::process::set_parent_process_death_signal(Some(Signal::KILL)).is_err() {
         return true;
@@ -353,6 +359,7 @@ pub(crate) fn set_parent_death_kill(expected_parent: i32) -> bool {
 
 /// The number of CPUs this process may run on (its affinity mask), at
 /// least 1.
+#[doc(alias("sched_getaffinity"))]
 pub(crate) fn cpu_count() -> usize {
     match rustix::thread::sched_getaffinity(None) {
         Ok(set) => set.count().max(1) as usize,
@@ -366,6 +373,7 @@ pub(crate) fn cpu_count() -> usize {
 /// process's pid cannot be reused, so if `expected` is still the parent
 /// after the open, the pidfd refers to it. `None` means the parent has
 /// already died.
+#[doc(alias("getppid", "pidfd_open"))]
 pub(crate) fn parent_pidfd(expected: i32) -> io::Result<Option<OwnedFd>> {
     let parent = || rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get());
     if parent() != expected {
@@ -378,6 +386,7 @@ pub(crate) fn parent_pidfd(expected: i32) -> io::Result<Option<OwnedFd>> {
 /// `fflush(NULL)`: writes out every C stdio buffer, so that a forked child
 /// does not print the parent's pending output a second time, and a child
 /// that leaves through `_exit` loses nothing.
+#[doc(alias("fflush"))]
 pub(crate) fn flush_c_stdio() {
     // SAFETY: `fflush(NULL)` flushes all open C streams; it takes glibc's
     // stream locks, which glibc keeps consistent across fork.
@@ -386,6 +395,7 @@ pub(crate) fn flush_c_stdio() {
 
 /// `_exit(code)`: ends the process now, without running `atexit` handlers
 /// or destructors. Callers flush what must be flushed first.
+#[doc(alias("_exit"))]
 pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: `_exit` has no preconditions.
     unsafe { libc::_exit(code) }
@@ -393,6 +403,7 @@ pub(crate) fn exit_now(code: i32) -> ! {
 
 /// `atexit(f)`: runs `f` when the process exits normally (returning from
 /// `main` or `std::process::exit`).
+#[doc(alias("atexit"))]
 pub(crate) fn at_exit(f: extern "C" fn()) -> bool {
     // SAFETY: `f` is a plain `extern "C" fn()` that lives for the whole
     // program.
@@ -403,6 +414,7 @@ pub(crate) fn at_exit(f: extern "C" fn()) -> bool {
 ///
 /// Only called from the bootstrap constructor, before `main`: no other
 /// thread exists yet to read the environment concurrently.
+#[doc(alias("unsetenv"))]
 pub(crate) fn remove_var(key: &str) {
     // SAFETY: single-threaded at this point (see above), which is the
     // precondition of `std::env::remove_var`.
@@ -456,6 +468,7 @@ impl Environ {
 
     /// Makes this the process's environment, for the rest of its life.
     /// Called in a freshly started child, which is single-threaded.
+    #[doc(alias("environ"))]
     pub(crate) fn install(self) {
         let this = Box::leak(Box::new(self));
         // SAFETY: the process is single-threaded here (a fresh child), so

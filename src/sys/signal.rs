@@ -25,12 +25,14 @@ fn set_disposition(sig: i32, handler: libc::sighandler_t, flags: i32) {
 }
 
 /// `sigaction(sig, SIG_IGN)`.
+#[doc(alias("sigaction", "SIG_IGN"))]
 pub(super) fn ignore(sig: i32) {
     set_disposition(sig, libc::SIG_IGN, 0);
 }
 
 /// Children ignore SIGINT: a Ctrl-C goes to the whole foreground process
 /// group, and the parent decides what happens to its children.
+#[doc(alias("SIGINT"))]
 pub(crate) fn ignore_sigint() {
     ignore(libc::SIGINT);
 }
@@ -38,12 +40,14 @@ pub(crate) fn ignore_sigint() {
 /// A re-exec'd child serves before Rust's runtime would ignore SIGPIPE, so
 /// it does it itself: writes to a closed pipe return `EPIPE` as in any Rust
 /// program.
+#[doc(alias("SIGPIPE"))]
 pub(crate) fn ignore_sigpipe() {
     ignore(libc::SIGPIPE);
 }
 
 /// Unblocks every signal for this thread (a forked child inherits the
 /// forking thread's mask; `terminate()` must reach it).
+#[doc(alias("pthread_sigmask"))]
 pub(crate) fn reset_signal_mask() {
     // SAFETY: `set` is initialised by `sigemptyset` before use.
     unsafe {
@@ -96,6 +100,7 @@ extern "C" fn on_sigio(_sig: libc::c_int) {
 /// kernel sends SIGIO on every state change; the handler exits only when
 /// the socket reports a hang-up. The check runs once here too, in case the
 /// parent died before the watch was armed. SIGIO is taken over in the child.
+#[doc(alias("O_ASYNC", "SIGIO", "F_SETOWN"))]
 pub(crate) fn watch_parent(fd: i32) {
     WATCHED_FD.store(fd, Ordering::Relaxed);
     set_disposition(libc::SIGIO, on_sigio as *const () as libc::sighandler_t, libc::SA_RESTART);
@@ -113,6 +118,7 @@ pub(crate) fn watch_parent(fd: i32) {
 /// hang-up, instead of a signal on every change of the socket: for a pool
 /// worker, whose control socket sees traffic all the time. Turns `O_ASYNC`
 /// off first if `watch_parent` had turned it on.
+#[doc(alias("POLLRDHUP"))]
 pub(crate) fn watch_parent_from_thread(fd: i32) {
     WATCHED_FD.store(-1, Ordering::Relaxed);
     // SAFETY: a plain fcntl on an fd this process owns; the control socket
@@ -138,6 +144,7 @@ pub(crate) fn watch_parent_from_thread(fd: i32) {
 }
 
 /// "SIGKILL" for 9, and so on; "signal N" for numbers without a name.
+#[doc(alias("strsignal"))]
 pub(crate) fn signal_name(sig: i32) -> String {
     let name = match sig {
         libc::SIGHUP => "SIGHUP",

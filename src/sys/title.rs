@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 /// original `argv[0]` had. The other arguments stay as they are, so
 /// `std::env::args()` in a child is the title followed by the parent's
 /// arguments.
+#[doc(alias("prctl", "PR_SET_NAME", "setproctitle"))]
 pub(crate) fn set_title(title: &str) {
     let clean: Vec<u8> = title.bytes().filter(|&b| b != 0).collect();
     if let Ok(comm) = CString::new(clean.iter().copied().take(15).collect::<Vec<u8>>()) {

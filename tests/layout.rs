@@ -1,0 +1,76 @@
+//! The crate's layout rules that a compiler does not check: every place
+//! that allows `unsafe_code` is listed in the crate documentation (and
+//! nothing else is), and no test hook is public.
+
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every `.rs` file under `dir`, skipping build output.
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if path.file_name().is_some_and(|n| n == "target") {
+                continue;
+            }
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The places `src/lib.rs` lists as allowing `unsafe_code`.
+fn listed() -> Vec<String> {
+    let lib = std::fs::read_to_string(root().join("src/lib.rs")).unwrap();
+    let start = lib.find("<!-- unsafe-allowed:start -->").expect("the list's start marker");
+    let end = lib.find("<!-- unsafe-allowed:end -->").expect("the list's end marker");
+    let mut places: Vec<String> = lib[start..end]
+        .lines()
+        .filter_map(|l| l.trim_start_matches("//!").trim().strip_prefix("- `"))
+        .map(|l| l.split('`').next().unwrap().to_owned())
+        .collect();
+    places.sort();
+    places
+}
+
+#[test]
+fn every_allow_unsafe_code_is_listed_in_the_crate_docs() {
+    let mut files = Vec::new();
+    for dir in ["src", "tests", "benches", "examples", "fuzz"] {
+        rust_files(&root().join(dir), &mut files);
+    }
+    let marker = ["allow(", "unsafe_code)"].concat();
+    let mut found: Vec<String> = files
+        .iter()
+        .filter(|f| std::fs::read_to_string(f).unwrap().contains(&marker))
+        .map(|f| f.strip_prefix(root()).unwrap().to_string_lossy().into_owned())
+        // A folder that allows it at its top allows it for every file in it.
+        .map(|f| if f.ends_with("/mod.rs") { f.trim_end_matches("mod.rs").to_owned() } else { f })
+        .collect();
+    found.sort();
+    assert_eq!(found, listed(), "the files that allow unsafe_code, against the list in src/lib.rs's docs");
+}
+
+#[test]
+fn test_hooks_are_not_public() {
+    let mut files = Vec::new();
+    rust_files(&root().join("src"), &mut files);
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let lines: Vec<&str> = text.lines().map(str::trim).collect();
+        for (i, line) in lines.iter().enumerate() {
+            let hidden_pub = *line == "#[doc(hidden)]" && lines.get(i + 1).is_some_and(|next| next.starts_with("pub "));
+            assert!(
+                !(line.starts_with("pub fn __") || line.starts_with("pub mod __") || hidden_pub),
+                "{}:{}: a hidden public item (test hooks belong in #[cfg(test)] code): {line}",
+                f.display(),
+                i + 1
+            );
+        }
+    }
+}
