@@ -47,7 +47,8 @@ impl<F, A, R> Target<A, R> for F where F: Fn(A) -> R + Copy + Send + 'static {}
 /// A value that can travel to another process and back: an argument, a
 /// return value, a pool initializer's argument. Any type that is
 /// `Serialize + DeserializeOwned + Send + 'static` (Python's "picklable");
-/// it travels through serde (postcard).
+/// it travels through serde (postcard). Every such type is a `Message`
+/// already, through one blanket impl, so it is never implemented by hand.
 ///
 /// Handles ([`Queue`](crate::Queue), [`Connection`](crate::connection::Connection),
 /// [`Lock`](crate::Lock), [`Value`](crate::Value),

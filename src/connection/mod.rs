@@ -1,4 +1,4 @@
-//! How processes talk: [`Pipe`] and [`Connection`], [`wait`] over many
+//! How processes talk: [`Pipe`] and [`Connection`], [`wait`](fn@wait) over many
 //! of them, and [`Listener`]/[`Client`] for processes that did not start
 //! each other, speaking the wire format of Python's
 //! `multiprocessing.connection` (so a Python peer can be on the other end).

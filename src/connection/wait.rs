@@ -9,7 +9,7 @@ use crate::sys::{self, AsFd, BorrowedFd, PollFd, PollFlags};
 pub(crate) mod sealed {
     use super::*;
 
-    /// What [`wait`](super::wait) needs of an object; not implementable
+    /// What [`wait`](fn@super::wait) needs of an object; not implementable
     /// outside the crate.
     pub trait Watch {
         /// The fd that polls readable when the object is ready.

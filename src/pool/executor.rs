@@ -102,7 +102,7 @@ fn failed<T>(r: &AsyncResult<T>) -> bool {
 ///
 /// This is for pool results ([`AsyncResult`]); to wait on connections,
 /// queues, listeners or processes, as `multiprocessing.connection.wait`
-/// does, use [`connection::wait`](crate::connection::wait).
+/// does, use [`connection::wait`](fn@crate::connection::wait).
 ///
 /// # Examples
 ///

@@ -203,7 +203,6 @@ impl<T> AsyncResult<T> {
     /// assert!(!r.successful()?);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    #[doc(alias("exception"))]
     pub fn successful(&self) -> Result<bool> {
         self.job.all_ok().ok_or_else(|| {
             Error::new(

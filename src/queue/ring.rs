@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::synchronize;
-use crate::sys::{self, AsFd, Locked, Mapping, OwnedFd};
+use crate::sys::{self, AsFd, GuardedMapping, Locked, Mapping, OwnedFd};
 
 /// Bytes before the ring in the file (one page).
 const HEADER: usize = 4096;
@@ -75,14 +75,14 @@ pub(crate) struct Ring {
     header: Mapping,
     /// The mapping of the ring bytes, resized when another process grew
     /// the ring; taken before the shared mutex.
-    local: Mutex<Option<Mapping>>,
+    local: Mutex<Option<GuardedMapping>>,
     closed: AtomicBool,
 }
 
 /// The shared mutex, held; unlocks on drop.
 struct Guard<'a> {
     ring: &'a Ring,
-    local: MutexGuard<'a, Option<Mapping>>,
+    local: MutexGuard<'a, Option<GuardedMapping>>,
     st: State,
 }
 
@@ -442,7 +442,7 @@ fn corrupt(what: &str) -> Error {
 }
 
 impl Guard<'_> {
-    fn ring(&self) -> &Mapping {
+    fn ring(&self) -> &GuardedMapping {
         self.local.as_ref().expect("mapped by lock()")
     }
 
@@ -456,7 +456,8 @@ impl Guard<'_> {
             Some(m) if m.len() == cap => Ok(()),
             Some(m) => m.resize(cap).map_err(io("remapping a grown queue")),
             None => {
-                let m = Mapping::new(self.ring.memfd.as_fd(), HEADER as u64, cap).map_err(io("mapping a queue"))?;
+                let m =
+                    GuardedMapping::new(self.ring.memfd.as_fd(), HEADER as u64, cap).map_err(io("mapping a queue"))?;
                 *self.local = Some(m);
                 Ok(())
             }

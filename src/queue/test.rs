@@ -48,7 +48,7 @@ fn a_producer_killed_in_the_middle_of_a_put_leaves_every_message_whole_or_absent
         assert_eq!(q.get_timeout(LONG).unwrap(), vec![1; 1000]);
         assert_eq!(q.try_get().unwrap_err().kind(), ErrorKind::Empty, "{method}: the torn message must be absent");
         // Nothing stays locked, for this process or another.
-        q.put(&vec![2; 10]).unwrap();
+        q.put_timeout(&vec![2; 10], LONG).unwrap();
         let other = Process::new(put_one, (q.clone(), 3)).start_method(method).start().unwrap();
         other.join_timeout(LONG).unwrap().unwrap();
         assert_eq!(q.get_timeout(LONG).unwrap(), vec![2; 10]);

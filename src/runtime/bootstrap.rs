@@ -85,17 +85,22 @@ pub(crate) fn on_load() {
     sys::exit_now(70)
 }
 
-/// The constructor itself. `unsafe_code` is allowed for this item alone:
+/// The constructor itself. `unsafe_code` is allowed for this module alone:
 /// the `ctor` attribute places the function in `.init_array`.
 #[allow(unsafe_code)]
 mod constructor {
     /// Runs before `main` in every executable that links multiproc. In an
     /// ordinary run it notes that the bootstrap is linked and returns; in a
     /// multiproc child it serves the child and never returns.
-    // SAFETY: the function runs before `main`, while the process is still
-    // single-threaded; it touches only what std supports before `main`
-    // (the environment, fds, allocation) and catches every panic, which
-    // must not unwind out of a constructor.
+    // SAFETY: `ctor` asks us to vouch for code that runs before `main`.
+    // The process is single-threaded then, and std on Linux needs no
+    // set-up from `main` for what is used here (the environment,
+    // allocation, fds, threads, stdio). In an ordinary run the function
+    // only stores a flag and reads one environment variable. In a child it
+    // serves the role inside `catch_unwind` and ends the process with
+    // `_exit` without returning, so no panic unwinds out of the
+    // constructor (the few calls outside the guard, an environment read and
+    // removal and a last message on stderr, do not panic).
     #[ctor::ctor(unsafe)]
     fn multiproc_bootstrap() {
         super::on_load();

@@ -50,7 +50,7 @@ pub(crate) const INLINE_TASK: usize = 32 * 1024;
 /// How long the client waits for the server's hello or reply.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The server's argv[0]: padded, because its children overwrite it with
+/// The server's `argv[0]`: padded, because its children overwrite it with
 /// their own titles and may not write past its end.
 const SERVER_TITLE: &str = "multiproc: forkserver";
 const TITLE_ROOM: usize = 96;

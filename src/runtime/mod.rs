@@ -10,7 +10,7 @@
 //!  task.rs, trampoline.rs          a target fn item → an id that means the same
 //!                                  function in every process of this executable
 //!    │
-//!  launch.rs                       encode the argument, then start the child:
+//!  launch.rs                       start the child with its encoded argument:
 //!    ├── Fork        sys::fork, then serve::run in the copy
 //!    ├── Spawn       sys::spawn_exec of /proc/self/exe; bootstrap.rs serves it
 //!    └── ForkServer  forkserver.rs asks its exec'd server to fork one

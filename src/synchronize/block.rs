@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use crate::codec::{FdHandle, FdIn, FdOut};
 use crate::error::{Error, ErrorKind, Result};
-use crate::sys::{self, AsFd, Mapping, OwnedFd};
+use crate::sys::{self, AsFd, GuardedMapping, OwnedFd};
 
 /// Which object a block holds; checked when a block arrives in a child.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +43,7 @@ pub(crate) const START: usize = 64;
 pub(crate) struct Block {
     fd: OwnedFd,
     /// Always `Some` until `drop`, which may leak it (see there).
-    map: Option<Mapping>,
+    map: Option<GuardedMapping>,
     kind: Kind,
     /// The memfd's device and inode: the same object through any handle.
     id: (u64, u64),
@@ -65,10 +65,10 @@ impl Drop for Block {
 impl Block {
     /// A fresh zeroed block of `len` bytes, set up by `init` before it is
     /// marked as a `kind`.
-    pub(crate) fn new(kind: Kind, len: usize, init: impl FnOnce(&Mapping) -> Result<()>) -> Result<Arc<Block>> {
+    pub(crate) fn new(kind: Kind, len: usize, init: impl FnOnce(&GuardedMapping) -> Result<()>) -> Result<Arc<Block>> {
         let what = format!("creating a shared {kind:?}");
         let fd = sys::memfd(&format!("multiproc-{kind:?}"), len as u64).map_err(|e| Error::io(&what, e))?;
-        let map = Mapping::new(fd.as_fd(), 0, len).map_err(|e| Error::io(&what, e))?;
+        let map = GuardedMapping::new(fd.as_fd(), 0, len).map_err(|e| Error::io(&what, e))?;
         init(&map)?;
         map.u64_at(OFF_MAGIC).store(kind.magic(), Ordering::Release);
         Block::finish(fd, map, kind)
@@ -81,19 +81,19 @@ impl Block {
         if len < START {
             return Err(not_a(kind));
         }
-        let map = Mapping::new(fd.as_fd(), 0, len).map_err(|e| Error::io(&what, e))?;
+        let map = GuardedMapping::new(fd.as_fd(), 0, len).map_err(|e| Error::io(&what, e))?;
         if map.u64_at(OFF_MAGIC).load(Ordering::Acquire) != kind.magic() {
             return Err(not_a(kind));
         }
         Block::finish(fd, map, kind)
     }
 
-    fn finish(fd: OwnedFd, map: Mapping, kind: Kind) -> Result<Arc<Block>> {
+    fn finish(fd: OwnedFd, map: GuardedMapping, kind: Kind) -> Result<Arc<Block>> {
         let (id, _) = sys::file_id(fd.as_fd()).map_err(|e| Error::io("identifying shared memory", e))?;
         Ok(Arc::new(Block { fd, map: Some(map), kind, id: (id.dev, id.ino) }))
     }
 
-    pub(crate) fn map(&self) -> &Mapping {
+    pub(crate) fn map(&self) -> &GuardedMapping {
         self.map.as_ref().expect("mapped until dropped")
     }
 

@@ -81,7 +81,7 @@ fn check_block<T>(lock: &Lock, what: &str) -> Result<()> {
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Debug, Clone)]
-#[doc(alias("RawValue", "ctypes"))]
+#[doc(alias("ctypes"))]
 pub struct Value<T> {
     lock: Lock,
     _t: PhantomData<fn() -> T>,
@@ -243,7 +243,7 @@ block_serde!(
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Debug, Clone)]
-#[doc(alias("RawArray", "ctypes"))]
+#[doc(alias("ctypes"))]
 pub struct Array<T> {
     lock: Lock,
     _t: PhantomData<fn() -> T>,

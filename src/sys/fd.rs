@@ -116,7 +116,6 @@ pub(crate) fn close_all_except(keep: RawFd) {
 /// Takes ownership of an fd this process inherited at a known number
 /// (fd 3 in a re-exec'd child, or a handle's fd in a fork child whose
 /// owning structure, a copy of the parent's, is never dropped).
-#[doc(alias("from_raw_fd"))]
 pub(crate) fn take_inherited(fd: RawFd) -> OwnedFd {
     // SAFETY: callers take each number once, and nothing else in this
     // process owns it (the bootstrap's fd 3, placed by `spawn_exec`; a fork

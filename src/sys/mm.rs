@@ -1,31 +1,32 @@
 //! Shared memory: the files that hold it (a `memfd`, or a POSIX shared
 //! memory object found by name) and [`Mapping`], the one owner of a
-//! `MAP_SHARED` mapping of such a file.
+//! `MAP_SHARED` mapping of such a file (`mmap`, `mremap`, `munmap`).
 //!
 //! A mapping is shared with every other mapping of its file, in this
 //! process or another, so how its bytes may be touched depends on who else
-//! writes them. [`Mapping`] offers two disciplines, and each user keeps to
-//! one of them for a given range:
+//! writes them, and the type says which discipline a user keeps:
 //!
-//! - **Atomic access** ([`Mapping::u32_at`], [`Mapping::u64_at`],
-//!   [`Mapping::words`], [`Mapping::read_at`], [`Mapping::write_at`]):
-//!   sound whoever else writes, at any time. A range is accessed through
-//!   atomics of one size only (mixing sizes on the same bytes is undefined
-//!   under Rust's memory model), so `SharedMemory`'s bytes are always
-//!   8-byte words.
-//! - **Plain access under a lock** ([`Mapping::bytes`],
-//!   [`Mapping::write`], [`Mapping::with_bytes_mut`],
-//!   [`Mapping::copy_within`]): for ranges that a process-shared lock of
-//!   the caller's protocol guards (a queue's ring, a `Value`'s data),
-//!   taken for the whole access.
-//!
-//! Plain slices over memory that others may write come only from the
-//! `unsafe` accessors ([`Mapping::as_slice`], [`Mapping::as_mut_slice`]),
-//! whose callers promise that nobody writes meanwhile.
+//! - [`Mapping`] itself gives **atomic access** ([`Mapping::u32_at`],
+//!   [`Mapping::u64_at`], [`Mapping::words`], [`Mapping::read_at`],
+//!   [`Mapping::write_at`]), sound whoever else writes, at any time. A
+//!   range is accessed through atomics of one size only (mixing sizes on
+//!   the same bytes is undefined under Rust's memory model), so
+//!   `SharedMemory`'s bytes are always 8-byte words. Plain slices of it
+//!   come only from the `unsafe` [`Mapping::as_slice`] and
+//!   [`Mapping::as_mut_slice`], whose callers promise that nobody writes
+//!   meanwhile.
+//! - [`GuardedMapping`] is a `Mapping` whose plain bytes a process-shared
+//!   lock of its user's protocol guards (a queue's ring, a `Value`'s data),
+//!   and adds **plain access** for code that holds that lock
+//!   ([`GuardedMapping::bytes`], [`GuardedMapping::write`],
+//!   [`GuardedMapping::with_bytes_mut`], [`GuardedMapping::copy_within`]).
+//!   Only such users make one; `SharedMemory`, whose bytes other processes
+//!   write at any time, holds a plain `Mapping`.
 
 use std::ffi::CString;
 use std::io;
 use std::mem::{align_of, size_of};
+use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicU32, AtomicU64};
@@ -94,8 +95,9 @@ pub(crate) fn free_bytes(fd: BorrowedFd<'_>) -> io::Result<Option<u64>> {
 }
 
 /// A `MAP_SHARED` read-write mapping of part of a file: the one owner of
-/// such a mapping in multiproc (see the module documentation for the two
-/// ways its bytes are accessed).
+/// such a mapping in multiproc. Its bytes are reached with atomics, or as
+/// plain slices through `unsafe` accessors (see the module documentation;
+/// [`GuardedMapping`] adds plain access under a lock).
 #[derive(Debug)]
 pub(crate) struct Mapping {
     ptr: NonNull<u8>,
@@ -104,9 +106,10 @@ pub(crate) struct Mapping {
 
 // SAFETY: the mapping is memory that no thread-local state refers to; it
 // may be unmapped from any thread. Through `&Mapping` the bytes are reached
-// with atomics, with copies under a process-shared lock that the caller's
-// protocol holds, or through the `unsafe` accessors whose callers rule out
-// concurrent writes (see the module documentation).
+// with atomics, or through the `unsafe` accessors whose callers rule out
+// concurrent writes; through a `&GuardedMapping` also with copies made
+// while the process-shared lock of its user's protocol is held (see the
+// module documentation).
 unsafe impl Send for Mapping {}
 // SAFETY: as above.
 unsafe impl Sync for Mapping {}
@@ -187,16 +190,18 @@ impl Mapping {
 
     /// The `AtomicU32` at `offset`.
     pub(crate) fn u32_at(&self, offset: usize) -> &AtomicU32 {
-        // SAFETY: in bounds and aligned (checked by `at`); the memory lives
-        // as long as `&self`, and an `AtomicU32` may be shared between
-        // threads and processes.
-        unsafe { AtomicU32::from_ptr(self.at(offset)) }
+        // SAFETY: in bounds and aligned for an `AtomicU32` (checked by `at`);
+        // the memory lives as long as `&self`, and an `AtomicU32` may be
+        // shared between threads and processes.
+        unsafe { AtomicU32::from_ptr(self.at::<AtomicU32>(offset).cast()) }
     }
 
     /// The `AtomicU64` at `offset`.
     pub(crate) fn u64_at(&self, offset: usize) -> &AtomicU64 {
-        // SAFETY: as for `u32_at`.
-        unsafe { AtomicU64::from_ptr(self.at(offset)) }
+        // SAFETY: in bounds and aligned for an `AtomicU64` (checked by `at`,
+        // whose alignment is that of the atomic, not of `u64`); as for
+        // `u32_at` otherwise.
+        unsafe { AtomicU64::from_ptr(self.at::<AtomicU64>(offset).cast()) }
     }
 
     /// Every 8-byte word that holds some of the `len` bytes: the last one
@@ -274,46 +279,6 @@ impl Mapping {
         Ok(())
     }
 
-    // Plain access, under a process-shared lock of the caller's protocol.
-
-    /// Copies `bytes` in at `offset`.
-    pub(crate) fn write(&self, offset: usize, bytes: &[u8]) {
-        self.check::<u8>(offset, bytes.len());
-        // SAFETY: the destination is in bounds (checked) and cannot overlap
-        // `bytes`, which is Rust memory outside any mapping we write; the
-        // caller's lock keeps other readers and writers off the range.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr.as_ptr().add(offset), bytes.len()) }
-    }
-
-    /// The bytes at `offset..offset + len`, for reading while the caller's
-    /// protocol keeps every writer away from them.
-    pub(crate) fn bytes(&self, offset: usize, len: usize) -> &[u8] {
-        self.check::<u8>(offset, len);
-        // SAFETY: in bounds (checked), alive as long as `&self`; the
-        // caller's lock keeps other writers off this range while it reads.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(offset), len) }
-    }
-
-    /// Lends the bytes at `offset..offset + len` to `f` for writing, while
-    /// the caller's protocol (a held process-shared lock) keeps every other
-    /// reader and writer in this process and others away from them.
-    pub(crate) fn with_bytes_mut<R>(&self, offset: usize, len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
-        self.check::<u8>(offset, len);
-        // SAFETY: in bounds (checked) and alive for the call; the slice does
-        // not escape `f`, and the caller's lock makes this the only access
-        // to the range meanwhile.
-        f(unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(offset), len) })
-    }
-
-    /// Moves `len` bytes from `from` to `to` inside the mapping.
-    pub(crate) fn copy_within(&self, from: usize, to: usize, len: usize) {
-        self.check::<u8>(from, len);
-        self.check::<u8>(to, len);
-        // SAFETY: both ranges are in bounds (checked); `copy` allows
-        // overlap; the caller's lock keeps others off both ranges.
-        unsafe { std::ptr::copy(self.ptr.as_ptr().add(from), self.ptr.as_ptr().add(to), len) }
-    }
-
     // Plain slices of the whole mapping, for callers that rule out writers.
 
     /// The mapped bytes, as a plain slice.
@@ -341,6 +306,75 @@ impl Mapping {
         // SAFETY: as for `as_slice`; `&mut self` makes this the only access
         // through this mapping, and the caller promises there is no other.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+/// A [`Mapping`] whose plain bytes a process-shared lock of its user's
+/// protocol guards: every read and write of a range through the methods
+/// below happens while the caller holds that lock (a queue's ring under
+/// the queue's mutex, a `Value`'s data under its lock), so no other
+/// process or thread touches the range meanwhile. Atomics and the mutexes
+/// themselves are reached through the `Mapping` (`Deref`).
+#[derive(Debug)]
+pub(crate) struct GuardedMapping(Mapping);
+
+impl GuardedMapping {
+    /// `mmap`, as [`Mapping::new`], for a user whose protocol guards the
+    /// bytes with a lock.
+    pub(crate) fn new(fd: BorrowedFd<'_>, offset: u64, len: usize) -> io::Result<GuardedMapping> {
+        Mapping::new(fd, offset, len).map(GuardedMapping)
+    }
+
+    /// Copies `bytes` in at `offset`.
+    pub(crate) fn write(&self, offset: usize, bytes: &[u8]) {
+        self.0.check::<u8>(offset, bytes.len());
+        // SAFETY: the destination is in bounds (checked) and cannot overlap
+        // `bytes`, which is Rust memory outside any mapping we write; the
+        // caller's lock keeps other readers and writers off the range.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.0.ptr.as_ptr().add(offset), bytes.len()) }
+    }
+
+    /// The bytes at `offset..offset + len`, for reading while the caller's
+    /// protocol keeps every writer away from them.
+    pub(crate) fn bytes(&self, offset: usize, len: usize) -> &[u8] {
+        self.0.check::<u8>(offset, len);
+        // SAFETY: in bounds (checked), alive as long as `&self`; the
+        // caller's lock keeps other writers off this range while it reads.
+        unsafe { std::slice::from_raw_parts(self.0.ptr.as_ptr().add(offset), len) }
+    }
+
+    /// Lends the bytes at `offset..offset + len` to `f` for writing, while
+    /// the caller's protocol (a held process-shared lock) keeps every other
+    /// reader and writer in this process and others away from them.
+    pub(crate) fn with_bytes_mut<R>(&self, offset: usize, len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+        self.0.check::<u8>(offset, len);
+        // SAFETY: in bounds (checked) and alive for the call; the slice does
+        // not escape `f`, and the caller's lock makes this the only access
+        // to the range meanwhile.
+        f(unsafe { std::slice::from_raw_parts_mut(self.0.ptr.as_ptr().add(offset), len) })
+    }
+
+    /// Moves `len` bytes from `from` to `to` inside the mapping.
+    pub(crate) fn copy_within(&self, from: usize, to: usize, len: usize) {
+        self.0.check::<u8>(from, len);
+        self.0.check::<u8>(to, len);
+        // SAFETY: both ranges are in bounds (checked); `copy` allows
+        // overlap; the caller's lock keeps others off both ranges.
+        unsafe { std::ptr::copy(self.0.ptr.as_ptr().add(from), self.0.ptr.as_ptr().add(to), len) }
+    }
+}
+
+impl Deref for GuardedMapping {
+    type Target = Mapping;
+
+    fn deref(&self) -> &Mapping {
+        &self.0
+    }
+}
+
+impl DerefMut for GuardedMapping {
+    fn deref_mut(&mut self) -> &mut Mapping {
+        &mut self.0
     }
 }
 
@@ -386,8 +420,8 @@ mod tests {
     #[test]
     fn two_mappings_of_one_memfd_share_bytes_and_grow() {
         let fd = memfd("test", 4096).unwrap();
-        let a = Mapping::new(fd.as_fd(), 0, 4096).unwrap();
-        let mut b = Mapping::new(fd.as_fd(), 0, 4096).unwrap();
+        let a = GuardedMapping::new(fd.as_fd(), 0, 4096).unwrap();
+        let mut b = GuardedMapping::new(fd.as_fd(), 0, 4096).unwrap();
         a.write(8, b"hello");
         assert_eq!(b.bytes(8, 5), b"hello");
         a.u64_at(16).store(7, Ordering::SeqCst);
@@ -404,7 +438,7 @@ mod tests {
     #[should_panic(expected = "out of bounds")]
     fn out_of_bounds_access_panics() {
         let fd = memfd("test", 4096).unwrap();
-        let a = Mapping::new(fd.as_fd(), 0, 4096).unwrap();
+        let a = GuardedMapping::new(fd.as_fd(), 0, 4096).unwrap();
         a.write(4094, b"abc");
     }
 

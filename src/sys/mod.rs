@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `fd.rs` | pipes, eventfds, reads and writes, `poll`, closing, `fstat`/`ftruncate` |
 //! | `net.rs` | socket pairs, sends and receives, `SCM_RIGHTS`, listen/connect/accept |
-//! | `mm.rs` | `memfd`, POSIX `shm_open`, and [`Mapping`], the one owner of a shared mapping |
+//! | `mm.rs` | `memfd`, POSIX `shm_open`, and [`Mapping`], the one owner of a shared mapping (with [`GuardedMapping`] for bytes a lock guards) |
 //! | `futex.rs` | futex waits and wakes, process-shared robust mutexes |
 //! | `process.rs` | `fork`, `execve`, detaching, pidfds, waiting, exit status, `_exit`/`atexit`, the environment |
 //! | `signal.rs` | dispositions, masks, the parent-death watch, signal names |
@@ -17,9 +17,11 @@
 //! Each function here is safe to call, `pub(crate)`, and returns
 //! `io::Result` or owns its fds, as rustix's do; the exceptions are
 //! [`Mapping::as_slice`] and [`Mapping::as_mut_slice`], `unsafe fn`s whose
-//! callers promise that nobody writes the bytes meanwhile. Code that runs
-//! in a forked child before `execve` says why it is async-signal-safe.
-//! Linux is the only target.
+//! callers promise that nobody writes the bytes meanwhile, and the plain
+//! byte access of a [`GuardedMapping`], which is sound because its users
+//! (a queue's ring, a `Value`) reach those bytes only under their
+//! process-shared lock. Code that runs in a forked child before `execve`
+//! says why it is async-signal-safe. Linux is the only target.
 
 #![allow(unsafe_code)]
 
@@ -39,7 +41,7 @@ pub(crate) use fd::{
     raw_fd_is, read, retire, set_len, set_nonblocking, take_inherited, write_all,
 };
 pub(crate) use futex::{Locked, MUTEX_BYTES, RobustMutex, futex_wait, futex_wake};
-pub(crate) use mm::{Mapping, free_bytes, memfd, shm_create, shm_open, shm_unlink};
+pub(crate) use mm::{GuardedMapping, Mapping, free_bytes, memfd, shm_create, shm_open, shm_unlink};
 pub(crate) use net::{
     MAX_FDS, accept, connect_tcp, connect_unix_abstract, connect_unix_path, listen_tcp, listen_unix_abstract,
     listen_unix_path, local_tcp_addr, recv_append, recv_fds, send_all, send_fds, send_nonblocking, send_vectored_all,

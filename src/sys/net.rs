@@ -72,7 +72,7 @@ pub(crate) fn send_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {
 /// Writes all of `parts`, in order, to a stream socket (`sendmsg` with one
 /// iovec per part, `MSG_NOSIGNAL`), as few calls as the kernel allows.
 /// Retries on `EINTR` and partial writes; waits out `EAGAIN`.
-#[doc(alias("sendmsg", "writev"))]
+#[doc(alias("sendmsg"))]
 pub(crate) fn send_vectored_all(fd: BorrowedFd<'_>, parts: &[&[u8]]) -> io::Result<()> {
     let mut skip = 0usize;
     let total: usize = parts.iter().map(|p| p.len()).sum();

@@ -144,7 +144,7 @@ pub(crate) fn watch_parent_from_thread(fd: i32) {
 }
 
 /// "SIGKILL" for 9, and so on; "signal N" for numbers without a name.
-#[doc(alias("strsignal"))]
+#[doc(alias("sigabbrev_np"))]
 pub(crate) fn signal_name(sig: i32) -> String {
     let name = match sig {
         libc::SIGHUP => "SIGHUP",

@@ -20,7 +20,7 @@ pub(crate) fn set_title(title: &str) {
     }
 }
 
-/// Finds the argv[0] area now, so that a forked child, which inherits the
+/// Finds the `argv[0]` area now, so that a forked child, which inherits the
 /// answer with the memory, does not read /proc again (a third of the cost
 /// of a fork child's start-up).
 pub(crate) fn prepare_title() {
