@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-use super::max_frame_size;
+use super::{Sink, max_frame_size};
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys::{self, BorrowedFd};
 
@@ -270,7 +270,11 @@ pub(crate) fn write_frame_with_fds(fd: BorrowedFd<'_>, frame: &[u8], fds: &[sys:
 
 /// Appends one frame of `kind` to `out`, whose payload `body` appends; on
 /// error `out` is left as it was. For batching many frames into one write.
-pub(crate) fn append_frame(out: &mut Vec<u8>, kind: u8, body: impl FnOnce(&mut Vec<u8>) -> Result<()>) -> Result<()> {
+pub(crate) fn append_frame<S: Sink + ?Sized>(
+    out: &mut S,
+    kind: u8,
+    body: impl FnOnce(&mut S) -> Result<()>,
+) -> Result<()> {
     let start = out.len();
     out.extend_from_slice(&[0; HEADER]);
     if let Err(e) = body(out) {
@@ -279,7 +283,7 @@ pub(crate) fn append_frame(out: &mut Vec<u8>, kind: u8, body: impl FnOnce(&mut V
     }
     let len = (out.len() - start - HEADER) as u64;
     let header = (u64::from(kind) << 56) | (len & LEN_MASK);
-    out[start..start + HEADER].copy_from_slice(&header.to_le_bytes());
+    out.written_mut()[start..start + HEADER].copy_from_slice(&header.to_le_bytes());
     Ok(())
 }
 

@@ -16,6 +16,7 @@ mod fds;
 mod frame;
 mod plain;
 mod probe;
+mod sink;
 
 pub(crate) use fds::{Encoded, FdHandle, FdIn, FdOut, encode_with_fds, with_incoming};
 pub(crate) use frame::HEADER;
@@ -24,6 +25,7 @@ pub(crate) use frame::{
     Frame, FrameBuf, FrameReader, FrameStream, ReadOutcome, append_frame, check_len, check_outgoing,
     check_outgoing_len, frame_of, kind, kind_of, parse_frame, read_frame_with_fds, write_frame, write_frame_with_fds,
 };
+pub(crate) use sink::Sink;
 
 /// The default frame-size limit: 1 GiB.
 ///
@@ -81,7 +83,7 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T, what: &str) -> Result<Vec
 }
 
 /// Appends `value`, serialized, to `out`; on error `out` is left as it was.
-pub(crate) fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>, what: &str) -> Result<()> {
+pub(crate) fn encode_into<T: Serialize + ?Sized, S: Sink + ?Sized>(value: &T, out: &mut S, what: &str) -> Result<()> {
     let start = out.len();
     match postcard::serialize_with_flavor(value, Tail(out)) {
         Ok(()) => Ok(()),
@@ -94,12 +96,12 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>, w
 
 /// Serializes many values one after another into a buffer, through one
 /// postcard serializer (cheaper than one serializer per value).
-pub(crate) struct Encoder<'a> {
-    ser: postcard::Serializer<Tail<'a>>,
+pub(crate) struct Encoder<'a, S: Sink + ?Sized = Vec<u8>> {
+    ser: postcard::Serializer<Tail<'a, S>>,
 }
 
-impl<'a> Encoder<'a> {
-    pub(crate) fn new(out: &'a mut Vec<u8>) -> Self {
+impl<'a, S: Sink + ?Sized> Encoder<'a, S> {
+    pub(crate) fn new(out: &'a mut S) -> Self {
         Encoder { ser: postcard::Serializer { output: Tail(out) } }
     }
 
@@ -140,7 +142,7 @@ impl<'a> Encoder<'a> {
     }
 
     /// The buffer, for raw bytes between values.
-    pub(crate) fn buf(&mut self) -> &mut Vec<u8> {
+    pub(crate) fn buf(&mut self) -> &mut S {
         self.ser.output.0
     }
 }
@@ -209,10 +211,10 @@ impl<'de> Decoder<'de> {
     }
 }
 
-/// A postcard flavor that appends to a borrowed `Vec`.
-struct Tail<'a>(&'a mut Vec<u8>);
+/// A postcard flavor that appends to a borrowed buffer.
+struct Tail<'a, S: Sink + ?Sized>(&'a mut S);
 
-impl postcard::ser_flavors::Flavor for Tail<'_> {
+impl<S: Sink + ?Sized> postcard::ser_flavors::Flavor for Tail<'_, S> {
     type Output = ();
 
     #[inline]

@@ -19,6 +19,7 @@
 use std::any::Any;
 use std::mem::size_of;
 
+use super::Sink;
 use super::cast;
 
 /// Which plain forms a stream may use.
@@ -47,7 +48,7 @@ macro_rules! for_fixed_integers {
 }
 
 /// Appends postcard's varint for a length.
-fn put_len(out: &mut Vec<u8>, mut n: usize) {
+fn put_len<S: Sink + ?Sized>(out: &mut S, mut n: usize) {
     while n >= 0x80 {
         out.push((n as u8) | 0x80);
         n >>= 7;
@@ -76,7 +77,7 @@ fn take_len(bytes: &mut &[u8]) -> Option<usize> {
 /// Appends `value` in its plain form if its type has one in `form`; false
 /// (and nothing appended) otherwise.
 #[inline]
-pub(crate) fn encode<T: ?Sized + 'static>(value: &T, out: &mut Vec<u8>, form: Form) -> bool {
+pub(crate) fn encode<T: ?Sized + 'static, S: Sink + ?Sized>(value: &T, out: &mut S, form: Form) -> bool {
     macro_rules! each {
         ($($t:ty),*) => {$(
             if let Some(v) = cast::downcast_ref::<T, $t>(value) {
@@ -249,10 +250,10 @@ mod tests {
         // Unsized values, as `Connection::send("text")` passes them.
         for (value, bytes) in [("héllo", &b"h"[..]), ("", &b""[..])] {
             let mut out = Vec::new();
-            assert!(encode::<str>(value, &mut out, Postcard));
+            assert!(encode::<str, Vec<u8>>(value, &mut out, Postcard));
             assert_eq!(out, postcard::to_allocvec(value).unwrap());
             out.clear();
-            assert!(encode::<[u8]>(bytes, &mut out, Postcard));
+            assert!(encode::<[u8], Vec<u8>>(bytes, &mut out, Postcard));
             assert_eq!(out, postcard::to_allocvec(bytes).unwrap());
         }
         // Integers wider than a byte are postcard varints: left to serde.

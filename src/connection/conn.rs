@@ -244,7 +244,7 @@ impl Connection {
         let mut w = lock(&self.writer);
         self.check(true)?;
         w.clear();
-        let mut enc = codec::Encoder::new(&mut w);
+        let mut enc = codec::Encoder::new(&mut *w);
         enc.push_message(value, "a message")?;
         codec::check_outgoing_len(w.len() as u64, "a message")?;
         let (header, n) = framing::header(w.len() as u64, false);

@@ -145,7 +145,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
                 Error::new(ErrorKind::InvalidState, "Queue::put was called from inside an item's Serialize impl")
             })?;
             buf.clear();
-            codec::Encoder::new(&mut buf).push_item(item, "a queue item")?;
+            codec::Encoder::new(&mut *buf).push_item(item, "a queue item")?;
             codec::check_outgoing_len(buf.len() as u64, "a queue item")?;
             let ok = self.ring.put(&buf, deadline);
             if buf.capacity() > 1 << 20 {

@@ -180,6 +180,33 @@ pub(crate) fn set_len(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
     Ok(rustix::fs::ftruncate(fd, len)?)
 }
 
+/// `pread`: the `len` bytes of the file behind `fd` from `offset` (fewer
+/// if the file ends first), whatever the fd's own position.
+#[doc(alias("pread", "pread64"))]
+pub(crate) fn read_file_at(fd: BorrowedFd<'_>, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        let (at, want) = (offset + out.len() as u64, len - out.len());
+        let spare = &mut out.spare_capacity_mut()[..want];
+        match rustix::io::pread(fd, spare, at) {
+            Ok((init, _)) if init.is_empty() => break,
+            Ok((init, _)) => {
+                let n = init.len();
+                extend_len(&mut out, n);
+            }
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(out)
+}
+
+/// The size of a memory page (`sysconf(_SC_PAGESIZE)`).
+#[doc(alias("sysconf", "_SC_PAGESIZE", "getpagesize"))]
+pub(crate) fn page_size() -> usize {
+    rustix::param::page_size()
+}
+
 /// Grows the file behind `fd` to `len` bytes (never shrinks it).
 #[doc(alias("ftruncate"))]
 pub(crate) fn grow_file(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {

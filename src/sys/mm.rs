@@ -31,7 +31,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
-use rustix::fd::{BorrowedFd, FromRawFd, OwnedFd};
+use rustix::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 use rustix::fs::MemfdFlags;
 use rustix::mm::{MapFlags, MremapFlags, ProtFlags};
 
@@ -378,6 +378,137 @@ impl DerefMut for GuardedMapping {
     }
 }
 
+/// A growable byte buffer in a file's pages, from `offset` on: a pool
+/// worker's results, which must outlive the worker if it dies before
+/// sending them.
+///
+/// Only this process reads or writes these pages while it lives; another
+/// process reads them (with `pread`, not a mapping) only after this one has
+/// ended. So here they are plain memory, lent out as slices; `&mut self`
+/// is the only way to them. The file grows with the buffer (`ftruncate`,
+/// then `mremap`).
+#[derive(Debug)]
+pub(crate) struct ShmVec {
+    fd: OwnedFd,
+    offset: u64,
+    map: Mapping,
+    len: usize,
+}
+
+impl ShmVec {
+    /// A buffer of `capacity` bytes (at least a page) in `fd` from `offset`
+    /// (a multiple of the page size), empty.
+    pub(crate) fn new(fd: OwnedFd, offset: u64, capacity: usize) -> io::Result<ShmVec> {
+        let capacity = capacity.max(super::page_size());
+        super::grow_file(fd.as_fd(), offset + capacity as u64)?;
+        let map = Mapping::new(fd.as_fd(), offset, capacity)?;
+        Ok(ShmVec { fd, offset, map, len: 0 })
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.map.len()
+    }
+
+    /// The bytes written so far.
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        // SAFETY: only this process touches the pages while it lives (see
+        // the type's documentation), and `&self` rules out a `&mut` into
+        // them here; `len` is within the mapping.
+        unsafe { &self.map.as_slice()[..self.len] }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        let len = self.len;
+        // SAFETY: only this process touches the pages while it lives, and
+        // `&mut self` is the only access path to them here; `len` is within
+        // the mapping.
+        unsafe { &mut self.map.as_mut_slice()[..len] }
+    }
+
+    /// Room for `additional` more bytes: the file and the mapping double
+    /// (at least) when they are full.
+    ///
+    /// # Panics
+    ///
+    /// If the system refuses the memory, as a `Vec` that cannot grow does
+    /// (the encoder that writes here cannot return an error).
+    fn room(&mut self, additional: usize) {
+        let need = self.len.checked_add(additional).expect("a result buffer beyond the address space");
+        if need <= self.capacity() {
+            return;
+        }
+        let page = super::page_size();
+        let cap = need.max(self.capacity() * 2).next_multiple_of(page);
+        let grown = super::grow_file(self.fd.as_fd(), self.offset + cap as u64).and_then(|()| self.map.resize(cap));
+        if let Err(e) = grown {
+            panic!("multiproc: could not grow a pool worker's result buffer to {cap} bytes: {e}");
+        }
+    }
+
+    /// Gives memory back: shrinks the buffer to `capacity` bytes (at least a
+    /// page) if it is empty and larger than that.
+    pub(crate) fn shrink_when_empty(&mut self, capacity: usize) {
+        let cap = capacity.max(super::page_size()).next_multiple_of(super::page_size());
+        if self.len > 0 || self.capacity() <= cap {
+            return;
+        }
+        if self.map.resize(cap).is_ok() {
+            let _ = super::set_len(self.fd.as_fd(), self.offset + cap as u64);
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
+impl crate::codec::Sink for ShmVec {
+    #[inline]
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline]
+    fn push(&mut self, byte: u8) {
+        if self.len == self.capacity() {
+            self.room(1);
+        }
+        // SAFETY: `len < capacity` (made so above), so the byte is inside the
+        // mapping; only this process touches it (see the type's docs), and
+        // `&mut self` is the only access path here.
+        unsafe { self.map.ptr.as_ptr().add(self.len).write(byte) };
+        self.len += 1;
+    }
+
+    #[inline]
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        if bytes.len() > self.capacity() - self.len {
+            self.room(bytes.len());
+        }
+        // SAFETY: `len + bytes.len() <= capacity` (made so above), so the
+        // destination is inside the mapping and cannot overlap `bytes`,
+        // which is not in it (nobody else holds a slice of it: `&mut
+        // self`); only this process touches these pages.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.map.ptr.as_ptr().add(self.len), bytes.len()) };
+        self.len += bytes.len();
+    }
+
+    #[inline]
+    fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    #[inline]
+    fn reserve(&mut self, additional: usize) {
+        self.room(additional);
+    }
+
+    #[inline]
+    fn written_mut(&mut self) -> &mut [u8] {
+        self.as_mut_slice()
+    }
+}
+
 /// Writes `bytes` into `word` from byte `at` on, keeping its other bytes:
 /// a compare-exchange loop, so that a concurrent write of those bytes (by
 /// another thread or process, through the same word) is not undone.
@@ -466,6 +597,32 @@ mod tests {
         drop(other);
         assert!(!raw_fd_is(raw, id), "a closed number no longer names the segment");
         assert!(free_bytes(fd.as_fd()).is_ok());
+    }
+
+    #[test]
+    fn a_shm_vec_grows_keeps_its_bytes_in_the_file_and_shrinks() {
+        use crate::codec::Sink;
+        let fd = memfd("test", 0).unwrap();
+        let page = crate::sys::page_size();
+        let mut v = ShmVec::new(fd.try_clone().unwrap(), page as u64, 16).unwrap();
+        assert_eq!(v.capacity(), page);
+        for i in 0..3 * page {
+            v.push((i % 251) as u8);
+        }
+        v.extend_from_slice(b"tail");
+        assert!(v.capacity() >= 3 * page + 4);
+        assert_eq!(&v.as_slice()[3 * page..], b"tail");
+        v.written_mut()[0] = 7;
+        // Another process would read the file, not the mapping.
+        let back = crate::sys::read_file_at(fd.as_fd(), page as u64, 3 * page + 4).unwrap();
+        assert_eq!(back, v.as_slice());
+        assert_eq!(back[0], 7);
+        v.truncate(2);
+        assert_eq!(v.as_slice(), [7, 1]);
+        v.clear();
+        v.shrink_when_empty(page);
+        assert_eq!(v.capacity(), page);
+        assert_eq!(file_len(fd.as_fd()).unwrap(), 2 * page as u64);
     }
 
     #[test]

@@ -367,6 +367,15 @@ pub(crate) fn cpu_count() -> usize {
     }
 }
 
+/// The resident set of process `pid`, in bytes, from `/proc/<pid>/statm`;
+/// `None` if it cannot be read (the process is gone).
+#[doc(alias("statm", "rss"))]
+pub(crate) fn rss_of(pid: i32) -> Option<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * rustix::param::page_size() as u64)
+}
+
 /// A pidfd for this process's parent, if the parent is still `expected`.
 ///
 /// The pidfd is opened first and the parent checked after: a live
