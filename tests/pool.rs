@@ -7,12 +7,12 @@
 mod common;
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::LONG;
-use multiproc::{ErrorKind, Pool, ReturnWhen, StartMethod};
+use multiproc::{ErrorKind, Event, Pool, ReturnWhen, SharedMemory, StartMethod};
 use serde::{Deserialize, Serialize};
 
 fn pool(method: StartMethod, n: usize) -> Pool {
@@ -234,19 +234,79 @@ per_method! {
     }
 }
 
+/// What the probe tasks share with the test, set up by the initializer:
+/// `started` is set by a task that begins, `go` releases tasks that wait
+/// for it, and `runs[i]` counts how many times task `i` ran.
+struct Probe {
+    started: Event,
+    go: Event,
+    runs: SharedMemory,
+}
+
+static PROBE: OnceLock<Probe> = OnceLock::new();
+
+fn init_probe((started, go, runs): (Event, Event, SharedMemory)) {
+    let _ = PROBE.set(Probe { started, go, runs });
+}
+
+fn probe() -> &'static Probe {
+    PROBE.get().expect("the initializer ran")
+}
+
+/// Counts a run of task `i`, then returns `i`.
+fn mark(i: u64) -> u64 {
+    probe().runs.as_atomic_u64()[i as usize].fetch_add(1, Ordering::SeqCst);
+    i
+}
+
+/// Counts a run of task `i`, says it started, and waits for `go`.
+fn mark_and_hold(i: u64) -> u64 {
+    mark(i);
+    probe().started.set();
+    assert!(probe().go.wait(Some(LONG)).unwrap(), "go never came");
+    i
+}
+
+/// A pool whose workers share a fresh probe with the test.
+fn probed_pool(method: StartMethod, n: usize, tasks: usize) -> (Pool, Event, Event, SharedMemory) {
+    let (started, go, runs) =
+        (Event::new().unwrap(), Event::new().unwrap(), SharedMemory::anonymous(8 * tasks).unwrap());
+    let pool = Pool::builder()
+        .processes(n)
+        .start_method(method)
+        .initializer(init_probe, (started.clone(), go.clone(), runs.try_clone().unwrap()))
+        .build()
+        .unwrap();
+    (pool, started, go, runs)
+}
+
+fn runs(shm: &SharedMemory, i: usize) -> u64 {
+    shm.as_atomic_u64()[i].load(Ordering::SeqCst)
+}
+
 per_method! {
-    fn cancel_works_only_before_the_task_starts(method: StartMethod) {
-        let pool = pool(method, 1);
-        let running = pool.apply_async(nap, 300).unwrap();
-        let queued: Vec<_> = (0..10).map(|_| pool.apply_async(nap, 300).unwrap()).collect();
-        let last = queued.last().unwrap();
-        assert!(last.cancel());
-        assert!(last.cancelled());
-        assert!(last.ready());
-        assert_eq!(last.get().unwrap_err().kind(), ErrorKind::Cancelled);
+    fn cancel_works_until_a_task_starts_even_inside_a_workers_window(method: StartMethod) {
+        let (pool, started, go, counts) = probed_pool(method, 1, 8);
+        let running = pool.apply_async(mark_and_hold, 0).unwrap();
+        let behind: Vec<_> = (1..4).map(|i| pool.apply_async(mark, i).unwrap()).collect();
+        assert!(started.wait(Some(LONG)).unwrap(), "the first task never started");
+        // Task 1 sits in the busy worker's window (a fresh worker takes two
+        // chunks), task 3 in the parent's queue: both can be cancelled.
+        assert!(behind[0].cancel(), "a task in a busy worker's window can be cancelled");
+        assert!(behind[2].cancel(), "a queued task can be cancelled");
+        assert!(behind[0].cancelled() && behind[0].ready());
+        assert_eq!(behind[0].get().unwrap_err().kind(), ErrorKind::Cancelled);
         assert!(!running.cancel(), "a running task cannot be cancelled");
         assert!(!running.cancelled());
-        pool.terminate();
+        go.set();
+        assert_eq!(running.get_timeout(LONG).unwrap(), 0);
+        assert_eq!(behind[1].get_timeout(LONG).unwrap(), 2, "the task behind the cancelled one runs");
+        assert!(!behind[1].cancel(), "a finished task cannot be cancelled");
+        assert_eq!(behind[2].get().unwrap_err().kind(), ErrorKind::Cancelled);
+        // Everything has run that will: the cancelled tasks never did.
+        pool.close();
+        pool.join().unwrap();
+        assert_eq!((runs(&counts, 0), runs(&counts, 1), runs(&counts, 2), runs(&counts, 3)), (1, 0, 1, 0));
     }
 }
 

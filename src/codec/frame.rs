@@ -298,6 +298,8 @@ pub(crate) struct FrameStream {
     pos: usize,
     big: Option<(u8, usize, Vec<u8>)>,
     limit: u64,
+    /// Bytes of the stream handed out as whole frames so far.
+    consumed: u64,
 }
 
 /// The stream buffer; frames larger than half of it are read on their own.
@@ -309,7 +311,13 @@ const STREAM_FIRST: usize = 16 << 20;
 
 impl FrameStream {
     pub(crate) fn new(limit: u64) -> Self {
-        FrameStream { buf: Vec::with_capacity(STREAM_BUF), pos: 0, big: None, limit }
+        FrameStream { buf: Vec::with_capacity(STREAM_BUF), pos: 0, big: None, limit, consumed: 0 }
+    }
+
+    /// How many bytes of the stream were handed out as whole frames: where
+    /// the first frame not handed out yet starts.
+    pub(crate) fn consumed(&self) -> u64 {
+        self.consumed
     }
 
     /// Whether a whole frame is already read and waiting.
@@ -333,6 +341,7 @@ impl FrameStream {
             }
             let (kind, payload) = (*kind, std::mem::take(payload));
             self.big = None;
+            self.consumed += (HEADER + payload.len()) as u64;
             return Ok(Some(Frame { kind, payload }));
         }
         let avail = &self.buf[self.pos..];
@@ -347,6 +356,7 @@ impl FrameStream {
         if avail.len() - HEADER >= len {
             let payload = avail[HEADER..HEADER + len].to_vec();
             self.pos += HEADER + len;
+            self.consumed += (HEADER + len) as u64;
             return Ok(Some(Frame { kind, payload }));
         }
         if len > STREAM_BUF / 2 {

@@ -20,7 +20,7 @@ mod sink;
 
 pub(crate) use fds::{Encoded, FdHandle, FdIn, FdOut, encode_with_fds, with_incoming};
 pub(crate) use frame::HEADER;
-use frame::LEN_MASK;
+pub(crate) use frame::LEN_MASK;
 pub(crate) use frame::{
     Frame, FrameBuf, FrameReader, FrameStream, ReadOutcome, append_frame, check_len, check_outgoing,
     check_outgoing_len, frame_of, kind, kind_of, parse_frame, read_frame_with_fds, write_frame, write_frame_with_fds,

@@ -12,6 +12,10 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::runtime::{Task, TaskId};
 use crate::target::{Message, Target};
 
+/// The default cap on what an `imap` keeps in flight and unconsumed: the
+/// encoded arguments of the chunks it sent and the results not taken yet.
+const DEFAULT_IN_FLIGHT_BYTES: usize = 64 << 20;
+
 /// Builds a [`Pool`] (Python's `Pool(processes, initializer, initargs,
 /// maxtasksperchild, context)`, plus a default per-task timeout and a cap
 /// on what `imap` keeps in flight).
@@ -44,6 +48,7 @@ pub struct PoolBuilder {
     max_tasks: Option<u64>,
     task_timeout: Option<Duration>,
     max_in_flight: Option<usize>,
+    max_in_flight_bytes: Option<usize>,
 }
 
 impl fmt::Debug for PoolBuilder {
@@ -55,6 +60,7 @@ impl fmt::Debug for PoolBuilder {
             .field("maxtasksperchild", &self.max_tasks)
             .field("task_timeout", &self.task_timeout)
             .field("max_in_flight", &self.max_in_flight)
+            .field("max_in_flight_bytes", &self.max_in_flight_bytes)
             .finish()
     }
 }
@@ -68,6 +74,7 @@ impl PoolBuilder {
             max_tasks: None,
             task_timeout: None,
             max_in_flight: None,
+            max_in_flight_bytes: None,
         }
     }
 
@@ -191,6 +198,28 @@ impl PoolBuilder {
         self
     }
 
+    /// The most bytes an `imap` keeps in flight and unconsumed: the encoded
+    /// arguments of the chunks it has sent and the encoded results not
+    /// taken yet (the default is 64 MiB). Whichever of this and
+    /// [`max_in_flight`](PoolBuilder::max_in_flight) comes first stops it
+    /// from reading more input until the consumer catches up; at least one
+    /// chunk is always in flight.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Pool;
+    /// fn len(v: Vec<u8>) -> usize { v.len() }
+    /// let pool = Pool::builder().processes(1).max_in_flight_bytes(1 << 20).build()?;
+    /// let big = (0..20).map(|_| vec![0u8; 256 << 10]);
+    /// assert_eq!(pool.imap(len, big)?.count(), 20);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn max_in_flight_bytes(mut self, bytes: usize) -> Self {
+        self.max_in_flight_bytes = Some(bytes);
+        self
+    }
+
     /// Starts the workers.
     ///
     /// # Errors
@@ -226,6 +255,12 @@ impl PoolBuilder {
         if self.max_in_flight == Some(0) {
             return Err(Error::new(ErrorKind::InvalidInput, "max_in_flight must be at least 1 chunk"));
         }
+        if self.max_in_flight_bytes == Some(0) {
+            return Err(Error::new(ErrorKind::InvalidInput, "max_in_flight_bytes must be at least 1 byte"));
+        }
+        if self.task_timeout == Some(Duration::ZERO) {
+            return Err(zero_timeout());
+        }
         let initializer = self.initializer.transpose()?;
         let config = Config {
             processes,
@@ -234,7 +269,16 @@ impl PoolBuilder {
             max_tasks: self.max_tasks,
             task_timeout: self.task_timeout,
             max_in_flight: self.max_in_flight.unwrap_or((processes * 64).max(256)),
+            max_in_flight_bytes: self.max_in_flight_bytes.unwrap_or(DEFAULT_IN_FLIGHT_BYTES),
         };
         Ok(Pool { shared: Shared::start(config)? })
     }
+}
+
+/// The error for a task timeout of zero, which no task could meet.
+pub(crate) fn zero_timeout() -> Error {
+    Error::new(
+        ErrorKind::InvalidInput,
+        "a task timeout of zero would stop every task before it starts; give a positive duration, or no timeout",
+    )
 }

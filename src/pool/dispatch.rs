@@ -1,14 +1,21 @@
 //! The dispatcher: one thread that owns every worker's socket and pidfd,
-//! sends chunks, collects results, and deals with deaths and timeouts.
+//! sends chunks, collects results, and deals with deaths, timeouts and
+//! cancellations.
 //!
 //! Callers add chunks to a queue and send what fits right away (no hand-off
 //! to the thread on the fast path). Each worker holds a small window of
 //! chunks, so that it never waits for the parent between two of them; the
 //! window grows for workers that finish chunks quickly (up to about 2 ms of
-//! queued work) and is a single chunk for a task with a timeout, so that
-//! the timeout counts from its start and killing the worker hurts nothing
-//! else. When a worker's pidfd fires, its chunks fail with `WorkerLost` (or
-//! `Timeout`), a new worker takes its place, and the pool goes on.
+//! queued work). Every worker keeps a status page (`status.rs`) that tells,
+//! without a syscall, which item it runs and what it finished; so when a
+//! worker dies, every chunk it held gets an exact fate (`tracked.rs`): the
+//! item it ran fails, what it finished is delivered, what it had not
+//! started goes to another worker; and a new worker takes its place.
+//!
+//! Timeouts are per item: the dispatcher looks at the running item of each
+//! worker that holds timed chunks, at least every quarter of the shortest
+//! timeout (between 1 ms and 100 ms), and kills a worker whose item has run
+//! past its timeout; only that item fails.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,9 +23,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::job::{ChunkOutcome, Job};
-use super::wire;
+use super::status::StatusPage;
+use super::tracked::{self, Worker};
+use super::wire::{self, ItemOffsets};
 use super::worker::{self, WorkerConfig};
-use crate::codec::{self, Frame, FrameStream};
+use crate::codec::{self, Frame};
 use crate::context::StartMethod;
 use crate::error::{Error, ErrorKind, RemoteError, Result};
 use crate::process::Process;
@@ -34,17 +43,27 @@ pub(crate) struct Config {
     pub(crate) max_tasks: Option<u64>,
     pub(crate) task_timeout: Option<Duration>,
     pub(crate) max_in_flight: usize,
+    pub(crate) max_in_flight_bytes: usize,
 }
 
-/// A chunk waiting for a worker.
+/// Workers that die before they are ready, in a row, that break the pool.
+const STARTUP_DEATHS: u32 = 3;
+
+/// A chunk, or the rest of one, waiting for a worker.
 #[derive(Debug)]
 pub(crate) struct Pending {
     pub(crate) job: Arc<Job>,
     pub(crate) index: u32,
+    /// Where its items start in the chunk.
+    pub(crate) first: u32,
     pub(crate) count: u32,
-    /// The whole `TASK` frame.
+    /// The whole `TASK` frame; kept until the chunk is done, to send the
+    /// rest of it again if its worker dies in the middle.
     pub(crate) frame: Vec<u8>,
+    pub(crate) offsets: ItemOffsets,
     pub(crate) timeout: Option<Duration>,
+    /// How many workers died after beginning it, before running any item.
+    pub(crate) begun_deaths: u8,
 }
 
 impl Pending {
@@ -59,20 +78,69 @@ impl Pending {
         // A first guess only, capped: an endless input reports any size.
         let guess = items.size_hint().0.saturating_mul(std::mem::size_of::<A>().max(1)).min(1 << 20);
         let mut frame = Vec::with_capacity(64 + guess);
-        let count = wire::append_task(&mut frame, &head, items)?;
+        let (count, offsets) = wire::append_task(&mut frame, &head, items)?;
         codec::check_outgoing(&frame, "a chunk of encoded arguments")?;
-        Ok(Pending { job: Arc::clone(job), index: head.index, count, frame, timeout })
+        Ok(Pending {
+            job: Arc::clone(job),
+            index: head.index,
+            first: 0,
+            count,
+            frame,
+            offsets,
+            timeout,
+            begun_deaths: 0,
+        })
+    }
+
+    /// Its items from `skip` on, to run again.
+    pub(crate) fn rest(&self, skip: u32) -> Pending {
+        let (frame, offsets) = wire::rest_of_task(&self.frame, &self.offsets, skip);
+        Pending {
+            job: Arc::clone(&self.job),
+            index: self.index,
+            first: self.first + skip,
+            count: self.count - skip,
+            frame,
+            offsets,
+            timeout: self.timeout,
+            begun_deaths: 0,
+        }
+    }
+
+    /// Fails every item it holds with `err`.
+    pub(crate) fn fail(self, err: Error, counts: &mut Counts) {
+        if err.kind() == ErrorKind::Cancelled {
+            counts.note_cancelled(self.count);
+        } else {
+            counts.note_failed(self.count);
+        }
+        self.job.finish_part(self.index, self.first, self.count, ChunkOutcome::Failed(err));
     }
 }
 
-#[derive(Debug)]
-struct InFlight {
-    job: Arc<Job>,
-    index: u32,
-    count: u32,
-    timeout: Option<Duration>,
-    deadline: Option<Instant>,
-    timed_out: bool,
+/// What became of the pool's items, for `stats()`.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Counts {
+    pub(crate) done: u64,
+    pub(crate) failed: u64,
+    pub(crate) cancelled: u64,
+}
+
+impl Counts {
+    /// `count` items came back, `failed` of them failed.
+    pub(crate) fn note_items(&mut self, count: u32, failed: u32) {
+        let failed = failed.min(count);
+        self.done += u64::from(count - failed);
+        self.failed += u64::from(failed);
+    }
+
+    pub(crate) fn note_failed(&mut self, count: u32) {
+        self.failed += u64::from(count);
+    }
+
+    pub(crate) fn note_cancelled(&mut self, count: u32) {
+        self.cancelled += u64::from(count);
+    }
 }
 
 #[derive(Debug)]
@@ -83,126 +151,15 @@ enum Status {
     Broken(Error),
 }
 
-/// How fast a worker gets through chunks: the mean time between its
-/// results while it is busy.
-#[derive(Debug, Default)]
-struct Pace {
-    busy_since: Option<Instant>,
-    mean_us: f64,
-}
-
-impl Pace {
-    /// Notes `results` chunks that came back together at `now` (a worker
-    /// sends several in one write when they come fast).
-    fn note(&mut self, results: usize, now: Instant, still_busy: bool) {
-        if let Some(since) = self.busy_since {
-            let us = now.saturating_duration_since(since).as_secs_f64() * 1e6 / results as f64;
-            self.mean_us = if self.mean_us <= 0.0 { us } else { 0.8 * self.mean_us + 0.2 * us };
-        }
-        self.busy_since = still_busy.then_some(now);
-    }
-}
-
-/// Queued work a worker is given, in its own time.
-const WINDOW_WORK_US: f64 = 2000.0;
-const MAX_WINDOW: usize = 64;
-
-#[derive(Debug)]
-struct Worker {
-    child: Arc<ChildRecord>,
-    stream: FrameStream,
-    out: Vec<u8>,
-    in_flight: VecDeque<InFlight>,
-    sent: u64,
-    /// Told to leave, or at its quota: gets nothing more.
-    retiring: bool,
-    /// Signalled by us: it is going away.
-    killed: bool,
-    /// What its chunks fail with if it dies (a broken stream).
-    failure: Option<Error>,
-    pace: Pace,
-    /// Started and initialized (it said READY): until then its timed
-    /// chunks' deadlines wait, so that start-up and the initializer do not
-    /// count against a task's timeout.
-    ready: bool,
-}
-
-impl Worker {
-    fn window(&self) -> usize {
-        if self.pace.mean_us <= 0.0 {
-            return 2;
-        }
-        ((WINDOW_WORK_US / self.pace.mean_us).ceil() as usize).clamp(2, MAX_WINDOW)
-    }
-
-    fn accepts(&self, timed: bool, max_tasks: Option<u64>) -> bool {
-        if self.retiring || self.killed || max_tasks.is_some_and(|m| self.sent >= m) {
-            return false;
-        }
-        if timed {
-            return self.in_flight.is_empty();
-        }
-        self.in_flight.len() < self.window() && !self.in_flight.iter().any(|f| f.timeout.is_some())
-    }
-
-    /// Writes what it can of the output without blocking.
-    fn flush(&mut self) {
-        if self.out.is_empty() {
-            return;
-        }
-        match sys::send_nonblocking(self.child.control(), &self.out) {
-            Ok(n) => {
-                self.out.drain(..n);
-            }
-            // A dead peer: its pidfd will say so.
-            Err(_) => self.out.clear(),
-        }
-    }
-
-    fn kill(&mut self) {
-        self.killed = true;
-        let _ = self.child.signal(sys::SIGKILL);
-    }
-
-    /// Reads every frame that has arrived.
-    fn read(&mut self) -> Vec<Frame> {
-        let mut frames = Vec::new();
-        loop {
-            match self.stream.next_buffered("a pool worker's results") {
-                Ok(Some(frame)) => {
-                    frames.push(frame);
-                    continue;
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    self.break_stream(e);
-                    break;
-                }
-            }
-            match self.stream.fill(self.child.control(), "a pool worker's results") {
-                Ok(Some(n)) if n > 0 => {}
-                Ok(_) => break,
-                Err(e) => {
-                    self.break_stream(e);
-                    break;
-                }
-            }
-        }
-        frames
-    }
-
-    fn break_stream(&mut self, e: Error) {
-        self.failure.get_or_insert(e);
-        self.kill();
-    }
-}
-
 #[derive(Debug)]
 pub(crate) struct Dispatch {
     status: Status,
     workers: Vec<Worker>,
     queue: VecDeque<Pending>,
     started: u64,
+    counts: Counts,
+    /// Workers in a row that died before they were ready.
+    startup_deaths: u32,
 }
 
 /// What the pool's handles share.
@@ -233,6 +190,8 @@ impl Shared {
                 workers: Vec::new(),
                 queue: VecDeque::new(),
                 started: 0,
+                counts: Counts::default(),
+                startup_deaths: 0,
             }),
             wake,
             thread: Mutex::new(None),
@@ -300,26 +259,43 @@ impl Shared {
         Ok(())
     }
 
-    /// Cancels every queued chunk of `job`, if none of them has been sent;
-    /// true if the job is now cancelled.
+    /// Cancels every chunk of `job` that no worker has started, wherever it
+    /// waits (the queue, or a worker's window); true if the whole job is
+    /// now cancelled (none of it had started or finished).
     pub(crate) fn cancel(&self, job: &Arc<Job>) -> bool {
         let mut d = self.lock();
-        let sent = d.workers.iter().any(|w| w.in_flight.iter().any(|f| Arc::ptr_eq(&f.job, job)));
-        let queued = d.queue.iter().any(|p| Arc::ptr_eq(&p.job, job));
-        if sent || !queued {
-            return false;
+        let (started, taken) = d.take_unstarted(job);
+        let whole = !started && !taken.is_empty() && !job.any_finished_part();
+        for p in taken {
+            p.fail(tracked::cancelled(), &mut d.counts);
         }
-        job.mark_cancelled();
-        let mut kept = VecDeque::with_capacity(d.queue.len());
-        for p in d.queue.drain(..) {
-            if Arc::ptr_eq(&p.job, job) {
-                p.job.finish(p.index, ChunkOutcome::Failed(cancelled()));
-            } else {
-                kept.push_back(p);
-            }
+        drop(d);
+        if whole {
+            job.mark_cancelled();
         }
-        d.queue = kept;
-        true
+        whole
+    }
+
+    /// Stops `job` wherever it is: cancels what has not started and kills
+    /// the workers running its items (their other work goes to other
+    /// workers). True if anything was stopped; false if the job had already
+    /// finished.
+    pub(crate) fn kill(&self, job: &Arc<Job>) -> bool {
+        let mut d = self.lock();
+        let (_, taken) = d.take_unstarted(job);
+        let mut acted = !taken.is_empty();
+        for p in taken {
+            p.fail(tracked::cancelled(), &mut d.counts);
+        }
+        for w in &mut d.workers {
+            acted |= w.kill_job(job);
+        }
+        drop(d);
+        if acted {
+            job.mark_cancelled();
+            self.wake();
+        }
+        acted
     }
 
     /// Drops the queued chunks of a job nobody waits for any more.
@@ -330,9 +306,10 @@ impl Shared {
     /// Cancels every queued chunk (`shutdown(cancel_futures=True)`).
     pub(crate) fn cancel_queued(&self) {
         let mut d = self.lock();
-        for p in d.queue.drain(..) {
+        let queued: Vec<Pending> = d.queue.drain(..).collect();
+        for p in queued {
             p.job.mark_cancelled();
-            p.job.finish(p.index, ChunkOutcome::Failed(cancelled()));
+            p.fail(tracked::cancelled(), &mut d.counts);
         }
     }
 
@@ -346,7 +323,8 @@ impl Shared {
         self.wake();
     }
 
-    /// Stops now: queued and running tasks fail, workers are killed.
+    /// Stops now: queued and running tasks fail, workers are killed (with
+    /// `signal`).
     pub(crate) fn terminate(&self) {
         self.lock().terminate();
         self.wake();
@@ -381,7 +359,6 @@ impl Shared {
         for mut w in workers {
             w.kill();
             let _ = w.child.wait(None);
-            registry::lock().remove(&w.child);
         }
     }
 
@@ -389,13 +366,14 @@ impl Shared {
     fn run(&self) {
         loop {
             let (children, want_write, timeout) = {
-                let d = self.lock();
+                let mut d = self.lock();
                 if d.finished() {
                     return;
                 }
                 let children: Vec<Arc<ChildRecord>> = d.workers.iter().map(|w| Arc::clone(&w.child)).collect();
                 let want_write: Vec<bool> = d.workers.iter().map(|w| !w.out.is_empty()).collect();
-                let timeout = d.next_deadline().map(|t| t.saturating_duration_since(Instant::now()));
+                let now = Instant::now();
+                let timeout = d.watch_timeouts(now).map(|t| t.saturating_duration_since(now));
                 (children, want_write, timeout)
             };
             let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(1 + 2 * children.len());
@@ -418,10 +396,6 @@ impl Shared {
     }
 }
 
-fn cancelled() -> Error {
-    Error::new(ErrorKind::Cancelled, "the task was cancelled before it started")
-}
-
 impl Dispatch {
     fn check_open(&self) -> Result<()> {
         match &self.status {
@@ -439,8 +413,32 @@ impl Dispatch {
         !matches!(self.status, Status::Running) && self.workers.is_empty()
     }
 
-    fn next_deadline(&self) -> Option<Instant> {
-        self.workers.iter().flat_map(|w| w.in_flight.iter()).filter(|f| !f.timed_out).filter_map(|f| f.deadline).min()
+    /// Takes every chunk of `job` that has not started out of the queue and
+    /// the windows: whether some chunk of it had started, and the chunks.
+    fn take_unstarted(&mut self, job: &Arc<Job>) -> (bool, Vec<Pending>) {
+        let mut taken = Vec::new();
+        let mut kept = VecDeque::with_capacity(self.queue.len());
+        for p in self.queue.drain(..) {
+            if Arc::ptr_eq(&p.job, job) {
+                taken.push(p);
+            } else {
+                kept.push_back(p);
+            }
+        }
+        self.queue = kept;
+        let mut started = false;
+        for w in &mut self.workers {
+            let (s, cancelled) = w.cancel(job);
+            started |= s;
+            taken.extend(cancelled);
+        }
+        (started, taken)
+    }
+
+    /// Looks at the running items of workers with timed chunks (killing
+    /// those past their timeout); when to look again.
+    fn watch_timeouts(&mut self, now: Instant) -> Option<Instant> {
+        self.workers.iter_mut().filter_map(|w| w.watch(now)).min()
     }
 
     fn spawn_worker(&mut self, config: &Config) -> Result<()> {
@@ -458,61 +456,32 @@ impl Dispatch {
             Some((id, arg)) => Some((*id, arg.try_clone()?)),
             None => None,
         };
-        let cfg = WorkerConfig { initializer, max_tasks: config.max_tasks };
+        let page = StatusPage::new()?;
+        let cfg = WorkerConfig { initializer, max_tasks: config.max_tasks, status: page.for_worker()? };
         let child =
             Process::new(worker::serve, cfg).name(name).daemon(true).start_method(config.method).start_worker()?;
-        self.workers.push(Worker {
-            child,
-            stream: FrameStream::new(codec::max_frame_size()),
-            out: Vec::new(),
-            in_flight: VecDeque::new(),
-            sent: 0,
-            retiring: false,
-            killed: false,
-            failure: None,
-            pace: Pace::default(),
-            ready: false,
-        });
+        self.workers.push(Worker::new(child, page));
         Ok(())
     }
 
     /// Sends queued chunks to workers with room; true if the dispatcher
     /// thread must look again: some output could not be written yet, or a
-    /// chunk with a deadline went out (its timer is the thread's to keep).
+    /// timed chunk went out (its timer is the thread's to keep).
     fn pump(&mut self, config: &Config) -> bool {
         let now = Instant::now();
         let mut any_timed = false;
-        while let Some(p) = self.queue.front() {
-            let timed = p.timeout.is_some();
+        while !self.queue.is_empty() {
             let pick = self
                 .workers
                 .iter()
                 .enumerate()
-                .filter(|(_, w)| w.accepts(timed, config.max_tasks))
+                .filter(|(_, w)| w.accepts(config.max_tasks))
                 .min_by_key(|(_, w)| w.in_flight.len())
                 .map(|(i, _)| i);
             let Some(i) = pick else { break };
-            let p = self.queue.pop_front().expect("front exists");
-            let w = &mut self.workers[i];
-            if w.in_flight.is_empty() {
-                w.pace.busy_since = Some(now);
-            }
-            w.out.extend_from_slice(&p.frame);
-            w.in_flight.push_back(InFlight {
-                job: p.job,
-                index: p.index,
-                count: p.count,
-                timeout: p.timeout,
-                deadline: p.timeout.filter(|_| w.ready).map(|t| {
-                    any_timed = true;
-                    now + t
-                }),
-                timed_out: false,
-            });
-            w.sent += 1;
-            if config.max_tasks.is_some_and(|m| w.sent >= m) {
-                w.retiring = true;
-            }
+            let p = self.queue.pop_front().expect("not empty");
+            any_timed |= p.timeout.is_some();
+            self.workers[i].send(p, now, config.max_tasks);
         }
         let mut stuck = any_timed;
         for w in &mut self.workers {
@@ -522,6 +491,31 @@ impl Dispatch {
         stuck
     }
 
+    /// Puts chunks that must run again at the front of the queue, in their
+    /// order, or fails them if the pool no longer runs tasks.
+    fn requeue(&mut self, chunks: Vec<Pending>) {
+        if let Status::Terminated | Status::Broken(_) = self.status {
+            let err = self.stopped_error();
+            for p in chunks {
+                p.fail(err.duplicate(), &mut self.counts);
+            }
+            return;
+        }
+        for p in chunks.into_iter().rev() {
+            self.queue.push_front(p);
+        }
+    }
+
+    fn stopped_error(&self) -> Error {
+        match &self.status {
+            Status::Broken(e) => e.duplicate(),
+            _ => Error::new(
+                ErrorKind::BrokenPool,
+                "the pool was terminated before this task finished (terminate(), or the pool was dropped)",
+            ),
+        }
+    }
+
     fn terminate(&mut self) {
         if matches!(self.status, Status::Terminated) {
             return;
@@ -529,18 +523,19 @@ impl Dispatch {
         if !matches!(self.status, Status::Broken(_)) {
             self.status = Status::Terminated;
         }
-        let err = || {
-            Error::new(
-                ErrorKind::BrokenPool,
-                "the pool was terminated before this task finished (terminate(), or the pool was dropped)",
-            )
-        };
-        for p in self.queue.drain(..) {
-            p.job.finish(p.index, ChunkOutcome::Failed(err()));
+        let err = self.stopped_error();
+        self.fail_everything(&err);
+    }
+
+    /// Fails every queued and running item with `err`; kills the workers.
+    fn fail_everything(&mut self, err: &Error) {
+        let queued: Vec<Pending> = self.queue.drain(..).collect();
+        for p in queued {
+            p.fail(err.duplicate(), &mut self.counts);
         }
         for w in &mut self.workers {
             for f in w.in_flight.drain(..) {
-                f.job.finish(f.index, ChunkOutcome::Failed(err()));
+                f.chunk.fail(err.duplicate(), &mut self.counts);
             }
             w.kill();
         }
@@ -548,15 +543,7 @@ impl Dispatch {
 
     /// Marks the pool broken by `err`: everything fails with it.
     fn break_pool(&mut self, err: Error) {
-        for p in self.queue.drain(..) {
-            p.job.finish(p.index, ChunkOutcome::Failed(err.duplicate()));
-        }
-        for w in &mut self.workers {
-            for f in w.in_flight.drain(..) {
-                f.job.finish(f.index, ChunkOutcome::Failed(err.duplicate()));
-            }
-            w.kill();
-        }
+        self.fail_everything(&err);
         self.status = Status::Broken(err);
     }
 
@@ -581,15 +568,6 @@ impl Dispatch {
                 self.bury(i);
             }
         }
-        for w in &mut self.workers {
-            for f in &mut w.in_flight {
-                if !f.timed_out && f.deadline.is_some_and(|d| d <= now) {
-                    f.timed_out = true;
-                    w.killed = true;
-                    let _ = w.child.signal(sys::SIGKILL);
-                }
-            }
-        }
         self.replace_workers(config);
         self.pump(config);
         if matches!(self.status, Status::Closed) && self.queue.is_empty() {
@@ -606,34 +584,13 @@ impl Dispatch {
     fn handle_frame(&mut self, i: usize, frame: Frame) {
         match frame.kind {
             wire::RESULT => {
-                let w = &mut self.workers[i];
-                let head = wire::result_head(&frame.payload);
-                let matches = |f: &InFlight, (job, index, count): (u64, u32, u32)| {
-                    f.job.id == job && f.index == index && f.count == count
-                };
-                match (head, w.in_flight.front()) {
-                    (Ok(head), Some(f)) if matches(f, head) => {
-                        let f = w.in_flight.pop_front().expect("front exists");
-                        f.job.finish(f.index, ChunkOutcome::Items(frame.payload));
-                    }
-                    _ => w.break_stream(Error::new(
-                        ErrorKind::Protocol,
-                        format!(
-                            "pool worker '{}' (pid {}) sent a result that matches no task it holds; its stream is corrupt",
-                            w.child.name, w.child.pid
-                        ),
-                    )),
+                if let Some(rest) = self.workers[i].take_result(frame.payload, &mut self.counts) {
+                    self.requeue(vec![rest]);
                 }
             }
             wire::READY => {
-                let w = &mut self.workers[i];
-                w.ready = true;
-                let now = Instant::now();
-                for f in &mut w.in_flight {
-                    if f.deadline.is_none() && !f.timed_out {
-                        f.deadline = f.timeout.map(|t| now + t);
-                    }
-                }
+                self.workers[i].ready = true;
+                self.startup_deaths = 0;
             }
             wire::INIT_FAILED => {
                 let w = &self.workers[i];
@@ -653,53 +610,35 @@ impl Dispatch {
             }
             other => {
                 let w = &mut self.workers[i];
+                let pid = w.child.pid;
                 w.break_stream(Error::new(
                     ErrorKind::Protocol,
-                    format!("pool worker (pid {}) sent an unknown frame kind {other}", w.child.pid),
+                    format!("pool worker (pid {pid}) sent an unknown frame kind {other}"),
                 ));
             }
         }
     }
 
-    /// Removes a worker that has ended, failing the chunks it held.
+    /// Removes a worker that has ended: every chunk it held gets its fate.
     fn bury(&mut self, i: usize) {
         let w = self.workers.remove(i);
-        let status = w.child.poll_status().ok().flatten();
-        let code = status.and_then(sys::ExitStatus::exitcode);
-        let how = match status {
-            Some(sys::ExitStatus::Code(c)) => format!("exited with code {c}"),
-            Some(sys::ExitStatus::Signal(s)) => format!("was killed by {}", sys::signal_name(s)),
-            _ => "ended".to_owned(),
-        };
-        for f in w.in_flight {
-            let err = if f.timed_out {
-                Error::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "the task ran past its timeout of {:?}; its worker '{}' (pid {}) was killed and replaced, and \
-                         nothing else was affected",
-                        f.timeout.unwrap_or_default(),
-                        w.child.name,
-                        w.child.pid
-                    ),
-                )
-            } else if let Some(e) = &w.failure {
-                e.duplicate()
-            } else {
-                Error::new(
-                    ErrorKind::WorkerLost,
-                    format!(
-                        "pool worker '{}' (pid {}) {how} while it held this task (a crash, an abort, the OOM killer, \
-                         exit() or a kill); the task was not retried and a new worker took its place",
-                        w.child.name, w.child.pid
-                    ),
-                )
-                .with_pid(w.child.pid as u32)
-                .with_exitcode(code)
-            };
-            f.job.finish(f.index, ChunkOutcome::Failed(err));
+        let (name, pid, ready) = (w.child.name.clone(), w.child.pid, w.ready);
+        let remains = w.bury(&mut self.counts);
+        self.requeue(remains.rerun);
+        if ready {
+            return;
         }
-        registry::lock().remove(&w.child);
+        self.startup_deaths += 1;
+        if self.startup_deaths >= STARTUP_DEATHS && matches!(self.status, Status::Running | Status::Closed) {
+            self.break_pool(Error::new(
+                ErrorKind::BrokenPool,
+                format!(
+                    "{STARTUP_DEATHS} pool workers in a row died before they were ready (the last one '{name}', pid \
+                     {pid}); the pool runs no more tasks. Check the workers' stderr, and what runs when one starts \
+                     (the initializer, the environment)"
+                ),
+            ));
+        }
     }
 
     fn replace_workers(&mut self, config: &Config) {

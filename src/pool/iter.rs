@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::dispatch::{Pending, Shared};
-use super::job::{ChunkOutcome, Job};
+use super::job::{Chunk, Job};
 use super::progress::Bar;
 use super::wire::{ChunkHead, Delivery};
 use crate::error::Result;
@@ -125,7 +125,7 @@ impl<A: Serialize + 'static, It: Iterator<Item = A>> Feeder<It> {
     fn next_result<R: DeserializeOwned + 'static>(
         &mut self,
         buffer: &mut VecDeque<Result<R>>,
-        take: impl Fn(&Job, u32) -> Result<Option<(u32, ChunkOutcome)>>,
+        take: impl Fn(&Job, u32) -> Result<Option<Chunk>>,
     ) -> Option<Result<R>> {
         loop {
             if let Some(item) = buffer.pop_front() {
@@ -138,10 +138,10 @@ impl<A: Serialize + 'static, It: Iterator<Item = A>> Feeder<It> {
                 return self.failed.take().map(Err);
             }
             match take(&self.job, self.taken) {
-                Ok(Some((count, outcome))) => {
+                Ok(Some(chunk)) => {
                     self.taken += 1;
-                    buffer.extend(outcome.decode::<R>(count));
-                    self.bar.inc(u64::from(count));
+                    buffer.extend(chunk.decode::<R>());
+                    self.bar.inc(u64::from(chunk.count()));
                 }
                 Ok(None) => {}
                 Err(e) => return Some(Err(e)),
@@ -231,6 +231,6 @@ impl<R: DeserializeOwned + 'static, A: Serialize + 'static, It: Iterator<Item = 
     type Item = Result<R>;
 
     fn next(&mut self) -> Option<Result<R>> {
-        self.feeder.next_result(&mut self.buffer, |job, _| Ok(job.take_any(None)?.map(|(_, count, o)| (count, o))))
+        self.feeder.next_result(&mut self.buffer, |job, _| Ok(job.take_any(None)?.map(|(_, chunk)| chunk)))
     }
 }

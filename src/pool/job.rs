@@ -1,9 +1,12 @@
 //! Jobs: the result slots that the dispatcher fills and callers wait on.
 //!
 //! A job is one call (`apply_async`, `map`, an `imap`) split into chunks.
-//! Each chunk's slot receives the worker's encoded outcomes, or one error
-//! for the whole chunk (its worker was lost, it timed out, it was
-//! cancelled). Decoding into the caller's types happens in the caller's
+//! A chunk's slot fills with parts: the worker's encoded outcomes for a run
+//! of its items, or one error for a run of them (their worker was lost,
+//! they timed out, they were cancelled). A chunk usually finishes in one
+//! part; it takes more when a worker died in the middle of it (the items
+//! it finished, the one it was running, and the rest, run again by another
+//! worker). Decoding into the caller's types happens in the caller's
 //! thread, when it takes the chunk, so the dispatcher only moves bytes.
 
 use std::collections::VecDeque;
@@ -17,59 +20,81 @@ use serde::de::DeserializeOwned;
 use super::wire::Outcomes;
 use crate::error::{Error, ErrorKind, Result};
 
-/// What a finished chunk holds.
+/// What one part of a chunk holds.
 #[derive(Debug)]
 pub(crate) enum ChunkOutcome {
-    /// A `RESULT` payload: `count` encoded outcomes.
+    /// A `RESULT` payload: the outcomes of the part's items.
     Items(Vec<u8>),
-    /// One failure for every item of the chunk.
+    /// One failure for every item of the part.
     Failed(Error),
 }
 
-impl ChunkOutcome {
+/// A finished chunk: its parts, in item order, with their item counts.
+#[derive(Debug)]
+pub(crate) struct Chunk {
+    parts: Vec<(u32, ChunkOutcome)>,
+}
+
+impl Chunk {
+    /// How many items the chunk has.
+    pub(crate) fn count(&self) -> u32 {
+        self.parts.iter().map(|(n, _)| n).sum()
+    }
+
+    /// The bytes its results take.
+    fn bytes(&self) -> usize {
+        self.parts.iter().map(|(_, o)| if let ChunkOutcome::Items(p) = o { p.len() } else { 0 }).sum()
+    }
+
     /// Whether every item of the chunk succeeded.
     pub(crate) fn all_ok(&self) -> bool {
-        match self {
+        self.parts.iter().all(|(_, o)| match o {
             ChunkOutcome::Items(payload) => super::wire::failed_items(payload) == 0,
             ChunkOutcome::Failed(_) => false,
-        }
+        })
     }
 
-    /// Decodes the chunk's `count` items.
-    pub(crate) fn decode<R: DeserializeOwned + 'static>(&self, count: u32) -> Vec<Result<R>> {
-        match self {
-            ChunkOutcome::Items(payload) => {
-                let mut outcomes = Outcomes::of(payload);
-                (0..count).map(|_| outcomes.next_item::<R>()).collect()
-            }
-            ChunkOutcome::Failed(e) => (0..count).map(|_| Err(e.duplicate())).collect(),
-        }
-    }
-
-    /// Decodes the chunk's `count` items onto `out`, stopping at the first
-    /// failed one, whose error comes back.
-    pub(crate) fn decode_into<R: DeserializeOwned + 'static>(&self, count: u32, out: &mut Vec<R>) -> Result<()> {
-        match self {
-            ChunkOutcome::Items(payload) => {
-                let mut outcomes = Outcomes::of(payload);
-                out.reserve(count as usize);
-                for _ in 0..count {
-                    out.push(outcomes.next_item::<R>()?);
+    /// Decodes every item.
+    pub(crate) fn decode<R: DeserializeOwned + 'static>(&self) -> Vec<Result<R>> {
+        let mut out = Vec::with_capacity(self.count() as usize);
+        for (count, outcome) in &self.parts {
+            match outcome {
+                ChunkOutcome::Items(payload) => {
+                    let mut outcomes = Outcomes::of(payload);
+                    out.extend((0..*count).map(|_| outcomes.next_item::<R>()));
                 }
-                Ok(())
+                ChunkOutcome::Failed(e) => out.extend((0..*count).map(|_| Err(e.duplicate()))),
             }
-            ChunkOutcome::Failed(e) if count > 0 => Err(e.duplicate()),
-            ChunkOutcome::Failed(_) => Ok(()),
         }
+        out
+    }
+
+    /// Decodes the items onto `out`, stopping at the first failed one,
+    /// whose error comes back.
+    pub(crate) fn decode_into<R: DeserializeOwned + 'static>(&self, out: &mut Vec<R>) -> Result<()> {
+        out.reserve(self.count() as usize);
+        for (count, outcome) in &self.parts {
+            match outcome {
+                ChunkOutcome::Items(payload) => {
+                    let mut outcomes = Outcomes::of(payload);
+                    for _ in 0..*count {
+                        out.push(outcomes.next_item::<R>()?);
+                    }
+                }
+                ChunkOutcome::Failed(e) if *count > 0 => return Err(e.duplicate()),
+                ChunkOutcome::Failed(_) => {}
+            }
+        }
+        Ok(())
     }
 }
 
 #[derive(Debug)]
 enum Slot {
-    /// Submitted, not finished.
-    Pending,
+    /// Submitted, not finished: the parts that came so far, by first item.
+    Pending(Vec<(u32, u32, ChunkOutcome)>),
     /// Finished, not taken yet.
-    Ready(ChunkOutcome),
+    Ready(Chunk),
     /// Handed to the caller.
     Taken,
     /// Not added yet (a later chunk was added first).
@@ -85,6 +110,8 @@ pub(crate) struct JobState {
     /// Finished chunks not taken yet, in the order they finished.
     finished: VecDeque<u32>,
     pending: usize,
+    /// The result bytes of finished chunks not taken yet.
+    ready_bytes: usize,
     wakers: Vec<Waker>,
     /// Threads asleep on the condition variable, waiting for any chunk and
     /// for every chunk: only they need a (costly) notification, and the
@@ -121,6 +148,7 @@ impl Job {
                 base: 0,
                 finished: VecDeque::new(),
                 pending: 0,
+                ready_bytes: 0,
                 wakers: Vec::new(),
                 sleepers: 0,
                 whole_sleepers: 0,
@@ -157,23 +185,22 @@ impl JobState {
 
     /// Whether chunk `index` is still to finish.
     fn is_pending(&self, index: u32) -> bool {
-        matches!(self.slot(index), Some((_, Slot::Pending)))
+        matches!(self.slot(index), Some((_, Slot::Pending(_))))
     }
 
-    /// Takes chunk `index`'s outcome, and drops the taken chunks at the
-    /// front.
-    fn take_slot(&mut self, index: u32) -> Option<(u32, ChunkOutcome)> {
-        let (count, slot) = self.slot_mut(index)?;
-        let count = *count;
+    /// Takes chunk `index`, and drops the taken chunks at the front.
+    fn take_slot(&mut self, index: u32) -> Option<Chunk> {
+        let (_, slot) = self.slot_mut(index)?;
         if !matches!(slot, Slot::Ready(_)) {
             return None;
         }
-        let Slot::Ready(outcome) = std::mem::replace(slot, Slot::Taken) else { unreachable!() };
+        let Slot::Ready(chunk) = std::mem::replace(slot, Slot::Taken) else { unreachable!() };
+        self.ready_bytes -= chunk.bytes();
         while matches!(self.slots.front(), Some((_, Slot::Taken))) {
             self.slots.pop_front();
             self.base += 1;
         }
-        Some((count, outcome))
+        Some(chunk)
     }
 }
 
@@ -187,22 +214,36 @@ impl Job {
         if st.slots.len() <= at {
             st.slots.resize_with(at + 1, || (0, Slot::Absent));
         }
-        st.slots[at] = (count, Slot::Pending);
+        st.slots[at] = (count, Slot::Pending(Vec::new()));
         st.pending += 1;
     }
 
-    /// Delivers chunk `index`; a chunk delivered twice keeps its first
-    /// outcome.
-    pub(crate) fn finish(&self, index: u32, outcome: ChunkOutcome) {
+    /// Delivers `count` items of chunk `index` from item `first` on; the
+    /// chunk is finished once every item has come. A part that overlaps one
+    /// already delivered is ignored (each item keeps its first outcome).
+    pub(crate) fn finish_part(&self, index: u32, first: u32, count: u32, outcome: ChunkOutcome) {
         let (wakers, sleepers) = {
             let mut st = self.lock();
-            let Some((_, slot)) = st.slot_mut(index) else {
+            let Some((total, slot)) = st.slot_mut(index) else {
                 return;
             };
-            if !matches!(slot, Slot::Pending) {
+            let total = *total;
+            let Slot::Pending(parts) = slot else {
+                return;
+            };
+            let end = first.saturating_add(count);
+            if end > total || parts.iter().any(|&(f, n, _)| first < f + n && f < end) {
                 return;
             }
-            *slot = Slot::Ready(outcome);
+            parts.push((first, count, outcome));
+            if parts.iter().map(|&(_, n, _)| n).sum::<u32>() < total {
+                return;
+            }
+            parts.sort_by_key(|&(f, _, _)| f);
+            let chunk = Chunk { parts: std::mem::take(parts).into_iter().map(|(_, n, o)| (n, o)).collect() };
+            let bytes = chunk.bytes();
+            *slot = Slot::Ready(chunk);
+            st.ready_bytes += bytes;
             st.pending -= 1;
             st.finished.push_back(index);
             let wakers = if st.pending == 0 { std::mem::take(&mut st.wakers) } else { Vec::new() };
@@ -240,9 +281,26 @@ impl Job {
             return None;
         }
         Some(st.slots.iter().all(|(_, slot)| match slot {
-            Slot::Ready(outcome) => outcome.all_ok(),
+            Slot::Ready(chunk) => chunk.all_ok(),
             _ => true,
         }))
+    }
+
+    /// Whether any item of the job has finished (in a chunk finished or
+    /// not).
+    pub(crate) fn any_finished_part(&self) -> bool {
+        let st = self.lock();
+        st.base > 0
+            || st.slots.iter().any(|(_, slot)| match slot {
+                Slot::Pending(parts) => !parts.is_empty(),
+                Slot::Ready(_) | Slot::Taken => true,
+                Slot::Absent => false,
+            })
+    }
+
+    /// The result bytes of finished chunks not taken yet.
+    pub(crate) fn ready_bytes(&self) -> usize {
+        self.lock().ready_bytes
     }
 
     /// Waits until `ready(state)` holds or `deadline` passes, looking
@@ -308,8 +366,8 @@ impl Job {
         self.wait_for(deadline, true, |st| st.pending == 0).map(drop)
     }
 
-    /// Waits for chunk `index` and takes it: its item count and outcome.
-    pub(crate) fn take(&self, index: u32, deadline: Option<Instant>) -> Result<(u32, ChunkOutcome)> {
+    /// Waits for chunk `index` and takes it.
+    pub(crate) fn take(&self, index: u32, deadline: Option<Instant>) -> Result<Chunk> {
         let mut st = self.wait_for(deadline, false, |st| !st.is_pending(index))?;
         st.finished.retain(|&f| f != index);
         st.take_slot(index).ok_or_else(|| {
@@ -319,13 +377,13 @@ impl Job {
 
     /// Waits for any finished chunk not taken yet and takes it (up to
     /// `deadline`); `None` when no chunk is pending or waiting.
-    pub(crate) fn take_any(&self, deadline: Option<Instant>) -> Result<Option<(u32, u32, ChunkOutcome)>> {
+    pub(crate) fn take_any(&self, deadline: Option<Instant>) -> Result<Option<(u32, Chunk)>> {
         let mut st = self.wait_for(deadline, false, |st| !st.finished.is_empty() || st.pending == 0)?;
         let Some(index) = st.finished.pop_front() else {
             return Ok(None);
         };
-        let (count, outcome) = st.take_slot(index).expect("only ready chunks are in the finished queue");
-        Ok(Some((index, count, outcome)))
+        let chunk = st.take_slot(index).expect("only ready chunks are in the finished queue");
+        Ok(Some((index, chunk)))
     }
 }
 
@@ -345,7 +403,7 @@ mod tests {
         let job = Job::new();
         for i in 0..10_000u32 {
             job.add_chunk(i, 1);
-            job.finish(i, ChunkOutcome::Items(Vec::new()));
+            job.finish_part(i, 0, 1, ChunkOutcome::Items(Vec::new()));
             if i % 2 == 1 {
                 // In order, and out of order through take_any.
                 job.take(i - 1, None).unwrap();
@@ -356,11 +414,29 @@ mod tests {
         assert_eq!(job.take(4, None).unwrap_err().kind(), ErrorKind::InvalidState, "taken long ago");
         job.add_chunk(10_001, 1);
         job.add_chunk(10_000, 1);
-        job.finish(10_001, ChunkOutcome::Items(Vec::new()));
+        job.finish_part(10_001, 0, 1, ChunkOutcome::Items(Vec::new()));
         assert_eq!(job.take_any(None).unwrap().unwrap().0, 10_001);
         assert!(!job.all_finished());
-        job.finish(10_000, ChunkOutcome::Items(Vec::new()));
-        assert_eq!(job.take(10_000, None).unwrap().0, 1);
+        job.finish_part(10_000, 0, 1, ChunkOutcome::Items(Vec::new()));
+        assert_eq!(job.take(10_000, None).unwrap().count(), 1);
         assert!(job.lock().slots.is_empty());
+    }
+
+    #[test]
+    fn a_chunk_finishes_when_its_parts_cover_it_and_overlaps_are_ignored() {
+        let job = Job::new();
+        job.add_chunk(0, 10);
+        let lost = || ChunkOutcome::Failed(Error::new(ErrorKind::WorkerLost, "lost"));
+        job.finish_part(0, 4, 1, lost());
+        job.finish_part(0, 0, 4, ChunkOutcome::Items(Vec::new()));
+        job.finish_part(0, 3, 2, lost());
+        job.finish_part(0, 9, 2, lost());
+        assert!(!job.all_finished(), "6 of 10 items are still to come");
+        job.finish_part(0, 5, 5, ChunkOutcome::Items(Vec::new()));
+        assert!(job.all_finished());
+        let chunk = job.take(0, None).unwrap();
+        assert_eq!(chunk.count(), 10);
+        assert!(!chunk.all_ok());
+        assert_eq!(chunk.parts.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [4, 1, 5]);
     }
 }

@@ -20,6 +20,8 @@ mod job;
 mod progress;
 mod result;
 mod star;
+mod status;
+mod tracked;
 mod wire;
 mod worker;
 

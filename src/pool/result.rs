@@ -266,9 +266,8 @@ impl<T> Future for AsyncResult<T> {
 
 /// `apply`'s assembly: the one item of the one chunk.
 pub(crate) fn one<R: DeserializeOwned + 'static>(job: &Job, _chunks: u32) -> Result<R> {
-    let (count, outcome) = job.take(0, None)?;
-    outcome
-        .decode::<R>(count)
+    job.take(0, None)?
+        .decode::<R>()
         .into_iter()
         .next()
         .unwrap_or_else(|| Err(Error::new(ErrorKind::Protocol, "a task came back without its result")))
@@ -281,12 +280,12 @@ pub(crate) fn all<R: DeserializeOwned + 'static>(job: &Job, chunks: u32) -> Resu
     let mut out = Vec::new();
     let mut first_err = None;
     for index in 0..chunks {
-        let (count, outcome) = job.take(index, None)?;
+        let chunk = job.take(index, None)?;
         if index == 0 {
-            out.reserve(count as usize * chunks as usize);
+            out.reserve(chunk.count() as usize * chunks as usize);
         }
         if first_err.is_none() {
-            if let Err(e) = outcome.decode_into(count, &mut out) {
+            if let Err(e) = chunk.decode_into(&mut out) {
                 first_err = Some(e);
             }
         }

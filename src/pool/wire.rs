@@ -2,22 +2,30 @@
 //! code that runs a chunk in the worker.
 //!
 //! Frames (`codec::frame` headers) on the worker's control socket:
-//! - parent → worker `TASK`: job id (u64), chunk index (u32), item count
-//!   (u32), chunk trampoline id (offset u64, tag u64), delivery (u32: 0
-//!   prompt, 1 bulk), then the encoded items one after another;
+//! - parent → worker `TASK`: job id (u64), chunk index (u32), first item
+//!   (u32: where these items start in the chunk, which is more than 0 for
+//!   the rest of a chunk sent again), item count (u32), chunk trampoline
+//!   id (offset u64, tag u64), delivery (u32: 0 prompt, 1 bulk), then the
+//!   encoded items one after another;
 //! - parent → worker `EXIT`: leave once this frame is read;
-//! - worker → parent `RESULT`: job id, chunk index, item count, failed
-//!   item count (u32), then one outcome per item: a tag byte (`OK`,
-//!   `PANIC`, `ERROR`) and the encoded value, `PanicInfo` or `RemoteError`;
-//! - worker → parent `INIT_FAILED`: the initializer's `RemoteError`.
+//! - worker → parent `RESULT`: job id, chunk index, first item, item count,
+//!   failed item count (u32), then one outcome per item: a tag byte (`OK`,
+//!   `PANIC`, `ERROR`) and the encoded value, `PanicInfo` or `RemoteError`.
+//!   The count may be lower than the task's: the worker stops a chunk after
+//!   an item whose argument it could not decode (it no longer knows where
+//!   the next one starts), and the parent sends the rest again;
+//! - worker → parent `INIT_FAILED`: the initializer's `RemoteError`;
+//! - worker → parent `READY`: started and initialized.
 //!
 //! All integers are little-endian. A worker runs its frames in order, so
-//! results come back in the order the chunks were sent to it.
+//! results come back in the order the chunks were sent to it. Every frame
+//! a worker sends passes through its status page's buffer (`status.rs`).
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::codec;
+use super::status::WorkerPage;
+use crate::codec::{self, Sink};
 use crate::error::{Error, ErrorKind, PanicInfo, RemoteError, Result};
 use crate::runtime::{self, ChunkTrampoline, Failure, TaskId};
 
@@ -25,8 +33,7 @@ pub(crate) const TASK: u8 = 16;
 pub(crate) const EXIT: u8 = 17;
 pub(crate) const RESULT: u8 = 18;
 pub(crate) const INIT_FAILED: u8 = 19;
-/// A worker is set up (started, initializer done): its tasks' timeouts
-/// start counting.
+/// A worker is set up (started, initializer done).
 pub(crate) const READY: u8 = 20;
 
 const OK: u8 = 0;
@@ -34,7 +41,9 @@ const PANIC: u8 = 1;
 const ERROR: u8 = 2;
 
 /// Bytes before the items of a `TASK` payload.
-const TASK_HEAD: usize = 36;
+const TASK_HEAD: usize = 40;
+/// Bytes before the outcomes of a `RESULT` payload.
+pub(crate) const RESULT_HEAD: usize = 24;
 
 /// How soon the caller wants a chunk's result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,8 +65,38 @@ pub(crate) struct ChunkHead {
     pub(crate) task: TaskId,
     pub(crate) delivery: Delivery,
 }
-/// Bytes before the outcomes of a `RESULT` payload.
-const RESULT_HEAD: usize = 20;
+
+/// Where each item's encoded argument starts in a `TASK` frame's items,
+/// so that the parent can send the rest of a chunk again from any item
+/// without decoding anything. Items of one size (plain numbers) need no
+/// list.
+#[derive(Debug, Clone)]
+pub(crate) enum ItemOffsets {
+    /// Item `i` starts at `i * stride`.
+    Stride(usize),
+    /// Item `i` starts at `list[i]`.
+    List(Vec<u32>),
+}
+
+impl ItemOffsets {
+    fn at(&self, i: u32) -> usize {
+        match self {
+            ItemOffsets::Stride(stride) => i as usize * stride,
+            ItemOffsets::List(list) => list.get(i as usize).map_or(usize::MAX, |&o| o as usize),
+        }
+    }
+
+    /// The offsets of the items from `skip` on, from where they start.
+    fn after(&self, skip: u32) -> ItemOffsets {
+        match self {
+            ItemOffsets::Stride(stride) => ItemOffsets::Stride(*stride),
+            ItemOffsets::List(list) => {
+                let from = list.get(skip as usize).copied().unwrap_or(0);
+                ItemOffsets::List(list.iter().skip(skip as usize).map(|&o| o - from).collect())
+            }
+        }
+    }
+}
 
 /// The chunk entry point of target `F`, as an id a worker can resolve.
 pub(crate) fn chunk_task<F, A, R>() -> TaskId
@@ -66,49 +105,55 @@ where
     A: DeserializeOwned + 'static,
     R: Serialize + 'static,
 {
-    let (offset, tag) = runtime::chunk_id_of(run_chunk::<F, A, R>);
+    let (offset, tag) = runtime::chunk_id_of::<WorkerPage>(run_chunk::<F, A, R>);
     TaskId { offset, tag }
 }
 
-/// Runs `F` over `count` encoded arguments, appending one outcome per item.
-/// Each item is guarded on its own: a panic or an error fails that item,
-/// and the next one runs. The failed-item count goes into the 4 bytes
-/// `out` holds for it just before the outcomes.
+/// Runs `F` over `count` encoded arguments, appending one outcome per item
+/// to the page's buffer and logging each item's start and end in its
+/// header (see `status.rs`). Each item is guarded on its own: a panic or an
+/// error in `F`, or in encoding its value, fails that item and the next one
+/// runs. An argument that cannot be decoded (an error, or a panic in its
+/// `Deserialize`) fails its item and ends the chunk there: where the next
+/// argument starts is then unknown, so the parent sends the rest again.
 ///
 /// The panic guard covers a run of items, not each one: catching costs
 /// nothing until something panics, and then the run resumes after the item
 /// that panicked.
-fn run_chunk<F, A, R>(items: &[u8], count: u32, out: &mut Vec<u8>)
+fn run_chunk<F, A, R>(items: &[u8], count: u32, page: &mut WorkerPage)
 where
     F: Fn(A) -> R + Copy + 'static,
     A: DeserializeOwned + 'static,
     R: Serialize + 'static,
 {
     let f: F = runtime::conjure::<F, A, R>();
-    let failed_at = out.len() - 4;
-    let mut failed = 0u32;
+    let WorkerPage { out, log } = page;
     let mut args = codec::Decoder::new(items);
-    let mut enc = codec::Encoder::new(out);
-    let mut broken: Option<Error> = None;
     let mut next = 0u32;
-    // Where the current item's outcome starts, to undo it after a panic.
+    // Where the current item's outcome starts, to undo it after a panic,
+    // and whether the panic came from decoding its argument.
     let mut start = 0usize;
-    while next < count {
+    let decoding = std::cell::Cell::new(false);
+    let mut stop = false;
+    while next < count && !stop {
         let run = runtime::catch_panic(|| {
+            let mut enc = codec::Encoder::new(&mut *out);
             while next < count {
-                start = enc.buf().len();
+                let item = next;
                 next += 1;
-                let arg = match &broken {
-                    // The rest of the chunk cannot be found in the bytes:
-                    // every remaining item gets the error.
-                    Some(e) => Err(e.duplicate()),
-                    None => args.next_item::<A>("a task's argument"),
-                };
+                log.start_item(item);
+                start = enc.buf().len();
+                decoding.set(true);
+                let arg = args.next_item::<A>("a task's argument");
+                decoding.set(false);
                 let failure = match arg {
                     Ok(arg) => {
                         enc.buf().push(OK);
                         match enc.push_item(&f(arg), "a task's return value") {
-                            Ok(()) => continue,
+                            Ok(()) => {
+                                log.finish_item(item, false, enc.buf().len());
+                                continue;
+                            }
                             Err(e) => {
                                 enc.buf().truncate(start);
                                 Failure::Error(e)
@@ -116,24 +161,27 @@ where
                         }
                     }
                     Err(e) => {
-                        broken.get_or_insert(e.duplicate());
+                        stop = true;
                         Failure::Error(e)
                     }
                 };
                 push_failure(enc.buf(), &failure);
-                failed += 1;
+                log.finish_item(item, true, enc.buf().len());
+                if stop {
+                    return;
+                }
             }
         });
         if let Err(panic) = run {
-            enc.buf().truncate(start);
-            push_failure(enc.buf(), &Failure::Panic(panic));
-            failed += 1;
+            out.truncate(start);
+            push_failure(out, &Failure::Panic(panic));
+            log.finish_item(next - 1, true, out.len());
+            stop |= decoding.get();
         }
     }
-    out[failed_at..failed_at + 4].copy_from_slice(&failed.to_le_bytes());
 }
 
-fn push_failure(out: &mut Vec<u8>, failure: &Failure) {
+fn push_failure<S: Sink + ?Sized>(out: &mut S, failure: &Failure) {
     match failure {
         Failure::Panic(p) => {
             out.push(PANIC);
@@ -147,36 +195,90 @@ fn push_failure(out: &mut Vec<u8>, failure: &Failure) {
 }
 
 /// Appends a `TASK` frame for the chunk `head` describes, whose items are
-/// `items`; returns the item count.
-pub(crate) fn append_task<I, A>(out: &mut Vec<u8>, head: &ChunkHead, items: I) -> Result<u32>
+/// `items`: their count, and where each starts.
+pub(crate) fn append_task<I, A>(out: &mut Vec<u8>, head: &ChunkHead, items: I) -> Result<(u32, ItemOffsets)>
 where
     I: IntoIterator<Item = A>,
     A: Serialize + 'static,
 {
     let mut count = 0u32;
+    let mut offsets = None;
+    let mut stride = None;
     codec::append_frame(out, TASK, |buf| {
         let at = buf.len();
         buf.extend_from_slice(&[0; TASK_HEAD]);
+        let items_at = buf.len();
         let mut enc = codec::Encoder::new(buf);
         for item in items {
+            let begin = enc.buf().len() - items_at;
             enc.push_item(&item, "a task's argument")?;
-            count += 1;
+            let len = enc.buf().len() - items_at - begin;
+            // Offsets are kept only once items differ in size.
+            match (&mut offsets, stride) {
+                (None, None) => stride = Some(len),
+                (None, Some(s)) if s == len => {}
+                (None, Some(s)) => {
+                    let mut list: Vec<u32> = (0..count).map(|i| (i as usize * s) as u32).collect();
+                    list.push(begin as u32);
+                    offsets = Some(list);
+                }
+                (Some(list), _) => list.push(begin as u32),
+            }
+            count = count.checked_add(1).ok_or_else(too_many_items)?;
         }
-        let h = &mut buf[at..at + TASK_HEAD];
-        h[0..8].copy_from_slice(&head.job.to_le_bytes());
-        h[8..12].copy_from_slice(&head.index.to_le_bytes());
-        h[12..16].copy_from_slice(&count.to_le_bytes());
-        h[16..24].copy_from_slice(&head.task.offset.to_le_bytes());
-        h[24..32].copy_from_slice(&head.task.tag.to_le_bytes());
-        h[32..36].copy_from_slice(&u32::from(head.delivery == Delivery::Bulk).to_le_bytes());
+        if buf.len() - items_at > u32::MAX as usize && offsets.is_some() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "a chunk's encoded arguments are above 4 GiB; use a smaller chunksize",
+            ));
+        }
+        write_task_head(&mut buf[at..at + TASK_HEAD], head, 0, count);
         Ok(())
     })?;
-    Ok(count)
+    let offsets = match offsets {
+        Some(list) => ItemOffsets::List(list),
+        None => ItemOffsets::Stride(stride.unwrap_or(0)),
+    };
+    Ok((count, offsets))
+}
+
+fn too_many_items() -> Error {
+    Error::new(ErrorKind::InvalidInput, "more than 2^32 items in one chunk; use a smaller chunksize")
+}
+
+fn write_task_head(h: &mut [u8], head: &ChunkHead, first: u32, count: u32) {
+    h[0..8].copy_from_slice(&head.job.to_le_bytes());
+    h[8..12].copy_from_slice(&head.index.to_le_bytes());
+    h[12..16].copy_from_slice(&first.to_le_bytes());
+    h[16..20].copy_from_slice(&count.to_le_bytes());
+    h[20..28].copy_from_slice(&head.task.offset.to_le_bytes());
+    h[28..36].copy_from_slice(&head.task.tag.to_le_bytes());
+    h[36..40].copy_from_slice(&u32::from(head.delivery == Delivery::Bulk).to_le_bytes());
+}
+
+/// The `TASK` frame for items `skip..` of the chunk whose whole frame is
+/// `frame`, and where its items start: the rest of a chunk, to send again.
+pub(crate) fn rest_of_task(frame: &[u8], offsets: &ItemOffsets, skip: u32) -> (Vec<u8>, ItemOffsets) {
+    let payload = &frame[codec::HEADER..];
+    let (first, count) = (u32_at(payload, 12), u32_at(payload, 16));
+    let items = &payload[TASK_HEAD..];
+    let from = offsets.at(skip).min(items.len());
+    let mut out = Vec::with_capacity(codec::HEADER + TASK_HEAD + items.len() - from);
+    codec::append_frame(&mut out, TASK, |buf| {
+        buf.extend_from_slice(&payload[..TASK_HEAD]);
+        let h = &mut buf[codec::HEADER..codec::HEADER + TASK_HEAD];
+        h[12..16].copy_from_slice(&(first + skip).to_le_bytes());
+        h[16..20].copy_from_slice(&(count - skip).to_le_bytes());
+        buf.extend_from_slice(&items[from..]);
+        Ok(())
+    })
+    .expect("copying bytes cannot fail");
+    (out, offsets.after(skip))
 }
 
 /// How the result of a `TASK` payload should be delivered.
 pub(crate) fn delivery(payload: &[u8]) -> Delivery {
-    match payload.get(32..36) {
+    match payload.get(36..40) {
         Some(b) if b == 1u32.to_le_bytes() => Delivery::Bulk,
         _ => Delivery::Prompt,
     }
@@ -194,33 +296,72 @@ fn short(what: &str) -> Error {
     Error::new(ErrorKind::Protocol, format!("a {what} frame is too short; the stream is corrupt"))
 }
 
-/// Runs a `TASK` payload in the worker and appends the `RESULT` frame.
-pub(crate) fn run_task(payload: &[u8], out: &mut Vec<u8>) -> Result<()> {
+/// Runs a `TASK` payload, the worker's chunk number `seq`, and appends
+/// its `RESULT` frame to the page's buffer (whole once this returns).
+pub(crate) fn run_task(payload: &[u8], seq: u64, page: &mut WorkerPage) -> Result<()> {
     if payload.len() < TASK_HEAD {
         return Err(short("task"));
     }
-    let (job, index, count) = (u64_at(payload, 0), u32_at(payload, 8), u32_at(payload, 12));
-    let call: ChunkTrampoline = runtime::resolve_chunk(u64_at(payload, 16), u64_at(payload, 24)).ok_or_else(|| {
-        Error::new(ErrorKind::Protocol, "refused a pool task whose id does not match this build; nothing was run")
-    })?;
+    let (job, index, first, count) = (u64_at(payload, 0), u32_at(payload, 8), u32_at(payload, 12), u32_at(payload, 16));
+    let call: Option<ChunkTrampoline<WorkerPage>> = runtime::resolve_chunk(u64_at(payload, 20), u64_at(payload, 28));
     // Results are about as big as the arguments: reserve that much once.
-    out.reserve(payload.len() + 64);
-    codec::append_frame(out, RESULT, |buf| {
-        buf.extend_from_slice(&job.to_le_bytes());
-        buf.extend_from_slice(&index.to_le_bytes());
-        buf.extend_from_slice(&count.to_le_bytes());
-        buf.extend_from_slice(&0u32.to_le_bytes());
-        call(&payload[TASK_HEAD..], count, buf);
-        Ok(())
-    })
+    page.out.reserve(payload.len() + 64);
+    let frame_start = page.out.len();
+    page.out.extend_from_slice(&[0; codec::HEADER]);
+    let head_at = page.out.len();
+    page.out.extend_from_slice(&job.to_le_bytes());
+    page.out.extend_from_slice(&index.to_le_bytes());
+    page.out.extend_from_slice(&first.to_le_bytes());
+    page.out.extend_from_slice(&[0; 8]);
+    page.log.begin_chunk(seq, frame_start, page.out.len());
+    match call {
+        Some(call) => call(&payload[TASK_HEAD..], count, page),
+        None => refuse_all(count, page),
+    }
+    let (done, failed) = page.log.done();
+    let len = (page.out.len() - head_at) as u64;
+    let written = page.out.written_mut();
+    written[head_at + 16..head_at + 20].copy_from_slice(&done.to_le_bytes());
+    written[head_at + 20..head_at + 24].copy_from_slice(&failed.to_le_bytes());
+    let header = (u64::from(RESULT) << 56) | (len & codec::LEN_MASK);
+    written[frame_start..head_at].copy_from_slice(&header.to_le_bytes());
+    page.commit();
+    Ok(())
 }
 
-/// The head of a `RESULT` payload: job id, chunk index, item count.
-pub(crate) fn result_head(payload: &[u8]) -> Result<(u64, u32, u32)> {
+/// Fails every item of a chunk whose task id does not resolve here.
+fn refuse_all(count: u32, page: &mut WorkerPage) {
+    let refused = Failure::Error(Error::new(
+        ErrorKind::Protocol,
+        "refused a pool task whose id does not match this build; nothing was run",
+    ));
+    for item in 0..count {
+        page.log.start_item(item);
+        push_failure(&mut page.out, &refused);
+        page.log.finish_item(item, true, page.out.len());
+    }
+}
+
+/// The head of a `RESULT` payload: job id, chunk index, first item, item
+/// count.
+pub(crate) fn result_head(payload: &[u8]) -> Result<(u64, u32, u32, u32)> {
     if payload.len() < RESULT_HEAD {
         return Err(short("result"));
     }
-    Ok((u64_at(payload, 0), u32_at(payload, 8), u32_at(payload, 12)))
+    Ok((u64_at(payload, 0), u32_at(payload, 8), u32_at(payload, 12), u32_at(payload, 16)))
+}
+
+/// A `RESULT` payload for the first `count` outcomes of a chunk that a
+/// worker did not finish, made from the outcome bytes it left behind.
+pub(crate) fn partial_result(job: u64, index: u32, first: u32, count: u32, failed: u32, outcomes: &[u8]) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(RESULT_HEAD + outcomes.len());
+    payload.extend_from_slice(&job.to_le_bytes());
+    payload.extend_from_slice(&index.to_le_bytes());
+    payload.extend_from_slice(&first.to_le_bytes());
+    payload.extend_from_slice(&count.to_le_bytes());
+    payload.extend_from_slice(&failed.to_le_bytes());
+    payload.extend_from_slice(outcomes);
+    payload
 }
 
 /// How many items of a `RESULT` payload failed.
@@ -228,7 +369,7 @@ pub(crate) fn failed_items(payload: &[u8]) -> u32 {
     if payload.len() < RESULT_HEAD {
         return u32::MAX;
     }
-    u32_at(payload, 16)
+    u32_at(payload, 20)
 }
 
 /// The outcomes of a `RESULT` payload, decoded one item at a time.
@@ -285,7 +426,10 @@ pub(crate) fn init_failed(failure: &Failure) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    use serde::Deserialize;
+
     use super::*;
+    use crate::pool::status::StatusPage;
 
     fn task_of<F: Fn(u32) -> u32 + Copy + 'static>(_: F) -> TaskId {
         chunk_task::<F, u32, u32>()
@@ -296,20 +440,33 @@ mod tests {
         x / 2
     }
 
+    fn page() -> (StatusPage, WorkerPage) {
+        let status = StatusPage::new().unwrap();
+        let page = WorkerPage::attach(status.for_worker().unwrap()).unwrap();
+        (status, page)
+    }
+
+    /// Runs `frame` as the worker's chunk `seq`; the `RESULT` frame.
+    fn run(frame: &[u8], seq: u64, page: &mut WorkerPage) -> codec::Frame {
+        let parsed = codec::parse_frame(frame, 1 << 20, "t").unwrap();
+        assert_eq!(parsed.kind, TASK);
+        let at = page.out.len();
+        run_task(&parsed.payload, seq, page).unwrap();
+        codec::parse_frame(&page.out.as_slice()[at..], 1 << 20, "r").unwrap()
+    }
+
     #[test]
-    fn a_chunk_round_trips_with_per_item_outcomes() {
+    fn a_chunk_round_trips_with_per_item_outcomes_and_a_status_trail() {
+        let (status, mut page) = page();
         let mut frame = Vec::new();
         let head = ChunkHead { job: 7, index: 3, task: task_of(halve), delivery: Delivery::Bulk };
-        let count = append_task(&mut frame, &head, [4u32, 5, 6]).unwrap();
+        let (count, offsets) = append_task(&mut frame, &head, [4u32, 5, 6]).unwrap();
         assert_eq!(count, 3);
-        let parsed = codec::parse_frame(&frame, 1 << 20, "t").unwrap();
-        assert_eq!(parsed.kind, TASK);
-        assert_eq!(delivery(&parsed.payload), Delivery::Bulk);
-        let mut out = Vec::new();
-        run_task(&parsed.payload, &mut out).unwrap();
-        let result = codec::parse_frame(&out, 1 << 20, "r").unwrap();
+        assert!(matches!(offsets, ItemOffsets::Stride(4)), "{offsets:?}");
+        assert_eq!(delivery(&codec::parse_frame(&frame, 1 << 20, "t").unwrap().payload), Delivery::Bulk);
+        let result = run(&frame, 9, &mut page);
         assert_eq!(result.kind, RESULT);
-        assert_eq!(result_head(&result.payload).unwrap(), (7, 3, 3));
+        assert_eq!(result_head(&result.payload).unwrap(), (7, 3, 0, 3));
         assert_eq!(failed_items(&result.payload), 1);
         let mut items = Outcomes::of(&result.payload);
         assert_eq!(items.next_item::<u32>().unwrap(), 2);
@@ -318,13 +475,79 @@ mod tests {
         assert_eq!(err.panic_info().unwrap().message(), "odd: 5");
         assert_eq!(items.next_item::<u32>().unwrap(), 3);
         assert_eq!(items.next_item::<u32>().unwrap_err().kind(), ErrorKind::Protocol);
+        let snap = status.snapshot();
+        assert_eq!((snap.chunk, snap.progress.seq(), snap.progress.item(), snap.progress.running()), (9, 9, 3, false));
+        assert_eq!((snap.committed, snap.failed, snap.items), (page.out.len() as u64, 1, 3));
+    }
+
+    /// A string that refuses to be decoded when it says so.
+    #[derive(Debug, Serialize)]
+    struct Touchy(String);
+
+    impl<'de> Deserialize<'de> for Touchy {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+            let s = String::deserialize(d)?;
+            match s.as_str() {
+                "refuse" => Err(serde::de::Error::custom("refused")),
+                "panic" => panic!("a Deserialize that panics"),
+                _ => Ok(Touchy(s)),
+            }
+        }
+    }
+
+    fn len_of(t: Touchy) -> usize {
+        t.0.len()
     }
 
     #[test]
-    fn a_corrupt_task_is_refused() {
-        let mut out = Vec::new();
-        assert_eq!(run_task(&[0; 8], &mut out).unwrap_err().kind(), ErrorKind::Protocol);
-        assert_eq!(run_task(&[0; 40], &mut out).unwrap_err().kind(), ErrorKind::Protocol);
-        assert!(out.is_empty());
+    fn an_argument_that_does_not_decode_fails_alone_and_the_rest_can_be_sent_again() {
+        for bad in ["refuse", "panic"] {
+            let (_status, mut page) = page();
+            let words = ["a", "bb", bad, "dddd", "eeeee"];
+            let mut frame = Vec::new();
+            let head = ChunkHead { job: 1, index: 0, task: task_for(len_of), delivery: Delivery::Prompt };
+            let items: Vec<Touchy> = words.iter().map(|w| Touchy(w.to_string())).collect();
+            let (count, offsets) = append_task(&mut frame, &head, items).unwrap();
+            assert_eq!(count, 5);
+            assert!(matches!(offsets, ItemOffsets::List(_)), "{offsets:?}");
+            let result = run(&frame, 0, &mut page);
+            let (_, _, first, ran) = result_head(&result.payload).unwrap();
+            assert_eq!((first, ran), (0, 3), "{bad}: the chunk stops after the item it cannot decode");
+            let mut items = Outcomes::of(&result.payload);
+            assert_eq!(items.next_item::<usize>().unwrap(), 1);
+            assert_eq!(items.next_item::<usize>().unwrap(), 2);
+            assert!(items.next_item::<usize>().is_err());
+            // The parent sends the rest again, cut without decoding.
+            let (rest, _) = rest_of_task(&frame, &offsets, 3);
+            let result = run(&rest, 1, &mut page);
+            assert_eq!(result_head(&result.payload).unwrap(), (1, 0, 3, 2));
+            let mut items = Outcomes::of(&result.payload);
+            assert_eq!((items.next_item::<usize>().unwrap(), items.next_item::<usize>().unwrap()), (4, 5));
+        }
+    }
+
+    fn task_for<F: Fn(Touchy) -> usize + Copy + 'static>(_: F) -> TaskId {
+        chunk_task::<F, Touchy, usize>()
+    }
+
+    #[test]
+    fn a_corrupt_task_is_refused_and_a_foreign_task_id_fails_each_item() {
+        let (_status, mut page) = page();
+        assert_eq!(run_task(&[0; 8], 0, &mut page).unwrap_err().kind(), ErrorKind::Protocol);
+        assert_eq!(page.out.len(), 0);
+        let mut frame = Vec::new();
+        let mut task = task_of(halve);
+        task.tag ^= 1;
+        let head = ChunkHead { job: 2, index: 0, task, delivery: Delivery::Prompt };
+        append_task(&mut frame, &head, [2u32, 4, 6]).unwrap();
+        let result = run(&frame, 0, &mut page);
+        assert_eq!(result_head(&result.payload).unwrap(), (2, 0, 0, 3));
+        assert_eq!(failed_items(&result.payload), 3);
+        let mut items = Outcomes::of(&result.payload);
+        for _ in 0..3 {
+            let err = items.next_item::<u32>().unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
+            assert!(err.to_string().contains("does not match this build"), "{err}");
+        }
     }
 }

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::status::{PageFd, WorkerPage};
 use super::wire;
-use crate::codec::{self, FrameStream};
+use crate::codec::{self, FrameStream, Sink};
 use crate::runtime::{self, Failure, TaskId, registry};
 use crate::sys::{self, AsFd, AsRawFd, BorrowedFd, PollFd, PollFlags};
 
@@ -24,6 +25,9 @@ pub(crate) struct WorkerConfig {
     pub(crate) initializer: Option<(TaskId, codec::Encoded)>,
     /// Leave after this many chunks (Python's `maxtasksperchild`).
     pub(crate) max_tasks: Option<u64>,
+    /// Its status page, where it logs what it does and keeps its results
+    /// until they are sent.
+    pub(crate) status: PageFd,
 }
 
 /// How long an idle worker keeps looking for input before it sleeps.
@@ -39,26 +43,35 @@ pub(crate) fn serve(cfg: WorkerConfig) {
     sys::watch_parent_from_thread(link.as_raw_fd());
     runtime::quiet_panics();
     let fd = link.as_fd();
+    let Ok(mut page) = WorkerPage::attach(cfg.status) else {
+        runtime::finish(1);
+    };
     if let Some((id, arg)) = cfg.initializer {
         if let Err(failure) = initialize(id, arg) {
-            let _ = codec::write_frame(fd, &wire::init_failed(&failure), "the initializer's failure");
+            page.out.extend_from_slice(&wire::init_failed(&failure));
+            page.commit();
+            let _ = page.flush(fd);
             runtime::finish(1);
         }
     }
     let ready = codec::frame_of(wire::READY, &(), "a ready note").expect("() serializes");
-    if codec::write_frame(fd, &ready, "a ready note").is_err() {
+    page.out.extend_from_slice(&ready);
+    page.commit();
+    if page.flush(fd).is_err() {
         runtime::finish(0);
     }
     let _ = sys::set_nonblocking(fd, true);
     let mut stream = FrameStream::new(codec::max_frame_size());
-    let mut out = Vec::with_capacity(64 * 1024);
+    // Chunks received (the next one's number) and chunks done (run, or
+    // skipped because they were cancelled), for maxtasksperchild.
+    let mut received = 0u64;
     let mut done = 0u64;
     let mut batch = Batch::default();
     loop {
         let frame = match stream.next_buffered("the pool's task stream") {
             Ok(Some(frame)) => frame,
             Ok(None) => {
-                if flush(fd, &mut out).is_err() || !refill(fd, &mut stream) {
+                if page.flush(fd).is_err() || !refill(fd, &mut stream) {
                     runtime::finish(0);
                 }
                 batch.flushed();
@@ -66,25 +79,29 @@ pub(crate) fn serve(cfg: WorkerConfig) {
             }
             Err(_) => runtime::finish(1),
         };
-        if batch.should_flush(!stream.has_buffered(), out.len()) && flush(fd, &mut out).is_err() {
+        if batch.should_flush(!stream.has_buffered(), page.held()) && page.flush(fd).is_err() {
             runtime::finish(0);
         }
         match frame.kind {
             wire::TASK => {
-                let started = Instant::now();
-                if wire::run_task(&frame.payload, &mut out).is_err() {
-                    let _ = flush(fd, &mut out);
-                    runtime::finish(1);
+                let seq = received;
+                received += 1;
+                if page.claim(seq) {
+                    let started = Instant::now();
+                    if wire::run_task(&frame.payload, seq, &mut page).is_err() {
+                        let _ = page.flush(fd);
+                        runtime::finish(1);
+                    }
+                    batch.ran(started, wire::delivery(&frame.payload));
                 }
-                batch.ran(started, wire::delivery(&frame.payload));
                 done += 1;
                 if cfg.max_tasks.is_some_and(|max| done >= max) {
-                    let _ = flush(fd, &mut out);
+                    let _ = page.flush(fd);
                     runtime::finish(0);
                 }
             }
             wire::EXIT => {
-                let _ = flush(fd, &mut out);
+                let _ = page.flush(fd);
                 runtime::finish(0);
             }
             _ => runtime::finish(1),
@@ -171,16 +188,6 @@ fn initialize(id: TaskId, arg: codec::Encoded) -> std::result::Result<(), Failur
         }
         Err(e) => Err(Failure::Error(e)),
     }
-}
-
-/// Writes out what has been produced.
-fn flush(fd: BorrowedFd<'_>, out: &mut Vec<u8>) -> std::io::Result<()> {
-    if out.is_empty() {
-        return Ok(());
-    }
-    let result = sys::send_all(fd, out);
-    out.clear();
-    result
 }
 
 /// Reads more input: first without sleeping (but yielding the CPU between

@@ -17,6 +17,7 @@
 
 #![allow(unsafe_code)]
 
+use std::any::TypeId;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::OnceLock;
 
@@ -24,16 +25,19 @@ use std::sync::OnceLock;
 /// frame out.
 pub(crate) type Trampoline = fn(&[u8]) -> Vec<u8>;
 
-/// A pool's entry point: `count` encoded arguments in, one encoded outcome
-/// per argument appended to the buffer.
-pub(crate) type ChunkTrampoline = fn(&[u8], u32, &mut Vec<u8>);
+/// A pool's entry point: `count` encoded arguments in, their outcomes out
+/// through a context of type `C` (the worker's result buffer and status
+/// page).
+pub(crate) type ChunkTrampoline<C> = fn(&[u8], u32, &mut C);
 
 /// Which kind of entry point an id names; part of the tag, so that an id of
-/// one kind never resolves as the other.
-#[derive(Clone, Copy)]
+/// one kind never resolves as the other. A chunk entry point's domain also
+/// names its context type, so that an id made for one context type never
+/// resolves as another.
+#[derive(Clone, Copy, Hash)]
 enum Domain {
-    Task = 1,
-    Chunk = 2,
+    Task,
+    Chunk(TypeId),
 }
 
 /// Produces the one value of the zero-sized function type `F`.
@@ -88,7 +92,8 @@ fn tag(offset: u64, domain: Domain) -> u64 {
     let mut h = DefaultHasher::new();
     fingerprint().hash(&mut h);
     offset.hash(&mut h);
-    (domain as u16 | 0x6d00).hash(&mut h);
+    0x6d00u16.hash(&mut h);
+    domain.hash(&mut h);
     h.finish()
 }
 
@@ -108,8 +113,8 @@ pub(crate) fn id_of(call: Trampoline) -> (u64, u64) {
 }
 
 /// The id of a pool entry point.
-pub(crate) fn chunk_id_of(call: ChunkTrampoline) -> (u64, u64) {
-    id_of_addr(call as usize, Domain::Chunk)
+pub(crate) fn chunk_id_of<C: 'static>(call: ChunkTrampoline<C>) -> (u64, u64) {
+    id_of_addr(call as usize, Domain::Chunk(TypeId::of::<C>()))
 }
 
 /// The trampoline an id names, if its tag is right for this build.
@@ -123,12 +128,15 @@ pub(crate) fn resolve(offset: u64, tag_received: u64) -> Option<Trampoline> {
     Some(unsafe { std::mem::transmute::<usize, Trampoline>(addr) })
 }
 
-/// The pool entry point an id names, if its tag is right for this build.
-pub(crate) fn resolve_chunk(offset: u64, tag_received: u64) -> Option<ChunkTrampoline> {
-    let addr = resolve_addr(offset, tag_received, Domain::Chunk)?;
-    // SAFETY: as in `resolve`, for ids made by `chunk_id_of` (the domain is
-    // part of the tag, so a task id never resolves here).
-    Some(unsafe { std::mem::transmute::<usize, ChunkTrampoline>(addr) })
+/// The pool entry point an id names, if its tag is right for this build
+/// and context type.
+pub(crate) fn resolve_chunk<C: 'static>(offset: u64, tag_received: u64) -> Option<ChunkTrampoline<C>> {
+    let addr = resolve_addr(offset, tag_received, Domain::Chunk(TypeId::of::<C>()))?;
+    // SAFETY: as in `resolve`, for ids made by `chunk_id_of::<C>` (the
+    // domain, with `C`'s `TypeId`, which is the same in every process of
+    // one build, is part of the tag: a task id, or a chunk id made for
+    // another context type, never resolves here).
+    Some(unsafe { std::mem::transmute::<usize, ChunkTrampoline<C>>(addr) })
 }
 
 #[cfg(test)]
@@ -154,14 +162,15 @@ mod tests {
     }
 
     #[test]
-    fn chunk_ids_live_in_their_own_domain() {
+    fn chunk_ids_live_in_their_own_domain_and_context_type() {
         let (offset, tag) = chunk_id_of(count);
         let mut out = Vec::new();
-        resolve_chunk(offset, tag).unwrap()(b"", 3, &mut out);
+        resolve_chunk::<Vec<u8>>(offset, tag).unwrap()(b"", 3, &mut out);
         assert_eq!(out, [3]);
         assert!(resolve(offset, tag).is_none());
+        assert!(resolve_chunk::<String>(offset, tag).is_none(), "another context type");
         let (offset, tag) = id_of(echo);
-        assert!(resolve_chunk(offset, tag).is_none());
+        assert!(resolve_chunk::<Vec<u8>>(offset, tag).is_none());
     }
 
     #[test]

@@ -1,0 +1,412 @@
+//! A pool worker's status page: how the parent knows, at the moment a
+//! worker dies, which task it was running, which it finished, and which it
+//! never started.
+//!
+//! One memfd per worker, made by the parent and passed to the worker with
+//! its configuration. Page 0 is the header below, which both map; from page
+//! 1 on, the worker's result buffer ([`ShmVec`]): the worker encodes its
+//! results there, and sends them from there. The parent reads that part
+//! only after the worker has died (`pread`), to recover what the worker
+//! finished but had not sent.
+//!
+//! Every byte the worker ever sends is numbered (its *global offset* in the
+//! stream: the `READY` frame is at 0). The buffer holds the bytes from
+//! `BASE` on; the parent knows how many it has taken as whole frames, so
+//! after a death it reads the buffer from there: whole frames up to
+//! `COMMITTED`, then the chunk that was running, up to `DONE_END`.
+//!
+//! | word | written by | meaning |
+//! |---|---|---|
+//! | `CHUNK` | worker | the sequence number of the chunk it is in (chunks are numbered per worker, in the order sent) |
+//! | `PROGRESS` | worker | `pos << 1 \| running`: the item at `pos` runs, or (`running` 0) every item before `pos` is done |
+//! | `FRAME` | worker | where that chunk's `RESULT` frame starts |
+//! | `DONE_END`, `FAILED` | worker | where the last finished item's outcome ends; how many failed |
+//! | `BASE`, `COMMITTED` | worker | the first byte in the buffer; the end of the last whole frame |
+//! | `HOLD`, `HOLD_GEN` | parent | do not start the item at `HOLD - 1` or later (0: no hold); bumped when lifted |
+//! | `ITEMS` | worker | items finished by this worker, for `stats()` |
+//! | slots | both | one per chunk sent (`seq % SLOTS`): queued, started (worker) or cancelled (parent), by compare-and-swap |
+//!
+//! A position `pos` is `seq << 32 | item`. The worker stores each word
+//! with one plain store (no syscall): `PROGRESS` before an item and after
+//! it, in an order such that a death at any point leaves the words telling
+//! the truth. The parent reads them after the death, when nothing changes
+//! any more, or live for `stats()` and timeouts, where a stale value only
+//! delays a decision.
+//!
+//! Two handshakes settle a race with a single winner:
+//! - **Cancel until start.** A chunk's slot goes from queued to started (by
+//!   the worker, before its first item) or to cancelled (by the parent),
+//!   by compare-and-swap: exactly one of them wins.
+//! - **Stop one item.** To kill the worker running the item at `pos` (a
+//!   timeout, or `AsyncResult::kill`) without killing the next one by
+//!   mistake, the parent stores `HOLD = pos + 2` and then reads
+//!   `PROGRESS`; the worker stores `PROGRESS` and then reads `HOLD` before
+//!   each item, and waits instead of starting one at or beyond the hold.
+//!   Either the parent sees `pos` still running (it kills: only `pos`
+//!   fails, and nothing after it has started), or it sees `pos` finished
+//!   (it lifts the hold: nothing is killed). The store-then-load on both
+//!   sides needs a full fence between them: the parent issues one for
+//!   every process at once (`sys::process_fence`), so the worker needs only
+//!   a compiler fence per item (or a real one where the kernel lacks
+//!   `membarrier`).
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering, compiler_fence, fence};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{FdHandle, FdIn, FdOut, Sink};
+use crate::error::{Error, Result};
+use crate::sys::{self, AsFd, Mapping, OwnedFd, ShmVec};
+
+/// Window slots: more than a worker's largest window, so that the chunks
+/// in flight to one worker never share a slot.
+pub(crate) const SLOTS: u64 = 128;
+
+const OFF_MAGIC: usize = 0;
+const OFF_CHUNK: usize = 8;
+const OFF_PROGRESS: usize = 16;
+const OFF_FRAME: usize = 24;
+const OFF_DONE_END: usize = 32;
+const OFF_FAILED: usize = 40;
+const OFF_BASE: usize = 48;
+const OFF_COMMITTED: usize = 56;
+const OFF_HOLD: usize = 64;
+const OFF_HOLD_GEN: usize = 72;
+const OFF_ITEMS: usize = 80;
+const OFF_SLOTS: usize = 128;
+
+const MAGIC: u64 = 0x6d70_7374_6174_0001;
+
+/// Slot states, in the low 2 bits; the chunk's sequence number above them.
+const QUEUED: u64 = 0;
+const STARTED: u64 = 1;
+const CANCELLED: u64 = 2;
+
+/// The first buffer: enough for a batch of small results without growing.
+const FIRST_BUFFER: usize = 256 << 10;
+/// An empty buffer larger than this shrinks back to [`FIRST_BUFFER`], to
+/// give the memory of a large result back.
+const KEEP_BUFFER: usize = 8 << 20;
+
+/// How long a held worker sleeps before it looks at the hold again.
+const HOLD_NAP: Duration = Duration::from_millis(100);
+
+/// A position: chunk `seq`, item `item` of it.
+pub(crate) fn pos(seq: u64, item: u32) -> u64 {
+    (seq << 32) | u64::from(item)
+}
+
+/// What `PROGRESS` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Progress(u64);
+
+impl Progress {
+    /// The position it is about.
+    pub(crate) fn pos(self) -> u64 {
+        self.0 >> 1
+    }
+
+    /// Whether the item at [`pos`](Progress::pos) is running (else every
+    /// item before it is done, and it has not started).
+    pub(crate) fn running(self) -> bool {
+        self.0 & 1 == 1
+    }
+
+    pub(crate) fn seq(self) -> u64 {
+        self.pos() >> 32
+    }
+
+    pub(crate) fn item(self) -> u32 {
+        self.pos() as u32
+    }
+}
+
+/// The header words, read at one moment.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Snapshot {
+    pub(crate) chunk: u64,
+    pub(crate) progress: Progress,
+    pub(crate) frame: u64,
+    pub(crate) done_end: u64,
+    pub(crate) failed: u32,
+    pub(crate) base: u64,
+    pub(crate) committed: u64,
+    pub(crate) items: u64,
+}
+
+fn header_mapping(fd: &OwnedFd) -> io::Result<Mapping> {
+    Mapping::new(fd.as_fd(), 0, sys::page_size())
+}
+
+fn slot_offset(seq: u64) -> usize {
+    OFF_SLOTS + 8 * (seq % SLOTS) as usize
+}
+
+/// The parent's side of one worker's page.
+#[derive(Debug)]
+pub(crate) struct StatusPage {
+    fd: OwnedFd,
+    header: Mapping,
+}
+
+impl StatusPage {
+    pub(crate) fn new() -> Result<StatusPage> {
+        let what = "creating a pool worker's status page";
+        let fd = sys::memfd("multiproc-pool-worker", sys::page_size() as u64).map_err(|e| Error::io(what, e))?;
+        let header = header_mapping(&fd).map_err(|e| Error::io(what, e))?;
+        header.u64_at(OFF_MAGIC).store(MAGIC, Ordering::Release);
+        Ok(StatusPage { fd, header })
+    }
+
+    /// The page's fd, for the worker's configuration.
+    pub(crate) fn for_worker(&self) -> Result<PageFd> {
+        let fd = self.fd.try_clone().map_err(|e| Error::io("passing a status page to a pool worker", e))?;
+        Ok(PageFd(fd))
+    }
+
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        let h = &self.header;
+        let word = |off: usize| h.u64_at(off).load(Ordering::Acquire);
+        Snapshot {
+            chunk: word(OFF_CHUNK),
+            progress: Progress(word(OFF_PROGRESS)),
+            frame: word(OFF_FRAME),
+            done_end: word(OFF_DONE_END),
+            failed: word(OFF_FAILED) as u32,
+            base: word(OFF_BASE),
+            committed: word(OFF_COMMITTED),
+            items: word(OFF_ITEMS),
+        }
+    }
+
+    /// What the worker is doing now.
+    pub(crate) fn progress(&self) -> Progress {
+        Progress(self.header.u64_at(OFF_PROGRESS).load(Ordering::Acquire))
+    }
+
+    /// Marks chunk `seq` as queued for the worker, before it is sent.
+    pub(crate) fn queue(&self, seq: u64) {
+        self.header.u64_at(slot_offset(seq)).store(seq << 2 | QUEUED, Ordering::Release);
+    }
+
+    /// Cancels chunk `seq` if the worker has not started it; whether it did.
+    pub(crate) fn cancel(&self, seq: u64) -> bool {
+        self.header
+            .u64_at(slot_offset(seq))
+            .compare_exchange(seq << 2 | QUEUED, seq << 2 | CANCELLED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Keeps the worker from starting anything at `limit` or beyond, and
+    /// returns what it is doing once that is certain (see the module
+    /// documentation: the item before `limit` either still runs, and then
+    /// nothing after it can start, or it has finished).
+    pub(crate) fn hold(&self, limit: u64) -> Progress {
+        self.header.u64_at(OFF_HOLD).store(limit + 1, Ordering::SeqCst);
+        sys::process_fence();
+        self.progress()
+    }
+
+    /// Lifts a hold: the worker goes on.
+    pub(crate) fn release(&self) {
+        self.header.u64_at(OFF_HOLD).store(0, Ordering::SeqCst);
+        let generation = self.header.u32_at(OFF_HOLD_GEN);
+        generation.fetch_add(1, Ordering::SeqCst);
+        sys::futex_wake(generation, u32::MAX);
+    }
+
+    /// The bytes the worker left in its buffer between the global offsets
+    /// `from` and `to`, the buffer starting at `base`: after its death.
+    pub(crate) fn left_behind(&self, base: u64, from: u64, to: u64) -> io::Result<Vec<u8>> {
+        if from < base || to < from {
+            return Err(io::Error::other(format!(
+                "a dead pool worker's buffer holds {base}.. and {from}..{to} was asked"
+            )));
+        }
+        let at = sys::page_size() as u64 + (from - base);
+        let len = usize::try_from(to - from).map_err(|_| io::Error::other("a result larger than memory"))?;
+        let bytes = sys::read_file_at(self.fd.as_fd(), at, len)?;
+        if bytes.len() < len {
+            return Err(io::Error::other("a dead pool worker's buffer is shorter than its status page says"));
+        }
+        Ok(bytes)
+    }
+}
+
+/// A status page's fd on its way to the worker, inside its configuration.
+#[derive(Debug)]
+pub(crate) struct PageFd(OwnedFd);
+
+impl FdHandle for PageFd {
+    const WHAT: &'static str = "a pool worker's status page";
+}
+
+impl Serialize for PageFd {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        FdOut::<Self>::new(self.0.as_fd()).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for PageFd {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        Ok(PageFd(FdIn::<Self>::deserialize(deserializer)?.into_fd()))
+    }
+}
+
+/// The worker's side of its page: its result buffer, and the log of what
+/// it does, which it keeps in the header.
+#[derive(Debug)]
+pub(crate) struct WorkerPage {
+    /// Where results are encoded and sent from.
+    pub(crate) out: ShmVec,
+    pub(crate) log: ItemLog,
+}
+
+/// The header as the worker writes it, and what it remembers of the
+/// current chunk.
+#[derive(Debug)]
+pub(crate) struct ItemLog {
+    header: Mapping,
+    /// The global offset of `out`'s first byte.
+    base: u64,
+    /// Whether `sys::process_fence` in the parent reaches this process;
+    /// if not, each item pays for a real fence.
+    fenced_by_parent: bool,
+    seq: u64,
+    done: u32,
+    failed: u32,
+    items: u64,
+}
+
+impl WorkerPage {
+    pub(crate) fn attach(fd: PageFd) -> io::Result<WorkerPage> {
+        let header = header_mapping(&fd.0)?;
+        if header.u64_at(OFF_MAGIC).load(Ordering::Acquire) != MAGIC {
+            return Err(io::Error::other("the pool's status page is not one"));
+        }
+        let out = ShmVec::new(fd.0, sys::page_size() as u64, FIRST_BUFFER)?;
+        let log = ItemLog {
+            header,
+            base: 0,
+            fenced_by_parent: sys::register_for_process_fence(),
+            seq: 0,
+            done: 0,
+            failed: 0,
+            items: 0,
+        };
+        Ok(WorkerPage { out, log })
+    }
+
+    /// Claims chunk `seq` before running it: false if the parent cancelled
+    /// it (it must then be skipped).
+    pub(crate) fn claim(&self, seq: u64) -> bool {
+        let slot = self.log.word(slot_offset(seq));
+        match slot.compare_exchange(seq << 2 | QUEUED, seq << 2 | STARTED, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => true,
+            Err(now) => now != seq << 2 | CANCELLED,
+        }
+    }
+
+    /// How many bytes wait in `out` to be sent.
+    pub(crate) fn held(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Every frame in `out` is whole: the parent may take them all.
+    pub(crate) fn commit(&self) {
+        self.log.word(OFF_COMMITTED).store(self.log.end(self.out.len()), Ordering::Release);
+    }
+
+    /// Sends every byte in `out` on `fd`, then empties it.
+    pub(crate) fn flush(&mut self, fd: sys::BorrowedFd<'_>) -> io::Result<()> {
+        if self.out.len() == 0 {
+            return Ok(());
+        }
+        sys::send_all(fd, self.out.as_slice())?;
+        self.log.base = self.log.end(self.out.len());
+        self.log.word(OFF_BASE).store(self.log.base, Ordering::Release);
+        self.out.clear();
+        if self.out.capacity() > KEEP_BUFFER {
+            self.out.shrink_when_empty(FIRST_BUFFER);
+        }
+        Ok(())
+    }
+}
+
+impl ItemLog {
+    fn word(&self, off: usize) -> &AtomicU64 {
+        self.header.u64_at(off)
+    }
+
+    /// The global offset of byte `at` of `out`.
+    fn end(&self, at: usize) -> u64 {
+        self.base + at as u64
+    }
+
+    /// Begins chunk `seq`, whose `RESULT` frame starts at `frame_start` in
+    /// `out` and whose items' outcomes will start at `items_start`.
+    pub(crate) fn begin_chunk(&mut self, seq: u64, frame_start: usize, items_start: usize) {
+        self.seq = seq;
+        self.done = 0;
+        self.failed = 0;
+        self.word(OFF_FRAME).store(self.end(frame_start), Ordering::Relaxed);
+        self.word(OFF_DONE_END).store(self.end(items_start), Ordering::Relaxed);
+        self.word(OFF_FAILED).store(0, Ordering::Relaxed);
+        self.word(OFF_PROGRESS).store(pos(seq, 0) << 1, Ordering::Release);
+        self.word(OFF_CHUNK).store(seq, Ordering::Release);
+    }
+
+    /// Before item `item` of the current chunk: says it runs, unless the
+    /// parent holds the worker there, in which case it waits (to be killed,
+    /// or for the hold to be lifted).
+    #[inline]
+    pub(crate) fn start_item(&self, item: u32) {
+        let at = pos(self.seq, item);
+        loop {
+            self.word(OFF_PROGRESS).store(at << 1 | 1, Ordering::Release);
+            if self.fenced_by_parent {
+                compiler_fence(Ordering::SeqCst);
+            } else {
+                fence(Ordering::SeqCst);
+            }
+            let hold = self.word(OFF_HOLD).load(Ordering::Acquire);
+            if hold == 0 || at < hold - 1 {
+                return;
+            }
+            self.word(OFF_PROGRESS).store(at << 1, Ordering::Release);
+            self.wait_for_release();
+        }
+    }
+
+    #[cold]
+    fn wait_for_release(&self) {
+        let generation = self.header.u32_at(OFF_HOLD_GEN);
+        let seen = generation.load(Ordering::Acquire);
+        if self.word(OFF_HOLD).load(Ordering::Acquire) != 0 {
+            let _ = sys::futex_wait(generation, seen, Some(HOLD_NAP));
+        }
+    }
+
+    /// After item `item` of the current chunk, whose outcome ends at
+    /// `out_len` in `out`.
+    #[inline]
+    pub(crate) fn finish_item(&mut self, item: u32, failed: bool, out_len: usize) {
+        self.done = item + 1;
+        self.failed += u32::from(failed);
+        self.items += 1;
+        self.word(OFF_DONE_END).store(self.end(out_len), Ordering::Relaxed);
+        self.word(OFF_FAILED).store(u64::from(self.failed), Ordering::Relaxed);
+        self.word(OFF_ITEMS).store(self.items, Ordering::Relaxed);
+        self.word(OFF_PROGRESS).store(pos(self.seq, item + 1) << 1, Ordering::Release);
+    }
+
+    /// How many items of the current chunk finished, and how many of them
+    /// failed.
+    pub(crate) fn done(&self) -> (u32, u32) {
+        (self.done, self.failed)
+    }
+}
+
+const _: () = assert!(OFF_SLOTS + 8 * SLOTS as usize <= 4096 && OFF_HOLD_GEN + 4 <= OFF_ITEMS);

@@ -1,0 +1,540 @@
+//! The dispatcher's record of one worker: its socket, the window of chunks
+//! it holds, its status page, and what becomes of each of those chunks
+//! when it dies.
+//!
+//! When a worker ends, every chunk it held gets an exact fate, from what
+//! its socket brought and what its status page says (`status.rs`):
+//! - every item it finished is delivered, whether it had sent the result
+//!   or left it in its buffer;
+//! - the item it was running fails: `WorkerLost` with its pid and exit
+//!   code or signal, or `Timeout` or `Cancelled` when the dispatcher killed
+//!   it for that;
+//! - every item it had not started goes back to the front of the queue, in
+//!   order, for another worker (or fails with `Cancelled`, for a job that
+//!   was being killed).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::dispatch::{Counts, Pending};
+use super::job::{ChunkOutcome, Job};
+use super::status::{self, Progress, StatusPage};
+use super::wire;
+use crate::codec::{self, Frame, FrameStream};
+use crate::error::{Error, ErrorKind};
+use crate::runtime::ChildRecord;
+use crate::sys::{self, ExitStatus};
+
+/// Queued work a worker is given, in its own time.
+const WINDOW_WORK_US: f64 = 2000.0;
+/// The most chunks in one worker's window (fewer than `status::SLOTS`).
+const MAX_WINDOW: usize = 64;
+/// A chunk that its worker began but died before running any item of, this
+/// many times, fails its first item: it is taken for the culprit.
+const BEGUN_DEATHS: u8 = 3;
+
+const _: () = assert!((MAX_WINDOW as u64) < status::SLOTS);
+
+/// How fast a worker gets through chunks: the mean time between its
+/// results while it is busy.
+#[derive(Debug, Default)]
+pub(super) struct Pace {
+    busy_since: Option<Instant>,
+    mean_us: f64,
+}
+
+impl Pace {
+    /// Notes `results` chunks that came back together at `now` (a worker
+    /// sends several in one write when they come fast).
+    pub(super) fn note(&mut self, results: usize, now: Instant, still_busy: bool) {
+        if let Some(since) = self.busy_since {
+            let us = now.saturating_duration_since(since).as_secs_f64() * 1e6 / results as f64;
+            self.mean_us = if self.mean_us <= 0.0 { us } else { 0.8 * self.mean_us + 0.2 * us };
+        }
+        self.busy_since = still_busy.then_some(now);
+    }
+}
+
+/// Why the dispatcher killed a worker: the fate of the item it ran.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Fate {
+    /// It ran past its timeout.
+    Timeout(Duration),
+    /// Its job was killed (`AsyncResult::kill`).
+    Cancelled,
+}
+
+/// A chunk in a worker's window.
+#[derive(Debug)]
+pub(super) struct InFlight {
+    /// Its number among the chunks sent to this worker.
+    pub(super) seq: u64,
+    pub(super) chunk: Pending,
+}
+
+/// What became of a worker's chunks when it was buried.
+#[derive(Debug, Default)]
+pub(super) struct Remains {
+    /// Items that had not started, to run again, in order.
+    pub(super) rerun: Vec<Pending>,
+}
+
+#[derive(Debug)]
+pub(super) struct Worker {
+    pub(super) child: Arc<ChildRecord>,
+    stream: FrameStream,
+    pub(super) out: Vec<u8>,
+    pub(super) in_flight: VecDeque<InFlight>,
+    /// Chunks sent so far: the next chunk's number.
+    pub(super) sent: u64,
+    /// Told to leave, or at its quota: gets nothing more.
+    pub(super) retiring: bool,
+    /// Signalled by us: it is going away.
+    pub(super) killed: bool,
+    /// What its chunks fail with if it dies (a broken stream).
+    failure: Option<Error>,
+    pub(super) pace: Pace,
+    /// Started and initialized (it said READY).
+    pub(super) ready: bool,
+    page: StatusPage,
+    /// Set when the dispatcher killed it on purpose: nothing at or after
+    /// this position started, and why.
+    stop: Option<(u64, Fate)>,
+    /// Jobs killed while this worker held some of their items: those items
+    /// fail with `Cancelled` instead of running again.
+    doomed: Vec<Arc<Job>>,
+    /// The item last seen running, and when it was first seen (timeouts and
+    /// the age in `stats()`).
+    seen: Option<(u64, Instant)>,
+}
+
+impl Worker {
+    pub(super) fn new(child: Arc<ChildRecord>, page: StatusPage) -> Worker {
+        Worker {
+            child,
+            stream: FrameStream::new(codec::max_frame_size()),
+            out: Vec::new(),
+            in_flight: VecDeque::new(),
+            sent: 0,
+            retiring: false,
+            killed: false,
+            failure: None,
+            pace: Pace::default(),
+            ready: false,
+            page,
+            stop: None,
+            doomed: Vec::new(),
+            seen: None,
+        }
+    }
+
+    fn window(&self) -> usize {
+        if self.pace.mean_us <= 0.0 {
+            return 2;
+        }
+        ((WINDOW_WORK_US / self.pace.mean_us).ceil() as usize).clamp(2, MAX_WINDOW)
+    }
+
+    pub(super) fn accepts(&self, max_tasks: Option<u64>) -> bool {
+        !self.retiring
+            && !self.killed
+            && !max_tasks.is_some_and(|m| self.sent >= m)
+            && self.in_flight.len() < self.window()
+    }
+
+    /// Adds `chunk` to the output and the window.
+    pub(super) fn send(&mut self, chunk: Pending, now: Instant, max_tasks: Option<u64>) {
+        if self.in_flight.is_empty() {
+            self.pace.busy_since = Some(now);
+        }
+        let seq = self.sent;
+        self.page.queue(seq);
+        self.out.extend_from_slice(&chunk.frame);
+        self.in_flight.push_back(InFlight { seq, chunk });
+        self.sent += 1;
+        if max_tasks.is_some_and(|m| self.sent >= m) {
+            self.retiring = true;
+        }
+    }
+
+    /// Writes what it can of the output without blocking.
+    pub(super) fn flush(&mut self) {
+        if self.out.is_empty() {
+            return;
+        }
+        match sys::send_nonblocking(self.child.control(), &self.out) {
+            Ok(n) => {
+                self.out.drain(..n);
+            }
+            // A dead peer: its pidfd will say so.
+            Err(_) => self.out.clear(),
+        }
+    }
+
+    pub(super) fn kill(&mut self) {
+        self.killed = true;
+        let _ = self.child.signal(sys::SIGKILL);
+    }
+
+    /// Reads every frame that has arrived.
+    pub(super) fn read(&mut self) -> Vec<Frame> {
+        let mut frames = Vec::new();
+        loop {
+            match self.stream.next_buffered("a pool worker's results") {
+                Ok(Some(frame)) => {
+                    frames.push(frame);
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.break_stream(e);
+                    break;
+                }
+            }
+            match self.stream.fill(self.child.control(), "a pool worker's results") {
+                Ok(Some(n)) if n > 0 => {}
+                Ok(_) => break,
+                Err(e) => {
+                    self.break_stream(e);
+                    break;
+                }
+            }
+        }
+        frames
+    }
+
+    pub(super) fn break_stream(&mut self, e: Error) {
+        self.failure.get_or_insert(e);
+        self.kill();
+    }
+
+    /// Takes a `RESULT` payload: the outcomes of the front chunk (or of its
+    /// first items, when the worker stopped it early: the rest comes back,
+    /// to run again).
+    pub(super) fn take_result(&mut self, payload: Vec<u8>, counts: &mut Counts) -> Option<Pending> {
+        let head = wire::result_head(&payload);
+        let front = self.in_flight.front().map(|f| &f.chunk);
+        match (head, front) {
+            (Ok((job, index, first, count)), Some(c))
+                if c.job.id == job && c.index == index && c.first == first && count <= c.count =>
+            {
+                let f = self.in_flight.pop_front().expect("front exists");
+                let rest = (count < f.chunk.count).then(|| f.chunk.rest(count));
+                counts.note_items(count, wire::failed_items(&payload));
+                f.chunk.job.finish_part(index, first, count, ChunkOutcome::Items(payload));
+                rest
+            }
+            _ => {
+                let (name, pid) = (self.child.name.clone(), self.child.pid);
+                self.break_stream(Error::new(
+                    ErrorKind::Protocol,
+                    format!("pool worker '{name}' (pid {pid}) sent a result that matches no task it holds; its stream is corrupt"),
+                ));
+                None
+            }
+        }
+    }
+
+    /// Takes back the chunks of `job` it has not started: whether any of
+    /// its chunks had started, and the cancelled ones.
+    pub(super) fn cancel(&mut self, job: &Arc<Job>) -> (bool, Vec<Pending>) {
+        let mut started = false;
+        let mut cancelled = Vec::new();
+        let mut kept = VecDeque::with_capacity(self.in_flight.len());
+        for f in self.in_flight.drain(..) {
+            if !Arc::ptr_eq(&f.chunk.job, job) {
+                kept.push_back(f);
+            } else if self.page.cancel(f.seq) {
+                cancelled.push(f.chunk);
+            } else {
+                started = true;
+                kept.push_back(f);
+            }
+        }
+        self.in_flight = kept;
+        (started, cancelled)
+    }
+
+    /// Kills this worker if it is running (or about to run) an item of
+    /// `job`, making sure that nothing after `job`'s chunk starts first, so
+    /// that only `job`'s items are lost: they fail with `Cancelled`. Whether
+    /// it did.
+    pub(super) fn kill_job(&mut self, job: &Arc<Job>) -> bool {
+        let Some(seq) = self.in_flight.iter().find(|f| Arc::ptr_eq(&f.chunk.job, job)).map(|f| f.seq) else {
+            return false;
+        };
+        if self.killed {
+            self.doomed.push(Arc::clone(job));
+            return true;
+        }
+        let limit = status::pos(seq + 1, 0);
+        let now = self.page.hold(limit);
+        if now.running() && now.pos() >= limit {
+            // The job's chunk finished, and the next one started before the
+            // hold took effect: nothing of the job is left here.
+            self.page.release();
+            return false;
+        }
+        self.doomed.push(Arc::clone(job));
+        self.stop = Some((limit, Fate::Cancelled));
+        self.kill();
+        true
+    }
+
+    /// Kills this worker if it still runs the item at `pos`, making sure
+    /// nothing after it starts first; false if that item has finished.
+    fn stop_item(&mut self, pos: u64, fate: Fate) -> bool {
+        let now = self.page.hold(pos + 1);
+        if !(now.running() && now.pos() == pos) {
+            self.page.release();
+            return false;
+        }
+        self.stop = Some((pos + 1, fate));
+        self.kill();
+        true
+    }
+
+    /// Looks at the item running now, for timeouts: kills the worker if it
+    /// has run past its chunk's timeout. Returns when to look again (`None`
+    /// when nothing it holds is timed).
+    pub(super) fn watch(&mut self, now: Instant) -> Option<Instant> {
+        let shortest = self.in_flight.iter().filter_map(|f| f.chunk.timeout).min();
+        let Some(shortest) = shortest.filter(|_| !self.killed && self.ready) else {
+            self.seen = None;
+            return None;
+        };
+        // Look at least this often, so that an item that starts right after
+        // a look is seen soon: a task is stopped at most this late.
+        let period = (shortest / 4).clamp(Duration::from_millis(1), Duration::from_millis(100));
+        let p = self.page.progress();
+        let timeout = self.running_timeout(p);
+        let Some(timeout) = timeout else {
+            self.seen = None;
+            return Some(now + period);
+        };
+        match self.seen {
+            Some((pos, since)) if pos == p.pos() => {
+                if now.saturating_duration_since(since) >= timeout {
+                    if self.stop_item(pos, Fate::Timeout(timeout)) {
+                        return None;
+                    }
+                    self.seen = None;
+                    return Some(now + period);
+                }
+                Some((since + timeout).min(now + period))
+            }
+            _ => {
+                self.seen = Some((p.pos(), now));
+                Some((now + timeout).min(now + period))
+            }
+        }
+    }
+
+    /// The timeout of the item running per `p`, if it runs and is timed.
+    fn running_timeout(&self, p: Progress) -> Option<Duration> {
+        if !p.running() {
+            return None;
+        }
+        self.in_flight.iter().find(|f| f.seq == p.seq()).and_then(|f| f.chunk.timeout)
+    }
+
+    /// How long the item running now has been seen running, if one runs.
+    pub(super) fn current_age(&mut self, now: Instant) -> Option<Duration> {
+        let p = self.page.progress();
+        if !p.running() {
+            self.seen = None;
+            return None;
+        }
+        match self.seen {
+            Some((pos, since)) if pos == p.pos() => Some(now.saturating_duration_since(since)),
+            _ => {
+                self.seen = Some((p.pos(), now));
+                Some(Duration::ZERO)
+            }
+        }
+    }
+
+    /// Items this worker has finished.
+    pub(super) fn items_done(&self) -> u64 {
+        self.page.snapshot().items
+    }
+
+    /// Gives every chunk this (ended) worker held its fate: delivers what
+    /// it finished, fails the item it ran, and returns the rest to run
+    /// again.
+    pub(super) fn bury(mut self, counts: &mut Counts) -> Remains {
+        let status = self.child.poll_status().ok().flatten();
+        if let Some(e) = self.failure.take() {
+            // A broken stream: nothing it says can be trusted.
+            for f in self.in_flight.drain(..) {
+                f.chunk.fail(e.duplicate(), counts);
+            }
+            return Remains::default();
+        }
+        let snap = self.page.snapshot();
+        // Whole frames it made but had not sent.
+        let taken = self.stream.consumed();
+        if snap.committed > taken {
+            match self.page.left_behind(snap.base, taken, snap.committed) {
+                Ok(bytes) => self.take_left_frames(&bytes, counts),
+                Err(e) => self.failure = Some(Error::io("reading what a dead pool worker left unsent", e)),
+            }
+        }
+        let mut remains = Remains::default();
+        if let Some(f) = self.in_flight.pop_front() {
+            let lost = self.lost_error(status);
+            if snap.chunk == f.seq {
+                self.begun_chunk(f, &snap, lost, counts, &mut remains);
+            } else {
+                self.not_started(f.chunk, counts, &mut remains);
+            }
+        }
+        for f in std::mem::take(&mut self.in_flight) {
+            self.not_started(f.chunk, counts, &mut remains);
+        }
+        remains
+    }
+
+    /// The whole frames in `bytes`, which a dead worker left unsent.
+    fn take_left_frames(&mut self, bytes: &[u8], counts: &mut Counts) {
+        let mut rest = bytes;
+        while rest.len() >= codec::HEADER {
+            let raw = u64::from_le_bytes(rest[..codec::HEADER].try_into().expect("8 header bytes"));
+            let len = (raw & codec::LEN_MASK) as usize;
+            let Some(payload) = rest.get(codec::HEADER..codec::HEADER + len) else { break };
+            let kind = (raw >> 56) as u8;
+            if kind == wire::RESULT {
+                if let Some(more) = self.take_result(payload.to_vec(), counts) {
+                    // Stopped early: the rest runs again, before anything
+                    // that came after it.
+                    self.in_flight.push_front(InFlight { seq: u64::MAX, chunk: more });
+                }
+            }
+            rest = &rest[codec::HEADER + len..];
+        }
+    }
+
+    /// The fate of the chunk the worker was in when it died.
+    fn begun_chunk(
+        &mut self,
+        mut f: InFlight,
+        snap: &status::Snapshot,
+        lost: Error,
+        counts: &mut Counts,
+        remains: &mut Remains,
+    ) {
+        let p = snap.progress;
+        let (mut done, mut running) = if p.seq() == f.seq { (p.item(), p.running()) } else { (0, false) };
+        // An item at or after a hold was never run: the worker stores that
+        // it runs one before it looks at the hold.
+        if running && self.stop.is_some_and(|(limit, _)| p.pos() >= limit) {
+            running = false;
+        }
+        done = done.min(f.chunk.count);
+        let c = &f.chunk;
+        if done > 0 {
+            let from = snap.frame + (codec::HEADER + wire::RESULT_HEAD) as u64;
+            match self.page.left_behind(snap.base, from, snap.done_end) {
+                Ok(outcomes) => {
+                    let payload = wire::partial_result(c.job.id, c.index, c.first, done, snap.failed, &outcomes);
+                    counts.note_items(done, snap.failed);
+                    c.job.finish_part(c.index, c.first, done, ChunkOutcome::Items(payload));
+                }
+                Err(e) => {
+                    let err = Error::io("reading the results a dead pool worker finished", e);
+                    counts.note_failed(done);
+                    c.job.finish_part(c.index, c.first, done, ChunkOutcome::Failed(err));
+                }
+            }
+        }
+        if running && done < c.count {
+            let err = if self.is_doomed(&c.job) {
+                cancelled()
+            } else {
+                match self.stop {
+                    Some((_, Fate::Timeout(t))) => timed_out(t, &self.child),
+                    _ => lost,
+                }
+            };
+            if err.kind() == ErrorKind::Cancelled {
+                counts.note_cancelled(1);
+            } else {
+                counts.note_failed(1);
+            }
+            c.job.finish_part(c.index, c.first + done, 1, ChunkOutcome::Failed(err));
+            done += 1;
+        } else if done == 0 && !running {
+            // Begun, nothing run: the worker may have died of this chunk.
+            f.chunk.begun_deaths += 1;
+            if f.chunk.begun_deaths >= BEGUN_DEATHS {
+                counts.note_failed(1);
+                let c = &f.chunk;
+                c.job.finish_part(c.index, c.first, 1, ChunkOutcome::Failed(lost));
+                done = 1;
+            }
+        }
+        if done < f.chunk.count {
+            let rest = if done == 0 { f.chunk } else { f.chunk.rest(done) };
+            self.not_started(rest, counts, remains);
+        }
+    }
+
+    /// A chunk (or its rest) that never started: it runs again, unless its
+    /// job was being killed.
+    fn not_started(&self, chunk: Pending, counts: &mut Counts, remains: &mut Remains) {
+        if self.is_doomed(&chunk.job) {
+            chunk.fail(cancelled(), counts);
+        } else {
+            remains.rerun.push(chunk);
+        }
+    }
+
+    fn is_doomed(&self, job: &Arc<Job>) -> bool {
+        self.doomed.iter().any(|d| Arc::ptr_eq(d, job))
+    }
+
+    /// The error of an item that was running when the worker died, for no
+    /// reason of ours.
+    fn lost_error(&self, status: Option<ExitStatus>) -> Error {
+        let code = status.and_then(ExitStatus::exitcode);
+        let how = match status {
+            Some(ExitStatus::Code(c)) => format!("exited with code {c}"),
+            Some(ExitStatus::Signal(s)) => format!("was killed by {}", sys::signal_name(s)),
+            _ => "ended".to_owned(),
+        };
+        Error::new(
+            ErrorKind::WorkerLost,
+            format!(
+                "pool worker '{}' (pid {}) {how} while it ran this task (a crash, an abort, the OOM killer, exit() or \
+                 a kill); the task was not retried, the tasks it had not started went to other workers, and a new \
+                 worker took its place",
+                self.child.name, self.child.pid
+            ),
+        )
+        .with_pid(self.child.pid as u32)
+        .with_exitcode(code)
+    }
+}
+
+/// The error of a task that was cancelled, or killed while it ran.
+pub(super) fn cancelled() -> Error {
+    Error::new(ErrorKind::Cancelled, "the task was cancelled (cancel() or kill()) before it finished")
+}
+
+fn timed_out(t: Duration, child: &ChildRecord) -> Error {
+    Error::new(
+        ErrorKind::Timeout,
+        format!(
+            "the task ran past its timeout of {t:?}; its worker '{}' (pid {}) was killed and replaced, the tasks it \
+             had not started went to other workers, and nothing else was affected",
+            child.name, child.pid
+        ),
+    )
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        crate::runtime::registry::lock().remove(&self.child);
+    }
+}
