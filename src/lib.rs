@@ -113,8 +113,8 @@ pub use context::{
 };
 pub use error::{Error, ErrorKind, PanicInfo, Result};
 pub use pool::{
-    AsCompleted, AsyncResult, Calls, Done, IMap, IMapUnordered, Pool, PoolBuilder, ReturnWhen, StarFn, as_completed,
-    wait,
+    AsCompleted, AsyncResult, Calls, Done, IMap, IMapUnordered, Pool, PoolBuilder, PoolStats, ReturnWhen, StarFn,
+    WorkerStats, as_completed, wait,
 };
 pub use process::{Child, ParentProcess, Process, ProcessInfo, active_children, current_process, parent_process};
 pub use queue::{JoinableQueue, Queue, SimpleQueue};

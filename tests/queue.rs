@@ -290,23 +290,6 @@ per_method! {
     }
 }
 
-fn queue_mappings() -> usize {
-    std::fs::read_to_string("/proc/self/maps").unwrap().lines().filter(|l| l.contains("multiproc-queue")).count()
-}
-
-#[test]
-fn dropped_queues_leave_no_fd_or_mapping() {
-    let (fds, maps) = (common::fd_count(), queue_mappings());
-    for _ in 0..50 {
-        let q = Queue::<Vec<u8>>::new().unwrap();
-        q.put(&vec![0; 300_000]).unwrap();
-        let c = q.clone();
-        assert_eq!(c.get().unwrap().len(), 300_000);
-    }
-    assert_eq!(common::fd_count(), fds);
-    assert_eq!(queue_mappings(), maps);
-}
-
 #[test]
 fn a_put_that_grows_the_ring_past_a_wrapped_or_offset_layout_succeeds() {
     let _w = common::watchdog("a_put_that_grows_the_ring_past_a_wrapped_or_offset_layout_succeeds");

@@ -23,6 +23,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::job::{ChunkOutcome, Job};
+use super::stats::PoolStats;
 use super::status::StatusPage;
 use super::tracked::{self, Worker};
 use super::wire::{self, ItemOffsets};
@@ -46,7 +47,8 @@ pub(crate) struct Config {
     pub(crate) max_in_flight_bytes: usize,
 }
 
-/// Workers that die before they are ready, in a row, that break the pool.
+/// Workers that die of their own before they are ready, in a row, that
+/// break the pool.
 const STARTUP_DEATHS: u32 = 3;
 
 /// A chunk, or the rest of one, waiting for a worker.
@@ -328,6 +330,23 @@ impl Shared {
     pub(crate) fn terminate(&self) {
         self.lock().terminate();
         self.wake();
+    }
+
+    /// What the pool is doing.
+    pub(crate) fn stats(&self) -> PoolStats {
+        let mut d = self.lock();
+        let now = Instant::now();
+        let mut queued: u64 = d.queue.iter().map(|p| u64::from(p.count)).sum();
+        let mut running = 0;
+        let mut workers = Vec::with_capacity(d.workers.len());
+        for w in &mut d.workers {
+            let (stats, waiting, runs) = w.stats(now);
+            queued += waiting;
+            running += runs;
+            workers.push(stats);
+        }
+        let c = d.counts;
+        PoolStats { queued, running, done: c.done, failed: c.failed, cancelled: c.cancelled, workers }
     }
 
     /// Whether the pool takes new tasks.
@@ -623,9 +642,15 @@ impl Dispatch {
     fn bury(&mut self, i: usize) {
         let w = self.workers.remove(i);
         let (name, pid, ready) = (w.child.name.clone(), w.child.pid, w.ready);
+        // A worker that ends of its own before it is ready (a crash, an
+        // abort, an exit in the initializer or at start-up) counts; one
+        // killed from outside (SIGKILL, SIGTERM: a user, the OOM killer) does
+        // not, nor does one we killed.
+        let own_death = !w.killed
+            && !matches!(w.child.poll_status(), Ok(Some(sys::ExitStatus::Signal(s))) if s == sys::SIGKILL || s == sys::SIGTERM);
         let remains = w.bury(&mut self.counts);
         self.requeue(remains.rerun);
-        if ready {
+        if ready || !own_death {
             return;
         }
         self.startup_deaths += 1;

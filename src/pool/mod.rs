@@ -20,6 +20,7 @@ mod job;
 mod progress;
 mod result;
 mod star;
+mod stats;
 mod status;
 mod tracked;
 mod wire;
@@ -36,6 +37,7 @@ pub use executor::{AsCompleted, Done, ReturnWhen, as_completed, wait};
 pub use iter::{IMap, IMapUnordered};
 pub use result::AsyncResult;
 pub use star::StarFn;
+pub use stats::{PoolStats, WorkerStats};
 
 use crate::error::Result;
 
@@ -228,6 +230,29 @@ impl Pool {
     /// ```
     pub fn join(&self) -> Result<()> {
         self.shared.join()
+    }
+
+    /// What the pool is doing: its tasks by state, and each worker's pid,
+    /// tasks run, current task's age and memory. Cheap: it reads the
+    /// workers' status pages, without a message to any of them, so it can
+    /// be called in a loop (a progress display, a watchdog).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Pool;
+    /// use std::time::Duration;
+    /// fn nap(ms: u64) { std::thread::sleep(Duration::from_millis(ms)) }
+    /// let pool = Pool::new(1)?;
+    /// let r = pool.apply_async(nap, 50)?;
+    /// let stats = pool.stats();
+    /// assert_eq!(stats.queued + stats.running + stats.done, 1);
+    /// r.get()?;
+    /// assert_eq!(pool.stats().done, 1);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn stats(&self) -> PoolStats {
+        self.shared.stats()
     }
 
     /// Shuts the pool down the executor way (Python's

@@ -212,9 +212,15 @@ impl<T> AsyncResult<T> {
         })
     }
 
-    /// Cancels the task if no worker has started it; whether it is now
-    /// cancelled. A cancelled task's [`get`](AsyncResult::get) fails with
-    /// [`ErrorKind::Cancelled`].
+    /// Cancels the task if no worker has started it, wherever it waits
+    /// (the pool's queue, or a worker's window of prefetched tasks);
+    /// whether it is now cancelled. Python's `Future.cancel()`: false once
+    /// the task runs or has finished. A cancelled task never runs, and its
+    /// [`get`](AsyncResult::get) fails with [`ErrorKind::Cancelled`]. To
+    /// stop a task that is running, use [`kill`](AsyncResult::kill).
+    ///
+    /// For a `map_async`, every chunk that has not started is cancelled; the
+    /// result is true only if none had started or finished.
     ///
     /// # Examples
     ///
@@ -232,6 +238,37 @@ impl<T> AsyncResult<T> {
     /// ```
     pub fn cancel(&self) -> bool {
         self.shared.cancel(&self.job)
+    }
+
+    /// Stops the task even if it is running: cancels it if it has not
+    /// started, or kills the worker running it (a new worker takes its
+    /// place, and the tasks that worker had not started run elsewhere:
+    /// nothing else is affected). Its [`get`](AsyncResult::get) then fails
+    /// with [`ErrorKind::Cancelled`]. True if something was stopped, false
+    /// if the task had already finished. A task that finishes at the very
+    /// moment it is killed ends either delivered or cancelled, never both.
+    ///
+    /// For a `map_async`, every chunk that has not started is cancelled and
+    /// every item that runs is killed; the items already done stay done.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{ErrorKind, Pool};
+    /// use std::time::Duration;
+    /// fn nap(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+    /// let pool = Pool::new(1)?;
+    /// let stuck = pool.apply_async(nap, 60_000)?;
+    /// let next = pool.apply_async(nap, 1)?;
+    /// std::thread::sleep(Duration::from_millis(100));
+    /// assert!(stuck.kill());
+    /// assert_eq!(stuck.get().unwrap_err().kind(), ErrorKind::Cancelled);
+    /// assert_eq!(next.get()?, 1);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias("terminate", "stop"))]
+    pub fn kill(&self) -> bool {
+        self.shared.kill(&self.job)
     }
 
     /// Whether the task was cancelled.

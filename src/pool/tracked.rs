@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use super::dispatch::{Counts, Pending};
 use super::job::{ChunkOutcome, Job};
+use super::stats::WorkerStats;
 use super::status::{self, Progress, StatusPage};
 use super::wire;
 use crate::codec::{self, Frame, FrameStream};
@@ -139,7 +140,7 @@ impl Worker {
     pub(super) fn accepts(&self, max_tasks: Option<u64>) -> bool {
         !self.retiring
             && !self.killed
-            && !max_tasks.is_some_and(|m| self.sent >= m)
+            && max_tasks.is_none_or(|m| self.sent < m)
             && self.in_flight.len() < self.window()
     }
 
@@ -355,9 +356,30 @@ impl Worker {
         }
     }
 
-    /// Items this worker has finished.
-    pub(super) fn items_done(&self) -> u64 {
-        self.page.snapshot().items
+    /// What it is doing, for `stats()`: its numbers, and how many of its
+    /// items wait (sent, not started) and run.
+    pub(super) fn stats(&mut self, now: Instant) -> (WorkerStats, u64, u64) {
+        let snap = self.page.snapshot();
+        let p = snap.progress;
+        let running = p.running() && !self.killed;
+        let waiting: u64 = self
+            .in_flight
+            .iter()
+            .map(|f| match f.seq.cmp(&p.seq()) {
+                std::cmp::Ordering::Less => 0,
+                std::cmp::Ordering::Equal => u64::from(f.chunk.count.saturating_sub(p.item() + u32::from(p.running()))),
+                std::cmp::Ordering::Greater => u64::from(f.chunk.count),
+            })
+            .sum();
+        let age = if running { self.current_age(now) } else { None };
+        let stats = WorkerStats {
+            pid: self.child.pid as u32,
+            name: self.child.name.clone(),
+            tasks_run: snap.items,
+            current_task_age: age,
+            rss_bytes: sys::rss_of(self.child.pid),
+        };
+        (stats, waiting, u64::from(running))
     }
 
     /// Gives every chunk this (ended) worker held its fate: delivers what

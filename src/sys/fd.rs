@@ -189,7 +189,7 @@ pub(crate) fn read_file_at(fd: BorrowedFd<'_>, offset: u64, len: usize) -> io::R
         let (at, want) = (offset + out.len() as u64, len - out.len());
         let spare = &mut out.spare_capacity_mut()[..want];
         match rustix::io::pread(fd, spare, at) {
-            Ok((init, _)) if init.is_empty() => break,
+            Ok(([], _)) => break,
             Ok((init, _)) => {
                 let n = init.len();
                 extend_len(&mut out, n);

@@ -1,0 +1,302 @@
+//! Every task's exact fate, under every start method: when a worker dies
+//! (SIGKILL, SIGSEGV, abort, `exit(3)`), times out, or has its task killed,
+//! only the task it was running fails; what it finished is delivered;
+//! what it had not started runs elsewhere, exactly once. Each task counts
+//! its runs in shared memory, so "exactly once" is checked, not assumed.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use common::LONG;
+use multiproc::{ErrorKind, Event, Pool, SharedMemory, StartMethod};
+
+/// What the tasks share with the test, set up by the initializer: `started`
+/// is set by a task that begins holding, `go` releases it, and `runs[i]`
+/// counts how many times task `i` ran.
+struct Probe {
+    started: Event,
+    go: Event,
+    runs: SharedMemory,
+}
+
+static PROBE: OnceLock<Probe> = OnceLock::new();
+
+fn init_probe((started, go, runs): (Event, Event, SharedMemory)) {
+    let _ = PROBE.set(Probe { started, go, runs });
+}
+
+fn probe() -> &'static Probe {
+    PROBE.get().expect("the initializer ran")
+}
+
+/// A pool of `n` workers sharing a fresh probe for `tasks` tasks with the
+/// test, and the probe.
+fn probed_pool(method: StartMethod, n: usize, tasks: usize) -> (Pool, Event, Event, SharedMemory) {
+    let (started, go) = (Event::new().unwrap(), Event::new().unwrap());
+    let runs = SharedMemory::anonymous(8 * tasks).unwrap();
+    let pool = Pool::builder()
+        .processes(n)
+        .start_method(method)
+        .initializer(init_probe, (started.clone(), go.clone(), runs.try_clone().unwrap()))
+        .build()
+        .unwrap();
+    (pool, started, go, runs)
+}
+
+fn runs(shm: &SharedMemory) -> Vec<u64> {
+    shm.as_atomic_u64().iter().map(|w| w.load(Ordering::SeqCst)).collect()
+}
+
+/// Counts a run of task `i`.
+fn mark(i: u64) {
+    probe().runs.as_atomic_u64()[i as usize].fetch_add(1, Ordering::SeqCst);
+}
+
+/// Ends this process the way `how` says.
+fn die(how: &str) -> ! {
+    match how {
+        "kill" => {
+            let me = std::process::id().to_string();
+            let _ = std::process::Command::new("kill").args(["-KILL", &me]).status();
+        }
+        "segv" => {
+            // Twice: a forked worker inherits std's SIGSEGV handler (for
+            // stack overflows), which lets the first one pass when it did
+            // not come from a fault.
+            let me = std::process::id().to_string();
+            for _ in 0..2 {
+                let _ = std::process::Command::new("kill").args(["-SEGV", &me]).status();
+            }
+        }
+        "abort" => std::process::abort(),
+        "exit" => std::process::exit(3),
+        other => panic!("unknown death {other}"),
+    }
+    std::thread::sleep(LONG);
+    unreachable!("still alive after dying");
+}
+
+fn exitcode(how: &str) -> i32 {
+    match how {
+        "kill" => -9,
+        "segv" => -11,
+        "abort" => -6,
+        _ => 3,
+    }
+}
+
+/// Task `i`: counts its run; if `i == at`, says so, waits for `go`, and
+/// dies the way `how` says; otherwise returns `i * 10`.
+fn die_at((i, at, how): (u64, u64, String)) -> u64 {
+    mark(i);
+    if i == at {
+        probe().started.set();
+        assert!(probe().go.wait(Some(LONG)).unwrap());
+        die(&how);
+    }
+    i * 10
+}
+
+per_method! {
+    fn a_dying_worker_fails_only_the_task_it_was_running(method: StartMethod) {
+        for how in ["kill", "segv", "abort", "exit"] {
+            const N: u64 = 12;
+            let (pool, started, go, counts) = probed_pool(method, 2, N as usize);
+            let results: Vec<_> = (0..N).map(|i| pool.apply_async(die_at, (i, 0, how.to_string())).unwrap()).collect();
+            assert!(started.wait(Some(LONG)).unwrap(), "{how}: the doomed task never started");
+            // Task 0 holds its worker, whose window holds more tasks, while
+            // the rest wait in the other worker's window and the queue.
+            go.set();
+            for (i, r) in results.iter().enumerate() {
+                let got = r.get_timeout(LONG);
+                if i == 0 {
+                    let e = got.unwrap_err();
+                    assert_eq!(e.kind(), ErrorKind::WorkerLost, "{how}: {e}");
+                    assert_eq!(e.exitcode(), Some(exitcode(how)), "{how}: {e}");
+                    assert!(e.pid().is_some());
+                } else {
+                    assert_eq!(got.unwrap(), i as u64 * 10, "{how}: task {i}");
+                }
+            }
+            pool.close();
+            pool.join().unwrap();
+            assert_eq!(runs(&counts), vec![1; N as usize], "{how}: every task ran exactly once");
+        }
+    }
+}
+
+/// Task `i`: counts its run; if `i == at`, dies the way `how` says at once.
+fn die_now_at((i, at, how): (u64, u64, String)) -> u64 {
+    mark(i);
+    if i == at {
+        die(&how);
+    }
+    i * 10
+}
+
+per_method! {
+    fn a_death_in_the_middle_of_a_chunk_keeps_its_finished_items_and_reruns_the_rest(method: StartMethod) {
+        for how in ["kill", "abort"] {
+            const N: u64 = 16;
+            let (pool, _started, _go, counts) = probed_pool(method, 2, N as usize);
+            let it = pool.chunksize(4).imap(die_now_at, (0..N).map(|i| (i, 6, how.to_string()))).unwrap();
+            let results: Vec<_> = it.collect();
+            assert_eq!(results.len(), N as usize);
+            for (i, r) in results.iter().enumerate() {
+                match i {
+                    6 => assert_eq!(r.as_ref().unwrap_err().kind(), ErrorKind::WorkerLost, "{how}"),
+                    _ => assert_eq!(*r.as_ref().unwrap(), i as u64 * 10, "{how}: item {i}"),
+                }
+            }
+            pool.close();
+            pool.join().unwrap();
+            assert_eq!(runs(&counts), vec![1; N as usize], "{how}: items 4 and 5 delivered, 7 run again, once each");
+        }
+    }
+}
+
+/// Task `i`: counts its run, and takes long if `i == slow`.
+fn slow_at((i, slow): (u64, u64)) -> u64 {
+    mark(i);
+    if i == slow {
+        probe().started.set();
+        std::thread::sleep(LONG);
+    }
+    i
+}
+
+per_method! {
+    fn a_timeout_fails_only_the_late_task_and_keeps_the_window(method: StartMethod) {
+        const N: u64 = 20;
+        let (pool, _started, _go, counts) = probed_pool(method, 2, N as usize);
+        let t0 = Instant::now();
+        let results: Vec<_> = pool
+            .timeout(Duration::from_millis(300))
+            .chunksize(3)
+            .imap(slow_at, (0..N).map(|i| (i, 4)))
+            .unwrap()
+            .collect();
+        assert!(t0.elapsed() < Duration::from_secs(20));
+        for (i, r) in results.iter().enumerate() {
+            match i {
+                4 => {
+                    let e = r.as_ref().unwrap_err();
+                    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+                }
+                _ => assert_eq!(*r.as_ref().unwrap(), i as u64, "item {i}"),
+            }
+        }
+        pool.close();
+        pool.join().unwrap();
+        assert_eq!(runs(&counts), vec![1; N as usize], "item 5, in the late task's chunk, ran once elsewhere");
+    }
+}
+
+/// Task `i`: counts its run; task `at` says so and holds until `go`.
+fn hold_at((i, at): (u64, u64)) -> u64 {
+    mark(i);
+    if i == at {
+        probe().started.set();
+        assert!(probe().go.wait(Some(LONG)).unwrap());
+    }
+    i
+}
+
+per_method! {
+    fn kill_stops_a_running_task_and_nothing_else(method: StartMethod) {
+        const N: u64 = 8;
+        let (pool, started, go, counts) = probed_pool(method, 1, N as usize);
+        let results: Vec<_> = (0..N).map(|i| pool.apply_async(hold_at, (i, 0)).unwrap()).collect();
+        assert!(started.wait(Some(LONG)).unwrap());
+        assert!(!results[0].cancel(), "cancel() cannot stop a running task");
+        assert!(results[0].kill(), "kill() can");
+        assert_eq!(results[0].get_timeout(LONG).unwrap_err().kind(), ErrorKind::Cancelled);
+        assert!(results[0].cancelled());
+        for (i, r) in results.iter().enumerate().skip(1) {
+            assert_eq!(r.get_timeout(LONG).unwrap(), i as u64, "task {i} ran on the replacement");
+        }
+        assert!(!results[1].kill(), "a finished task has nothing to stop");
+        go.set();
+        pool.close();
+        pool.join().unwrap();
+        assert_eq!(runs(&counts), vec![1; N as usize]);
+    }
+}
+
+/// Task `i`: counts its run, then spins for about `us` microseconds.
+fn busy((i, us): (u64, u64)) -> u64 {
+    mark(i);
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_micros(us) {
+        std::hint::spin_loop();
+    }
+    i
+}
+
+per_method! {
+    fn random_kills_lose_at_most_one_task_each_and_no_task_runs_twice(method: StartMethod) {
+        const N: u64 = 5000;
+        const KILLS: u64 = 100;
+        let (pool, _started, _go, counts) = probed_pool(method, 2, N as usize);
+        let kills = Arc::new(AtomicU64::new(0));
+        let results: Vec<_> = std::thread::scope(|scope| {
+            // Kills a random worker of this pool, waits for the pool to
+            // replace it, and again, until KILLS workers died.
+            let killer = scope.spawn(|| {
+                let mut seed = 0x2545_f491_4f6c_dd1du64;
+                let mut last = Vec::new();
+                while kills.load(Ordering::SeqCst) < KILLS {
+                    let pids: Vec<u32> = pool.stats().workers.iter().map(|w| w.pid).collect();
+                    if pids.len() < 2 || pids == last {
+                        std::thread::sleep(Duration::from_millis(1));
+                        continue;
+                    }
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    common::sigkill(pids[(seed % pids.len() as u64) as usize]);
+                    last = pids;
+                    kills.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+            // The input waits for the kills, so that they spread over the run.
+            let gate = Arc::clone(&kills);
+            let input = (0..N).map(move |i| {
+                let want = i * KILLS / N;
+                let t0 = Instant::now();
+                while gate.load(Ordering::SeqCst) < want && t0.elapsed() < LONG {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                (i, 100)
+            });
+            let results = pool.imap(busy, input).unwrap().collect();
+            killer.join().unwrap();
+            results
+        });
+        let kills = kills.load(Ordering::SeqCst);
+        assert_eq!(results.len(), N as usize, "every task answered once");
+        assert!(kills >= KILLS, "only {kills} kills");
+        let counts = runs(&counts);
+        let mut lost = 0;
+        for (i, r) in results.iter().enumerate() {
+            match r {
+                Ok(v) => {
+                    assert_eq!(*v, i as u64);
+                    assert_eq!(counts[i], 1, "task {i} answered, so it ran exactly once");
+                }
+                Err(e) => {
+                    assert_eq!(e.kind(), ErrorKind::WorkerLost, "item {i}: {e}");
+                    // It had begun (its worker said so) when the kill landed:
+                    // perhaps before its first instruction, never twice.
+                    assert!(counts[i] <= 1, "task {i} ran {} times", counts[i]);
+                    lost += 1;
+                }
+            }
+        }
+        assert!(lost <= kills, "{lost} tasks lost to {kills} kills");
+        eprintln!("{method}: {lost} tasks lost to {kills} kills");
+    }
+}
