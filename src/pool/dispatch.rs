@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::callback::Runner;
 use super::job::{ChunkOutcome, Job};
 use super::stats::PoolStats;
 use super::status::StatusPage;
@@ -172,6 +173,7 @@ pub(crate) struct Shared {
     wake: OwnedFd,
     thread: Mutex<Option<JoinHandle<()>>>,
     owner: u32,
+    callbacks: Arc<Runner>,
 }
 
 impl Drop for Shared {
@@ -198,6 +200,7 @@ impl Shared {
             wake,
             thread: Mutex::new(None),
             owner: std::process::id(),
+            callbacks: Arc::new(Runner::default()),
         });
         {
             let mut d = shared.lock();
@@ -369,7 +372,14 @@ impl Shared {
                 let _ = thread.join();
             }
         }
+        // Every job has finished: their callbacks are queued, and run now.
+        self.callbacks.drain();
         Ok(())
+    }
+
+    /// The pool's callback runner.
+    pub(crate) fn callbacks(&self) -> Arc<Runner> {
+        Arc::clone(&self.callbacks)
     }
 
     /// Kills and reaps every worker, without the dispatcher thread.

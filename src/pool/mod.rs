@@ -12,6 +12,7 @@
 //! (`result.rs`, `iter.rs`, `executor.rs`) and `progress.rs`.
 
 mod builder;
+mod callback;
 mod calls;
 mod dispatch;
 mod executor;

@@ -3,19 +3,50 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
+use super::callback::{Fire, QueueOnWake, run_guarded};
 use super::dispatch::Shared;
 use super::job::Job;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Turns a finished job into the caller's value.
 type Assemble<T> = fn(&Job, u32) -> Result<T>;
+
+/// Where a result's value is: not decoded yet, decoded and waiting to be
+/// taken, or gone (and why).
+enum Value<T> {
+    Pending,
+    Kept(Result<T>),
+    Gone(&'static str),
+}
+
+type OnValue<T> = Box<dyn FnOnce(T) + Send>;
+type OnError = Box<dyn FnOnce(Error) + Send>;
+type OnDone<T> = Box<dyn FnOnce(&AsyncResult<T>) + Send>;
+
+/// The callbacks registered and not run yet.
+struct Callbacks<T> {
+    on_value: Option<OnValue<T>>,
+    on_error: Option<OnError>,
+    on_done: Vec<OnDone<T>>,
+    /// A waker is on the job (or the result is queued) to run them.
+    armed: bool,
+}
+
+/// What the handle and its callbacks share.
+struct Inner<T> {
+    shared: Arc<Shared>,
+    job: Arc<Job>,
+    chunks: u32,
+    assemble: Assemble<T>,
+    value: Mutex<Value<T>>,
+    callbacks: Mutex<Callbacks<T>>,
+}
 
 /// The result of [`Pool::apply_async`](crate::Pool::apply_async),
 /// [`Pool::map_async`](crate::Pool::map_async) or
@@ -44,43 +75,54 @@ type Assemble<T> = fn(&Job, u32) -> Result<T>;
 /// ```
 #[doc(alias("Future", "ApplyResult", "MapResult"))]
 pub struct AsyncResult<T> {
-    shared: Arc<Shared>,
-    job: Arc<Job>,
-    chunks: u32,
-    assemble: Assemble<T>,
-    taken: AtomicBool,
+    inner: Arc<Inner<T>>,
 }
 
 impl<T> fmt::Debug for AsyncResult<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsyncResult")
-            .field("job", &self.job.id)
-            .field("ready", &self.job.all_finished())
+            .field("job", &self.inner.job.id)
+            .field("ready", &self.inner.job.all_finished())
             .finish_non_exhaustive()
     }
 }
 
+fn lock<X>(m: &Mutex<X>) -> MutexGuard<'_, X> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl<T> AsyncResult<T> {
     pub(crate) fn new(shared: Arc<Shared>, job: Arc<Job>, chunks: u32, assemble: Assemble<T>) -> Self {
-        AsyncResult { shared, job, chunks, assemble, taken: AtomicBool::new(false) }
+        let inner = Inner {
+            shared,
+            job,
+            chunks,
+            assemble,
+            value: Mutex::new(Value::Pending),
+            callbacks: Mutex::new(Callbacks { on_value: None, on_error: None, on_done: Vec::new(), armed: false }),
+        };
+        AsyncResult { inner: Arc::new(inner) }
     }
 
     pub(crate) fn job(&self) -> &Arc<Job> {
-        &self.job
+        &self.inner.job
     }
 
     pub(crate) fn chunks(&self) -> u32 {
-        self.chunks
+        self.inner.chunks
     }
 
+    /// Takes the value (once), decoding it if nobody has yet.
     fn take(&self) -> Result<T> {
-        if self.taken.swap(true, Ordering::AcqRel) {
-            return Err(Error::new(
-                ErrorKind::InvalidState,
-                "this result was already taken by get(); a result can be taken once",
-            ));
+        let mut value = lock(&self.inner.value);
+        match std::mem::replace(&mut *value, Value::Gone("it was already taken by get(); a result can be taken once")) {
+            Value::Pending => (self.inner.assemble)(&self.inner.job, self.inner.chunks),
+            Value::Kept(result) => result,
+            Value::Gone(why) => {
+                *value = Value::Gone(why);
+                Err(Error::new(ErrorKind::InvalidState, format!("this result has no value to give: {why}")))
+            }
         }
-        (self.assemble)(&self.job, self.chunks)
     }
 
     /// Waits for the result and takes it.
@@ -103,7 +145,7 @@ impl<T> AsyncResult<T> {
     /// ```
     #[doc(alias("result"))]
     pub fn get(&self) -> Result<T> {
-        self.job.wait_all(None)?;
+        self.inner.job.wait_all(None)?;
         self.take()
     }
 
@@ -129,7 +171,7 @@ impl<T> AsyncResult<T> {
     /// ```
     #[doc(alias("get", "result"))]
     pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
-        self.job.wait_all(Instant::now().checked_add(timeout))?;
+        self.inner.job.wait_all(Instant::now().checked_add(timeout))?;
         self.take()
     }
 
@@ -147,7 +189,7 @@ impl<T> AsyncResult<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn wait(&self) {
-        let _ = self.job.wait_all(None);
+        let _ = self.inner.job.wait_all(None);
     }
 
     /// Waits up to `timeout` until the result is ready; whether it is.
@@ -164,7 +206,7 @@ impl<T> AsyncResult<T> {
     /// ```
     #[doc(alias("wait"))]
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.job.wait_all(Instant::now().checked_add(timeout)).is_ok()
+        self.inner.job.wait_all(Instant::now().checked_add(timeout)).is_ok()
     }
 
     /// Whether the result is ready (done, failed or cancelled).
@@ -182,7 +224,7 @@ impl<T> AsyncResult<T> {
     /// ```
     #[doc(alias("done"))]
     pub fn ready(&self) -> bool {
-        self.job.all_finished()
+        self.inner.job.all_finished()
     }
 
     /// Whether the task succeeded (for a map: every item did).
@@ -204,7 +246,7 @@ impl<T> AsyncResult<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn successful(&self) -> Result<bool> {
-        self.job.all_ok().ok_or_else(|| {
+        self.inner.job.all_ok().ok_or_else(|| {
             Error::new(
                 ErrorKind::InvalidState,
                 "successful() was asked before the result was ready; wait() for it first",
@@ -237,7 +279,7 @@ impl<T> AsyncResult<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn cancel(&self) -> bool {
-        self.shared.cancel(&self.job)
+        self.inner.shared.cancel(&self.inner.job)
     }
 
     /// Stops the task even if it is running: cancels it if it has not
@@ -268,7 +310,7 @@ impl<T> AsyncResult<T> {
     /// ```
     #[doc(alias("terminate", "stop"))]
     pub fn kill(&self) -> bool {
-        self.shared.kill(&self.job)
+        self.inner.shared.kill(&self.inner.job)
     }
 
     /// Whether the task was cancelled.
@@ -285,7 +327,164 @@ impl<T> AsyncResult<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn cancelled(&self) -> bool {
-        self.job.is_cancelled()
+        self.inner.job.is_cancelled()
+    }
+}
+
+impl<T: Send + 'static> AsyncResult<T> {
+    /// Runs `f` with the value once the task has succeeded: Python's
+    /// `apply_async(..., callback=f)` (for `map_async`, `f` gets the whole
+    /// `Vec`). It runs once, in a thread of the pool's (not the caller's),
+    /// after the result is ready, even if this handle is dropped; the pool's
+    /// [`join`](crate::Pool::join) waits for it. The value goes to `f`:
+    /// [`get`](AsyncResult::get) afterwards fails with
+    /// [`ErrorKind::InvalidState`]. A task that fails does not call `f`
+    /// (see [`error_callback`](AsyncResult::error_callback)); a panic in
+    /// `f` is reported on stderr, and the pool goes on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Pool;
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let results = Arc::new(Mutex::new(Vec::new()));
+    /// let pool = Pool::new(2)?;
+    /// for x in 0..5 {
+    ///     let results = Arc::clone(&results);
+    ///     pool.apply_async(square, x)?.callback(move |y| results.lock().unwrap().push(y));
+    /// }
+    /// pool.close();
+    /// pool.join()?; // every callback has run
+    /// let mut got = results.lock().unwrap().clone();
+    /// got.sort();
+    /// assert_eq!(got, [0, 1, 4, 9, 16]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[must_use = "the callback runs whether the handle is kept or not; keep it to wait for the result"]
+    pub fn callback(self, f: impl FnOnce(T) + Send + 'static) -> Self {
+        lock(&self.inner.callbacks).on_value = Some(Box::new(f));
+        self.arm();
+        self
+    }
+
+    /// Runs `f` with the error once the task has failed: Python's
+    /// `error_callback=` (for `map_async`, the first error in input order).
+    /// Once, in a thread of the pool's, after the result is ready; the
+    /// error stays for [`get`](AsyncResult::get) too. A task that succeeds
+    /// does not call `f`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{ErrorKind, Pool};
+    /// use std::sync::mpsc;
+    ///
+    /// fn boom(_: ()) { panic!("no luck") }
+    ///
+    /// let (tx, rx) = mpsc::channel();
+    /// let pool = Pool::new(1)?;
+    /// let r = pool.apply_async(boom, ())?.error_callback(move |e| tx.send(e.kind()).unwrap());
+    /// assert_eq!(rx.recv().unwrap(), ErrorKind::Panicked);
+    /// assert_eq!(r.get().unwrap_err().kind(), ErrorKind::Panicked);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn error_callback(self, f: impl FnOnce(Error) + Send + 'static) -> Self {
+        lock(&self.inner.callbacks).on_error = Some(Box::new(f));
+        self.arm();
+        self
+    }
+
+    /// Runs `f` with this result once it is ready, however it ended
+    /// (success, failure, cancellation): `concurrent.futures`'
+    /// `Future.add_done_callback`. Once, in a thread of the pool's; a
+    /// result that is ready already has `f` queued at once. `f` may take
+    /// the value with [`get`](AsyncResult::get). Callbacks run in the order
+    /// they were added, after a [`callback`](AsyncResult::callback) or
+    /// [`error_callback`](AsyncResult::error_callback).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Pool;
+    /// use std::sync::mpsc;
+    ///
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let (tx, rx) = mpsc::channel();
+    /// let pool = Pool::new(1)?;
+    /// let future = pool.submit(square, 9)?;
+    /// future.add_done_callback(move |f| tx.send(f.get().unwrap()).unwrap());
+    /// assert_eq!(rx.recv().unwrap(), 81);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn add_done_callback(&self, f: impl FnOnce(&AsyncResult<T>) + Send + 'static) {
+        lock(&self.inner.callbacks).on_done.push(Box::new(f));
+        self.arm();
+    }
+
+    /// Makes sure the registered callbacks run once the job is finished.
+    fn arm(&self) {
+        let mut cbs = lock(&self.inner.callbacks);
+        if cbs.armed {
+            return;
+        }
+        cbs.armed = true;
+        drop(cbs);
+        let runner = self.inner.shared.callbacks();
+        let item: Arc<dyn Fire> = Arc::clone(&self.inner) as Arc<dyn Fire>;
+        let waker = Waker::from(Arc::new(QueueOnWake { item: Arc::clone(&item), runner: Arc::clone(&runner) }));
+        if !self.inner.job.add_waker(&waker) {
+            runner.push(item);
+        }
+    }
+}
+
+impl<T: Send + 'static> Fire for Inner<T> {
+    fn fire(self: Arc<Self>) {
+        let (on_value, on_error, on_done) = {
+            let mut cbs = lock(&self.callbacks);
+            cbs.armed = false;
+            (cbs.on_value.take(), cbs.on_error.take(), std::mem::take(&mut cbs.on_done))
+        };
+        if on_value.is_some() || on_error.is_some() {
+            let mut value = lock(&self.value);
+            let result = match std::mem::replace(&mut *value, Value::Pending) {
+                Value::Pending => Some((self.assemble)(&self.job, self.chunks)),
+                Value::Kept(result) => Some(result),
+                gone @ Value::Gone(_) => {
+                    *value = gone;
+                    None
+                }
+            };
+            match result {
+                Some(Ok(v)) => match on_value {
+                    Some(f) => {
+                        *value = Value::Gone("its value went to the callback registered with callback()");
+                        drop(value);
+                        run_guarded("callback", move || f(v));
+                    }
+                    None => *value = Value::Kept(Ok(v)),
+                },
+                Some(Err(e)) => {
+                    let for_callback = e.duplicate();
+                    *value = Value::Kept(Err(e));
+                    drop(value);
+                    if let Some(f) = on_error {
+                        run_guarded("error callback", move || f(for_callback));
+                    }
+                }
+                None => {}
+            }
+        }
+        if !on_done.is_empty() {
+            let handle = AsyncResult { inner: Arc::clone(&self) };
+            for f in on_done {
+                run_guarded("done callback", || f(&handle));
+            }
+        }
     }
 }
 
@@ -294,7 +493,7 @@ impl<T> Future for AsyncResult<T> {
 
     /// Ready once the task has finished: its result, or its error.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
-        if self.job.add_waker(cx.waker()) {
+        if self.inner.job.add_waker(cx.waker()) {
             return Poll::Pending;
         }
         Poll::Ready(self.take())
