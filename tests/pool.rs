@@ -234,6 +234,61 @@ per_method! {
     }
 }
 
+per_method! {
+    fn buffersize_bounds_how_far_imap_reads_ahead(method: StartMethod) {
+        let pool = pool(method, 2);
+        for unordered in [false, true] {
+            let pulled = Arc::new(AtomicUsize::new(0));
+            let counter = Arc::clone(&pulled);
+            let input = (0u64..300).inspect(move |_| {
+                counter.fetch_add(1, Ordering::Relaxed);
+            });
+            let calls = pool.buffersize(5);
+            let mut got: Vec<u64> = Vec::new();
+            let it: Box<dyn Iterator<Item = multiproc::Result<u64>>> = if unordered {
+                Box::new(calls.imap_unordered(square, input).unwrap())
+            } else {
+                Box::new(calls.imap(square, input).unwrap())
+            };
+            for r in it {
+                got.push(r.unwrap());
+                let ahead = pulled.load(Ordering::Relaxed) - got.len();
+                assert!(ahead <= 5, "pulled {ahead} items ahead of the consumer with buffersize(5)");
+            }
+            if unordered {
+                got.sort_unstable();
+            }
+            assert_eq!(got, (0u64..300).map(|x| x * x).collect::<Vec<_>>());
+        }
+        // A buffersize larger than the chunk size still chunks as asked.
+        let out: Vec<u64> = pool.chunksize(4).buffersize(10).imap(square, 0u64..50).unwrap().map(|r| r.unwrap()).collect();
+        assert_eq!(out, (0u64..50).map(|x| x * x).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn zero_buffersize_and_zero_timeouts_are_invalid_input() {
+    let _w = common::watchdog("zero options");
+    let pool = Pool::new(1).unwrap();
+    let err = pool.buffersize(0).imap(square, 0u64..3).err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("buffersize"), "{err}");
+    // A zero timeout is refused the same way every time, for every call,
+    // instead of sometimes running the task and sometimes not.
+    for _ in 0..10 {
+        let timed = pool.timeout(Duration::ZERO);
+        assert_eq!(timed.apply(square, 2).unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert_eq!(timed.apply_async(square, 2).err().unwrap().kind(), ErrorKind::InvalidInput);
+        assert_eq!(timed.map(square, 0u64..4).unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert_eq!(timed.imap(square, 0u64..4).err().unwrap().kind(), ErrorKind::InvalidInput);
+    }
+    let err = Pool::builder().processes(1).task_timeout(Duration::ZERO).build().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("timeout"), "{err}");
+    // The pool is unharmed.
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+}
+
 /// What the probe tasks share with the test, set up by the initializer:
 /// `started` is set by a task that begins, `go` releases tasks that wait
 /// for it, and `runs[i]` counts how many times task `i` ran.

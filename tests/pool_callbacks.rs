@@ -48,7 +48,7 @@ per_method! {
         let pool = pool(method, 2);
         for x in 0..20 {
             let (results, threads) = (Arc::clone(&results), Arc::clone(&threads));
-            let _ = pool.apply_async(square, x).unwrap().callback(move |y| {
+            pool.apply_async(square, x).unwrap().callback(move |y| {
                 threads.lock().unwrap().push(here());
                 results.lock().unwrap().push(y);
             });
@@ -129,7 +129,7 @@ per_method! {
         let ran = Arc::new(AtomicUsize::new(0));
         for x in 0..6 {
             let ran = Arc::clone(&ran);
-            let _ = pool.apply_async(square, x).unwrap().callback(move |y| {
+            pool.apply_async(square, x).unwrap().callback(move |y| {
                 ran.fetch_add(1, Ordering::SeqCst);
                 assert!(y != 9, "a callback that panics on purpose");
             });

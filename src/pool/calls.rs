@@ -284,13 +284,14 @@ pub struct Calls<'p> {
     pool: &'p Pool,
     chunksize: Option<usize>,
     timeout: Option<Duration>,
+    buffersize: Option<usize>,
 }
 
 impl Pool {
     /// The pool's own options: Python's default chunk sizes, and the
     /// builder's task timeout.
     pub(super) fn calls(&self) -> Calls<'_> {
-        Calls { pool: self, chunksize: None, timeout: self.shared.config.task_timeout }
+        Calls { pool: self, chunksize: None, timeout: self.shared.config.task_timeout, buffersize: None }
     }
 }
 
@@ -328,6 +329,37 @@ impl<'p> Calls<'p> {
         self
     }
 
+    /// For `imap` and `imap_unordered`: at most this many items are read
+    /// from the input ahead of the consumer (Python 3.14's `buffersize=`).
+    /// Without it, what is in flight is bounded by the pool's
+    /// [`max_in_flight`](crate::PoolBuilder::max_in_flight) chunks and
+    /// [`max_in_flight_bytes`](crate::PoolBuilder::max_in_flight_bytes).
+    /// Other calls read their whole input at once, as in Python.
+    ///
+    /// # Errors
+    ///
+    /// The call fails with [`ErrorKind::InvalidInput`] for 0, as Python
+    /// raises `ValueError`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Pool;
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// fn square(x: u64) -> u64 { x * x }
+    /// let pulled = AtomicU64::new(0);
+    /// let pool = Pool::new(2)?;
+    /// let input = (0..).inspect(|_| { pulled.fetch_add(1, Ordering::Relaxed); });
+    /// let mut it = pool.buffersize(4).imap(square, input)?;
+    /// assert_eq!(it.next().unwrap()?, 0);
+    /// assert!(pulled.load(Ordering::Relaxed) <= 1 + 4);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn buffersize(mut self, items: usize) -> Self {
+        self.buffersize = Some(items);
+        self
+    }
+
     /// These options, for the generated call methods.
     fn calls(&self) -> Calls<'p> {
         *self
@@ -348,6 +380,16 @@ impl Pool {
 /// would get, rounded up.
 fn default_chunksize(items: usize, processes: usize) -> usize {
     items.div_ceil(4 * processes).max(1)
+}
+
+impl Calls<'_> {
+    /// A zero per-call timeout would stop every task before it starts.
+    fn check_timeout(&self) -> Result<()> {
+        match self.timeout {
+            Some(t) if t.is_zero() => Err(super::builder::zero_timeout()),
+            _ => Ok(()),
+        }
+    }
 }
 
 fn bad_chunksize() -> Error {
@@ -423,6 +465,7 @@ impl Calls<'_> {
         if chunksize == 0 {
             return Err(bad_chunksize());
         }
+        self.check_timeout()?;
         self.shared().check_owner()?;
         let job = Arc::new(Job::new());
         let task = wire::chunk_task::<F, A, R>();
@@ -452,6 +495,10 @@ impl Calls<'_> {
         if self.chunksize == Some(0) {
             return Err(bad_chunksize());
         }
+        if self.buffersize == Some(0) {
+            return Err(Error::new(ErrorKind::InvalidInput, "buffersize must be at least 1, as in Python"));
+        }
+        self.check_timeout()?;
         self.shared().check_owner()?;
         if !self.shared().is_running() {
             return Err(Error::new(
@@ -465,6 +512,7 @@ impl Calls<'_> {
             wire::chunk_task::<F, A, R>(),
             self.chunksize.unwrap_or(1),
             self.timeout,
+            self.buffersize,
         ))
     }
 }

@@ -1,6 +1,6 @@
 //! `imap` and `imap_unordered`: results of lazily fed input.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -16,17 +16,28 @@ use super::wire::{ChunkHead, Delivery};
 use crate::error::Result;
 use crate::runtime::TaskId;
 
-/// Pulls input lazily into a job, keeping at most `cap` chunks submitted
-/// and not yet taken.
+/// Pulls input lazily into a job. What is submitted and not taken yet is
+/// bounded three ways, whichever comes first: in chunks (the pool's
+/// `max_in_flight`), in bytes (its `max_in_flight_bytes`: the encoded
+/// arguments of those chunks and the results of those finished), and, with
+/// a `buffersize`, in items pulled from the input ahead of the consumer. At
+/// least one chunk is always in flight.
 pub(crate) struct Feeder<It> {
     shared: Arc<Shared>,
     input: Option<It>,
     task: TaskId,
     chunksize: usize,
     timeout: Option<Duration>,
+    buffersize: Option<usize>,
     job: Arc<Job>,
     submitted: u32,
     taken: u32,
+    /// Items submitted, and items taken (decoded for the consumer).
+    submitted_items: u64,
+    taken_items: u64,
+    /// The encoded bytes of each chunk submitted and not taken yet.
+    sent_bytes: HashMap<u32, usize>,
+    sent_total: usize,
     failed: Option<crate::Error>,
     bar: Bar,
 }
@@ -49,6 +60,7 @@ impl<A: Serialize + 'static, It: Iterator<Item = A>> Feeder<It> {
         task: TaskId,
         chunksize: usize,
         timeout: Option<Duration>,
+        buffersize: Option<usize>,
     ) -> Self {
         let bar = match input.size_hint() {
             (low, Some(high)) if low == high => Bar::new(low as u64),
@@ -60,37 +72,61 @@ impl<A: Serialize + 'static, It: Iterator<Item = A>> Feeder<It> {
             task,
             chunksize,
             timeout,
+            buffersize,
             job: Arc::new(Job::new()),
             submitted: 0,
             taken: 0,
+            submitted_items: 0,
+            taken_items: 0,
+            sent_bytes: HashMap::new(),
+            sent_total: 0,
             failed: None,
             bar,
         }
     }
 
-    /// Submits chunks until `cap` are outstanding or the input ends.
+    /// Submits chunks until one of the bounds is reached or the input ends.
     fn top_up(&mut self) {
         let cap = self.shared.config.max_in_flight as u32;
+        let byte_cap = self.shared.config.max_in_flight_bytes;
         // Refill in batches, once half the cap has been consumed (or when
         // nothing is outstanding): one submission, one write per worker.
         let outstanding = self.submitted - self.taken;
         if outstanding > 0 && outstanding > cap / 2 {
             return;
         }
+        let mut bytes = self.sent_total + self.job.ready_bytes();
+        let mut items = self.submitted_items;
         let mut pending = Vec::new();
-        while self.submitted + pending.len() as u32 - self.taken < cap {
+        loop {
+            let outstanding = self.submitted + pending.len() as u32 - self.taken;
+            if outstanding >= cap || (outstanding > 0 && bytes >= byte_cap) {
+                break;
+            }
+            // With a buffersize, no more items ahead of the consumer than it.
+            let want = match self.buffersize {
+                Some(limit) => {
+                    (limit as u64).saturating_sub(items - self.taken_items).min(self.chunksize as u64) as usize
+                }
+                None => self.chunksize,
+            };
+            if want == 0 {
+                break;
+            }
             let Some(input) = &mut self.input else { break };
             let index = self.submitted + pending.len() as u32;
             let head = ChunkHead { job: self.job.id, index, task: self.task, delivery: Delivery::Prompt };
-            let encoded = Pending::encode(&self.job, head, input.by_ref().take(self.chunksize), self.timeout);
+            let encoded = Pending::encode(&self.job, head, input.by_ref().take(want), self.timeout);
             match encoded {
                 Ok(chunk) => {
-                    if (chunk.count as usize) < self.chunksize {
+                    if (chunk.count as usize) < want {
                         self.input = None;
                     }
                     if chunk.count == 0 {
                         break;
                     }
+                    bytes += chunk.frame.len();
+                    items += u64::from(chunk.count);
                     pending.push(chunk);
                 }
                 Err(e) => {
@@ -104,8 +140,16 @@ impl<A: Serialize + 'static, It: Iterator<Item = A>> Feeder<It> {
             return;
         }
         let n = pending.len() as u32;
+        let sizes: Vec<(u32, usize, u32)> = pending.iter().map(|p| (p.index, p.frame.len(), p.count)).collect();
         match self.shared.submit(pending) {
-            Ok(()) => self.submitted += n,
+            Ok(()) => {
+                self.submitted += n;
+                for (index, size, count) in sizes {
+                    self.sent_bytes.insert(index, size);
+                    self.sent_total += size;
+                    self.submitted_items += u64::from(count);
+                }
+            }
             Err(e) => {
                 self.failed = Some(e);
                 self.input = None;
@@ -125,7 +169,7 @@ impl<A: Serialize + 'static, It: Iterator<Item = A>> Feeder<It> {
     fn next_result<R: DeserializeOwned + 'static>(
         &mut self,
         buffer: &mut VecDeque<Result<R>>,
-        take: impl Fn(&Job, u32) -> Result<Option<Chunk>>,
+        take: impl Fn(&Job, u32) -> Result<Option<(u32, Chunk)>>,
     ) -> Option<Result<R>> {
         loop {
             if let Some(item) = buffer.pop_front() {
@@ -138,8 +182,10 @@ impl<A: Serialize + 'static, It: Iterator<Item = A>> Feeder<It> {
                 return self.failed.take().map(Err);
             }
             match take(&self.job, self.taken) {
-                Ok(Some(chunk)) => {
+                Ok(Some((index, chunk))) => {
                     self.taken += 1;
+                    self.taken_items += u64::from(chunk.count());
+                    self.sent_total -= self.sent_bytes.remove(&index).unwrap_or(0);
                     buffer.extend(chunk.decode::<R>());
                     self.bar.inc(u64::from(chunk.count()));
                 }
@@ -192,7 +238,7 @@ impl<R: DeserializeOwned + 'static, A: Serialize + 'static, It: Iterator<Item = 
     type Item = Result<R>;
 
     fn next(&mut self) -> Option<Result<R>> {
-        self.feeder.next_result(&mut self.buffer, |job, index| job.take(index, None).map(Some))
+        self.feeder.next_result(&mut self.buffer, |job, index| job.take(index, None).map(|chunk| Some((index, chunk))))
     }
 }
 
@@ -231,6 +277,6 @@ impl<R: DeserializeOwned + 'static, A: Serialize + 'static, It: Iterator<Item = 
     type Item = Result<R>;
 
     fn next(&mut self) -> Option<Result<R>> {
-        self.feeder.next_result(&mut self.buffer, |job, _| Ok(job.take_any(None)?.map(|(_, chunk)| chunk)))
+        self.feeder.next_result(&mut self.buffer, |job, _| job.take_any(None))
     }
 }

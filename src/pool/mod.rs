@@ -149,11 +149,13 @@ impl Pool {
         self.calls().chunksize(chunksize)
     }
 
-    /// Options for the next call: a per-task timeout. A task still running
-    /// after it has its worker killed and replaced, and fails with
-    /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout); nothing else is affected. (Tasks with a
-    /// timeout run one at a time per worker, so that their timeout counts
-    /// from their start.)
+    /// Options for the next call: a per-task timeout, counted from the
+    /// moment the task starts in its worker. A task still running after it
+    /// has its worker killed and replaced, and fails with
+    /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout); nothing else is
+    /// affected: the tasks its worker had finished are delivered and the
+    /// ones it had not started run on another worker. A zero timeout is
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput).
     ///
     /// # Examples
     ///
@@ -169,6 +171,24 @@ impl Pool {
     /// ```
     pub fn timeout(&self, timeout: Duration) -> Calls<'_> {
         self.calls().timeout(timeout)
+    }
+
+    /// Options for the next call: for `imap` and `imap_unordered`, at most
+    /// this many input items are read ahead of the consumer (Python 3.14's
+    /// `buffersize=`). See [`Calls::buffersize`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Pool;
+    /// fn double(x: u32) -> u32 { 2 * x }
+    /// let pool = Pool::new(2)?;
+    /// let firsts: Vec<u32> = pool.buffersize(8).imap(double, 0..)?.take(3).collect::<Result<_, _>>()?;
+    /// assert_eq!(firsts, [0, 2, 4]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn buffersize(&self, items: usize) -> Calls<'_> {
+        self.calls().buffersize(items)
     }
 
     /// Stops taking tasks; the workers leave once the queued ones are done

@@ -363,7 +363,6 @@ impl<T: Send + 'static> AsyncResult<T> {
     /// assert_eq!(got, [0, 1, 4, 9, 16]);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    #[must_use = "the callback runs whether the handle is kept or not; keep it to wait for the result"]
     pub fn callback(self, f: impl FnOnce(T) + Send + 'static) -> Self {
         lock(&self.inner.callbacks).on_value = Some(Box::new(f));
         self.arm();
