@@ -161,6 +161,12 @@ pub fn force_start_method(method: StartMethod) {
     *default_slot() = Some(method);
 }
 
+/// The process-wide default start method if it was set or used, without
+/// fixing it (Python's `get_start_method(allow_none=True)`).
+pub(crate) fn default_start_method() -> Option<StartMethod> {
+    *default_slot()
+}
+
 /// The process-wide default start method; this fixes it if it was not set.
 ///
 /// # Examples

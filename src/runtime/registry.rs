@@ -99,6 +99,7 @@ impl Registry {
             parent_pid: sys::getpid(),
             parent_name,
             start_method,
+            default_method: crate::context::default_start_method(),
             env,
         }
     }

@@ -25,6 +25,10 @@ pub(crate) struct ChildInfo {
     pub(crate) parent_pid: i32,
     pub(crate) parent_name: String,
     pub(crate) start_method: StartMethod,
+    /// The parent's process-wide default start method, if it was set or
+    /// used: a spawn or fork-server child takes it as its own, as Python's
+    /// children do (a fork child has it in the memory it inherited).
+    pub(crate) default_method: Option<StartMethod>,
     /// Environment additions the child applies to itself (fork and fork
     /// server; a spawned child gets them from `execve`).
     pub(crate) env: Vec<(Vec<u8>, Vec<u8>)>,
@@ -40,7 +44,7 @@ struct TaskHeader {
 }
 
 /// Changes whenever the task protocol does.
-const MAGIC: u32 = 0x6d70_0001;
+const MAGIC: u32 = 0x6d70_0002;
 
 /// The exit code of a child whose parent vanished before sending a task.
 const PARENT_GONE_EXIT: i32 = 255;
@@ -140,6 +144,11 @@ pub(crate) fn run(
     }
     sys::set_title(&format!("multiproc: {}", info.name));
     sys::watch_parent(control.as_raw_fd());
+    if info.start_method != StartMethod::Fork {
+        if let Some(method) = info.default_method {
+            crate::context::force_start_method(method);
+        }
+    }
     let link = registry::enter_child(info, control);
     let reply = codec::with_incoming(fds, || call(arg));
     let code = if codec::kind_of(&reply) == kind::VALUE { 0 } else { 1 };
