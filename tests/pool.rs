@@ -366,6 +366,45 @@ per_method! {
 }
 
 per_method! {
+    fn terminate_workers_and_kill_workers_cancel_what_was_not_sent(method: StartMethod) {
+        for kill in [false, true] {
+            let (pool, started, _go, counts) = probed_pool(method, 1, 24);
+            let running = pool.apply_async(mark_and_hold, 0).unwrap();
+            let behind: Vec<_> = (1..24).map(|i| pool.apply_async(mark, i).unwrap()).collect();
+            assert!(started.wait(Some(LONG)).unwrap(), "the first task never started");
+            let workers: Vec<u32> = pool.stats().workers.iter().map(|w| w.pid).collect();
+            if kill {
+                pool.kill_workers();
+            } else {
+                pool.terminate_workers();
+            }
+            // Python 3.14: the running task and those already sent to the
+            // worker fail; the rest are cancelled; nothing else runs.
+            assert_eq!(running.get_timeout(LONG).unwrap_err().kind(), ErrorKind::BrokenPool);
+            let mut cancelled = 0;
+            for (i, r) in behind.iter().enumerate() {
+                let kind = r.get_timeout(LONG).unwrap_err().kind();
+                assert!(matches!(kind, ErrorKind::Cancelled | ErrorKind::BrokenPool), "task {}: {kind:?}", i + 1);
+                cancelled += usize::from(kind == ErrorKind::Cancelled);
+            }
+            assert!(cancelled >= 16, "only {cancelled} of 23 queued tasks were cancelled");
+            let stats = pool.stats();
+            assert_eq!((stats.cancelled, stats.failed, stats.done), (cancelled as u64, 24 - cancelled as u64, 0));
+            assert_eq!(pool.apply(mark, 1).unwrap_err().kind(), ErrorKind::InvalidState);
+            // Again, or terminate(), is harmless; join() returns, no worker
+            // is left.
+            pool.kill_workers();
+            pool.terminate();
+            pool.join().unwrap();
+            for pid in workers {
+                assert!(common::wait_until(LONG, || common::gone(pid)), "worker {pid} is still there");
+            }
+            assert_eq!((1..24).map(|i| runs(&counts, i)).sum::<u64>(), 0, "a task behind ran");
+        }
+    }
+}
+
+per_method! {
     fn results_are_taken_once_and_successful_needs_ready(method: StartMethod) {
         let pool = pool(method, 1);
         let slow = pool.apply_async(nap, 200).unwrap();

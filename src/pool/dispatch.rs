@@ -335,6 +335,14 @@ impl Shared {
         self.wake();
     }
 
+    /// Python 3.14's `terminate_workers()` / `kill_workers()`: the tasks
+    /// not sent to a worker yet are cancelled, the ones sent fail, and
+    /// every worker gets `signal`.
+    pub(crate) fn stop_workers(&self, signal: i32) {
+        self.lock().stop_workers(signal);
+        self.wake();
+    }
+
     /// What the pool is doing.
     pub(crate) fn stats(&self) -> PoolStats {
         let mut d = self.lock();
@@ -540,39 +548,52 @@ impl Dispatch {
             Status::Broken(e) => e.duplicate(),
             _ => Error::new(
                 ErrorKind::BrokenPool,
-                "the pool was terminated before this task finished (terminate(), or the pool was dropped)",
+                "the pool was stopped before this task finished (terminate(), terminate_workers(), kill_workers(), \
+                 or the pool was dropped); make a new pool for more work",
             ),
         }
     }
 
-    fn terminate(&mut self) {
-        if matches!(self.status, Status::Terminated) {
-            return;
-        }
+    /// Stops the pool for good (if it is not broken already).
+    fn stop(&mut self) {
         if !matches!(self.status, Status::Broken(_)) {
             self.status = Status::Terminated;
         }
-        let err = self.stopped_error();
-        self.fail_everything(&err);
     }
 
-    /// Fails every queued and running item with `err`; kills the workers.
-    fn fail_everything(&mut self, err: &Error) {
-        let queued: Vec<Pending> = self.queue.drain(..).collect();
-        for p in queued {
-            p.fail(err.duplicate(), &mut self.counts);
+    fn terminate(&mut self) {
+        self.stop();
+        let err = self.stopped_error();
+        self.fail_everything(&err, &err, sys::SIGKILL);
+    }
+
+    fn stop_workers(&mut self, signal: i32) {
+        self.stop();
+        let cancelled = Error::new(
+            ErrorKind::Cancelled,
+            "cancelled before it started: the pool's workers were stopped (terminate_workers() or kill_workers())",
+        );
+        let err = self.stopped_error();
+        self.fail_everything(&cancelled, &err, signal);
+    }
+
+    /// Fails every queued item with `queued`, and every item sent to a
+    /// worker with `sent`; sends the workers `signal`.
+    fn fail_everything(&mut self, queued: &Error, sent: &Error, signal: i32) {
+        for p in self.queue.drain(..).collect::<Vec<Pending>>() {
+            p.fail(queued.duplicate(), &mut self.counts);
         }
         for w in &mut self.workers {
             for f in w.in_flight.drain(..) {
-                f.chunk.fail(err.duplicate(), &mut self.counts);
+                f.chunk.fail(sent.duplicate(), &mut self.counts);
             }
-            w.kill();
+            w.stop(signal);
         }
     }
 
     /// Marks the pool broken by `err`: everything fails with it.
     fn break_pool(&mut self, err: Error) {
-        self.fail_everything(&err);
+        self.fail_everything(&err, &err, sys::SIGKILL);
         self.status = Status::Broken(err);
     }
 

@@ -41,6 +41,7 @@ pub use star::StarFn;
 pub use stats::{PoolStats, WorkerStats};
 
 use crate::error::Result;
+use crate::sys;
 
 /// A group of worker processes that applies functions to many inputs in
 /// parallel: Python's `multiprocessing.Pool` and `ProcessPoolExecutor` in
@@ -229,6 +230,53 @@ impl Pool {
     /// ```
     pub fn terminate(&self) {
         self.shared.terminate();
+    }
+
+    /// Sends every worker `SIGTERM` now (Python 3.14's
+    /// `ProcessPoolExecutor.terminate_workers()`): tasks not sent to a
+    /// worker yet are cancelled ([`ErrorKind::Cancelled`](crate::ErrorKind::Cancelled)), those sent fail
+    /// with [`ErrorKind::BrokenPool`](crate::ErrorKind::BrokenPool), and the pool takes no more tasks. A
+    /// worker whose task ignores `SIGTERM` goes on until
+    /// [`kill_workers`](Pool::kill_workers), [`terminate`](Pool::terminate)
+    /// or the pool's drop.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{ErrorKind, Pool};
+    /// use std::time::Duration;
+    /// fn nap(ms: u64) { std::thread::sleep(Duration::from_millis(ms)) }
+    /// let pool = Pool::new(1)?;
+    /// let running = pool.apply_async(nap, 60_000)?;
+    /// pool.terminate_workers();
+    /// assert_eq!(running.get().unwrap_err().kind(), ErrorKind::BrokenPool);
+    /// assert_eq!(pool.apply(nap, 1).unwrap_err().kind(), ErrorKind::InvalidState);
+    /// pool.join()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn terminate_workers(&self) {
+        self.shared.stop_workers(sys::SIGTERM);
+    }
+
+    /// Sends every worker `SIGKILL` now (Python 3.14's
+    /// `ProcessPoolExecutor.kill_workers()`); otherwise as
+    /// [`terminate_workers`](Pool::terminate_workers).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{ErrorKind, Pool};
+    /// use std::time::Duration;
+    /// fn nap(ms: u64) { std::thread::sleep(Duration::from_millis(ms)) }
+    /// let pool = Pool::new(1)?;
+    /// let running = pool.apply_async(nap, 60_000)?;
+    /// pool.kill_workers();
+    /// assert_eq!(running.get().unwrap_err().kind(), ErrorKind::BrokenPool);
+    /// pool.join()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn kill_workers(&self) {
+        self.shared.stop_workers(sys::SIGKILL);
     }
 
     /// Waits for the workers to leave, after [`close`](Pool::close) or

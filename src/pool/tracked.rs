@@ -174,8 +174,14 @@ impl Worker {
     }
 
     pub(super) fn kill(&mut self) {
+        self.stop(sys::SIGKILL);
+    }
+
+    /// Sends the worker `signal` to end it; what it was running is the
+    /// pool's to fail.
+    pub(super) fn stop(&mut self, signal: i32) {
         self.killed = true;
-        let _ = self.child.signal(sys::SIGKILL);
+        let _ = self.child.signal(signal);
     }
 
     /// Reads every frame that has arrived.
