@@ -7,9 +7,13 @@
 //! (`map`, `imap`, `apply_async`, ...) once, for `Pool` and for its per-call
 //! options ([`Calls`]). Underneath: `dispatch.rs` (one thread per pool owns
 //! the workers' sockets and pidfds, windows, deadlines, replacements),
-//! `worker.rs` (the loop in each worker process), `wire.rs` (their
-//! frames), `job.rs` (result slots), then the user-facing handles
-//! (`result.rs`, `iter.rs`, `executor.rs`) and `progress.rs`.
+//! `tracked.rs` (the parent's record of one worker, and the fate of every
+//! chunk it held when it dies), `status.rs` (the status page each worker
+//! logs its items and keeps its results in), `worker.rs` (the loop in each
+//! worker process), `wire.rs` (their frames), `job.rs` (result slots),
+//! then the user-facing handles (`result.rs`, `iter.rs`, `executor.rs`,
+//! `stats.rs`), `callback.rs` (the thread callbacks run in) and
+//! `progress.rs`.
 
 mod builder;
 mod callback;
@@ -48,15 +52,18 @@ use crate::sys;
 /// one.
 ///
 /// Workers are real processes (started with the pool's start method). A
-/// task that panics fails alone and its worker goes on; a worker that dies
-/// (a crash, an abort, the OOM killer, `exit()`, a kill) fails exactly the
-/// tasks it held, with [`ErrorKind::WorkerLost`](crate::ErrorKind::WorkerLost), and is replaced; a task
-/// that runs past its timeout kills only its own worker. Dropping the pool
-/// terminates it, as Python's `with Pool() as p:` does.
+/// task that panics fails alone and its worker goes on. A worker that dies
+/// (a crash, an abort, the OOM killer, `exit()`, a kill) fails only the
+/// task it was running, with [`ErrorKind::WorkerLost`](crate::ErrorKind::WorkerLost), and is replaced:
+/// what it finished is delivered, and what it had not started (even inside
+/// its chunk) runs on another worker, once. A task that runs past its
+/// timeout, or is [`kill`](AsyncResult::kill)ed, fails the same way, alone.
+/// Dropping the pool terminates it, as Python's `with Pool() as p:` does.
 ///
-/// Per-call options go through [`chunksize`](Pool::chunksize) and
-/// [`timeout`](Pool::timeout): `pool.chunksize(100).map(f, items)` is
-/// Python's `pool.map(f, items, chunksize=100)`.
+/// Per-call options go through [`chunksize`](Pool::chunksize),
+/// [`timeout`](Pool::timeout) and [`buffersize`](Pool::buffersize):
+/// `pool.chunksize(100).map(f, items)` is Python's `pool.map(f, items,
+/// chunksize=100)`.
 ///
 /// # Examples
 ///
