@@ -3,7 +3,7 @@
 //! rows) and `executor_map`. Pools are warmed with a small map before timed
 //! maps, as in Python; lifecycle rows use a fresh pool per repetition.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -59,26 +59,36 @@ pub fn pool_map_small(cfg: &Config) {
     lifecycle(cfg, StartMethod::Fork, "pool_map_small");
     let pool = pool2(StartMethod::Fork);
     pool.map(square, 0..1000).unwrap();
-    for chunksize in [None, Some(10_000usize)] {
-        let samples = repeat(cfg.reps, || {
-            let t0 = Instant::now();
-            let out = match chunksize {
-                None => pool.map(square, 0..N).unwrap(),
-                Some(c) => pool.chunksize(c).map(square, 0..N).unwrap(),
-            };
-            let took = t0.elapsed();
-            assert_eq!(out[(N - 1) as usize], (N - 1) * (N - 1));
-            took
-        });
-        let chunk = chunksize.map_or(json!(format!("default({})", N.div_ceil(8))), |c| json!(c));
-        emit(
-            "pool_map_small",
-            IMPL,
-            json!({"start_method": "fork", "processes": 2, "n": N, "chunksize": chunk}),
-            &samples,
-            Unit::PerSecond(N as f64, "items/s"),
-            Some(json!({"us_per_item": median(&samples) / N as f64 * 1e6})),
-        );
+    // Each map untimed (Python's rows), then with a per-task timeout (ours
+    // only: a timed map must not be slower, since timeouts are per item and
+    // keep the window).
+    for timeout in [None, Some(Duration::from_secs(60))] {
+        for chunksize in [None, Some(10_000usize)] {
+            let mut calls = pool.chunksize(chunksize.unwrap_or(N.div_ceil(8) as usize));
+            if let Some(t) = timeout {
+                calls = calls.timeout(t);
+            }
+            let samples = repeat(cfg.reps, || {
+                let t0 = Instant::now();
+                let out = calls.map(square, 0..N).unwrap();
+                let took = t0.elapsed();
+                assert_eq!(out[(N - 1) as usize], (N - 1) * (N - 1));
+                took
+            });
+            let chunk = chunksize.map_or(json!(format!("default({})", N.div_ceil(8))), |c| json!(c));
+            let mut params = json!({"start_method": "fork", "processes": 2, "n": N, "chunksize": chunk});
+            if let Some(t) = timeout {
+                params["task_timeout_s"] = json!(t.as_secs());
+            }
+            emit(
+                "pool_map_small",
+                IMPL,
+                params,
+                &samples,
+                Unit::PerSecond(N as f64, "items/s"),
+                Some(json!({"us_per_item": median(&samples) / N as f64 * 1e6})),
+            );
+        }
     }
     cpu::pool_map_small_rayon(cfg.reps);
 }
@@ -87,22 +97,32 @@ pub fn pool_imap_unordered(cfg: &Config) {
     const N: u64 = 200_000;
     let pool = pool2(StartMethod::Fork);
     pool.map(square, 0..1000).unwrap();
-    for chunksize in [1usize, 1000] {
-        let samples = repeat(cfg.reps, || {
-            let t0 = Instant::now();
-            let count = pool.chunksize(chunksize).imap_unordered(square, 0..N).unwrap().count();
-            let took = t0.elapsed();
-            assert_eq!(count as u64, N);
-            took
-        });
-        emit(
-            "pool_imap_unordered",
-            IMPL,
-            json!({"start_method": "fork", "processes": 2, "n": N, "chunksize": chunksize}),
-            &samples,
-            Unit::PerSecond(N as f64, "items/s"),
-            Some(json!({"us_per_item": median(&samples) / N as f64 * 1e6})),
-        );
+    for timeout in [None, Some(Duration::from_secs(60))] {
+        for chunksize in [1usize, 1000] {
+            let mut calls = pool.chunksize(chunksize);
+            if let Some(t) = timeout {
+                calls = calls.timeout(t);
+            }
+            let samples = repeat(cfg.reps, || {
+                let t0 = Instant::now();
+                let count = calls.imap_unordered(square, 0..N).unwrap().count();
+                let took = t0.elapsed();
+                assert_eq!(count as u64, N);
+                took
+            });
+            let mut params = json!({"start_method": "fork", "processes": 2, "n": N, "chunksize": chunksize});
+            if let Some(t) = timeout {
+                params["task_timeout_s"] = json!(t.as_secs());
+            }
+            emit(
+                "pool_imap_unordered",
+                IMPL,
+                params,
+                &samples,
+                Unit::PerSecond(N as f64, "items/s"),
+                Some(json!({"us_per_item": median(&samples) / N as f64 * 1e6})),
+            );
+        }
     }
 }
 

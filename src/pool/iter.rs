@@ -1,6 +1,6 @@
 //! `imap` and `imap_unordered`: results of lazily fed input.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -35,9 +35,9 @@ pub(crate) struct Feeder<It> {
     /// Items submitted, and items taken (decoded for the consumer).
     submitted_items: u64,
     taken_items: u64,
-    /// The encoded bytes of each chunk submitted and not taken yet.
-    sent_bytes: HashMap<u32, usize>,
-    sent_total: usize,
+    /// The encoded bytes of every chunk submitted so far: the chunks not
+    /// taken yet count for the mean chunk's size each.
+    sent_bytes: u64,
     failed: Option<crate::Error>,
     bar: Bar,
 }
@@ -78,8 +78,7 @@ impl<A: Serialize + 'static, It: Iterator<Item = A>> Feeder<It> {
             taken: 0,
             submitted_items: 0,
             taken_items: 0,
-            sent_bytes: HashMap::new(),
-            sent_total: 0,
+            sent_bytes: 0,
             failed: None,
             bar,
         }
@@ -95,7 +94,8 @@ impl<A: Serialize + 'static, It: Iterator<Item = A>> Feeder<It> {
         if outstanding > 0 && outstanding > cap / 2 {
             return;
         }
-        let mut bytes = self.sent_total + self.job.ready_bytes();
+        let mean_chunk = if self.submitted == 0 { 0 } else { self.sent_bytes / u64::from(self.submitted) };
+        let mut bytes = (mean_chunk * u64::from(outstanding)) as usize + self.job.ready_bytes();
         let mut items = self.submitted_items;
         let mut pending = Vec::new();
         loop {
@@ -140,15 +140,13 @@ impl<A: Serialize + 'static, It: Iterator<Item = A>> Feeder<It> {
             return;
         }
         let n = pending.len() as u32;
-        let sizes: Vec<(u32, usize, u32)> = pending.iter().map(|p| (p.index, p.frame.len(), p.count)).collect();
+        let size: usize = pending.iter().map(|p| p.frame.len()).sum();
+        let count: u64 = pending.iter().map(|p| u64::from(p.count)).sum();
         match self.shared.submit(pending) {
             Ok(()) => {
                 self.submitted += n;
-                for (index, size, count) in sizes {
-                    self.sent_bytes.insert(index, size);
-                    self.sent_total += size;
-                    self.submitted_items += u64::from(count);
-                }
+                self.sent_bytes += size as u64;
+                self.submitted_items += count;
             }
             Err(e) => {
                 self.failed = Some(e);
@@ -169,7 +167,7 @@ impl<A: Serialize + 'static, It: Iterator<Item = A>> Feeder<It> {
     fn next_result<R: DeserializeOwned + 'static>(
         &mut self,
         buffer: &mut VecDeque<Result<R>>,
-        take: impl Fn(&Job, u32) -> Result<Option<(u32, Chunk)>>,
+        take: impl Fn(&Job, u32) -> Result<Option<Chunk>>,
     ) -> Option<Result<R>> {
         loop {
             if let Some(item) = buffer.pop_front() {
@@ -182,10 +180,9 @@ impl<A: Serialize + 'static, It: Iterator<Item = A>> Feeder<It> {
                 return self.failed.take().map(Err);
             }
             match take(&self.job, self.taken) {
-                Ok(Some((index, chunk))) => {
+                Ok(Some(chunk)) => {
                     self.taken += 1;
                     self.taken_items += u64::from(chunk.count());
-                    self.sent_total -= self.sent_bytes.remove(&index).unwrap_or(0);
                     buffer.extend(chunk.decode::<R>());
                     self.bar.inc(u64::from(chunk.count()));
                 }
@@ -238,7 +235,7 @@ impl<R: DeserializeOwned + 'static, A: Serialize + 'static, It: Iterator<Item = 
     type Item = Result<R>;
 
     fn next(&mut self) -> Option<Result<R>> {
-        self.feeder.next_result(&mut self.buffer, |job, index| job.take(index, None).map(|chunk| Some((index, chunk))))
+        self.feeder.next_result(&mut self.buffer, |job, index| job.take(index, None).map(Some))
     }
 }
 
@@ -277,6 +274,6 @@ impl<R: DeserializeOwned + 'static, A: Serialize + 'static, It: Iterator<Item = 
     type Item = Result<R>;
 
     fn next(&mut self) -> Option<Result<R>> {
-        self.feeder.next_result(&mut self.buffer, |job, _| job.take_any(None))
+        self.feeder.next_result(&mut self.buffer, |job, _| Ok(job.take_any(None)?.map(|(_, chunk)| chunk)))
     }
 }

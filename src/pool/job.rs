@@ -32,23 +32,30 @@ pub(crate) enum ChunkOutcome {
 /// A finished chunk: its parts, in item order, with their item counts.
 #[derive(Debug)]
 pub(crate) struct Chunk {
-    parts: Vec<(u32, ChunkOutcome)>,
+    head: (u32, ChunkOutcome),
+    /// The parts after the first (none unless a worker died inside it).
+    rest: Vec<(u32, ChunkOutcome)>,
 }
 
 impl Chunk {
+    /// Its parts, in item order.
+    fn parts(&self) -> impl Iterator<Item = &(u32, ChunkOutcome)> {
+        std::iter::once(&self.head).chain(&self.rest)
+    }
+
     /// How many items the chunk has.
     pub(crate) fn count(&self) -> u32 {
-        self.parts.iter().map(|(n, _)| n).sum()
+        self.parts().map(|(n, _)| n).sum()
     }
 
     /// The bytes its results take.
     fn bytes(&self) -> usize {
-        self.parts.iter().map(|(_, o)| if let ChunkOutcome::Items(p) = o { p.len() } else { 0 }).sum()
+        self.parts().map(|(_, o)| if let ChunkOutcome::Items(p) = o { p.len() } else { 0 }).sum()
     }
 
     /// Whether every item of the chunk succeeded.
     pub(crate) fn all_ok(&self) -> bool {
-        self.parts.iter().all(|(_, o)| match o {
+        self.parts().all(|(_, o)| match o {
             ChunkOutcome::Items(payload) => super::wire::failed_items(payload) == 0,
             ChunkOutcome::Failed(_) => false,
         })
@@ -57,7 +64,7 @@ impl Chunk {
     /// Decodes every item.
     pub(crate) fn decode<R: DeserializeOwned + 'static>(&self) -> Vec<Result<R>> {
         let mut out = Vec::with_capacity(self.count() as usize);
-        for (count, outcome) in &self.parts {
+        for (count, outcome) in self.parts() {
             match outcome {
                 ChunkOutcome::Items(payload) => {
                     let mut outcomes = Outcomes::of(payload);
@@ -73,7 +80,7 @@ impl Chunk {
     /// whose error comes back.
     pub(crate) fn decode_into<R: DeserializeOwned + 'static>(&self, out: &mut Vec<R>) -> Result<()> {
         out.reserve(self.count() as usize);
-        for (count, outcome) in &self.parts {
+        for (count, outcome) in self.parts() {
             match outcome {
                 ChunkOutcome::Items(payload) => {
                     let mut outcomes = Outcomes::of(payload);
@@ -235,12 +242,19 @@ impl Job {
             if end > total || parts.iter().any(|&(f, n, _)| first < f + n && f < end) {
                 return;
             }
-            parts.push((first, count, outcome));
-            if parts.iter().map(|&(_, n, _)| n).sum::<u32>() < total {
-                return;
-            }
-            parts.sort_by_key(|&(f, _, _)| f);
-            let chunk = Chunk { parts: std::mem::take(parts).into_iter().map(|(_, n, o)| (n, o)).collect() };
+            let chunk = if parts.is_empty() && count == total {
+                // The common case: the whole chunk in one part.
+                Chunk { head: (count, outcome), rest: Vec::new() }
+            } else {
+                parts.push((first, count, outcome));
+                if parts.iter().map(|&(_, n, _)| n).sum::<u32>() < total {
+                    return;
+                }
+                parts.sort_by_key(|&(f, _, _)| f);
+                let mut parts = std::mem::take(parts).into_iter().map(|(_, n, o)| (n, o));
+                let head = parts.next().expect("a finished chunk has a part");
+                Chunk { head, rest: parts.collect() }
+            };
             let bytes = chunk.bytes();
             *slot = Slot::Ready(chunk);
             st.ready_bytes += bytes;
@@ -437,6 +451,6 @@ mod tests {
         let chunk = job.take(0, None).unwrap();
         assert_eq!(chunk.count(), 10);
         assert!(!chunk.all_ok());
-        assert_eq!(chunk.parts.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [4, 1, 5]);
+        assert_eq!(chunk.parts().map(|(n, _)| *n).collect::<Vec<_>>(), [4, 1, 5]);
     }
 }

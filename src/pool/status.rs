@@ -336,6 +336,7 @@ impl WorkerPage {
 }
 
 impl ItemLog {
+    #[inline]
     fn word(&self, off: usize) -> &AtomicU64 {
         self.header.u64_at(off)
     }

@@ -40,12 +40,15 @@ pub(crate) fn serve(cfg: WorkerConfig) {
     let Some(link) = registry::lock().parent_link.clone() else {
         return;
     };
-    sys::watch_parent_from_thread(link.as_raw_fd());
-    runtime::quiet_panics();
-    let fd = link.as_fd();
+    // The page first, while this process has one thread: registering for
+    // the parent's process fence is then immediate, where with a second
+    // thread the kernel waits for an RCU grace period (about 10 ms).
     let Ok(mut page) = WorkerPage::attach(cfg.status) else {
         runtime::finish(1);
     };
+    sys::watch_parent_from_thread(link.as_raw_fd());
+    runtime::quiet_panics();
+    let fd = link.as_fd();
     if let Some((id, arg)) = cfg.initializer {
         if let Err(failure) = initialize(id, arg) {
             page.out.extend_from_slice(&wire::init_failed(&failure));

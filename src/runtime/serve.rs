@@ -44,7 +44,7 @@ struct TaskHeader {
 }
 
 /// Changes whenever the task protocol does.
-const MAGIC: u32 = 0x6d70_0002;
+pub(super) const MAGIC: u32 = 0x6d70_0002;
 
 /// The exit code of a child whose parent vanished before sending a task.
 const PARENT_GONE_EXIT: i32 = 255;

@@ -49,7 +49,7 @@ fn frame_with(method: StartMethod, edit: impl FnOnce(&mut TaskIdAndPrint)) -> Ve
     edit(&mut parts);
     let mut f = FrameBuf::new();
     // Mirrors serve::TaskHeader field by field.
-    f.push(&(0x6d70_0001u32, parts.fingerprint, parts.id, info(method)), "header").unwrap();
+    f.push(&(super::serve::MAGIC, parts.fingerprint, parts.id, info(method)), "header").unwrap();
     f.extend(&codec::encode(&5u64, "arg").unwrap());
     f.finish(kind::TASK)
 }

@@ -175,7 +175,10 @@ fn monotonic_after(d: Duration) -> libc::timespec {
 /// `process_fence` in another process acts as a full memory barrier in
 /// every thread of this one (`membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED)`).
 /// False if the kernel does not offer it; the process must then put a real
-/// fence ([`std::sync::atomic::fence`]) where it relies on one.
+/// fence ([`std::sync::atomic::fence`]) where it relies on one. Call it
+/// while the process has a single thread: the kernel then only marks it,
+/// where with more threads it waits for an RCU grace period (measured here:
+/// 12 ms).
 #[doc(alias("membarrier", "MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED"))]
 pub(crate) fn register_for_process_fence() -> bool {
     rustix::thread::membarrier(rustix::thread::MembarrierCommand::RegisterGlobalExpedited).is_ok()

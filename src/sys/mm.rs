@@ -161,6 +161,7 @@ impl Mapping {
     /// A pointer to the `T` at `offset`, after checking that it is inside
     /// the mapping and aligned for `T` (a bug in the caller's layout
     /// otherwise: it panics).
+    #[inline]
     pub(super) fn at<T>(&self, offset: usize) -> *mut T {
         self.check::<T>(offset, size_of::<T>());
         // SAFETY: `offset` is inside the mapping (checked), so the result
@@ -168,13 +169,20 @@ impl Mapping {
         unsafe { self.ptr.as_ptr().add(offset).cast() }
     }
 
+    #[inline]
     fn check<T>(&self, offset: usize, len: usize) {
-        assert!(
-            offset.checked_add(len).is_some_and(|end| end <= self.len),
-            "shared-memory access out of bounds: {offset}+{len} > {}",
-            self.len
-        );
-        assert!(offset.is_multiple_of(align_of::<T>()), "misaligned shared-memory access at {offset}");
+        if offset.checked_add(len).is_none_or(|end| end > self.len) || !offset.is_multiple_of(align_of::<T>()) {
+            self.bad_access::<T>(offset, len);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn bad_access<T>(&self, offset: usize, len: usize) -> ! {
+        if offset.is_multiple_of(align_of::<T>()) {
+            panic!("shared-memory access out of bounds: {offset}+{len} > {}", self.len);
+        }
+        panic!("misaligned shared-memory access at {offset}");
     }
 
     /// `Err(InvalidInput)` unless `offset .. offset + n` is inside the
@@ -189,6 +197,7 @@ impl Mapping {
     // Atomic access: sound whoever else writes.
 
     /// The `AtomicU32` at `offset`.
+    #[inline]
     pub(crate) fn u32_at(&self, offset: usize) -> &AtomicU32 {
         // SAFETY: in bounds and aligned for an `AtomicU32` (checked by `at`);
         // the memory lives as long as `&self`, and an `AtomicU32` may be
@@ -197,6 +206,7 @@ impl Mapping {
     }
 
     /// The `AtomicU64` at `offset`.
+    #[inline]
     pub(crate) fn u64_at(&self, offset: usize) -> &AtomicU64 {
         // SAFETY: in bounds and aligned for an `AtomicU64` (checked by `at`,
         // whose alignment is that of the atomic, not of `u64`); as for
