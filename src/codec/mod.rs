@@ -147,6 +147,13 @@ impl<'a, S: Sink + ?Sized> Encoder<'a, S> {
     }
 }
 
+/// The size of every item of type `T` as [`Encoder::push_item`] writes
+/// it, if all have the same (plain numbers).
+#[inline]
+pub(crate) fn fixed_item_size<T: ?Sized + 'static>() -> Option<usize> {
+    plain::fixed_size::<T>(plain::Form::Typed)
+}
+
 /// Deserializes many values one after another from a buffer.
 pub(crate) struct Decoder<'de> {
     rest: &'de [u8],

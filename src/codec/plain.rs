@@ -111,6 +111,24 @@ pub(crate) fn encode<T: ?Sized + 'static, S: Sink + ?Sized>(value: &T, out: &mut
     false
 }
 
+/// The size of the plain form of every `T` in `form`, if all have the
+/// same: the numbers (a constant, folded by the compiler).
+#[inline]
+pub(crate) fn fixed_size<T: ?Sized + 'static>(form: Form) -> Option<usize> {
+    macro_rules! each {
+        ($($t:ty),*) => {$(
+            if std::any::TypeId::of::<T>() == std::any::TypeId::of::<$t>() {
+                return Some(size_of::<$t>());
+            }
+        )*};
+    }
+    for_postcard_numbers!(each);
+    if form == Form::Typed {
+        for_fixed_integers!(each);
+    }
+    None
+}
+
 /// What [`decode`] found.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Decoded<T> {

@@ -23,7 +23,7 @@
 //! | `DONE_END`, `FAILED` | worker | where the last finished item's outcome ends; how many failed |
 //! | `BASE`, `COMMITTED` | worker | the first byte in the buffer; the end of the last whole frame |
 //! | `HOLD`, `HOLD_GEN` | parent | do not start the item at `HOLD - 1` or later (0: no hold); bumped when lifted |
-//! | `ITEMS` | worker | items finished by this worker, for `stats()` |
+//! | `ITEMS` | worker | items this worker finished before its current chunk, for `stats()` (those of the chunk are in `PROGRESS`) |
 //! | slots | both | one per chunk sent (`seq % SLOTS`): queued, started (worker) or cancelled (parent), by compare-and-swap |
 //!
 //! A position `pos` is `seq << 32 | item`. The worker stores each word
@@ -169,15 +169,18 @@ impl StatusPage {
     pub(crate) fn snapshot(&self) -> Snapshot {
         let h = &self.header;
         let word = |off: usize| h.u64_at(off).load(Ordering::Acquire);
+        let chunk = word(OFF_CHUNK);
+        let progress = Progress(word(OFF_PROGRESS));
+        let in_chunk = if progress.seq() == chunk { u64::from(progress.item()) } else { 0 };
         Snapshot {
-            chunk: word(OFF_CHUNK),
-            progress: Progress(word(OFF_PROGRESS)),
+            chunk,
+            progress,
             frame: word(OFF_FRAME),
             done_end: word(OFF_DONE_END),
             failed: word(OFF_FAILED) as u32,
             base: word(OFF_BASE),
             committed: word(OFF_COMMITTED),
-            items: word(OFF_ITEMS),
+            items: word(OFF_ITEMS) + in_chunk,
         }
     }
 
@@ -335,10 +338,20 @@ impl WorkerPage {
     }
 }
 
+/// The header's words before the slots.
+const HEADER_WORDS: usize = OFF_SLOTS / 8;
+
 impl ItemLog {
     #[inline]
     fn word(&self, off: usize) -> &AtomicU64 {
         self.header.u64_at(off)
+    }
+
+    /// The header's words before the slots, checked once (for the per-item
+    /// calls), to index with `OFF_* / 8`.
+    #[inline]
+    fn words(&self) -> &[AtomicU64; HEADER_WORDS] {
+        self.header.u64_array::<HEADER_WORDS>(0)
     }
 
     /// The global offset of byte `at` of `out`.
@@ -350,8 +363,10 @@ impl ItemLog {
     /// `out` and whose items' outcomes will start at `items_start`.
     pub(crate) fn begin_chunk(&mut self, seq: u64, frame_start: usize, items_start: usize) {
         self.seq = seq;
+        self.items += u64::from(self.done);
         self.done = 0;
         self.failed = 0;
+        self.word(OFF_ITEMS).store(self.items, Ordering::Relaxed);
         self.word(OFF_FRAME).store(self.end(frame_start), Ordering::Relaxed);
         self.word(OFF_DONE_END).store(self.end(items_start), Ordering::Relaxed);
         self.word(OFF_FAILED).store(0, Ordering::Relaxed);
@@ -365,18 +380,19 @@ impl ItemLog {
     #[inline]
     pub(crate) fn start_item(&self, item: u32) {
         let at = pos(self.seq, item);
+        let words = self.words();
         loop {
-            self.word(OFF_PROGRESS).store(at << 1 | 1, Ordering::Release);
+            words[OFF_PROGRESS / 8].store(at << 1 | 1, Ordering::Release);
             if self.fenced_by_parent {
                 compiler_fence(Ordering::SeqCst);
             } else {
                 fence(Ordering::SeqCst);
             }
-            let hold = self.word(OFF_HOLD).load(Ordering::Acquire);
+            let hold = words[OFF_HOLD / 8].load(Ordering::Acquire);
             if hold == 0 || at < hold - 1 {
                 return;
             }
-            self.word(OFF_PROGRESS).store(at << 1, Ordering::Release);
+            words[OFF_PROGRESS / 8].store(at << 1, Ordering::Release);
             self.wait_for_release();
         }
     }
@@ -396,11 +412,28 @@ impl ItemLog {
     pub(crate) fn finish_item(&mut self, item: u32, failed: bool, out_len: usize) {
         self.done = item + 1;
         self.failed += u32::from(failed);
-        self.items += 1;
-        self.word(OFF_DONE_END).store(self.end(out_len), Ordering::Relaxed);
-        self.word(OFF_FAILED).store(u64::from(self.failed), Ordering::Relaxed);
-        self.word(OFF_ITEMS).store(self.items, Ordering::Relaxed);
-        self.word(OFF_PROGRESS).store(pos(self.seq, item + 1) << 1, Ordering::Release);
+        let words = self.words();
+        words[OFF_DONE_END / 8].store(self.end(out_len), Ordering::Relaxed);
+        if failed {
+            words[OFF_FAILED / 8].store(u64::from(self.failed), Ordering::Relaxed);
+        }
+        words[OFF_PROGRESS / 8].store(pos(self.seq, item + 1) << 1, Ordering::Release);
+    }
+
+    /// After item `item`, whose outcome ends at `out_len`, and before the
+    /// next one: [`finish_item`](ItemLog::finish_item) then
+    /// [`start_item`](ItemLog::start_item) in one entry (the next item's
+    /// start says that every item before it is done).
+    #[inline]
+    pub(crate) fn next_item(&mut self, item: u32, failed: bool, out_len: usize) {
+        self.done = item + 1;
+        self.failed += u32::from(failed);
+        let words = self.words();
+        words[OFF_DONE_END / 8].store(self.end(out_len), Ordering::Relaxed);
+        if failed {
+            words[OFF_FAILED / 8].store(u64::from(self.failed), Ordering::Relaxed);
+        }
+        self.start_item(item + 1);
     }
 
     /// How many items of the current chunk finished, and how many of them

@@ -130,53 +130,51 @@ where
     let WorkerPage { out, log } = page;
     let mut args = codec::Decoder::new(items);
     let mut next = 0u32;
-    // Where the current item's outcome starts, to undo it after a panic,
-    // and whether the panic came from decoding its argument.
+    // Where the current item's outcome starts, to undo it after a panic.
+    // An item whose outcome is still empty there panicked while decoding
+    // its argument (its `OK` tag goes in before the target runs).
     let mut start = 0usize;
-    let decoding = std::cell::Cell::new(false);
     let mut stop = false;
     while next < count && !stop {
         let run = runtime::catch_panic(|| {
             let mut enc = codec::Encoder::new(&mut *out);
+            log.start_item(next);
             while next < count {
                 let item = next;
                 next += 1;
-                log.start_item(item);
                 start = enc.buf().len();
-                decoding.set(true);
-                let arg = args.next_item::<A>("a task's argument");
-                decoding.set(false);
-                let failure = match arg {
+                let failed = match args.next_item::<A>("a task's argument") {
                     Ok(arg) => {
                         enc.buf().push(OK);
                         match enc.push_item(&f(arg), "a task's return value") {
-                            Ok(()) => {
-                                log.finish_item(item, false, enc.buf().len());
-                                continue;
-                            }
+                            Ok(()) => false,
                             Err(e) => {
                                 enc.buf().truncate(start);
-                                Failure::Error(e)
+                                push_failure(enc.buf(), &Failure::Error(e));
+                                true
                             }
                         }
                     }
                     Err(e) => {
                         stop = true;
-                        Failure::Error(e)
+                        push_failure(enc.buf(), &Failure::Error(e));
+                        true
                     }
                 };
-                push_failure(enc.buf(), &failure);
-                log.finish_item(item, true, enc.buf().len());
-                if stop {
+                // One log entry ends this item and starts the next.
+                if next < count && !stop {
+                    log.next_item(item, failed, enc.buf().len());
+                } else {
+                    log.finish_item(item, failed, enc.buf().len());
                     return;
                 }
             }
         });
         if let Err(panic) = run {
+            stop |= out.len() == start;
             out.truncate(start);
             push_failure(out, &Failure::Panic(panic));
             log.finish_item(next - 1, true, out.len());
-            stop |= decoding.get();
         }
     }
 }
@@ -209,6 +207,16 @@ where
         buf.extend_from_slice(&[0; TASK_HEAD]);
         let items_at = buf.len();
         let mut enc = codec::Encoder::new(buf);
+        if let Some(size) = codec::fixed_item_size::<A>() {
+            // Every item has the same size: nothing to track per item.
+            stride = Some(size);
+            for item in items {
+                enc.push_item(&item, "a task's argument")?;
+                count = count.checked_add(1).ok_or_else(too_many_items)?;
+            }
+            write_task_head(&mut buf[at..at + TASK_HEAD], head, 0, count);
+            return Ok(());
+        }
         for item in items {
             let begin = enc.buf().len() - items_at;
             enc.push_item(&item, "a task's argument")?;

@@ -205,6 +205,17 @@ impl Mapping {
         unsafe { AtomicU32::from_ptr(self.at::<AtomicU32>(offset).cast()) }
     }
 
+    /// The `N` `AtomicU64`s from `offset` on, checked once: for a header
+    /// whose words are used many times in a row.
+    #[inline]
+    pub(crate) fn u64_array<const N: usize>(&self, offset: usize) -> &[AtomicU64; N] {
+        // SAFETY: the whole array is in bounds and aligned for `AtomicU64`
+        // (checked by `at`, for `[AtomicU64; N]`, whose alignment is the
+        // atomic's); as for `u64_at` otherwise: every bit pattern is a valid
+        // `AtomicU64`, and atomics may be shared between processes.
+        unsafe { &*self.at::<[AtomicU64; N]>(offset) }
+    }
+
     /// The `AtomicU64` at `offset`.
     #[inline]
     pub(crate) fn u64_at(&self, offset: usize) -> &AtomicU64 {
