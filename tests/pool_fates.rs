@@ -300,3 +300,44 @@ per_method! {
         eprintln!("{method}: {lost} tasks lost to {kills} kills");
     }
 }
+
+per_method! {
+    fn kill_racing_the_end_of_a_task_gives_it_one_fate_and_touches_nothing_else(method: StartMethod) {
+        // Every other task is killed at some moment of its short run (or
+        // before, or just after): each ends delivered or cancelled, never
+        // both and never neither, and the tasks not killed are untouched.
+        const N: u64 = 300;
+        let (pool, _started, _go, counts) = probed_pool(method, 2, N as usize);
+        let results: Vec<_> = (0..N).map(|i| pool.apply_async(busy, (i, 50 + (i * 37) % 400)).unwrap()).collect();
+        let mut killed = 0;
+        for (i, r) in results.iter().enumerate().filter(|(i, _)| i % 2 == 1) {
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_micros((i as u64 * 53) % 300) {
+                std::hint::spin_loop();
+            }
+            killed += usize::from(r.kill());
+        }
+        let counts_now = |i: usize| runs(&counts)[i];
+        let (mut delivered, mut cancelled) = (0, 0);
+        for (i, r) in results.iter().enumerate() {
+            match r.get_timeout(LONG) {
+                Ok(v) => {
+                    assert_eq!(v, i as u64);
+                    assert_eq!(counts_now(i), 1, "task {i} answered, so it ran once");
+                    delivered += 1;
+                }
+                Err(e) => {
+                    assert!(i % 2 == 1, "task {i} was not killed, yet failed: {e}");
+                    assert_eq!(e.kind(), ErrorKind::Cancelled, "task {i}: {e}");
+                    assert!(r.cancelled());
+                    assert!(counts_now(i) <= 1, "task {i} ran twice");
+                    cancelled += 1;
+                }
+            }
+        }
+        assert_eq!(delivered + cancelled, N as usize);
+        assert_eq!(cancelled, killed, "kill() said true exactly for the tasks it stopped");
+        pool.close();
+        pool.join().unwrap();
+    }
+}

@@ -22,7 +22,6 @@
 //! | `FRAME` | worker | where that chunk's `RESULT` frame starts |
 //! | `DONE_END`, `FAILED` | worker | where the last finished item's outcome ends; how many failed |
 //! | `BASE`, `COMMITTED` | worker | the first byte in the buffer; the end of the last whole frame |
-//! | `HOLD`, `HOLD_GEN` | parent | do not start the item at `HOLD - 1` or later (0: no hold); bumped when lifted |
 //! | `ITEMS` | worker | items this worker finished before its current chunk, for `stats()` (those of the chunk are in `PROGRESS`) |
 //! | slots | both | one per chunk sent (`seq % SLOTS`): queued, started (worker) or cancelled (parent), by compare-and-swap |
 //!
@@ -39,20 +38,16 @@
 //!   by compare-and-swap: exactly one of them wins.
 //! - **Stop one item.** To kill the worker running the item at `pos` (a
 //!   timeout, or `AsyncResult::kill`) without killing the next one by
-//!   mistake, the parent stores `HOLD = pos + 2` and then reads
-//!   `PROGRESS`; the worker stores `PROGRESS` and then reads `HOLD` before
-//!   each item, and waits instead of starting one at or beyond the hold.
-//!   Either the parent sees `pos` still running (it kills: only `pos`
-//!   fails, and nothing after it has started), or it sees `pos` finished
-//!   (it lifts the hold: nothing is killed). The store-then-load on both
-//!   sides needs a full fence between them: the parent issues one for
-//!   every process at once (`sys::process_fence`), so the worker needs only
-//!   a compiler fence per item (or a real one where the kernel lacks
-//!   `membarrier`).
+//!   mistake, the parent first freezes the worker (`SIGSTOP`, then waits
+//!   until the kernel says it is stopped) and reads `PROGRESS`, which
+//!   cannot change any more: if `pos` still runs, it kills the worker
+//!   (only `pos` fails, and nothing after it has started); if not, it lets
+//!   the worker go on (`SIGCONT`). The worker's side costs nothing: no
+//!   fence, no flag to look at per item (a stopped process's stores are all
+//!   visible: it entered the kernel to stop).
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering, compiler_fence, fence};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -72,8 +67,6 @@ const OFF_DONE_END: usize = 32;
 const OFF_FAILED: usize = 40;
 const OFF_BASE: usize = 48;
 const OFF_COMMITTED: usize = 56;
-const OFF_HOLD: usize = 64;
-const OFF_HOLD_GEN: usize = 72;
 const OFF_ITEMS: usize = 80;
 const OFF_SLOTS: usize = 128;
 
@@ -89,9 +82,6 @@ const FIRST_BUFFER: usize = 256 << 10;
 /// An empty buffer larger than this shrinks back to [`FIRST_BUFFER`], to
 /// give the memory of a large result back.
 const KEEP_BUFFER: usize = 8 << 20;
-
-/// How long a held worker sleeps before it looks at the hold again.
-const HOLD_NAP: Duration = Duration::from_millis(100);
 
 /// A position: chunk `seq`, item `item` of it.
 pub(crate) fn pos(seq: u64, item: u32) -> u64 {
@@ -202,24 +192,6 @@ impl StatusPage {
             .is_ok()
     }
 
-    /// Keeps the worker from starting anything at `limit` or beyond, and
-    /// returns what it is doing once that is certain (see the module
-    /// documentation: the item before `limit` either still runs, and then
-    /// nothing after it can start, or it has finished).
-    pub(crate) fn hold(&self, limit: u64) -> Progress {
-        self.header.u64_at(OFF_HOLD).store(limit + 1, Ordering::SeqCst);
-        sys::process_fence();
-        self.progress()
-    }
-
-    /// Lifts a hold: the worker goes on.
-    pub(crate) fn release(&self) {
-        self.header.u64_at(OFF_HOLD).store(0, Ordering::SeqCst);
-        let generation = self.header.u32_at(OFF_HOLD_GEN);
-        generation.fetch_add(1, Ordering::SeqCst);
-        sys::futex_wake(generation, u32::MAX);
-    }
-
     /// The bytes the worker left in its buffer between the global offsets
     /// `from` and `to`, the buffer starting at `base`: after its death.
     pub(crate) fn left_behind(&self, base: u64, from: u64, to: u64) -> io::Result<Vec<u8>> {
@@ -274,9 +246,6 @@ pub(crate) struct ItemLog {
     header: Mapping,
     /// The global offset of `out`'s first byte.
     base: u64,
-    /// Whether `sys::process_fence` in the parent reaches this process;
-    /// if not, each item pays for a real fence.
-    fenced_by_parent: bool,
     seq: u64,
     done: u32,
     failed: u32,
@@ -290,15 +259,7 @@ impl WorkerPage {
             return Err(io::Error::other("the pool's status page is not one"));
         }
         let out = ShmVec::new(fd.0, sys::page_size() as u64, FIRST_BUFFER)?;
-        let log = ItemLog {
-            header,
-            base: 0,
-            fenced_by_parent: sys::register_for_process_fence(),
-            seq: 0,
-            done: 0,
-            failed: 0,
-            items: 0,
-        };
+        let log = ItemLog { header, base: 0, seq: 0, done: 0, failed: 0, items: 0 };
         Ok(WorkerPage { out, log })
     }
 
@@ -374,36 +335,10 @@ impl ItemLog {
         self.word(OFF_CHUNK).store(seq, Ordering::Release);
     }
 
-    /// Before item `item` of the current chunk: says it runs, unless the
-    /// parent holds the worker there, in which case it waits (to be killed,
-    /// or for the hold to be lifted).
+    /// Before item `item` of the current chunk: says it runs.
     #[inline]
     pub(crate) fn start_item(&self, item: u32) {
-        let at = pos(self.seq, item);
-        let words = self.words();
-        loop {
-            words[OFF_PROGRESS / 8].store(at << 1 | 1, Ordering::Release);
-            if self.fenced_by_parent {
-                compiler_fence(Ordering::SeqCst);
-            } else {
-                fence(Ordering::SeqCst);
-            }
-            let hold = words[OFF_HOLD / 8].load(Ordering::Acquire);
-            if hold == 0 || at < hold - 1 {
-                return;
-            }
-            words[OFF_PROGRESS / 8].store(at << 1, Ordering::Release);
-            self.wait_for_release();
-        }
-    }
-
-    #[cold]
-    fn wait_for_release(&self) {
-        let generation = self.header.u32_at(OFF_HOLD_GEN);
-        let seen = generation.load(Ordering::Acquire);
-        if self.word(OFF_HOLD).load(Ordering::Acquire) != 0 {
-            let _ = sys::futex_wait(generation, seen, Some(HOLD_NAP));
-        }
+        self.words()[OFF_PROGRESS / 8].store(pos(self.seq, item) << 1 | 1, Ordering::Release);
     }
 
     /// After item `item` of the current chunk, whose outcome ends at
@@ -443,4 +378,4 @@ impl ItemLog {
     }
 }
 
-const _: () = assert!(OFF_SLOTS + 8 * SLOTS as usize <= 4096 && OFF_HOLD_GEN + 4 <= OFF_ITEMS);
+const _: () = assert!(OFF_SLOTS + 8 * SLOTS as usize <= 4096 && OFF_ITEMS < OFF_SLOTS);

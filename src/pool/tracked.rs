@@ -31,6 +31,8 @@ use crate::sys::{self, ExitStatus};
 const WINDOW_WORK_US: f64 = 2000.0;
 /// The most chunks in one worker's window (fewer than `status::SLOTS`).
 const MAX_WINDOW: usize = 64;
+/// How long the dispatcher waits for a worker it froze to stop.
+const FREEZE_LIMIT: Duration = Duration::from_secs(1);
 /// A chunk that its worker began but died before running any item of, this
 /// many times, fails its first item: it is taken for the culprit.
 const BEGUN_DEATHS: u8 = 3;
@@ -268,21 +270,23 @@ impl Worker {
     /// that only `job`'s items are lost: they fail with `Cancelled`. Whether
     /// it did.
     pub(super) fn kill_job(&mut self, job: &Arc<Job>) -> bool {
-        let Some(seq) = self.in_flight.iter().find(|f| Arc::ptr_eq(&f.chunk.job, job)).map(|f| f.seq) else {
+        let Some((seq, count)) =
+            self.in_flight.iter().find(|f| Arc::ptr_eq(&f.chunk.job, job)).map(|f| (f.seq, f.chunk.count))
+        else {
             return false;
         };
         if self.killed {
             self.doomed.push(Arc::clone(job));
             return true;
         }
-        let limit = status::pos(seq + 1, 0);
-        let now = self.page.hold(limit);
-        if now.running() && now.pos() >= limit {
-            // The job's chunk finished, and the next one started before the
-            // hold took effect: nothing of the job is left here.
-            self.page.release();
+        let now = self.freeze();
+        if now.pos() >= status::pos(seq, count) {
+            // The job's chunk finished before the worker stopped (its
+            // result is on its way): nothing of the job is left to stop.
+            self.thaw();
             return false;
         }
+        let limit = status::pos(seq + 1, 0);
         self.doomed.push(Arc::clone(job));
         self.stop = Some((limit, Fate::Cancelled));
         self.kill();
@@ -292,14 +296,40 @@ impl Worker {
     /// Kills this worker if it still runs the item at `pos`, making sure
     /// nothing after it starts first; false if that item has finished.
     fn stop_item(&mut self, pos: u64, fate: Fate) -> bool {
-        let now = self.page.hold(pos + 1);
+        let now = self.freeze();
         if !(now.running() && now.pos() == pos) {
-            self.page.release();
+            self.thaw();
             return false;
         }
         self.stop = Some((pos + 1, fate));
         self.kill();
         true
+    }
+
+    /// Stops the worker where it is (`SIGSTOP`, then a wait until the
+    /// kernel says it has stopped) and returns what it is doing: that
+    /// cannot change until [`thaw`](Worker::thaw) or a kill. A worker that
+    /// does not stop within [`FREEZE_LIMIT`] (stuck in the kernel) is read
+    /// as it is.
+    fn freeze(&self) -> status::Progress {
+        if self.child.signal(sys::SIGSTOP).is_ok() {
+            let deadline = Instant::now() + FREEZE_LIMIT;
+            let mut looks = 0u32;
+            while !sys::is_stopped_or_gone(self.child.pid) && Instant::now() < deadline {
+                looks += 1;
+                if looks < 50 {
+                    std::thread::yield_now();
+                } else {
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+            }
+        }
+        self.page.progress()
+    }
+
+    /// Lets a frozen worker go on.
+    fn thaw(&self) {
+        let _ = self.child.signal(sys::SIGCONT);
     }
 
     /// Looks at the item running now, for timeouts: kills the worker if it
@@ -453,12 +483,11 @@ impl Worker {
         remains: &mut Remains,
     ) {
         let p = snap.progress;
-        let (mut done, mut running) = if p.seq() == f.seq { (p.item(), p.running()) } else { (0, false) };
-        // An item at or after a hold was never run: the worker stores that
-        // it runs one before it looks at the hold.
-        if running && self.stop.is_some_and(|(limit, _)| p.pos() >= limit) {
-            running = false;
-        }
+        let (mut done, running) = if p.seq() == f.seq { (p.item(), p.running()) } else { (0, false) };
+        // An item at or after the one the pool stopped started only if the
+        // worker did not freeze in time: it is lost as in any death (it may
+        // have run partly), not given the stopped item's fate.
+        let past_stop = running && self.stop.is_some_and(|(limit, _)| p.pos() >= limit);
         done = done.min(f.chunk.count);
         let c = &f.chunk;
         if done > 0 {
@@ -477,7 +506,9 @@ impl Worker {
             }
         }
         if running && done < c.count {
-            let err = if self.is_doomed(&c.job) {
+            let err = if past_stop {
+                lost
+            } else if self.is_doomed(&c.job) {
                 cancelled()
             } else {
                 match self.stop {

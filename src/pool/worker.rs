@@ -40,9 +40,6 @@ pub(crate) fn serve(cfg: WorkerConfig) {
     let Some(link) = registry::lock().parent_link.clone() else {
         return;
     };
-    // The page first, while this process has one thread: registering for
-    // the parent's process fence is then immediate, where with a second
-    // thread the kernel waits for an RCU grace period (about 10 ms).
     let Ok(mut page) = WorkerPage::attach(cfg.status) else {
         runtime::finish(1);
     };

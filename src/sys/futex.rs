@@ -171,31 +171,6 @@ fn monotonic_after(d: Duration) -> libc::timespec {
     libc::timespec { tv_sec: at.as_secs().min(i64::MAX as u64) as libc::time_t, tv_nsec: at.subsec_nanos() as _ }
 }
 
-/// Lets this process take part in [`process_fence`]: afterwards, a
-/// `process_fence` in another process acts as a full memory barrier in
-/// every thread of this one (`membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED)`).
-/// False if the kernel does not offer it; the process must then put a real
-/// fence ([`std::sync::atomic::fence`]) where it relies on one. Call it
-/// while the process has a single thread: the kernel then only marks it,
-/// where with more threads it waits for an RCU grace period (measured here:
-/// 12 ms).
-#[doc(alias("membarrier", "MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED"))]
-pub(crate) fn register_for_process_fence() -> bool {
-    rustix::thread::membarrier(rustix::thread::MembarrierCommand::RegisterGlobalExpedited).is_ok()
-}
-
-/// A full memory barrier here and in every running thread of the
-/// processes that called [`register_for_process_fence`]
-/// (`membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`), so that those threads
-/// need only a compiler fence on their side of a store-then-load handshake
-/// with this one. Falls back to a fence in this thread alone.
-#[doc(alias("membarrier", "MEMBARRIER_CMD_GLOBAL_EXPEDITED"))]
-pub(crate) fn process_fence() {
-    std::sync::atomic::fence(Ordering::SeqCst);
-    let _ = rustix::thread::membarrier(rustix::thread::MembarrierCommand::GlobalExpedited);
-    std::sync::atomic::fence(Ordering::SeqCst);
-}
-
 /// Sleeps while `word` holds `expected`, until woken or `timeout` passes.
 /// Spurious returns happen: callers re-check their condition.
 #[doc(alias("futex", "FUTEX_WAIT"))]

@@ -40,9 +40,7 @@ pub(crate) use fd::{
     FileId, PollFd, PollFlags, close_all_except, close_raw, eventfd, file_id, file_len, grow_file, page_size, pipe,
     poll, raw_fd_is, read, read_file_at, retire, set_len, set_nonblocking, take_inherited, write_all,
 };
-pub(crate) use futex::{
-    Locked, MUTEX_BYTES, RobustMutex, futex_wait, futex_wake, process_fence, register_for_process_fence,
-};
+pub(crate) use futex::{Locked, MUTEX_BYTES, RobustMutex, futex_wait, futex_wake};
 pub(crate) use mm::{GuardedMapping, Mapping, ShmVec, free_bytes, memfd, shm_create, shm_open, shm_unlink};
 pub(crate) use net::{
     MAX_FDS, accept, connect_tcp, connect_unix_abstract, connect_unix_path, listen_tcp, listen_unix_abstract,
@@ -51,14 +49,14 @@ pub(crate) use net::{
 };
 pub(crate) use process::{
     CHILD_FD, Environ, ExecSpec, ExitStatus, Forked, at_exit, cpu_count, detach, exit_now, flush_c_stdio, fork, getpid,
-    gettid, is_main_thread, is_own_thread, kill_and_reap, parent_pidfd, pidfd_open, pidfd_signal, pidfd_wait,
-    remove_var, rss_of, set_parent_death_kill, spawn_exec,
+    gettid, is_main_thread, is_own_thread, is_stopped_or_gone, kill_and_reap, parent_pidfd, pidfd_open, pidfd_signal,
+    pidfd_wait, remove_var, rss_of, set_parent_death_kill, spawn_exec,
 };
 pub(crate) use rand::random_bytes;
 #[cfg(test)]
 pub(crate) use signal::block_sigterm_in_this_thread;
 pub(crate) use signal::{
-    SIGKILL, SIGTERM, ignore_sigint, ignore_sigpipe, reset_signal_mask, signal_name, watch_parent,
+    SIGCONT, SIGKILL, SIGSTOP, SIGTERM, ignore_sigint, ignore_sigpipe, reset_signal_mask, signal_name, watch_parent,
     watch_parent_from_thread,
 };
 pub(crate) use title::{prepare_title, set_title};

@@ -376,6 +376,17 @@ pub(crate) fn rss_of(pid: i32) -> Option<u64> {
     Some(pages * rustix::param::page_size() as u64)
 }
 
+/// Whether process `pid` is stopped (`SIGSTOP`, or a tracer) or gone, from
+/// the state letter in `/proc/<pid>/stat`.
+#[doc(alias("/proc/pid/stat"))]
+pub(crate) fn is_stopped_or_gone(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    let state = stat.rfind(')').and_then(|i| stat[i + 1..].trim_start().chars().next());
+    matches!(state, None | Some('T' | 't' | 'Z' | 'X' | 'x'))
+}
+
 /// A pidfd for this process's parent, if the parent is still `expected`.
 ///
 /// The pidfd is opened first and the parent checked after: a live

@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 pub(crate) const SIGKILL: i32 = libc::SIGKILL;
 pub(crate) const SIGTERM: i32 = libc::SIGTERM;
+pub(crate) const SIGSTOP: i32 = libc::SIGSTOP;
+pub(crate) const SIGCONT: i32 = libc::SIGCONT;
 
 /// The exit code of a child that saw its parent vanish. Nobody reaps it
 /// but init, so the value only shows in tools like `strace`.
