@@ -53,7 +53,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::{FdHandle, FdIn, FdOut, Sink};
 use crate::error::{Error, Result};
-use crate::sys::{self, AsFd, Mapping, OwnedFd, ShmVec};
+use crate::runtime::registry;
+use crate::sys::{self, AsFd, AsRawFd, Mapping, OwnedFd, ShmVec};
 
 /// Window slots: more than a worker's largest window, so that the chunks
 /// in flight to one worker never share a slot.
@@ -144,7 +145,16 @@ pub(crate) struct StatusPage {
 impl StatusPage {
     pub(crate) fn new() -> Result<StatusPage> {
         let what = "creating a pool worker's status page";
-        let fd = sys::memfd("multiproc-pool-worker", sys::page_size() as u64).map_err(|e| Error::io(what, e))?;
+        // Sized for the worker's first buffer too, so that the worker does
+        // not grow it before its first result. Forked children (other
+        // workers, other processes) do not keep it: it is internal.
+        let len = (sys::page_size() + FIRST_BUFFER) as u64;
+        let fd = {
+            let _window = registry::fd_window();
+            let fd = sys::memfd("multiproc-pool-worker", len).map_err(|e| Error::io(what, e))?;
+            registry::lock().add_internal(fd.as_raw_fd());
+            fd
+        };
         let header = header_mapping(&fd).map_err(|e| Error::io(what, e))?;
         header.u64_at(OFF_MAGIC).store(MAGIC, Ordering::Release);
         Ok(StatusPage { fd, header })
@@ -210,6 +220,12 @@ impl StatusPage {
     }
 }
 
+impl Drop for StatusPage {
+    fn drop(&mut self) {
+        registry::lock().remove_internal(self.fd.as_raw_fd());
+    }
+}
+
 /// A status page's fd on its way to the worker, inside its configuration.
 #[derive(Debug)]
 pub(crate) struct PageFd(OwnedFd);
@@ -258,6 +274,8 @@ impl WorkerPage {
         if header.u64_at(OFF_MAGIC).load(Ordering::Acquire) != MAGIC {
             return Err(io::Error::other("the pool's status page is not one"));
         }
+        // A task that forks must not hand its worker's page to the child.
+        registry::lock().add_internal(fd.0.as_raw_fd());
         let out = ShmVec::new(fd.0, sys::page_size() as u64, FIRST_BUFFER)?;
         let log = ItemLog { header, base: 0, seq: 0, done: 0, failed: 0, items: 0 };
         Ok(WorkerPage { out, log })
