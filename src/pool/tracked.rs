@@ -100,7 +100,8 @@ pub(super) struct Worker {
     pub(super) pace: Pace,
     /// Started and initialized (it said READY).
     pub(super) ready: bool,
-    page: StatusPage,
+    /// Its status page (`None` only once given back, on drop).
+    page: Option<StatusPage>,
     /// Set when the dispatcher killed it on purpose: nothing at or after
     /// this position started, and why.
     stop: Option<(u64, Fate)>,
@@ -125,11 +126,15 @@ impl Worker {
             failure: None,
             pace: Pace::default(),
             ready: false,
-            page,
+            page: Some(page),
             stop: None,
             doomed: Vec::new(),
             seen: None,
         }
+    }
+
+    fn page(&self) -> &StatusPage {
+        self.page.as_ref().expect("a worker keeps its page until it is dropped")
     }
 
     fn window(&self) -> usize {
@@ -152,7 +157,7 @@ impl Worker {
             self.pace.busy_since = Some(now);
         }
         let seq = self.sent;
-        self.page.queue(seq);
+        self.page().queue(seq);
         self.out.extend_from_slice(&chunk.frame);
         self.in_flight.push_back(InFlight { seq, chunk });
         self.sent += 1;
@@ -251,10 +256,11 @@ impl Worker {
         let mut started = false;
         let mut cancelled = Vec::new();
         let mut kept = VecDeque::with_capacity(self.in_flight.len());
-        for f in self.in_flight.drain(..) {
+        let in_flight = std::mem::take(&mut self.in_flight);
+        for f in in_flight {
             if !Arc::ptr_eq(&f.chunk.job, job) {
                 kept.push_back(f);
-            } else if self.page.cancel(f.seq) {
+            } else if self.page().cancel(f.seq) {
                 cancelled.push(f.chunk);
             } else {
                 started = true;
@@ -324,7 +330,7 @@ impl Worker {
                 }
             }
         }
-        self.page.progress()
+        self.page().progress()
     }
 
     /// Lets a frozen worker go on.
@@ -344,7 +350,7 @@ impl Worker {
         // Look at least this often, so that an item that starts right after
         // a look is seen soon: a task is stopped at most this late.
         let period = (shortest / 4).clamp(Duration::from_millis(1), Duration::from_millis(100));
-        let p = self.page.progress();
+        let p = self.page().progress();
         let timeout = self.running_timeout(p);
         let Some(timeout) = timeout else {
             self.seen = None;
@@ -378,7 +384,7 @@ impl Worker {
 
     /// How long the item running now has been seen running, if one runs.
     pub(super) fn current_age(&mut self, now: Instant) -> Option<Duration> {
-        let p = self.page.progress();
+        let p = self.page().progress();
         if !p.running() {
             self.seen = None;
             return None;
@@ -395,7 +401,7 @@ impl Worker {
     /// What it is doing, for `stats()`: its numbers, and how many of its
     /// items wait (sent, not started) and run.
     pub(super) fn stats(&mut self, now: Instant) -> (WorkerStats, u64, u64) {
-        let snap = self.page.snapshot();
+        let snap = self.page().snapshot();
         let p = snap.progress;
         let running = p.running() && !self.killed;
         let waiting: u64 = self
@@ -430,11 +436,11 @@ impl Worker {
             }
             return Remains::default();
         }
-        let snap = self.page.snapshot();
+        let snap = self.page().snapshot();
         // Whole frames it made but had not sent.
         let taken = self.stream.consumed();
         if snap.committed > taken {
-            match self.page.left_behind(snap.base, taken, snap.committed) {
+            match self.page().left_behind(snap.base, taken, snap.committed) {
                 Ok(bytes) => self.take_left_frames(&bytes, counts),
                 Err(e) => self.failure = Some(Error::io("reading what a dead pool worker left unsent", e)),
             }
@@ -492,7 +498,7 @@ impl Worker {
         let c = &f.chunk;
         if done > 0 {
             let from = snap.frame + (codec::HEADER + wire::RESULT_HEAD) as u64;
-            match self.page.left_behind(snap.base, from, snap.done_end) {
+            match self.page().left_behind(snap.base, from, snap.done_end) {
                 Ok(outcomes) => {
                     let payload = wire::partial_result(c.job.id, c.index, c.first, done, snap.failed, &outcomes);
                     counts.note_items(done, snap.failed);
@@ -595,5 +601,9 @@ fn timed_out(t: Duration, child: &ChildRecord) -> Error {
 impl Drop for Worker {
     fn drop(&mut self) {
         crate::runtime::registry::lock().remove(&self.child);
+        // The page of a worker that has ended can serve the next one.
+        if let Some(page) = self.page.take().filter(|_| self.child.has_ended()) {
+            page.recycle();
+        }
     }
 }

@@ -127,7 +127,7 @@ where
     R: Serialize + 'static,
 {
     let f: F = runtime::conjure::<F, A, R>();
-    let WorkerPage { out, log } = page;
+    let WorkerPage { out, log, .. } = page;
     let mut args = codec::Decoder::new(items);
     let mut next = 0u32;
     // Where the current item's outcome starts, to undo it after a panic.
