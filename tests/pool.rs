@@ -7,12 +7,13 @@
 mod common;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::LONG;
-use multiproc::{ErrorKind, Event, Pool, ReturnWhen, SharedMemory, StartMethod};
+use common::probe::{mark, probe, probed_pool};
+use multiproc::{ErrorKind, Pool, ReturnWhen, SharedMemory, StartMethod};
 use serde::{Deserialize, Serialize};
 
 fn pool(method: StartMethod, n: usize) -> Pool {
@@ -287,31 +288,6 @@ fn zero_buffersize_and_zero_timeouts_are_invalid_input() {
     assert_eq!(pool.apply(square, 3).unwrap(), 9);
 }
 
-/// What the probe tasks share with the test, set up by the initializer:
-/// `started` is set by a task that begins, `go` releases tasks that wait
-/// for it, and `runs[i]` counts how many times task `i` ran.
-struct Probe {
-    started: Event,
-    go: Event,
-    runs: SharedMemory,
-}
-
-static PROBE: OnceLock<Probe> = OnceLock::new();
-
-fn init_probe((started, go, runs): (Event, Event, SharedMemory)) {
-    let _ = PROBE.set(Probe { started, go, runs });
-}
-
-fn probe() -> &'static Probe {
-    PROBE.get().expect("the initializer ran")
-}
-
-/// Counts a run of task `i`, then returns `i`.
-fn mark(i: u64) -> u64 {
-    probe().runs.as_atomic_u64()[i as usize].fetch_add(1, Ordering::SeqCst);
-    i
-}
-
 /// Counts a run of task `i`, says it started, and waits for `go`.
 fn mark_and_hold(i: u64) -> u64 {
     mark(i);
@@ -320,21 +296,8 @@ fn mark_and_hold(i: u64) -> u64 {
     i
 }
 
-/// A pool whose workers share a fresh probe with the test.
-fn probed_pool(method: StartMethod, n: usize, tasks: usize) -> (Pool, Event, Event, SharedMemory) {
-    let (started, go, runs) =
-        (Event::new().unwrap(), Event::new().unwrap(), SharedMemory::anonymous(8 * tasks).unwrap());
-    let pool = Pool::builder()
-        .processes(n)
-        .start_method(method)
-        .initializer(init_probe, (started.clone(), go.clone(), runs.try_clone().unwrap()))
-        .build()
-        .unwrap();
-    (pool, started, go, runs)
-}
-
 fn runs(shm: &SharedMemory, i: usize) -> u64 {
-    shm.as_atomic_u64()[i].load(Ordering::SeqCst)
+    common::probe::runs(shm)[i]
 }
 
 per_method! {

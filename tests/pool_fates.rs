@@ -6,54 +6,13 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::LONG;
-use multiproc::{ErrorKind, Event, Pool, SharedMemory, StartMethod};
-
-/// What the tasks share with the test, set up by the initializer: `started`
-/// is set by a task that begins holding, `go` releases it, and `runs[i]`
-/// counts how many times task `i` ran.
-struct Probe {
-    started: Event,
-    go: Event,
-    runs: SharedMemory,
-}
-
-static PROBE: OnceLock<Probe> = OnceLock::new();
-
-fn init_probe((started, go, runs): (Event, Event, SharedMemory)) {
-    let _ = PROBE.set(Probe { started, go, runs });
-}
-
-fn probe() -> &'static Probe {
-    PROBE.get().expect("the initializer ran")
-}
-
-/// A pool of `n` workers sharing a fresh probe for `tasks` tasks with the
-/// test, and the probe.
-fn probed_pool(method: StartMethod, n: usize, tasks: usize) -> (Pool, Event, Event, SharedMemory) {
-    let (started, go) = (Event::new().unwrap(), Event::new().unwrap());
-    let runs = SharedMemory::anonymous(8 * tasks).unwrap();
-    let pool = Pool::builder()
-        .processes(n)
-        .start_method(method)
-        .initializer(init_probe, (started.clone(), go.clone(), runs.try_clone().unwrap()))
-        .build()
-        .unwrap();
-    (pool, started, go, runs)
-}
-
-fn runs(shm: &SharedMemory) -> Vec<u64> {
-    shm.as_atomic_u64().iter().map(|w| w.load(Ordering::SeqCst)).collect()
-}
-
-/// Counts a run of task `i`.
-fn mark(i: u64) {
-    probe().runs.as_atomic_u64()[i as usize].fetch_add(1, Ordering::SeqCst);
-}
+use common::probe::{mark, probe, probed_pool, runs};
+use multiproc::{ErrorKind, StartMethod};
 
 /// Ends this process the way `how` says.
 fn die(how: &str) -> ! {

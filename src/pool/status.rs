@@ -422,6 +422,14 @@ impl ItemLog {
     /// `out_len` in `out`.
     #[inline]
     pub(crate) fn finish_item(&mut self, item: u32, failed: bool, out_len: usize) {
+        self.end_item(item, failed, out_len);
+        self.words()[OFF_PROGRESS / 8].store(pos(self.seq, item + 1) << 1, Ordering::Release);
+    }
+
+    /// Notes where item `item`'s outcome ends, and whether it failed; its
+    /// end is published by the next store of `PROGRESS`.
+    #[inline]
+    fn end_item(&mut self, item: u32, failed: bool, out_len: usize) {
         self.done = item + 1;
         self.failed += u32::from(failed);
         let words = self.words();
@@ -429,7 +437,6 @@ impl ItemLog {
         if failed {
             words[OFF_FAILED / 8].store(u64::from(self.failed), Ordering::Relaxed);
         }
-        words[OFF_PROGRESS / 8].store(pos(self.seq, item + 1) << 1, Ordering::Release);
     }
 
     /// After item `item`, whose outcome ends at `out_len`, and before the
@@ -438,13 +445,7 @@ impl ItemLog {
     /// start says that every item before it is done).
     #[inline]
     pub(crate) fn next_item(&mut self, item: u32, failed: bool, out_len: usize) {
-        self.done = item + 1;
-        self.failed += u32::from(failed);
-        let words = self.words();
-        words[OFF_DONE_END / 8].store(self.end(out_len), Ordering::Relaxed);
-        if failed {
-            words[OFF_FAILED / 8].store(u64::from(self.failed), Ordering::Relaxed);
-        }
+        self.end_item(item, failed, out_len);
         self.start_item(item + 1);
     }
 

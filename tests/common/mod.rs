@@ -5,6 +5,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod counting_alloc;
+pub mod probe;
 
 use std::path::PathBuf;
 use std::sync::mpsc;
