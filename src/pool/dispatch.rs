@@ -62,7 +62,7 @@ pub(crate) struct Pending {
     pub(crate) count: u32,
     /// The whole `TASK` frame; kept until the chunk is done, to send the
     /// rest of it again if its worker dies in the middle.
-    pub(crate) frame: Vec<u8>,
+    pub(crate) frame: Arc<Vec<u8>>,
     pub(crate) offsets: ItemOffsets,
     pub(crate) timeout: Option<Duration>,
     /// How many workers died after beginning it, before running any item.
@@ -88,7 +88,7 @@ impl Pending {
             index: head.index,
             first: 0,
             count,
-            frame,
+            frame: Arc::new(frame),
             offsets,
             timeout,
             begun_deaths: 0,
@@ -103,7 +103,7 @@ impl Pending {
             index: self.index,
             first: self.first + skip,
             count: self.count - skip,
-            frame,
+            frame: Arc::new(frame),
             offsets,
             timeout: self.timeout,
             begun_deaths: 0,
@@ -624,7 +624,9 @@ impl Dispatch {
             for w in &mut self.workers {
                 if w.in_flight.is_empty() && !w.retiring {
                     w.retiring = true;
-                    let _ = codec::append_frame(&mut w.out, wire::EXIT, |_| Ok(()));
+                    let mut exit = Vec::new();
+                    let _ = codec::append_frame(&mut exit, wire::EXIT, |_| Ok(()));
+                    w.out.push(Arc::new(exit));
                     w.flush();
                 }
             }

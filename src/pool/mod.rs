@@ -22,6 +22,7 @@ mod dispatch;
 mod executor;
 mod iter;
 mod job;
+mod outbox;
 mod progress;
 mod result;
 mod star;

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use super::dispatch::{Counts, Pending};
 use super::job::{ChunkOutcome, Job};
+use super::outbox::Outbox;
 use super::stats::WorkerStats;
 use super::status::{self, Progress, StatusPage};
 use super::wire;
@@ -87,7 +88,7 @@ pub(super) struct Remains {
 pub(super) struct Worker {
     pub(super) child: Arc<ChildRecord>,
     stream: FrameStream,
-    pub(super) out: Vec<u8>,
+    pub(super) out: Outbox,
     pub(super) in_flight: VecDeque<InFlight>,
     /// Chunks sent so far: the next chunk's number.
     pub(super) sent: u64,
@@ -118,7 +119,7 @@ impl Worker {
         Worker {
             child,
             stream: FrameStream::new(codec::max_frame_size()),
-            out: Vec::new(),
+            out: Outbox::default(),
             in_flight: VecDeque::new(),
             sent: 0,
             retiring: false,
@@ -158,7 +159,7 @@ impl Worker {
         }
         let seq = self.sent;
         self.page().queue(seq);
-        self.out.extend_from_slice(&chunk.frame);
+        self.out.push(Arc::clone(&chunk.frame));
         self.in_flight.push_back(InFlight { seq, chunk });
         self.sent += 1;
         if max_tasks.is_some_and(|m| self.sent >= m) {
@@ -168,15 +169,9 @@ impl Worker {
 
     /// Writes what it can of the output without blocking.
     pub(super) fn flush(&mut self) {
-        if self.out.is_empty() {
-            return;
-        }
-        match sys::send_nonblocking(self.child.control(), &self.out) {
-            Ok(n) => {
-                self.out.drain(..n);
-            }
-            // A dead peer: its pidfd will say so.
-            Err(_) => self.out.clear(),
+        // A dead peer: its pidfd will say so.
+        if self.out.flush(self.child.control()).is_err() {
+            self.out.clear();
         }
     }
 

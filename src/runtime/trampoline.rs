@@ -18,6 +18,7 @@
 #![allow(unsafe_code)]
 
 use std::any::TypeId;
+use std::cell::Cell;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::OnceLock;
 
@@ -89,8 +90,16 @@ pub(crate) fn fingerprint() -> &'static [u8] {
 }
 
 fn tag(offset: u64, domain: Domain) -> u64 {
-    let mut h = DefaultHasher::new();
-    fingerprint().hash(&mut h);
+    // The hasher's state after the fingerprint, computed once: a pool
+    // worker makes a tag per chunk.
+    static SEEDED: OnceLock<DefaultHasher> = OnceLock::new();
+    let mut h = SEEDED
+        .get_or_init(|| {
+            let mut h = DefaultHasher::new();
+            fingerprint().hash(&mut h);
+            h
+        })
+        .clone();
     offset.hash(&mut h);
     0x6d00u16.hash(&mut h);
     domain.hash(&mut h);
@@ -131,7 +140,19 @@ pub(crate) fn resolve(offset: u64, tag_received: u64) -> Option<Trampoline> {
 /// The pool entry point an id names, if its tag is right for this build
 /// and context type.
 pub(crate) fn resolve_chunk<C: 'static>(offset: u64, tag_received: u64) -> Option<ChunkTrampoline<C>> {
-    let addr = resolve_addr(offset, tag_received, Domain::Chunk(TypeId::of::<C>()))?;
+    // A pool worker resolves the same id chunk after chunk: the last id
+    // whose tag matched is remembered, and not hashed again.
+    thread_local! {
+        static LAST: Cell<Option<(u64, u64, TypeId)>> = const { Cell::new(None) };
+    }
+    let key = (offset, tag_received, TypeId::of::<C>());
+    let addr = if LAST.get() == Some(key) {
+        anchor_addr().wrapping_add(offset as usize)
+    } else {
+        let addr = resolve_addr(offset, tag_received, Domain::Chunk(TypeId::of::<C>()))?;
+        LAST.set(Some(key));
+        addr
+    };
     // SAFETY: as in `resolve`, for ids made by `chunk_id_of::<C>` (the
     // domain, with `C`'s `TypeId`, which is the same in every process of
     // one build, is part of the tag: a task id, or a chunk id made for

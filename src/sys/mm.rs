@@ -453,11 +453,17 @@ impl ShmVec {
     ///
     /// If the system refuses the memory, as a `Vec` that cannot grow does
     /// (the encoder that writes here cannot return an error).
+    #[inline]
     fn room(&mut self, additional: usize) {
-        let need = self.len.checked_add(additional).expect("a result buffer beyond the address space");
-        if need <= self.capacity() {
+        if additional <= self.capacity() - self.len {
             return;
         }
+        self.grow(additional);
+    }
+
+    #[cold]
+    fn grow(&mut self, additional: usize) {
+        let need = self.len.checked_add(additional).expect("a result buffer beyond the address space");
         let page = super::page_size();
         let cap = need.max(self.capacity() * 2).next_multiple_of(page);
         let grown = super::grow_file(self.fd.as_fd(), self.offset + cap as u64).and_then(|()| self.map.resize(cap));

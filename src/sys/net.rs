@@ -100,20 +100,21 @@ pub(crate) fn send_vectored_all(fd: BorrowedFd<'_>, parts: &[&[u8]]) -> io::Resu
     Ok(())
 }
 
-/// Sends as much of `bytes` as the socket takes without blocking
-/// (`send(MSG_NOSIGNAL | MSG_DONTWAIT)`), and returns how much that was.
-#[doc(alias("send", "MSG_DONTWAIT"))]
-pub(crate) fn send_nonblocking(fd: BorrowedFd<'_>, bytes: &[u8]) -> io::Result<usize> {
-    let mut sent = 0;
-    while sent < bytes.len() {
-        match rustix::net::send(fd, &bytes[sent..], SendFlags::NOSIGNAL | SendFlags::DONTWAIT) {
-            Ok(n) => sent += n,
+/// Sends as much of `parts`, in order, as the socket takes without
+/// blocking (`sendmsg(MSG_NOSIGNAL | MSG_DONTWAIT)` with one iovec per
+/// part), and returns how much that was: 0 when the socket is full.
+#[doc(alias("sendmsg", "writev", "MSG_DONTWAIT"))]
+pub(crate) fn send_vectored_nonblocking(fd: BorrowedFd<'_>, parts: &[&[u8]]) -> io::Result<usize> {
+    let slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+    loop {
+        let flags = SendFlags::NOSIGNAL | SendFlags::DONTWAIT;
+        match rustix::net::sendmsg(fd, &slices, &mut SendAncillaryBuffer::default(), flags) {
+            Ok(n) => return Ok(n),
             Err(Errno::INTR) => {}
-            Err(Errno::AGAIN) => break,
+            Err(Errno::AGAIN) => return Ok(0),
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(sent)
 }
 
 /// The most fds one message carries (the kernel's `SCM_MAX_FD`).
