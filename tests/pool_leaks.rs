@@ -27,19 +27,9 @@ fn nap(ms: u64) -> u64 {
     ms
 }
 
-/// Status pages kept for the next pool's workers: at most 16, whatever
-/// the number of pools made and dropped.
-fn spare_pages() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .flatten()
-        .filter(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().contains("multiproc-pool-worker")))
-        .count()
-}
-
 /// Fds (but the spare status pages), threads and children.
 fn snapshot() -> (usize, usize, Vec<(u32, char)>) {
-    (common::fd_count() - spare_pages(), common::thread_count(), common::children())
+    (common::fd_count() - common::spare_pages(), common::thread_count(), common::children())
 }
 
 #[test]
@@ -68,5 +58,5 @@ fn pools_leave_no_fd_thread_or_process_behind() {
     let settled = common::wait_until(LONG, || snapshot() == before);
     let after = snapshot();
     assert!(settled, "before {before:?}\nafter  {after:?}");
-    assert!(spare_pages() <= 16, "{} spare status pages after 60 pools", spare_pages());
+    assert!(common::spare_pages() <= 16, "{} spare status pages after 60 pools", common::spare_pages());
 }

@@ -105,6 +105,16 @@ pub fn fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0).saturating_sub(1)
 }
 
+/// Status pages a process keeps for its pools' next workers (memfds; at
+/// most 16), counted apart from other fds by leak checks.
+pub fn spare_pages() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().contains("multiproc-pool-worker")))
+        .count()
+}
+
 /// Threads of this process.
 pub fn thread_count() -> usize {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
