@@ -53,7 +53,7 @@
 //! | `Process(target, args)`, `start`, `join`, `exitcode` | [`Process`] builds one, [`Child`] is the started process |
 //! | `current_process`, `parent_process`, `active_children`, `cpu_count` | [`current_process`], [`parent_process`], [`active_children`], [`cpu_count`] |
 //! | `set_start_method`, `get_context` | [`StartMethod`], [`set_start_method`], [`get_context`], [`Context`] |
-//! | `Pool`, `ProcessPoolExecutor` | [`Pool`] (with [`PoolBuilder`], [`Calls`]); results: [`AsyncResult`], [`IMap`], [`IMapUnordered`]; [`wait`], [`as_completed`] |
+//! | `Pool`, `ProcessPoolExecutor` | [`Pool`] (with [`PoolBuilder`], [`Calls`]); results: [`AsyncResult`] (`callback=`, `error_callback=`, `add_done_callback`: its methods), [`IMap`], [`IMapUnordered`]; [`wait`], [`as_completed`]; what it is doing: [`PoolStats`] |
 //! | `Pipe`, `connection.Listener`, `Client`, `wait` | [`Pipe`], and the [`connection`] module |
 //! | `Queue`, `SimpleQueue`, `JoinableQueue` | [`Queue`], [`SimpleQueue`], [`JoinableQueue`] |
 //! | `Lock`, `RLock`, `Semaphore`, `Condition`, `Event`, `Barrier` | [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Condition`], [`Event`], [`Barrier`] |
