@@ -60,6 +60,7 @@
 //! | `Value`, `Array` (and the `Raw` kinds) | [`Value`], [`Array`], [`AtomicValue`] |
 //! | `shared_memory.SharedMemory` | [`SharedMemory`] |
 //! | what may be pickled | [`Message`]; a target is a [`Target`] |
+//! | sockets and files in `args=` (`reduction.DupFd`, `send_handle`) | [`Handle`] |
 //! | exceptions | one [`Error`] with an [`ErrorKind`] |
 //! | — | [`set_max_frame_size`]: the cap on any one message |
 //!
@@ -67,7 +68,7 @@
 //!
 //! Each feature is a facade folder under `src/`: `process/`, `pool/`,
 //! `connection/`, `queue/`, `synchronize/`, `shared_memory/`, plus
-//! `context.rs`, `error.rs` and `target.rs`. Underneath them:
+//! `context.rs`, `error.rs`, `handle.rs` and `target.rs`. Underneath them:
 //! `runtime/` is how a child comes to exist and runs (the bootstrap that
 //! serves before `main`, the start methods, the fork server, task identity,
 //! the parent's records of its children); `codec/` turns values into
@@ -95,6 +96,7 @@ mod codec;
 pub mod connection;
 mod context;
 mod error;
+mod handle;
 mod pool;
 mod process;
 mod queue;
@@ -112,6 +114,7 @@ pub use context::{
     set_start_method,
 };
 pub use error::{Error, ErrorKind, PanicInfo, Result};
+pub use handle::Handle;
 pub use pool::{
     AsCompleted, AsyncResult, Calls, Done, IMap, IMapUnordered, Pool, PoolBuilder, PoolStats, ReturnWhen, StarFn,
     WorkerStats, as_completed, wait,
