@@ -275,7 +275,7 @@ fn unix_socket_files_are_private_and_removed() {
 fn abstract_and_tcp_addresses_connect() {
     let _w = common::watchdog("abstract_and_tcp_addresses_connect");
     let name = format!("\0multiproc-test-{}", std::process::id());
-    for address in [Address::from(name.as_str()), Address::from("127.0.0.1:0")] {
+    for address in [name.parse::<Address>().unwrap(), "127.0.0.1:0".parse::<Address>().unwrap()] {
         let listener = Listener::bind(address, None).unwrap();
         let address = listener.address().clone();
         let t = std::thread::spawn(move || -> multiproc::Result<u64> {
@@ -493,4 +493,36 @@ per_method! {
         done.set();
         child.join_timeout(LONG).unwrap().unwrap();
     }
+}
+
+#[test]
+fn addresses_mean_what_they_say() {
+    use multiproc::connection::ToAddress;
+    let _w = common::watchdog("addresses");
+    // host:port is TCP (names resolved), never a file in the working
+    // directory; a path needs a '/' or "unix:"; anything else is refused.
+    assert!(
+        matches!("localhost:6000".to_address().unwrap(), Address::Tcp(a) if a.port() == 6000 && a.ip().is_loopback())
+    );
+    assert!(matches!(("localhost", 7).to_address().unwrap(), Address::Tcp(a) if a.port() == 7));
+    assert!(matches!("[::1]:80".to_address().unwrap(), Address::Tcp(a) if a.is_ipv6()));
+    assert_eq!("./app.sock".to_address().unwrap(), Address::Unix("./app.sock".into()));
+    assert_eq!("unix:app.sock".to_address().unwrap(), Address::Unix("app.sock".into()));
+    for bad in ["app.sock", "localhost", "host:port", ":80", ""] {
+        let err = bad.to_address().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad:?}: {err}");
+        assert!(err.to_string().contains("host:port"), "{err}");
+        let err = Listener::bind(bad, None).err().unwrap();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert!(!std::path::Path::new(bad).exists() || bad.is_empty(), "{bad:?} became a file");
+    }
+    let err = "no-such-host.invalid:80".to_address().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(err.to_string().contains("no-such-host.invalid"), "{err}");
+    // Listening on localhost:0 is TCP; a Client by name reaches it.
+    let listener = Listener::bind("localhost:0", None).unwrap();
+    let Address::Tcp(addr) = listener.address().clone() else { panic!("not TCP") };
+    let t = std::thread::spawn(move || Client(format!("localhost:{}", addr.port()), None).unwrap().send(&5u8).unwrap());
+    assert_eq!(listener.accept().unwrap().recv::<u8>().unwrap(), 5);
+    t.join().unwrap();
 }

@@ -307,7 +307,7 @@ fn talk(conn: &Connection, py: &mut Py) {
 fn a_python_client_talks_to_our_listener() {
     for python in pythons() {
         let dir = TempDir::new();
-        for address in [Address::from("127.0.0.1:0"), dir.socket().into()] {
+        for address in [Address::Tcp("127.0.0.1:0".parse().unwrap()), Address::Unix(dir.socket())] {
             let listener = Listener::bind(address, Some(KEY.as_bytes())).unwrap();
             let mut py = python.run("connect", &listener.address().to_string(), KEY, "talk");
             let conn = accept(&listener, &mut py).unwrap_or_else(|e| py.fail(&format!("accept failed: {e}")));
@@ -315,6 +315,16 @@ fn a_python_client_talks_to_our_listener() {
             assert_eq!(py.finish(), ["authenticated", "done"]);
         }
         assert!(!dir.socket().exists(), "our listener left its socket file behind");
+        // "localhost:0" is TCP, as Python's ("localhost", 0) is, and a
+        // Python Client that names the host connects to it.
+        let listener = Listener::bind("localhost:0", Some(KEY.as_bytes())).unwrap();
+        let Address::Tcp(addr) = listener.address() else { panic!("localhost:0 made {}", listener.address()) };
+        assert!(addr.ip().is_loopback() && addr.port() != 0);
+        let mut py = python.run("connect", &format!("localhost:{}", addr.port()), KEY, "talk");
+        let conn = accept(&listener, &mut py).unwrap_or_else(|e| py.fail(&format!("accept failed: {e}")));
+        talk(&conn, &mut py);
+        assert_eq!(py.finish(), ["authenticated", "done"]);
+        assert!(!std::path::Path::new("localhost:0").exists(), "a socket file named localhost:0 was made");
     }
 }
 

@@ -16,16 +16,26 @@ use crate::sys::{self, AsFd, BorrowedFd, OwnedFd};
 /// addresses: a filesystem path, an abstract name (a string starting with
 /// NUL in Python), or a TCP address (Python's `(host, port)`).
 ///
-/// From a string: one that starts with `\0` is abstract, one that parses as
-/// `ip:port` is TCP, anything else is a path.
+/// From a string ([`str::parse`], or any call that takes a
+/// [`ToAddress`]): one that starts with `\0` is abstract; one with a `/`,
+/// or the `unix:` prefix, is a socket file; `host:port` with a numeric port
+/// is TCP (`localhost:6000`, `[::1]:6000`; a name is resolved, its first
+/// IPv4 address preferred, as Python's `AF_INET` does). Anything else is
+/// an error rather than a guess: `"localhost"` alone, or `"app.sock"`,
+/// would otherwise name a file in the working directory.
 ///
 /// # Examples
 ///
 /// ```
 /// use multiproc::connection::Address;
-/// assert_eq!(Address::from("127.0.0.1:6000"), Address::Tcp("127.0.0.1:6000".parse().unwrap()));
-/// assert_eq!(Address::from("\0name"), Address::Abstract(b"name".to_vec()));
-/// assert_eq!(Address::from("/tmp/app.sock"), Address::Unix("/tmp/app.sock".into()));
+/// let tcp: Address = "127.0.0.1:6000".parse()?;
+/// assert_eq!(tcp, Address::Tcp("127.0.0.1:6000".parse().unwrap()));
+/// assert_eq!("localhost:6000".parse::<Address>()?, tcp);
+/// assert_eq!("\0name".parse::<Address>()?, Address::Abstract(b"name".to_vec()));
+/// assert_eq!("/tmp/app.sock".parse::<Address>()?, Address::Unix("/tmp/app.sock".into()));
+/// assert_eq!("unix:app.sock".parse::<Address>()?, Address::Unix("app.sock".into()));
+/// assert!("app.sock".parse::<Address>().is_err());
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -38,21 +48,153 @@ pub enum Address {
     Tcp(SocketAddr),
 }
 
-impl From<&str> for Address {
-    fn from(s: &str) -> Address {
+impl std::str::FromStr for Address {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Address> {
         if let Some(name) = s.strip_prefix('\0') {
-            return Address::Abstract(name.as_bytes().to_vec());
+            return Ok(Address::Abstract(name.as_bytes().to_vec()));
         }
-        match s.parse::<SocketAddr>() {
-            Ok(addr) => Address::Tcp(addr),
-            Err(_) => Address::Unix(PathBuf::from(s)),
+        if let Some(path) = s.strip_prefix("unix:") {
+            return Ok(Address::Unix(PathBuf::from(path)));
+        }
+        if s.contains('/') {
+            return Ok(Address::Unix(PathBuf::from(s)));
+        }
+        if let Ok(addr) = s.parse::<SocketAddr>() {
+            return Ok(Address::Tcp(addr));
+        }
+        match s.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                let port: u16 = port.parse().expect("checked");
+                resolve(host.trim_start_matches('[').trim_end_matches(']'), port)
+            }
+            _ => Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "{s:?} is not an address: give host:port for TCP (\"localhost:6000\"), a path with a '/' or the \
+                     \"unix:\" prefix for a socket file (\"./app.sock\", \"unix:app.sock\"), or \\0name for an \
+                     abstract socket"
+                ),
+            )),
         }
     }
 }
 
-impl From<String> for Address {
-    fn from(s: String) -> Address {
-        Address::from(s.as_str())
+impl TryFrom<&str> for Address {
+    type Error = Error;
+
+    fn try_from(s: &str) -> Result<Address> {
+        s.parse()
+    }
+}
+
+/// `host`'s address on `port`: the first IPv4 one if there is one (as
+/// Python's `AF_INET` sockets do with `(host, port)`), else the first.
+fn resolve(host: &str, port: u16) -> Result<Address> {
+    use std::net::ToSocketAddrs;
+    let found: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| {
+            Error::new(ErrorKind::InvalidInput, format!("could not resolve the host {host:?}: {e}")).with_source(e)
+        })?
+        .collect();
+    found
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(found.first())
+        .map(|a| Address::Tcp(*a))
+        .ok_or_else(|| Error::new(ErrorKind::InvalidInput, format!("the host {host:?} has no address")))
+}
+
+/// What [`Listener::bind`] and [`Client`] take as an address: an
+/// [`Address`], a string (parsed as [`Address`] says), a `(host, port)`
+/// pair as Python writes it, a [`SocketAddr`], or a path.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::connection::{Address, ToAddress};
+/// assert_eq!(("localhost", 6000).to_address()?, "127.0.0.1:6000".to_address()?);
+/// assert_eq!(std::path::Path::new("app.sock").to_address()?, Address::Unix("app.sock".into()));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub trait ToAddress {
+    /// The address, or why this is not one.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`] for a string that is not an address or
+    /// a host name that does not resolve.
+    fn to_address(self) -> Result<Address>;
+}
+
+impl ToAddress for Address {
+    fn to_address(self) -> Result<Address> {
+        Ok(self)
+    }
+}
+
+impl ToAddress for &Address {
+    fn to_address(self) -> Result<Address> {
+        Ok(self.clone())
+    }
+}
+
+impl ToAddress for &str {
+    fn to_address(self) -> Result<Address> {
+        self.parse()
+    }
+}
+
+impl ToAddress for String {
+    fn to_address(self) -> Result<Address> {
+        self.parse()
+    }
+}
+
+impl ToAddress for &String {
+    fn to_address(self) -> Result<Address> {
+        self.parse()
+    }
+}
+
+impl ToAddress for (&str, u16) {
+    fn to_address(self) -> Result<Address> {
+        match self.0.parse::<std::net::IpAddr>() {
+            Ok(ip) => Ok(Address::Tcp(SocketAddr::new(ip, self.1))),
+            Err(_) => resolve(self.0, self.1),
+        }
+    }
+}
+
+impl ToAddress for (String, u16) {
+    fn to_address(self) -> Result<Address> {
+        (self.0.as_str(), self.1).to_address()
+    }
+}
+
+impl ToAddress for (std::net::IpAddr, u16) {
+    fn to_address(self) -> Result<Address> {
+        Ok(Address::Tcp(SocketAddr::new(self.0, self.1)))
+    }
+}
+
+impl ToAddress for SocketAddr {
+    fn to_address(self) -> Result<Address> {
+        Ok(Address::Tcp(self))
+    }
+}
+
+impl ToAddress for &Path {
+    fn to_address(self) -> Result<Address> {
+        Ok(Address::Unix(self.to_path_buf()))
+    }
+}
+
+impl ToAddress for PathBuf {
+    fn to_address(self) -> Result<Address> {
+        Ok(Address::Unix(self))
     }
 }
 
@@ -163,8 +305,8 @@ impl Listener {
     /// assert_eq!(l.address(), &Address::Abstract(b"multiproc-doc-example".to_vec()));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn bind(address: impl Into<Address>, authkey: Option<&[u8]>) -> Result<Listener> {
-        let mut address = address.into();
+    pub fn bind(address: impl ToAddress, authkey: Option<&[u8]>) -> Result<Listener> {
+        let mut address = address.to_address()?;
         let mut file = None;
         let fd = match &address {
             Address::Unix(path) => {
@@ -299,8 +441,8 @@ impl super::wait::sealed::Watch for Listener {
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 #[allow(non_snake_case)]
-pub fn Client(address: impl Into<Address>, authkey: Option<&[u8]>) -> Result<Connection> {
-    let address = address.into();
+pub fn Client(address: impl ToAddress, authkey: Option<&[u8]>) -> Result<Connection> {
+    let address = address.to_address()?;
     let fd = match &address {
         Address::Unix(path) => sys::connect_unix_path(path),
         Address::Abstract(name) => sys::connect_unix_abstract(name),

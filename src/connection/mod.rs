@@ -10,7 +10,7 @@ mod listener;
 pub(crate) mod wait;
 
 pub use conn::Connection;
-pub use listener::{Address, Client, Listener};
+pub use listener::{Address, Client, Listener, ToAddress};
 pub use wait::{Waitable, wait};
 
 use crate::error::{Error, Result};
