@@ -300,6 +300,43 @@ fn runs(shm: &SharedMemory, i: usize) -> u64 {
     common::probe::runs(shm)[i]
 }
 
+/// Task `i`: task 0 holds until `go`; the others return at once.
+fn hold_first(i: u64) -> u64 {
+    if i == 0 { mark_and_hold(i) } else { mark(i) }
+}
+
+per_method! {
+    fn next_timeout_waits_at_most_its_timeout_and_leaves_the_iterator_usable(method: StartMethod) {
+        for unordered in [false, true] {
+            let (pool, started, go, _counts) = probed_pool(method, 1, 4);
+            let short = Duration::from_millis(20);
+            if unordered {
+                let mut it = pool.imap_unordered(hold_first, 0..3u64).unwrap();
+                // The first call sends the input (imap is lazy), then waits.
+                let err = it.next_timeout(short).unwrap_err();
+                assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+                assert!(started.wait(Some(LONG)).unwrap());
+                assert_eq!(it.next_timeout(short).unwrap_err().kind(), ErrorKind::Timeout);
+                go.set();
+                let mut got: Vec<u64> = (0..3).map(|_| it.next_timeout(LONG).unwrap().unwrap().unwrap()).collect();
+                got.sort_unstable();
+                assert_eq!(got, [0, 1, 2]);
+                assert!(it.next_timeout(Duration::ZERO).unwrap().is_none());
+            } else {
+                let mut it = pool.imap(hold_first, 0..3u64).unwrap();
+                assert_eq!(it.next_timeout(short).unwrap_err().kind(), ErrorKind::Timeout);
+                assert!(started.wait(Some(LONG)).unwrap());
+                assert_eq!(it.next_timeout(short).unwrap_err().kind(), ErrorKind::Timeout);
+                go.set();
+                assert_eq!(it.next_timeout(LONG).unwrap().unwrap().unwrap(), 0);
+                assert_eq!(it.next_timeout(Duration::MAX).unwrap().unwrap().unwrap(), 1, "a huge timeout waits");
+                assert_eq!(it.next().unwrap().unwrap(), 2);
+                assert!(it.next_timeout(Duration::ZERO).unwrap().is_none());
+            }
+        }
+    }
+}
+
 per_method! {
     fn cancel_works_until_a_task_starts_even_inside_a_workers_window(method: StartMethod) {
         let (pool, started, go, counts) = probed_pool(method, 1, 8);

@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -13,7 +13,7 @@ use super::dispatch::{Pending, Shared};
 use super::job::{Chunk, Job};
 use super::progress::Bar;
 use super::wire::{ChunkHead, Delivery};
-use crate::error::Result;
+use crate::error::{ErrorKind, Result};
 use crate::runtime::TaskId;
 
 /// Pulls input lazily into a job. What is submitted and not taken yet is
@@ -162,24 +162,26 @@ impl<A: Serialize + 'static, It: Iterator<Item = A>> Feeder<It> {
     }
 
     /// The next result: from `buffer`, else the feeder's own error, else
-    /// from the chunk that `take` waits for (`None`: nothing was ready),
-    /// decoded into `buffer`.
+    /// from the chunk that `take` waits for until `deadline` (`None`:
+    /// nothing was ready), decoded into `buffer`. `Err` only when the
+    /// deadline passed first; the feeder is then as it was.
     fn next_result<R: DeserializeOwned + 'static>(
         &mut self,
         buffer: &mut VecDeque<Result<R>>,
-        take: impl Fn(&Job, u32) -> Result<Option<Chunk>>,
-    ) -> Option<Result<R>> {
+        deadline: Option<Instant>,
+        take: impl Fn(&Job, u32, Option<Instant>) -> Result<Option<Chunk>>,
+    ) -> Result<Option<Result<R>>> {
         loop {
             if let Some(item) = buffer.pop_front() {
-                return Some(item);
+                return Ok(Some(item));
             }
             if let Some(e) = self.failed.take() {
-                return Some(Err(e));
+                return Ok(Some(Err(e)));
             }
             if !self.more() {
-                return self.failed.take().map(Err);
+                return Ok(self.failed.take().map(Err));
             }
-            match take(&self.job, self.taken) {
+            match take(&self.job, self.taken, deadline) {
                 Ok(Some(chunk)) => {
                     self.taken += 1;
                     self.taken_items += u64::from(chunk.count());
@@ -187,10 +189,19 @@ impl<A: Serialize + 'static, It: Iterator<Item = A>> Feeder<It> {
                     self.bar.inc(u64::from(chunk.count()));
                 }
                 Ok(None) => {}
-                Err(e) => return Some(Err(e)),
+                Err(e) if e.kind() == ErrorKind::Timeout && deadline.is_some() => return Err(e),
+                Err(e) => return Ok(Some(Err(e))),
             }
         }
     }
+}
+
+/// The error of a `next_timeout` that waited in vain.
+fn nothing_within(timeout: Duration) -> crate::Error {
+    crate::Error::new(
+        ErrorKind::Timeout,
+        format!("no result came within {timeout:?}; the iterator is still usable: call it again to wait more"),
+    )
 }
 
 impl<It> Drop for Feeder<It> {
@@ -231,11 +242,47 @@ impl<R, It> IMap<R, It> {
     }
 }
 
+impl<R: DeserializeOwned + 'static, A: Serialize + 'static, It: Iterator<Item = A>> IMap<R, It> {
+    /// The next result, waiting at most `timeout` for it: Python's
+    /// `IMapIterator.next(timeout)`. `Ok(None)` once every result was
+    /// taken, `Ok(Some(item))` for the next one (`Err` inside if that item
+    /// failed).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) if it did not come
+    /// in time, as Python raises `TimeoutError`; the iterator is unchanged
+    /// and the next call waits again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Pool;
+    /// use std::time::Duration;
+    /// fn nap(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+    /// let pool = Pool::new(1)?;
+    /// let mut it = pool.imap(nap, [300, 1])?;
+    /// assert!(it.next_timeout(Duration::from_millis(10)).unwrap_err().is_timeout());
+    /// assert_eq!(it.next_timeout(Duration::from_secs(30))?.unwrap()?, 300);
+    /// assert_eq!(it.next().unwrap()?, 1);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias("next"))]
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Result<R>>> {
+        let deadline = Instant::now().checked_add(timeout);
+        self.feeder.next_result(&mut self.buffer, deadline, Self::take).map_err(|_| nothing_within(timeout))
+    }
+
+    fn take(job: &Job, index: u32, deadline: Option<Instant>) -> Result<Option<Chunk>> {
+        job.take(index, deadline).map(Some)
+    }
+}
+
 impl<R: DeserializeOwned + 'static, A: Serialize + 'static, It: Iterator<Item = A>> Iterator for IMap<R, It> {
     type Item = Result<R>;
 
     fn next(&mut self) -> Option<Result<R>> {
-        self.feeder.next_result(&mut self.buffer, |job, index| job.take(index, None).map(Some))
+        self.feeder.next_result(&mut self.buffer, None, Self::take).unwrap_or_else(|e| Some(Err(e)))
     }
 }
 
@@ -270,10 +317,44 @@ impl<R, It> IMapUnordered<R, It> {
     }
 }
 
+impl<R: DeserializeOwned + 'static, A: Serialize + 'static, It: Iterator<Item = A>> IMapUnordered<R, It> {
+    /// The next result to complete, waiting at most `timeout` for it:
+    /// Python's `IMapUnorderedIterator.next(timeout)`; as
+    /// [`IMap::next_timeout`].
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) if none came in
+    /// time; the iterator is unchanged.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Pool;
+    /// use std::time::Duration;
+    /// fn nap(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+    /// let pool = Pool::new(1)?;
+    /// let mut it = pool.imap_unordered(nap, [300])?;
+    /// assert!(it.next_timeout(Duration::ZERO).unwrap_err().is_timeout());
+    /// assert_eq!(it.next_timeout(Duration::from_secs(30))?.unwrap()?, 300);
+    /// assert!(it.next_timeout(Duration::ZERO)?.is_none());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias("next"))]
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Result<R>>> {
+        let deadline = Instant::now().checked_add(timeout);
+        self.feeder.next_result(&mut self.buffer, deadline, Self::take).map_err(|_| nothing_within(timeout))
+    }
+
+    fn take(job: &Job, _: u32, deadline: Option<Instant>) -> Result<Option<Chunk>> {
+        Ok(job.take_any(deadline)?.map(|(_, chunk)| chunk))
+    }
+}
+
 impl<R: DeserializeOwned + 'static, A: Serialize + 'static, It: Iterator<Item = A>> Iterator for IMapUnordered<R, It> {
     type Item = Result<R>;
 
     fn next(&mut self) -> Option<Result<R>> {
-        self.feeder.next_result(&mut self.buffer, |job, _| Ok(job.take_any(None)?.map(|(_, chunk)| chunk)))
+        self.feeder.next_result(&mut self.buffer, None, Self::take).unwrap_or_else(|e| Some(Err(e)))
     }
 }
