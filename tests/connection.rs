@@ -526,3 +526,21 @@ fn addresses_mean_what_they_say() {
     assert_eq!(listener.accept().unwrap().recv::<u8>().unwrap(), 5);
     t.join().unwrap();
 }
+
+#[test]
+fn values_that_borrow_can_be_sent() {
+    let _w = common::watchdog("borrowed send");
+    let (a, b) = multiproc::Pipe(true).unwrap();
+    let owned = String::from("worker-1");
+    let borrowed: (u32, &str) = (7, &owned);
+    a.send(&borrowed).unwrap();
+    assert_eq!(b.recv::<(u32, String)>().unwrap(), (7, owned.clone()));
+    // Plain fast paths still apply to what is plain inside a borrow.
+    let bytes: &[u8] = &[1, 2, 3];
+    a.send(bytes).unwrap();
+    assert_eq!(b.recv::<Vec<u8>>().unwrap(), [1, 2, 3]);
+    a.send(&owned.as_str()).unwrap();
+    assert_eq!(b.recv::<String>().unwrap(), owned);
+    a.send(&vec![&owned[..1], &owned[1..]]).unwrap();
+    assert_eq!(b.recv::<Vec<String>>().unwrap(), ["w", "orker-1"]);
+}

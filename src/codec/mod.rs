@@ -129,12 +129,12 @@ impl<'a, S: Sink + ?Sized> Encoder<'a, S> {
     /// where they write the same. Read it back with
     /// [`Decoder::next_message`].
     #[inline]
-    pub(crate) fn push_message<T: Serialize + ?Sized + 'static>(&mut self, value: &T, what: &str) -> Result<()> {
+    pub(crate) fn push_message<T: Serialize + ?Sized>(&mut self, value: &T, what: &str) -> Result<()> {
         self.push_in(value, what, plain::Form::Postcard)
     }
 
     #[inline]
-    fn push_in<T: Serialize + ?Sized + 'static>(&mut self, value: &T, what: &str, form: plain::Form) -> Result<()> {
+    fn push_in<T: Serialize + ?Sized>(&mut self, value: &T, what: &str, form: plain::Form) -> Result<()> {
         if plain::encode(value, self.ser.output.0, form) {
             return Ok(());
         }

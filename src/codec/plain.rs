@@ -77,7 +77,7 @@ fn take_len(bytes: &mut &[u8]) -> Option<usize> {
 /// Appends `value` in its plain form if its type has one in `form`; false
 /// (and nothing appended) otherwise.
 #[inline]
-pub(crate) fn encode<T: ?Sized + 'static, S: Sink + ?Sized>(value: &T, out: &mut S, form: Form) -> bool {
+pub(crate) fn encode<T: ?Sized, S: Sink + ?Sized>(value: &T, out: &mut S, form: Form) -> bool {
     macro_rules! each {
         ($($t:ty),*) => {$(
             if let Some(v) = cast::downcast_ref::<T, $t>(value) {

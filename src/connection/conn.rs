@@ -222,9 +222,8 @@ impl Connection {
     /// Serializes `value` and sends it as one message (Python's `send`).
     /// The bytes are postcard's, so the receiver may name any type with the
     /// same serde form: a `str` is read as a `String`, a `[u8]` as a
-    /// `Vec<u8>`, a `u32` as a `u64`. `T` is a `'static` type (the fast
-    /// paths choose by `TypeId`): send `text.as_str()` (a `str`), or
-    /// `&text`, rather than a `&&str` with a short lifetime.
+    /// `Vec<u8>`, a `u32` as a `u64`. Values that borrow are fine: a
+    /// `(u32, &str)` is read as a `(u32, String)`.
     ///
     /// # Errors
     ///
@@ -237,9 +236,12 @@ impl Connection {
     /// let (a, b) = multiproc::Pipe(true)?;
     /// a.send(&(1u8, "two".to_string()))?;
     /// assert_eq!(b.recv::<(u8, String)>()?, (1, "two".to_string()));
+    /// let name = multiproc::current_process().name().to_string();
+    /// a.send(&(2u32, name.as_str()))?;
+    /// assert_eq!(b.recv::<(u32, String)>()?, (2, name));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn send<T: Serialize + ?Sized + 'static>(&self, value: &T) -> Result<()> {
+    pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
         self.check(true)?;
         let mut w = lock(&self.writer);
         self.check(true)?;
