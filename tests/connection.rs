@@ -544,3 +544,30 @@ fn values_that_borrow_can_be_sent() {
     a.send(&vec![&owned[..1], &owned[1..]]).unwrap();
     assert_eq!(b.recv::<Vec<String>>().unwrap(), ["w", "orker-1"]);
 }
+
+fn send_typed_pairs(conn: Connection) {
+    let conn = conn.typed::<(u8, String)>();
+    conn.send(&(1, "one".into())).unwrap();
+    conn.send(&(2, "two".into())).unwrap();
+}
+
+per_method! {
+    fn a_checked_connection_refuses_a_mismatched_type(method: StartMethod) {
+        // Agreeing ends, across processes.
+        let (mine, theirs) = multiproc::Pipe(true).unwrap();
+        let child = Process::new(send_typed_pairs, theirs).start_method(method).start().unwrap();
+        let typed = mine.typed::<(u8, String)>();
+        assert_eq!(typed.recv().unwrap(), (1, "one".to_string()));
+        assert_eq!(typed.recv().unwrap(), (2, "two".to_string()));
+        child.join_timeout(LONG).unwrap();
+        // The mismatch a plain recv lets through: (u8, &str) as Vec<String>.
+        let (mine, theirs) = multiproc::Pipe(true).unwrap();
+        let child = Process::new(send_typed_pairs, theirs).start_method(method).start().unwrap();
+        let typed = mine.typed::<Vec<String>>();
+        let err = typed.recv().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Deserialize);
+        let text = err.to_string();
+        assert!(text.contains("(u8, alloc::string::String)") && text.contains("Vec<alloc::string::String>"), "{text}");
+        child.join_timeout(LONG).unwrap();
+    }
+}

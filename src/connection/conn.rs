@@ -352,20 +352,7 @@ impl Connection {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn recv<T: DeserializeOwned + 'static>(&self) -> Result<T> {
-        let msg = self.recv_bytes()?;
-        let mut dec = codec::Decoder::new(&msg);
-        let value = dec.next_message::<T>("a message")?;
-        if dec.remaining() > 0 {
-            return Err(Error::new(
-                ErrorKind::Deserialize,
-                format!(
-                    "a message had {} bytes left after a `{}`; sender and receiver must agree on the type",
-                    dec.remaining(),
-                    std::any::type_name::<T>()
-                ),
-            ));
-        }
-        Ok(value)
+        decode_message(&self.recv_bytes()?)
     }
 
     fn recv_limited(&self, limit: u64) -> Result<Vec<u8>> {
@@ -659,4 +646,21 @@ mod tests {
         assert_eq!(b.recv_bytes().unwrap(), big);
         t.join().unwrap().unwrap();
     }
+}
+
+/// The message in `bytes`, as [`Connection::send`] wrote it: all of it.
+pub(super) fn decode_message<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T> {
+    let mut dec = codec::Decoder::new(bytes);
+    let value = dec.next_message::<T>("a message")?;
+    if dec.remaining() > 0 {
+        return Err(Error::new(
+            ErrorKind::Deserialize,
+            format!(
+                "a message had {} bytes left after a `{}`; sender and receiver must agree on the type",
+                dec.remaining(),
+                std::any::type_name::<T>()
+            ),
+        ));
+    }
+    Ok(value)
 }

@@ -7,10 +7,12 @@ mod auth;
 mod conn;
 mod framing;
 mod listener;
+mod typed;
 pub(crate) mod wait;
 
 pub use conn::Connection;
 pub use listener::{Address, Client, Listener, ToAddress};
+pub use typed::TypedConnection;
 pub use wait::{Waitable, wait};
 
 use crate::error::{Error, Result};
