@@ -608,6 +608,23 @@ impl FdHandle for Connection {
     const WHAT: &'static str = "a Connection";
 }
 
+/// The message in `bytes`, as [`Connection::send`] wrote it: all of it.
+pub(super) fn decode_message<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T> {
+    let mut dec = codec::Decoder::new(bytes);
+    let value = dec.next_message::<T>("a message")?;
+    if dec.remaining() > 0 {
+        return Err(Error::new(
+            ErrorKind::Deserialize,
+            format!(
+                "a message had {} bytes left after a `{}`; sender and receiver must agree on the type",
+                dec.remaining(),
+                std::any::type_name::<T>()
+            ),
+        ));
+    }
+    Ok(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -646,21 +663,4 @@ mod tests {
         assert_eq!(b.recv_bytes().unwrap(), big);
         t.join().unwrap().unwrap();
     }
-}
-
-/// The message in `bytes`, as [`Connection::send`] wrote it: all of it.
-pub(super) fn decode_message<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T> {
-    let mut dec = codec::Decoder::new(bytes);
-    let value = dec.next_message::<T>("a message")?;
-    if dec.remaining() > 0 {
-        return Err(Error::new(
-            ErrorKind::Deserialize,
-            format!(
-                "a message had {} bytes left after a `{}`; sender and receiver must agree on the type",
-                dec.remaining(),
-                std::any::type_name::<T>()
-            ),
-        ));
-    }
-    Ok(value)
 }
