@@ -17,8 +17,9 @@ mod sealed {
 /// The function is named to the child by its address in the executable,
 /// which means the same function in every process that runs this build; so
 /// it must have no state of its own. A closure that captures, or a fn
-/// pointer, satisfies the trait bounds but is refused at compile time (with
-/// a message that says why) when it is used (see [`Process`](crate::Process)).
+/// pointer, satisfies the trait bounds but is refused by `cargo build` (not
+/// `cargo check`) with one error that says why and what to do, and names
+/// the closure's place in your source (see [`Process`](crate::Process)).
 /// Implemented for every `Fn(A) -> R + Copy + Send + 'static`; it cannot be
 /// implemented by hand.
 ///

@@ -36,14 +36,7 @@ impl Task {
         A: DeserializeOwned + 'static,
         R: Serialize + 'static,
     {
-        const {
-            assert!(
-                std::mem::size_of::<F>() == 0,
-                "multiproc: a process target must be a fn item or a closure that captures nothing. \
-                 A capturing closure or a fn pointer cannot be named in another process; pass the \
-                 captured values through the argument instead."
-            )
-        };
+        let () = super::trampoline::Nameable::<F>::CHECK;
         Task { call: trampoline::<F, A, R> }
     }
 

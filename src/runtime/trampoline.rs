@@ -41,6 +41,22 @@ enum Domain {
     Chunk(TypeId),
 }
 
+/// The compile-time check that a target can be named in another process:
+/// one constant per target type, so that a capturing closure gets one
+/// error, wherever it is used (the error's notes name the closure by its
+/// place in the caller's source: `{closure@src/main.rs:3:41}`).
+pub(crate) struct Nameable<F>(std::marker::PhantomData<F>);
+
+impl<F> Nameable<F> {
+    pub(crate) const CHECK: () = assert!(
+        std::mem::size_of::<F>() == 0,
+        "multiproc: this target cannot run in another process: it is a closure that captures variables (or a fn \
+         pointer). Use a fn item (`fn work(x: u64) -> u64`) or a closure that captures nothing, and pass the values \
+         it needs through its argument (a tuple for several): `Process::new(work, (x, y))`. The closure is named \
+         in the notes below as {{closure@<your file>:<line>}}."
+    );
+}
+
 /// Produces the one value of the zero-sized function type `F`.
 ///
 /// On stable Rust only fn items, closures and fn pointers implement `Fn`;
@@ -51,7 +67,7 @@ pub(crate) fn conjure<F, A, R>() -> F
 where
     F: Fn(A) -> R + Copy,
 {
-    const { assert!(std::mem::size_of::<F>() == 0) };
+    let () = Nameable::<F>::CHECK;
     // SAFETY: `F` is zero-sized (checked at compile time), so reading it
     // through a dangling but aligned, non-null pointer touches no memory;
     // as a fn item or captureless closure type it has no invariant beyond
