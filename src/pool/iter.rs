@@ -250,7 +250,7 @@ impl<R: DeserializeOwned + 'static, A: Serialize + 'static, It: Iterator<Item = 
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) if it did not come
+    /// [`ErrorKind::Timeout`] if it did not come
     /// in time, as Python raises `TimeoutError`; the iterator is unchanged
     /// and the next call waits again.
     ///
@@ -324,7 +324,7 @@ impl<R: DeserializeOwned + 'static, A: Serialize + 'static, It: Iterator<Item = 
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) if none came in
+    /// [`ErrorKind::Timeout`] if none came in
     /// time; the iterator is unchanged.
     ///
     /// # Examples
