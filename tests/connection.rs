@@ -571,3 +571,27 @@ per_method! {
         child.join_timeout(LONG).unwrap();
     }
 }
+
+#[test]
+fn last_accepted_is_the_peers_address() {
+    let _w = common::watchdog("last_accepted");
+    let listener = Listener::bind("127.0.0.1:0", None).unwrap();
+    let addr = listener.address().clone();
+    let t = std::thread::spawn(move || {
+        let stream = std::net::TcpStream::connect(match addr {
+            Address::Tcp(a) => a,
+            other => panic!("{other}"),
+        })
+        .unwrap();
+        let local = stream.local_addr().unwrap();
+        (stream, local)
+    });
+    let _conn = listener.accept().unwrap();
+    let (_stream, client_addr) = t.join().unwrap();
+    assert_eq!(listener.last_accepted(), Some(Address::Tcp(client_addr)));
+    let dir = std::env::temp_dir().join(format!("multiproc-last-accepted-{}", std::process::id()));
+    let unix = Listener::bind(dir.as_path(), None).unwrap();
+    let _c = Client(unix.address(), None).unwrap();
+    let _conn = unix.accept().unwrap();
+    assert_eq!(unix.last_accepted(), None, "a Unix client has no address");
+}

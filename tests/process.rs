@@ -430,3 +430,26 @@ per_method! {
         assert_eq!(args[1..], ours[1..], "the arguments after argv[0] are the parent's");
     }
 }
+
+fn sleep_forever(_: ()) {
+    loop {
+        std::thread::park();
+    }
+}
+
+#[test]
+fn a_child_shows_itself_as_python_does() {
+    let _w = common::watchdog("child display");
+    let child = multiproc::Process::new(sleep_forever, ()).name("shown").daemon(true).start().unwrap();
+    let pid = child.pid();
+    assert_eq!(
+        child.to_string(),
+        format!("<Process name='shown' pid={pid} parent={} started daemon>", std::process::id())
+    );
+    child.terminate().unwrap();
+    let _ = child.join_timeout(common::LONG);
+    assert_eq!(
+        child.to_string(),
+        format!("<Process name='shown' pid={pid} parent={} stopped exitcode=-SIGTERM daemon>", std::process::id())
+    );
+}

@@ -266,6 +266,7 @@ pub struct Listener {
     /// The socket file this listener created: its path, device and inode.
     file: Option<(PathBuf, u64, u64)>,
     closed: AtomicBool,
+    last_accepted: std::sync::Mutex<Option<Address>>,
 }
 
 impl fmt::Debug for Listener {
@@ -322,7 +323,14 @@ impl Listener {
                 fd
             }
         };
-        Ok(Listener { fd, address, authkey: authkey.map(<[u8]>::to_vec), file, closed: AtomicBool::new(false) })
+        Ok(Listener {
+            fd,
+            address,
+            authkey: authkey.map(<[u8]>::to_vec),
+            file,
+            closed: AtomicBool::new(false),
+            last_accepted: std::sync::Mutex::new(None),
+        })
     }
 
     /// The address clients connect to (with the real port after binding
@@ -375,12 +383,38 @@ impl Listener {
         if matches!(self.address, Address::Tcp(_)) {
             sys::set_nodelay(fd.as_fd());
         }
+        let peer = match self.address {
+            Address::Tcp(_) => sys::peer_tcp_addr(fd.as_fd()).ok().map(Address::Tcp),
+            _ => None,
+        };
         let conn = Connection::new(fd, true, true);
         if let Some(key) = &self.authkey {
             auth::deliver_challenge(&conn, key)?;
             auth::answer_challenge(&conn, key)?;
         }
+        *self.last_accepted.lock().unwrap_or_else(|p| p.into_inner()) = peer;
         Ok(conn)
+    }
+
+    /// The address of the peer of the last connection accepted (Python's
+    /// `Listener.last_accepted`): its host and port over TCP; `None` before
+    /// the first, and for Unix sockets, whose clients have no address.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::connection::{Address, Client, Listener};
+    /// let listener = Listener::bind("127.0.0.1:0", None)?;
+    /// assert_eq!(listener.last_accepted(), None);
+    /// let client = Client(listener.address(), None)?;
+    /// let _conn = listener.accept()?;
+    /// let Some(Address::Tcp(peer)) = listener.last_accepted() else { panic!("a TCP peer") };
+    /// assert!(peer.ip().is_loopback());
+    /// # drop(client);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn last_accepted(&self) -> Option<Address> {
+        self.last_accepted.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Stops listening and removes the socket file; a thread blocked in

@@ -360,6 +360,17 @@ impl Shared {
         PoolStats { queued, running, done: c.done, failed: c.failed, cancelled: c.cancelled, workers }
     }
 
+    /// The pool's state as Python's `repr` names it: `RUN`, `CLOSE`,
+    /// `TERMINATE`, or `BROKEN`.
+    pub(crate) fn state_name(&self) -> &'static str {
+        match self.lock().status {
+            Status::Running => "RUN",
+            Status::Closed => "CLOSE",
+            Status::Terminated => "TERMINATE",
+            Status::Broken(_) => "BROKEN",
+        }
+    }
+
     /// Whether the pool takes new tasks.
     pub(crate) fn is_running(&self) -> bool {
         matches!(self.lock().status, Status::Running)

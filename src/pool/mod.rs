@@ -94,6 +94,23 @@ impl fmt::Debug for Pool {
     }
 }
 
+/// Python's `repr`: `<Pool state=RUN pool_size=4>`.
+///
+/// # Examples
+///
+/// ```
+/// let pool = multiproc::Pool::new(2)?;
+/// assert_eq!(pool.to_string(), "<Pool state=RUN pool_size=2>");
+/// pool.close();
+/// assert_eq!(pool.to_string(), "<Pool state=CLOSE pool_size=2>");
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+impl fmt::Display for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<Pool state={} pool_size={}>", self.shared.state_name(), self.shared.config.processes)
+    }
+}
+
 impl Pool {
     /// A pool of `processes` workers, started with the default start
     /// method. See [`Pool::builder`] for the other settings.

@@ -57,6 +57,38 @@ impl<R> fmt::Debug for Child<R> {
     }
 }
 
+/// Python's `repr` of a started process: `<Process name='Process-1'
+/// pid=123 parent=100 started daemon>`, then `stopped exitcode=0` (or
+/// `exitcode=-SIGTERM`) once it has ended.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::Process;
+/// fn nothing(_: ()) {}
+/// let child = Process::new(nothing, ()).name("worker").start()?;
+/// child.join()?;
+/// let shown = child.to_string();
+/// assert!(shown.starts_with("<Process name='worker' pid="), "{shown}");
+/// assert!(shown.ends_with(" stopped exitcode=0>"), "{shown}");
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+impl<R> fmt::Display for Child<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<Process name='{}' pid={} parent={}", self.name(), self.pid(), std::process::id())?;
+        match self.exitcode() {
+            // Python names deaths by signal: exitcode=-SIGTERM.
+            Some(code) if code < 0 => write!(f, " stopped exitcode=-{}", crate::sys::signal_name(-code))?,
+            Some(code) => write!(f, " stopped exitcode={code}")?,
+            None => write!(f, " started")?,
+        }
+        if self.daemon() {
+            write!(f, " daemon")?;
+        }
+        write!(f, ">")
+    }
+}
+
 impl<R> Child<R> {
     pub(crate) fn new(record: Arc<ChildRecord>) -> Self {
         Child { record, _result: PhantomData }

@@ -122,8 +122,9 @@ fn not_leaked(what: &str) -> Error {
     Error::new(
         ErrorKind::InvalidState,
         format!(
-            "release() of a {what} this thread holds through no leaked guard; drop the guard instead, or give it up \
-             with leak() first (a {what} is released by the thread that acquired it)"
+            "release() of a {what} that this thread does not hold (Python says \"released too many times\"): a \
+             {what} is released by the thread that acquired it. Holding it through a guard, drop the guard; for \
+             Python's acquire() ... release() style, call acquire()?.leak() first"
         ),
     )
 }

@@ -341,6 +341,46 @@ impl<T: Pod> Array<T> {
         self.with_lock(|s| s.get(i).copied())
     }
 
+    /// Item `i`, read under the lock: Python's `arr[i]`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`] past the end (Python's `IndexError`);
+    /// [`ErrorKind::Io`] if the lock cannot be taken.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let a = multiproc::Array::new(&[7u8, 8])?;
+    /// assert_eq!(a.at(1)?, 8);
+    /// assert!(a.at(2).is_err());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias("__getitem__"))]
+    pub fn at(&self, i: usize) -> Result<T> {
+        let len = self.len();
+        self.get(i)?.ok_or_else(|| past_the_end(i, len))
+    }
+
+    /// The items as they are now (copied under the lock once): Python's
+    /// `for x in arr`, `list(arr)`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] if the lock cannot be taken.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let a = multiproc::Array::new(&[1u32, 2, 3])?;
+    /// assert_eq!(a.iter()?.map(|x| x * 10).collect::<Vec<_>>(), [10, 20, 30]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias("__iter__"))]
+    pub fn iter(&self) -> Result<std::vec::IntoIter<T>> {
+        Ok(self.to_vec()?.into_iter())
+    }
+
     /// Sets item `i` under the lock.
     ///
     /// # Errors
@@ -359,9 +399,7 @@ impl<T: Pod> Array<T> {
     /// ```
     pub fn set(&self, i: usize, value: T) -> Result<()> {
         let len = self.len();
-        self.with_lock(|s| s.get_mut(i).map(|x| *x = value))?.ok_or_else(|| {
-            Error::new(ErrorKind::InvalidInput, format!("index {i} is past the end of an Array of {len} items"))
-        })
+        self.with_lock(|s| s.get_mut(i).map(|x| *x = value))?.ok_or_else(|| past_the_end(i, len))
     }
 
     /// A copy of all the items, read under the lock.
@@ -379,6 +417,11 @@ impl<T: Pod> Array<T> {
     pub fn to_vec(&self) -> Result<Vec<T>> {
         self.with_lock(|s| s.to_vec())
     }
+}
+
+/// Python's `IndexError`.
+fn past_the_end(i: usize, len: usize) -> Error {
+    Error::new(ErrorKind::InvalidInput, format!("index {i} is past the end of an Array of {len} items"))
 }
 
 block_serde!(

@@ -266,6 +266,13 @@ pub(crate) fn local_tcp_addr(fd: BorrowedFd<'_>) -> io::Result<SocketAddr> {
     SocketAddr::try_from(any).map_err(|_| io::Error::other("the socket is not a TCP socket"))
 }
 
+/// The address of a TCP socket's peer.
+#[doc(alias("getpeername"))]
+pub(crate) fn peer_tcp_addr(fd: BorrowedFd<'_>) -> io::Result<SocketAddr> {
+    let any: SocketAddrAny = rustix::net::getpeername(fd)?.ok_or_else(|| io::Error::other("the socket has no peer"))?;
+    SocketAddr::try_from(any).map_err(|_| io::Error::other("the socket is not a TCP socket"))
+}
+
 /// Accepts one connection (retrying on `EINTR`).
 #[doc(alias("accept4"))]
 pub(crate) fn accept(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
