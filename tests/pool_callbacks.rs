@@ -156,3 +156,37 @@ per_method! {
         assert_eq!(rx.try_recv().unwrap(), ("slow", ErrorKind::BrokenPool), "join waited for the callback");
     }
 }
+
+fn mul((a, b): (u64, u64)) -> u64 {
+    a * b
+}
+
+#[test]
+fn wait_returns_after_the_callback_has_run_as_in_python() {
+    // A = []; r = pool.apply_async(mul, (7, 8), callback=A.append); r.wait()
+    // -- and A == [56]: Python runs the callback before the result is ready.
+    let _w = common::watchdog("callback before ready");
+    let pool = multiproc::Pool::new(1).unwrap();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let (go, gate) = std::sync::mpsc::channel::<()>();
+    let sink = Arc::clone(&got);
+    let r = pool.apply_async(mul, (7, 8)).unwrap().callback(move |v| {
+        started_tx.send(()).unwrap();
+        gate.recv().unwrap();
+        sink.lock().unwrap().push(v);
+    });
+    started.recv_timeout(common::LONG).unwrap();
+    // The task is done and its callback runs: the result is not ready yet.
+    assert!(!r.ready());
+    assert!(!r.wait_timeout(std::time::Duration::from_millis(10)));
+    go.send(()).unwrap();
+    r.wait();
+    assert!(r.ready());
+    assert_eq!(*got.lock().unwrap(), [56]);
+    let a = pool.map_async(mul, (0..4).map(|i| (i, i * i))).unwrap();
+    let sink = Arc::clone(&got);
+    let a = a.callback(move |v: Vec<u64>| sink.lock().unwrap().extend(v));
+    a.wait();
+    assert_eq!(*got.lock().unwrap(), [56, 0, 1, 8, 27]);
+}

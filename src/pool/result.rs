@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,10 @@ struct Callbacks<T> {
     on_done: Vec<OnDone<T>>,
     /// A waker is on the job (or the result is queued) to run them.
     armed: bool,
+    /// A `callback` or `error_callback` is registered and has not run to
+    /// its end: until then the result is not ready, as in Python (whose
+    /// result handler runs them before it sets the result's event).
+    settling: bool,
 }
 
 /// What the handle and its callbacks share.
@@ -46,6 +50,8 @@ struct Inner<T> {
     assemble: Assemble<T>,
     value: Mutex<Value<T>>,
     callbacks: Mutex<Callbacks<T>>,
+    /// Signalled when `settling` turns false.
+    settled: Condvar,
 }
 
 /// The result of [`Pool::apply_async`](crate::Pool::apply_async),
@@ -99,7 +105,14 @@ impl<T> AsyncResult<T> {
             chunks,
             assemble,
             value: Mutex::new(Value::Pending),
-            callbacks: Mutex::new(Callbacks { on_value: None, on_error: None, on_done: Vec::new(), armed: false }),
+            callbacks: Mutex::new(Callbacks {
+                on_value: None,
+                on_error: None,
+                on_done: Vec::new(),
+                armed: false,
+                settling: false,
+            }),
+            settled: Condvar::new(),
         };
         AsyncResult { inner: Arc::new(inner) }
     }
@@ -146,7 +159,27 @@ impl<T> AsyncResult<T> {
     #[doc(alias("result"))]
     pub fn get(&self) -> Result<T> {
         self.inner.job.wait_all(None)?;
+        self.settle(None);
         self.take()
+    }
+
+    /// Waits until the `callback` or `error_callback` registered has run
+    /// (if any), or `deadline` passes; whether it has.
+    fn settle(&self, deadline: Option<Instant>) -> bool {
+        let mut cbs = lock(&self.inner.callbacks);
+        while cbs.settling {
+            match deadline {
+                None => cbs = self.inner.settled.wait(cbs).unwrap_or_else(|p| p.into_inner()),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return false;
+                    }
+                    cbs = self.inner.settled.wait_timeout(cbs, left).unwrap_or_else(|p| p.into_inner()).0;
+                }
+            }
+        }
+        true
     }
 
     /// Like [`get`](AsyncResult::get), but gives up after `timeout`, leaving
@@ -171,7 +204,14 @@ impl<T> AsyncResult<T> {
     /// ```
     #[doc(alias("get", "result"))]
     pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
-        self.inner.job.wait_all(Instant::now().checked_add(timeout))?;
+        let deadline = Instant::now().checked_add(timeout);
+        self.inner.job.wait_all(deadline)?;
+        if !self.settle(deadline) {
+            return Err(Error::new(
+                ErrorKind::Timeout,
+                format!("the result's callback was still running after {timeout:?}; try again, or wait longer"),
+            ));
+        }
         self.take()
     }
 
@@ -190,6 +230,7 @@ impl<T> AsyncResult<T> {
     /// ```
     pub fn wait(&self) {
         let _ = self.inner.job.wait_all(None);
+        self.settle(None);
     }
 
     /// Waits up to `timeout` until the result is ready; whether it is.
@@ -206,7 +247,8 @@ impl<T> AsyncResult<T> {
     /// ```
     #[doc(alias("wait"))]
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.inner.job.wait_all(Instant::now().checked_add(timeout)).is_ok()
+        let deadline = Instant::now().checked_add(timeout);
+        self.inner.job.wait_all(deadline).is_ok() && self.settle(deadline)
     }
 
     /// Whether the result is ready (done, failed or cancelled).
@@ -224,7 +266,7 @@ impl<T> AsyncResult<T> {
     /// ```
     #[doc(alias("done"))]
     pub fn ready(&self) -> bool {
-        self.inner.job.all_finished()
+        self.inner.job.all_finished() && !lock(&self.inner.callbacks).settling
     }
 
     /// Whether the task succeeded (for a map: every item did).
@@ -335,8 +377,11 @@ impl<T: Send + 'static> AsyncResult<T> {
     /// Runs `f` with the value once the task has succeeded: Python's
     /// `apply_async(..., callback=f)` (for `map_async`, `f` gets the whole
     /// `Vec`). It runs once, in a thread of the pool's (not the caller's),
-    /// after the result is ready, even if this handle is dropped; the pool's
-    /// [`join`](crate::Pool::join) waits for it. The value goes to `f`:
+    /// when the task has finished, even if this handle is dropped; as in
+    /// Python, the result is ready only once it has run, so
+    /// [`wait`](AsyncResult::wait) and [`get`](AsyncResult::get) return
+    /// after it, and the pool's [`join`](crate::Pool::join) waits for it.
+    /// Keep it short: callbacks run one at a time (Python's advice too). The value goes to `f`:
     /// [`get`](AsyncResult::get) afterwards fails with
     /// [`ErrorKind::InvalidState`]. A task that fails does not call `f`
     /// (see [`error_callback`](AsyncResult::error_callback)); a panic in
@@ -364,15 +409,20 @@ impl<T: Send + 'static> AsyncResult<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn callback(self, f: impl FnOnce(T) + Send + 'static) -> Self {
-        lock(&self.inner.callbacks).on_value = Some(Box::new(f));
+        {
+            let mut cbs = lock(&self.inner.callbacks);
+            cbs.on_value = Some(Box::new(f));
+            cbs.settling = true;
+        }
         self.arm();
         self
     }
 
     /// Runs `f` with the error once the task has failed: Python's
     /// `error_callback=` (for `map_async`, the first error in input order).
-    /// Once, in a thread of the pool's, after the result is ready; the
-    /// error stays for [`get`](AsyncResult::get) too. A task that succeeds
+    /// Once, in a thread of the pool's, before the result is ready (as
+    /// [`callback`](AsyncResult::callback)); the error stays for
+    /// [`get`](AsyncResult::get) too. A task that succeeds
     /// does not call `f`.
     ///
     /// # Examples
@@ -391,7 +441,11 @@ impl<T: Send + 'static> AsyncResult<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn error_callback(self, f: impl FnOnce(Error) + Send + 'static) -> Self {
-        lock(&self.inner.callbacks).on_error = Some(Box::new(f));
+        {
+            let mut cbs = lock(&self.inner.callbacks);
+            cbs.on_error = Some(Box::new(f));
+            cbs.settling = true;
+        }
         self.arm();
         self
     }
@@ -477,6 +531,8 @@ impl<T: Send + 'static> Fire for Inner<T> {
                 }
                 None => {}
             }
+            lock(&self.callbacks).settling = false;
+            self.settled.notify_all();
         }
         if !on_done.is_empty() {
             let handle = AsyncResult { inner: Arc::clone(&self) };
