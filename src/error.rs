@@ -474,6 +474,37 @@ impl From<Error> for std::io::Error {
     }
 }
 
+/// An I/O error of the caller's own (a socket, a file), so that `?` works
+/// in code that returns [`multiproc::Result`](crate::Result) as it does in
+/// Python, where every error is an exception. An [`Error`] that went into a
+/// `std::io::Error` comes back as it was.
+///
+/// # Examples
+///
+/// ```
+/// fn first_line(path: &str) -> multiproc::Result<String> {
+///     Ok(std::fs::read_to_string(path)?.lines().next().unwrap_or_default().to_string())
+/// }
+/// let err = first_line("/no/such/file").unwrap_err();
+/// assert_eq!(err.kind(), multiproc::ErrorKind::Io);
+/// assert!(err.to_string().contains("No such file"), "{err}");
+/// ```
+impl From<std::io::Error> for Error {
+    fn from(err: std::io::Error) -> Self {
+        if err.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+            let inner = err.into_inner().expect("checked above");
+            return *inner.downcast::<Error>().expect("checked above");
+        }
+        let kind = match err.kind() {
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => ErrorKind::Timeout,
+            std::io::ErrorKind::InvalidInput => ErrorKind::InvalidInput,
+            std::io::ErrorKind::UnexpectedEof => ErrorKind::Eof,
+            _ => ErrorKind::Io,
+        };
+        Error::new(kind, format!("an I/O operation failed: {err}")).with_source(err)
+    }
+}
+
 /// An `Error` as data, for [`Error`]'s serde impls.
 #[derive(Serialize, Deserialize)]
 struct ErrorData {

@@ -186,3 +186,74 @@ fn shared_memory_example() {
         ]
     );
 }
+
+/// What a ported example's worker says, without the worker's name.
+fn said(line: &str) -> String {
+    line.split_once(" says that ").map(|(_, rest)| rest.to_string()).unwrap_or_else(|| panic!("{line:?}"))
+}
+
+#[test]
+fn python_docs_mp_workers_example() {
+    let lines = stdout_lines("mp_workers");
+    assert_eq!(lines[0], "Unordered results:");
+    assert_eq!(lines.len(), 31, "{lines:#?}");
+    let mut got: Vec<String> = lines[1..].iter().map(|l| said(l)).collect();
+    got.sort();
+    let mut want: Vec<String> = (0..20)
+        .map(|i| format!("mul({i}, 7) = {}", i * 7))
+        .chain((0..10).map(|i| format!("plus({i}, 8) = {}", i + 8)))
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+    for line in &lines[1..] {
+        let name = line.trim_start().split(' ').next().unwrap();
+        assert!(["Process-1", "Process-2", "Process-3", "Process-4"].contains(&name), "{line}");
+    }
+}
+
+#[test]
+fn python_docs_mp_pool_example() {
+    let lines = stdout_lines("mp_pool");
+    let at =
+        |title: &str| lines.iter().position(|l| l == title).unwrap_or_else(|| panic!("no {title:?} in {lines:#?}"));
+    assert!(lines.contains(&"pool = <Pool state=RUN pool_size=4>".to_string()));
+    let want: Vec<String> = (0..10)
+        .map(|i| format!("mul({i}, 7) = {}", i * 7))
+        .chain((0..10).map(|i| format!("plus({i}, 8) = {}", i + 8)))
+        .collect();
+    for title in ["Ordered results using pool.apply_async():", "Ordered results using pool.imap():"] {
+        let start = at(title) + 1;
+        let got: Vec<String> = lines[start..start + 20].iter().map(|l| said(l)).collect();
+        assert_eq!(got, want, "{title}");
+    }
+    let start = at("Unordered results using pool.imap_unordered():") + 1;
+    let mut got: Vec<String> = lines[start..start + 20].iter().map(|l| said(l)).collect();
+    got.sort();
+    let mut sorted = want.clone();
+    sorted.sort();
+    assert_eq!(got, sorted);
+    for expected in [
+        "\tGot a panic as expected from pool.apply()",
+        "\tGot a panic as expected from pool.map()",
+        "\tGot a panic as expected from list(pool.imap())",
+        "\tGot a panic as expected from IMap::next()",
+        "\tcallbacks succeeded",
+        "\tclose() succeeded",
+        "\tterminate() succeeded",
+        "\tgarbage collection succeeded",
+    ] {
+        assert!(lines.iter().any(|l| l == expected), "no {expected:?} in {lines:#?}");
+    }
+}
+
+#[test]
+fn python_docs_mp_webserver_example() {
+    let lines = stdout_lines("mp_webserver");
+    assert!(lines[0].starts_with("Serving at http://localhost:") && lines[0].ends_with(" using 4 worker processes"));
+    let servers: std::collections::HashSet<&str> =
+        lines[1..].iter().map(|l| l.strip_prefix("GET / -> served by ").unwrap_or_else(|| panic!("{l:?}"))).collect();
+    assert_eq!(lines.len(), 9, "{lines:#?}");
+    // Which of the four answers is the kernel's choice (tests/handles.rs
+    // shows that all four serve); each answer names one of them.
+    assert!(servers.iter().all(|s| ["Process-1", "Process-2", "Process-3", "Process-4"].contains(s)), "{servers:?}");
+}
