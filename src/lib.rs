@@ -132,3 +132,8 @@ pub use target::{Message, Target};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// The migration guide's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/from-python.md")]
+pub struct FromPythonDoctests;
