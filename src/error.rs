@@ -99,6 +99,9 @@ pub enum ErrorKind {
     /// (Python's `BrokenBarrierError`).
     #[doc(alias("BrokenBarrierError"))]
     BrokenBarrier,
+    /// The [`Manager`](crate::Manager)'s server process is gone (it was
+    /// shut down, killed, or crashed): no proxy call can be answered.
+    ManagerGone,
 }
 
 impl ErrorKind {
@@ -126,6 +129,7 @@ impl ErrorKind {
             ErrorKind::Full => "full",
             ErrorKind::BufferTooShort => "buffer too short",
             ErrorKind::BrokenBarrier => "broken barrier",
+            ErrorKind::ManagerGone => "manager gone",
         }
     }
 }

@@ -97,6 +97,7 @@ pub mod connection;
 mod context;
 mod error;
 mod handle;
+pub mod manager;
 mod pool;
 mod process;
 mod queue;
@@ -115,6 +116,7 @@ pub use context::{
 };
 pub use error::{Error, ErrorKind, PanicInfo, Result};
 pub use handle::Handle;
+pub use manager::Manager;
 pub use pool::{
     AsCompleted, AsyncResult, Calls, Done, IMap, IMapUnordered, Pool, PoolBuilder, PoolStats, ReturnWhen, StarFn,
     WorkerStats, as_completed, wait,

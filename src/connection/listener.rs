@@ -216,6 +216,19 @@ impl From<PathBuf> for Address {
     }
 }
 
+impl Address {
+    /// The address as a string that parses back to it (Display shows an
+    /// abstract name's NUL as `\0`, for people).
+    pub(crate) fn to_parseable(&self) -> String {
+        match self {
+            Address::Unix(p) if p.to_string_lossy().contains('/') => p.to_string_lossy().into_owned(),
+            Address::Unix(p) => format!("unix:{}", p.to_string_lossy()),
+            Address::Abstract(name) => format!("\0{}", String::from_utf8_lossy(name)),
+            Address::Tcp(a) => a.to_string(),
+        }
+    }
+}
+
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

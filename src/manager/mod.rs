@@ -1,0 +1,407 @@
+//! [`Manager`]: a server process that owns shared objects (dicts, lists),
+//! and the proxies through which any process uses them (Python's
+//! `multiprocessing.Manager()` and `managers.BaseManager`).
+//!
+//! `protocol.rs` is what clients and server say; `server.rs` the server
+//! (an object table, a thread per client, references given back when a
+//! client goes away); `proxy.rs` the per-process link to a server and the
+//! reference a proxy holds; `dict.rs` and `list.rs` the typed proxies.
+
+mod dict;
+mod list;
+mod protocol;
+mod proxy;
+mod server;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use dict::DictProxy;
+pub use list::ListProxy;
+
+use crate::connection::{Connection, Listener, ToAddress};
+use crate::context::StartMethod;
+use crate::error::{Error, ErrorKind, RemoteError, Result};
+use crate::process::{Child, Process};
+use crate::target::Message;
+use protocol::{Reply, Request};
+use proxy::Link;
+
+/// A server process that owns shared objects, and the handle that starts
+/// and stops it (Python's `multiprocessing.Manager()`). Objects made with
+/// [`dict`](Manager::dict) or [`list`](Manager::list) live in the server;
+/// every process uses them through proxies, which are messages (they go in
+/// process arguments, pool tasks, queues, and other managed objects) and
+/// are the same object wherever they arrive.
+///
+/// The server stops when the manager is dropped (as Python's `with
+/// Manager() as m:`) or [`shutdown`](Manager::shutdown); a proxy call after
+/// that fails with [`ErrorKind::ManagerGone`], as it does if the server
+/// dies. An object lives while any proxy to it exists, in any process: a
+/// process that dies gives back its proxies' references.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::Manager;
+/// use multiproc::manager::{DictProxy, ListProxy};
+///
+/// fn fill((d, l): (DictProxy<i32, String>, ListProxy<i32>)) {
+///     d.insert(1, "1".into()).unwrap();
+///     d.insert(2, "2".into()).unwrap();
+///     l.reverse().unwrap();
+/// }
+///
+/// let manager = Manager::new()?;
+/// let d = manager.dict()?;
+/// let l = manager.list_from((0..10).collect())?;
+/// multiproc::Process::new(fill, (d.clone(), l.clone())).start()?.join()?;
+/// assert_eq!(d.items()?, [(1, "1".to_string()), (2, "2".to_string())]);
+/// assert_eq!(l.snapshot()?, [9, 8, 7, 6, 5, 4, 3, 2, 1, 0]);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[doc(alias("SyncManager", "BaseManager"))]
+pub struct Manager {
+    link: Arc<Link>,
+    /// The server, when this handle started it.
+    server: Option<Child<()>>,
+    owner: u32,
+}
+
+impl fmt::Debug for Manager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Manager").field("address", &self.link.address()).finish_non_exhaustive()
+    }
+}
+
+/// How long a new server may take to start listening.
+const START_LIMIT: Duration = Duration::from_secs(30);
+
+/// The server process: listens on `address`, says so on `ready`, serves.
+fn server_main((address, authkey, ready): (String, Vec<u8>, Connection)) {
+    let listener = match Listener::bind(address.as_str(), Some(&authkey)) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = ready.send(&Some(RemoteError::from(&e)));
+            return;
+        }
+    };
+    if ready.send(&None::<RemoteError>).is_err() {
+        return;
+    }
+    drop(ready);
+    server::Server::new(address).run(listener)
+}
+
+impl Manager {
+    /// Starts a manager's server process, under the default start method,
+    /// on a private address with a random authkey (Python's `Manager()`).
+    ///
+    /// # Errors
+    ///
+    /// Those of starting a process, or [`ErrorKind::ManagerGone`] if the
+    /// server could not start listening.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let manager = multiproc::Manager::new()?;
+    /// let d = manager.dict::<String, i32>()?;
+    /// d.insert("answer".into(), 42)?;
+    /// assert_eq!(d.get(&"answer".into())?, Some(42));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias("start"))]
+    pub fn new() -> Result<Manager> {
+        Manager::start_with(None)
+    }
+
+    /// Starts a manager's server process with start method `method`.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Manager::new).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{Manager, StartMethod};
+    /// let manager = Manager::with_start_method(StartMethod::Spawn)?;
+    /// assert_eq!(manager.list_from(vec![1u8])?.len()?, 1);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn with_start_method(method: StartMethod) -> Result<Manager> {
+        Manager::start_with(Some(method))
+    }
+
+    fn start_with(method: Option<StartMethod>) -> Result<Manager> {
+        let mut secret = [0u8; 24];
+        crate::sys::random_bytes(&mut secret).map_err(|e| Error::io("making a manager's authkey", e))?;
+        let name: String = secret[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let address = format!("\0multiproc-manager-{}-{name}", std::process::id());
+        let authkey = secret[8..].to_vec();
+        let (mine, theirs) = crate::Pipe(true)?;
+        let mut process =
+            Process::new(server_main, (address.clone(), authkey.clone(), theirs)).name("SyncManager-1").daemon(true);
+        if let Some(m) = method {
+            process = process.start_method(m);
+        }
+        let server = process.start()?;
+        let started = if mine.poll(Some(START_LIMIT))? {
+            mine.recv::<Option<RemoteError>>().map_err(protocol::gone)?
+        } else {
+            Some(RemoteError { kind: ErrorKind::Timeout, message: "the manager's server did not start".into() })
+        };
+        if let Some(e) = started {
+            let _ = server.kill();
+            return Err(Error::new(
+                ErrorKind::ManagerGone,
+                format!("the manager's server could not start: {}", e.message),
+            ));
+        }
+        let link = Link::to(&address, &authkey)?;
+        Ok(Manager { link, server: Some(server), owner: std::process::id() })
+    }
+
+    /// Connects to a manager that another program serves at `address`
+    /// with `authkey` (Python's `BaseManager(address, authkey).connect()`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::ManagerGone`] if nothing serves there,
+    /// [`ErrorKind::Authentication`] for a wrong key, and those of
+    /// [`ToAddress`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Manager;
+    /// let served = Manager::new()?;
+    /// let d = served.dict::<u8, u8>()?;
+    /// d.insert(1, 2)?;
+    /// let other = Manager::connect(served.address(), served.authkey())?;
+    /// assert_eq!(other.object_count()?, 1);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn connect(address: impl ToAddress, authkey: &[u8]) -> Result<Manager> {
+        let address = address.to_address()?.to_parseable();
+        let link = Link::to(&address, authkey)?;
+        link.call(&Request::Count)?;
+        Ok(Manager { link, server: None, owner: std::process::id() })
+    }
+
+    /// Serves a manager at `address` with `authkey` in this process, until
+    /// a client calls [`shutdown`](Manager::shutdown), which ends this
+    /// process (Python's `manager.get_server().serve_forever()`).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Listener::bind`](crate::connection::Listener::bind),
+    /// before serving starts.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// // In one program (or terminal):
+    /// multiproc::Manager::serve("127.0.0.1:50000", b"secret")?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn serve(address: impl ToAddress, authkey: &[u8]) -> Result<std::convert::Infallible> {
+        let address = address.to_address()?;
+        let listener = Listener::bind(address.clone(), Some(authkey))?;
+        server::Server::new(listener.address().to_parseable()).run(listener)
+    }
+
+    /// Serves a manager on `listener` in this process (its authkey is the
+    /// manager's), until a client calls [`shutdown`](Manager::shutdown),
+    /// which ends this process: for a server that must say where it
+    /// listens before it serves (bind port 0, tell the port, serve).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use multiproc::connection::Listener;
+    /// let listener = Listener::bind("127.0.0.1:0", Some(b"secret"))?;
+    /// println!("serving at {}", listener.address());
+    /// multiproc::Manager::serve_listener(listener);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn serve_listener(listener: Listener) -> std::convert::Infallible {
+        server::Server::new(listener.address().to_parseable()).run(listener)
+    }
+
+    /// The pid of the server process this manager started (`None` for one
+    /// it [`connect`](Manager::connect)ed to).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// assert!(m.pid().is_some_and(|pid| pid != std::process::id()));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn pid(&self) -> Option<u32> {
+        self.server.as_ref().map(Child::pid)
+    }
+
+    /// The address proxies connect to.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// assert!(m.address().starts_with('\0'));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn address(&self) -> &str {
+        self.link.address()
+    }
+
+    /// The key clients must know.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// assert_eq!(m.authkey().len(), 16);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn authkey(&self) -> &[u8] {
+        self.link.authkey()
+    }
+
+    /// A new empty dict in the server (Python's `manager.dict()`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::ManagerGone`] if the server is gone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// assert_eq!(m.dict::<u8, u8>()?.len()?, 0);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn dict<K, V>(&self) -> Result<DictProxy<K, V>>
+    where
+        K: Message + Eq + std::hash::Hash + Clone,
+        V: Message + Clone,
+    {
+        DictProxy::create(Arc::clone(&self.link), Vec::new())
+    }
+
+    /// A new dict with `items` (Python's `manager.dict(items)`).
+    ///
+    /// # Errors
+    ///
+    /// As [`dict`](Manager::dict).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// assert_eq!(m.dict_from(vec![(1u8, 'a')])?.get(&1)?, Some('a'));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn dict_from<K, V>(&self, items: Vec<(K, V)>) -> Result<DictProxy<K, V>>
+    where
+        K: Message + Eq + std::hash::Hash + Clone,
+        V: Message + Clone,
+    {
+        DictProxy::create(Arc::clone(&self.link), items)
+    }
+
+    /// A new empty list in the server (Python's `manager.list()`).
+    ///
+    /// # Errors
+    ///
+    /// As [`dict`](Manager::dict).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// assert_eq!(m.list::<u8>()?.len()?, 0);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn list<T: Message + Clone>(&self) -> Result<ListProxy<T>> {
+        ListProxy::create(Arc::clone(&self.link), Vec::new())
+    }
+
+    /// A new list with `items` (Python's `manager.list(items)`).
+    ///
+    /// # Errors
+    ///
+    /// As [`dict`](Manager::dict).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// assert_eq!(m.list_from(vec![1u8, 2])?.len()?, 2);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn list_from<T: Message + Clone>(&self, items: Vec<T>) -> Result<ListProxy<T>> {
+        ListProxy::create(Arc::clone(&self.link), items)
+    }
+
+    /// How many objects the server holds: those that some proxy, in some
+    /// process, still refers to.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::ManagerGone`] if the server is gone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// let d = m.dict::<u8, u8>()?;
+    /// assert_eq!(m.object_count()?, 1);
+    /// drop(d);
+    /// assert_eq!(m.object_count()?, 0);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn object_count(&self) -> Result<u64> {
+        match self.link.call(&Request::Count)? {
+            Reply::Count(n) => Ok(n),
+            other => Err(Error::new(ErrorKind::Protocol, format!("a manager answered {other:?} to a count"))),
+        }
+    }
+
+    /// Stops the server (Python's `shutdown()`): every proxy's next call
+    /// fails with [`ErrorKind::ManagerGone`]. Dropping the manager that
+    /// started the server does this too.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::ManagerGone`] if it was gone already.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{ErrorKind, Manager};
+    /// let m = Manager::new()?;
+    /// let d = m.dict::<u8, u8>()?;
+    /// m.shutdown()?;
+    /// assert_eq!(d.len().unwrap_err().kind(), ErrorKind::ManagerGone);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn shutdown(&self) -> Result<()> {
+        self.link.call(&Request::Shutdown)?;
+        if let Some(server) = &self.server {
+            let _ = server.join_timeout(START_LIMIT);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        if self.server.is_some() && std::process::id() == self.owner {
+            let _ = self.shutdown();
+        }
+    }
+}

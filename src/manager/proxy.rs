@@ -1,0 +1,202 @@
+//! A reference to a managed object, and the connection to its server that
+//! every proxy of one manager shares within a process.
+//!
+//! A proxy holds one reference to its object on the server: made when the
+//! object is created or the proxy cloned (`IncRef`), given back when it is
+//! dropped (`DecRef`). A proxy that is serialized (into a process's
+//! argument, a pool task, a queue, another managed object) takes a
+//! reference for the trip (`Hold`), which the process that reads it adopts
+//! (`Adopt`); so the object lives while any proxy to it exists, wherever it
+//! is. In the server process itself (a proxy stored inside another managed
+//! object), the same changes are made on the server's table directly.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::protocol::{self, OpId, Reply, Request};
+use super::server::{self, RefChange};
+use crate::connection::{Client, Connection};
+use crate::error::{Error, ErrorKind, Result};
+
+/// A connection to one manager's server, shared by this process's proxies.
+pub(crate) struct Link {
+    address: String,
+    authkey: Vec<u8>,
+    /// Connected at the first call.
+    conn: Mutex<Option<Connection>>,
+}
+
+impl fmt::Debug for Link {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Link").field("address", &self.address).finish_non_exhaustive()
+    }
+}
+
+/// This process's links, by server address and key (with the pid that
+/// made them: a forked child makes its own).
+type Links = HashMap<(String, Vec<u8>), (u32, Arc<Link>)>;
+static LINKS: OnceLock<Mutex<Links>> = OnceLock::new();
+
+impl Link {
+    /// This process's link to the server at `address`, made and connected
+    /// if needed. The table's lock is never held across I/O, so that a
+    /// fork from another thread cannot leave it held in the child.
+    pub(crate) fn to(address: &str, authkey: &[u8]) -> Result<Arc<Link>> {
+        let me = std::process::id();
+        let key = (address.to_string(), authkey.to_vec());
+        let link = {
+            let mut links = LINKS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+            match links.get(&key) {
+                Some((pid, link)) if *pid == me => Arc::clone(link),
+                _ => {
+                    let link = Link::lazy(address, authkey);
+                    if let Some((pid, old)) = links.insert(key, (me, Arc::clone(&link))) {
+                        if pid != me {
+                            // The parent's, inherited through a fork: its
+                            // socket is the parent's conversation, which
+                            // this process must neither use nor close.
+                            std::mem::forget(old);
+                        }
+                    }
+                    link
+                }
+            }
+        };
+        drop(link.connected()?);
+        Ok(link)
+    }
+
+    /// A link that connects at its first call.
+    pub(crate) fn lazy(address: &str, authkey: &[u8]) -> Arc<Link> {
+        Arc::new(Link { address: address.to_string(), authkey: authkey.to_vec(), conn: Mutex::new(None) })
+    }
+
+    /// The connection, made if needed.
+    fn connected(&self) -> Result<std::sync::MutexGuard<'_, Option<Connection>>> {
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if conn.is_none() {
+            *conn = Some(Client(self.address.as_str(), Some(&self.authkey)).map_err(protocol::gone)?);
+        }
+        Ok(conn)
+    }
+
+    /// One request and its reply; a failure the server reports comes back
+    /// as that error.
+    pub(crate) fn call(&self, request: &Request) -> Result<Reply> {
+        let conn = self.connected()?;
+        let conn = conn.as_ref().expect("connected above");
+        match protocol::round_trip(conn, request)? {
+            Reply::Failed(remote) => Err(Error::new(remote.kind, remote.message)),
+            reply => Ok(reply),
+        }
+    }
+
+    pub(crate) fn address(&self) -> &str {
+        &self.address
+    }
+
+    pub(crate) fn authkey(&self) -> &[u8] {
+        &self.authkey
+    }
+}
+
+/// A reference to object `id` of the manager at `link`.
+pub(crate) struct Proxy {
+    link: Arc<Link>,
+    id: u64,
+}
+
+impl fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<proxy of object {} at {}>", self.id, self.link.address)
+    }
+}
+
+impl Proxy {
+    /// Makes an object on the server with `op` and `args`.
+    pub(crate) fn create(link: Arc<Link>, op: OpId, args: Vec<u8>) -> Result<Proxy> {
+        match link.call(&Request::Create { op, args })? {
+            Reply::Created(id) => Ok(Proxy { link, id }),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Runs method `method` of `op` on the object, with `args` encoded;
+    /// its answer, decoded.
+    pub(crate) fn call<R: serde::de::DeserializeOwned + 'static>(
+        &self,
+        op: OpId,
+        method: u32,
+        args: &(impl Serialize + ?Sized),
+    ) -> Result<R> {
+        let args = protocol::encode(args)?;
+        match self.link.call(&Request::Call { id: self.id, op, method, args })? {
+            Reply::Value(bytes) => protocol::decode(&bytes),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Whether two proxies refer to the same object.
+    pub(crate) fn same(&self, other: &Proxy) -> bool {
+        self.id == other.id && self.link.address == other.link.address
+    }
+}
+
+fn unexpected(reply: &Reply) -> Error {
+    Error::new(ErrorKind::Protocol, format!("a manager answered {reply:?} to a request that expects otherwise"))
+}
+
+impl Clone for Proxy {
+    fn clone(&self) -> Proxy {
+        if !server::change_refs_here(RefChange::Inc(self.id)) {
+            // A manager that is gone has nothing to count; the clone fails
+            // on its first call, as the original does.
+            let _ = self.link.call(&Request::IncRef(self.id));
+        }
+        Proxy { link: Arc::clone(&self.link), id: self.id }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if !server::change_refs_here(RefChange::Dec(self.id)) {
+            let _ = self.link.call(&Request::DecRef(self.id));
+        }
+    }
+}
+
+/// A proxy as it travels: where its server is, the key, and the object.
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    address: String,
+    authkey: Vec<u8>,
+    id: u64,
+}
+
+impl Serialize for Proxy {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        // A reference for the trip, which the reader adopts.
+        if !server::change_refs_here(RefChange::Inc(self.id)) {
+            self.link.call(&Request::Hold(self.id)).map_err(serde::ser::Error::custom)?;
+        }
+        Wire { address: self.link.address.clone(), authkey: self.link.authkey.clone(), id: self.id }
+            .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Proxy {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Proxy, D::Error> {
+        let wire = Wire::deserialize(deserializer)?;
+        if server::in_server_for(&wire.address) {
+            // Stored inside another managed object: the trip's reference
+            // becomes the object's own.
+            return Ok(Proxy { link: Link::lazy(&wire.address, &wire.authkey), id: wire.id });
+        }
+        let link = Link::to(&wire.address, &wire.authkey).map_err(serde::de::Error::custom)?;
+        link.call(&Request::Adopt(wire.id)).map_err(serde::de::Error::custom)?;
+        Ok(Proxy { link, id: wire.id })
+    }
+}

@@ -1,0 +1,266 @@
+//! The manager's server: owns every managed object, answers each client
+//! connection in a thread of its own, one request at a time, with every
+//! call atomic (one lock over the object table). A client that goes away
+//! (its process died, or dropped its last proxy) gives back the references
+//! it held, and an object that nobody refers to any more is freed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::protocol::{self, Reply, Request, Slot};
+use crate::connection::{Connection, Listener};
+use crate::error::{Error, ErrorKind, RemoteError, Result};
+use crate::runtime;
+
+struct Entry {
+    object: Box<dyn std::any::Any + Send>,
+    /// References held by connections, and by proxies in flight.
+    refs: u64,
+}
+
+#[derive(Default)]
+struct Table {
+    objects: HashMap<u64, Entry>,
+    next: u64,
+}
+
+impl Table {
+    fn incref(&mut self, id: u64) -> Result<()> {
+        match self.objects.get_mut(&id) {
+            Some(e) => {
+                e.refs += 1;
+                Ok(())
+            }
+            None => Err(no_object(id)),
+        }
+    }
+
+    /// One reference fewer; the object if that was the last (for the
+    /// caller to drop after releasing the lock: it may hold proxies, whose
+    /// drop comes back here).
+    fn decref(&mut self, id: u64) -> Option<Entry> {
+        let e = self.objects.get_mut(&id)?;
+        e.refs -= 1;
+        if e.refs == 0 { self.objects.remove(&id) } else { None }
+    }
+
+    /// Applies the reference changes that proxies made inside an op.
+    fn apply(&mut self, changes: Vec<RefChange>, freed: &mut Vec<Entry>) {
+        for change in changes {
+            match change {
+                RefChange::Inc(id) => {
+                    let _ = self.incref(id);
+                }
+                RefChange::Dec(id) => freed.extend(self.decref(id)),
+            }
+        }
+    }
+}
+
+/// A change to an object's references made by a proxy inside the server
+/// (stored in, read out of, or dropped from another object).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RefChange {
+    Inc(u64),
+    Dec(u64),
+}
+
+thread_local! {
+    /// While an op runs: the reference changes its proxies make, applied
+    /// when it ends (the table is locked meanwhile).
+    static IN_OP: std::cell::RefCell<Option<Vec<RefChange>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The server of this process, if it is a manager's server.
+static CURRENT: std::sync::OnceLock<Arc<Server>> = std::sync::OnceLock::new();
+
+/// Records a reference change made by a proxy in a manager's server
+/// process; false if this process is not one (the proxy talks to the
+/// server instead).
+pub(crate) fn change_refs_here(change: RefChange) -> bool {
+    let Some(server) = CURRENT.get() else { return false };
+    let recorded = IN_OP.with(|c| match c.borrow_mut().as_mut() {
+        Some(changes) => {
+            changes.push(change);
+            true
+        }
+        None => false,
+    });
+    if !recorded {
+        let mut freed = Vec::new();
+        server.lock().apply(vec![change], &mut freed);
+        drop(freed);
+    }
+    true
+}
+
+fn no_object(id: u64) -> Error {
+    Error::new(
+        ErrorKind::InvalidState,
+        format!("the manager holds no object {id}: every proxy to it was dropped before this one arrived"),
+    )
+}
+
+/// The server's shared state.
+pub(crate) struct Server {
+    table: Mutex<Table>,
+    /// The address it serves, as proxies name it.
+    address: String,
+}
+
+/// Whether this process is the server at `address`.
+pub(crate) fn in_server_for(address: &str) -> bool {
+    CURRENT.get().is_some_and(|s| s.address == address)
+}
+
+impl Server {
+    pub(crate) fn new(address: String) -> Arc<Server> {
+        Arc::new(Server { table: Mutex::new(Table::default()), address })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Serves `listener` until a client asks to shut down: then the
+    /// process leaves. One server per process.
+    pub(crate) fn run(self: Arc<Self>, listener: Listener) -> ! {
+        let _ = CURRENT.set(Arc::clone(&self));
+        loop {
+            match listener.accept() {
+                Ok(conn) => {
+                    let server = Arc::clone(&self);
+                    let spawned = std::thread::Builder::new()
+                        .name("multiproc-manager-client".into())
+                        .spawn(move || server.serve_client(&conn));
+                    if spawned.is_err() {
+                        // No thread for this client: it sees its
+                        // connection close.
+                        continue;
+                    }
+                }
+                // A client that failed the handshake, or a transient error:
+                // the next one is served.
+                Err(e) if e.kind() == ErrorKind::Authentication || e.kind() == ErrorKind::Eof => {}
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            }
+        }
+    }
+
+    /// Answers one client until it leaves; then gives back what it held.
+    fn serve_client(&self, conn: &Connection) {
+        let mut held: HashMap<u64, u64> = HashMap::new();
+        loop {
+            let Ok(request) = conn.recv::<Request>() else { break };
+            let reply = match self.handle(request, &mut held) {
+                Ok(Some(reply)) => reply,
+                Ok(None) => {
+                    let _ = conn.send(&Reply::Done);
+                    runtime::finish(0);
+                }
+                Err(e) => Reply::Failed(RemoteError::from(&e)),
+            };
+            if conn.send(&reply).is_err() {
+                break;
+            }
+        }
+        let mut freed = Vec::new();
+        {
+            let mut table = self.lock();
+            for (id, n) in held {
+                for _ in 0..n {
+                    freed.extend(table.decref(id));
+                }
+            }
+        }
+        // Objects that hold proxies drop them here, outside the lock.
+        drop(freed);
+    }
+
+    /// One request; `None` for a shutdown.
+    fn handle(&self, request: Request, held: &mut HashMap<u64, u64>) -> Result<Option<Reply>> {
+        Ok(Some(match request {
+            Request::Create { op, args } => {
+                let op = protocol::resolve(op)?;
+                let mut slot = Slot { object: None, reply: Ok(Vec::new()) };
+                let mut table = self.lock();
+                let mut freed = Vec::new();
+                let ran = run_recording(op, &args, 0, &mut slot, &mut table, &mut freed);
+                ran?;
+                let object = slot
+                    .object
+                    .ok_or_else(|| Error::new(ErrorKind::Protocol, "a manager's create operation made no object"))?;
+                table.next += 1;
+                let id = table.next;
+                table.objects.insert(id, Entry { object, refs: 1 });
+                *held.entry(id).or_default() += 1;
+                Reply::Created(id)
+            }
+            Request::Call { id, op, method, args } => {
+                let op = protocol::resolve(op)?;
+                let mut table = self.lock();
+                let entry = table.objects.get_mut(&id).ok_or_else(|| no_object(id))?;
+                let object = std::mem::replace(&mut entry.object, Box::new(()));
+                let mut slot = Slot { object: Some(object), reply: Ok(Vec::new()) };
+                let mut freed = Vec::new();
+                let ran = run_recording(op, &args, method, &mut slot, &mut table, &mut freed);
+                if let (Some(object), Some(entry)) = (slot.object, table.objects.get_mut(&id)) {
+                    entry.object = object;
+                }
+                drop(table);
+                drop(freed);
+                ran?;
+                Reply::Value(slot.reply?)
+            }
+            Request::IncRef(id) => {
+                self.lock().incref(id)?;
+                *held.entry(id).or_default() += 1;
+                Reply::Done
+            }
+            Request::Hold(id) => {
+                self.lock().incref(id)?;
+                Reply::Done
+            }
+            Request::Adopt(id) => {
+                if !self.lock().objects.contains_key(&id) {
+                    return Err(no_object(id));
+                }
+                *held.entry(id).or_default() += 1;
+                Reply::Done
+            }
+            Request::DecRef(id) => {
+                if let Some(n) = held.get_mut(&id) {
+                    *n -= 1;
+                    if *n == 0 {
+                        held.remove(&id);
+                    }
+                    let freed = self.lock().decref(id);
+                    drop(freed);
+                }
+                Reply::Done
+            }
+            Request::Count => Reply::Count(self.lock().objects.len() as u64),
+            Request::Shutdown => return Ok(None),
+        }))
+    }
+}
+
+/// Runs `op` with the table locked, applying the reference changes its
+/// proxies made; a panic in it is that call's error.
+fn run_recording(
+    op: protocol::Op,
+    args: &[u8],
+    method: u32,
+    slot: &mut Slot,
+    table: &mut Table,
+    freed: &mut Vec<Entry>,
+) -> Result<()> {
+    IN_OP.with(|c| *c.borrow_mut() = Some(Vec::new()));
+    let ran = runtime::catch_panic(|| op(args, method, slot));
+    let changes = IN_OP.with(|c| c.borrow_mut().take()).unwrap_or_default();
+    table.apply(changes, freed);
+    ran.map_err(|panic| {
+        Error::new(ErrorKind::Panicked, format!("a managed object's method {panic}; the manager goes on"))
+            .with_panic(panic)
+    })
+}

@@ -1,0 +1,175 @@
+//! The Manager under every start method: shared dicts and lists updated by
+//! many processes, nested proxies, proxies through pool tasks, a remote
+//! server over TCP, authkeys, a killed server, a killed client.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::LONG;
+use multiproc::connection::{Connection, Listener};
+use multiproc::manager::{DictProxy, ListProxy};
+use multiproc::{ErrorKind, Manager, Pool, Process, StartMethod};
+
+fn fill((d, base, n): (DictProxy<u32, u32>, u32, u32)) {
+    for i in base..base + n {
+        d.insert(i, i * 2).unwrap();
+    }
+}
+
+per_method! {
+    fn four_processes_fill_one_dict_exactly(method: StartMethod) {
+        let m = Manager::with_start_method(method).unwrap();
+        let d = m.dict::<u32, u32>().unwrap();
+        let children: Vec<_> = (0..4)
+            .map(|p| Process::new(fill, (d.clone(), p * 1000, 1000)).start_method(method).start().unwrap())
+            .collect();
+        for c in children {
+            c.join_timeout(LONG).unwrap();
+        }
+        assert_eq!(d.len().unwrap(), 4000);
+        let snap = d.snapshot().unwrap();
+        assert!((0..4000).all(|i| snap[&i] == i * 2));
+    }
+}
+
+fn touch_nested(outer: ListProxy<DictProxy<String, i32>>) {
+    let inner = outer.get(0).unwrap().expect("the dict is in the list");
+    inner.insert("from child".into(), 7).unwrap();
+}
+
+per_method! {
+    fn a_dict_inside_a_list_is_the_same_dict_everywhere(method: StartMethod) {
+        let m = Manager::with_start_method(method).unwrap();
+        let inner = m.dict::<String, i32>().unwrap();
+        let outer = m.list::<DictProxy<String, i32>>().unwrap();
+        outer.push(inner.clone()).unwrap();
+        // Read back, it is the same dict, not a copy (Python's nested
+        // proxies are copies: cpython#119937).
+        let back = outer.get(0).unwrap().unwrap();
+        assert!(back == inner);
+        back.insert("from parent".into(), 1).unwrap();
+        assert_eq!(inner.get(&"from parent".into()).unwrap(), Some(1));
+        Process::new(touch_nested, outer.clone()).start_method(method).start().unwrap().join_timeout(LONG).unwrap();
+        assert_eq!(inner.get(&"from child".into()).unwrap(), Some(7));
+        // The list keeps the dict alive after every other proxy is gone.
+        let before = m.object_count().unwrap();
+        drop((inner, back));
+        assert_eq!(m.object_count().unwrap(), before);
+        outer.clear().unwrap();
+        assert_eq!(m.object_count().unwrap(), before - 1, "the dict went with its last reference");
+    }
+}
+
+fn count_in_task((d, k): (DictProxy<u32, u32>, u32)) -> u32 {
+    d.insert(k, k + 100).unwrap();
+    d.len().unwrap() as u32
+}
+
+per_method! {
+    fn proxies_travel_through_pool_tasks(method: StartMethod) {
+        let m = Manager::with_start_method(method).unwrap();
+        let d = m.dict::<u32, u32>().unwrap();
+        let pool = Pool::builder().processes(2).start_method(method).build().unwrap();
+        let sizes = pool.map(count_in_task, (0..20).map(|k| (d.clone(), k))).unwrap();
+        assert_eq!(sizes.len(), 20);
+        assert_eq!(d.len().unwrap(), 20);
+        assert_eq!(d.get(&7).unwrap(), Some(107));
+        drop(pool);
+        // Every reference the tasks took was given back.
+        assert!(common::wait_until(LONG, || m.object_count().unwrap() == 1), "{}", m.object_count().unwrap());
+    }
+}
+
+fn serve_remote((ready, key): (Connection, Vec<u8>)) {
+    let listener = Listener::bind("127.0.0.1:0", Some(&key)).unwrap();
+    ready.send(&listener.address().to_string()).unwrap();
+    match Manager::serve_listener(listener) {}
+}
+
+#[test]
+fn a_remote_manager_over_tcp_and_wrong_keys() {
+    let _w = common::watchdog("remote manager");
+    let (mine, theirs) = multiproc::Pipe(true).unwrap();
+    let server = Process::new(serve_remote, (theirs, b"secret".to_vec())).daemon(true).start().unwrap();
+    assert!(mine.poll(Some(LONG)).unwrap());
+    let address: String = mine.recv().unwrap();
+    let m = Manager::connect(address.as_str(), b"secret").unwrap();
+    let d = m.dict::<String, u8>().unwrap();
+    d.insert("k".into(), 1).unwrap();
+    let again = Manager::connect(address.as_str(), b"secret").unwrap();
+    assert_eq!(again.object_count().unwrap(), 1);
+    let err = Manager::connect(address.as_str(), b"wrong").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Authentication, "{err}");
+    // The server still serves.
+    assert_eq!(d.get(&"k".into()).unwrap(), Some(1));
+    m.shutdown().unwrap();
+    // Serving ends the process when a client shuts the manager down.
+    let _ = server.join_timeout(LONG);
+    assert_eq!(server.exitcode(), Some(0));
+}
+
+fn connect_and_park((address, key, ready): (String, Vec<u8>, Connection)) {
+    let m = Manager::connect(address.as_str(), &key).unwrap();
+    let held: Vec<_> = (0..5).map(|_| m.dict::<u8, u8>().unwrap()).collect();
+    ready.send(&held.len()).unwrap();
+    loop {
+        std::thread::park();
+    }
+}
+
+per_method! {
+    fn a_killed_client_gives_its_objects_back(method: StartMethod) {
+        let m = Manager::with_start_method(method).unwrap();
+        let _mine = m.dict::<u8, u8>().unwrap();
+        let baseline = m.object_count().unwrap();
+        let (ready, theirs) = multiproc::Pipe(true).unwrap();
+        let client = Process::new(connect_and_park, (m.address().to_string(), m.authkey().to_vec(), theirs))
+            .start_method(method)
+            .start()
+            .unwrap();
+        assert!(ready.poll(Some(LONG)).unwrap());
+        assert_eq!(ready.recv::<usize>().unwrap(), 5);
+        assert_eq!(m.object_count().unwrap(), baseline + 5);
+        client.kill().unwrap();
+        let _ = client.join_timeout(LONG);
+        assert!(common::wait_until(LONG, || m.object_count().unwrap() == baseline), "objects were not given back");
+    }
+}
+
+per_method! {
+    fn a_killed_server_fails_every_call_with_manager_gone(method: StartMethod) {
+        let m = Manager::with_start_method(method).unwrap();
+        let d = m.dict::<u8, u8>().unwrap();
+        d.insert(1, 1).unwrap();
+        common::sigkill(m.pid().unwrap());
+        let t0 = Instant::now();
+        let err = d.get(&1).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ManagerGone, "{err}");
+        assert!(t0.elapsed() < Duration::from_secs(2), "took {:?}", t0.elapsed());
+        assert_eq!(d.len().unwrap_err().kind(), ErrorKind::ManagerGone);
+        assert_eq!(m.object_count().unwrap_err().kind(), ErrorKind::ManagerGone);
+    }
+}
+
+#[test]
+fn many_threads_share_a_list() {
+    let _w = common::watchdog("threads");
+    let m = Manager::new().unwrap();
+    let l = m.list::<u32>().unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let l = l.clone();
+            s.spawn(move || {
+                for i in 0..250 {
+                    l.push(t * 1000 + i).unwrap();
+                }
+            });
+        }
+    });
+    let mut all = l.snapshot().unwrap();
+    all.sort();
+    let mut want: Vec<u32> = (0..4).flat_map(|t| (0..250).map(move |i| t * 1000 + i)).collect();
+    want.sort();
+    assert_eq!(all, want);
+}
