@@ -227,7 +227,7 @@ impl Manager {
     /// multiproc::Manager::serve_listener(listener);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn serve_listener(listener: Listener) -> std::convert::Infallible {
+    pub fn serve_listener(listener: Listener) -> ! {
         server::Server::new(listener.address().to_parseable()).run(listener)
     }
 
