@@ -300,3 +300,42 @@ per_method! {
         pool.join().unwrap();
     }
 }
+
+per_method! {
+    fn cancelling_hundreds_of_queued_tasks_never_runs_one(method: StartMethod) {
+        // Each cancelled chunk leaves the window at once while the worker
+        // has not read it yet: the worker's status-page slots must not be
+        // reused under it (they would make a cancelled task run).
+        const N: u64 = 300;
+        let (pool, started, go, counts) = probed_pool(method, 1, N as usize + 1);
+        let running = pool.apply_async(hold_at, (0, 0)).unwrap();
+        assert!(started.wait(Some(LONG)).unwrap());
+        for i in 1..N {
+            let r = pool.apply_async(hold_at, (i, 0)).unwrap();
+            assert!(r.cancel(), "task {i} had not started");
+        }
+        let after = pool.apply_async(hold_at, (N, 0)).unwrap();
+        go.set();
+        assert_eq!(running.get_timeout(LONG).unwrap(), 0);
+        assert_eq!(after.get_timeout(LONG).unwrap(), N);
+        let runs = runs(&counts);
+        assert_eq!(runs[0], 1);
+        assert_eq!(runs[N as usize], 1);
+        assert!(runs[1..N as usize].iter().all(|&r| r == 0), "a cancelled task ran");
+    }
+}
+
+per_method! {
+    fn kill_of_a_map_stops_its_running_chunk_not_its_first(method: StartMethod) {
+        let (pool, started, _go, counts) = probed_pool(method, 1, 4);
+        // Items 0 and 1 finish; item 2 holds; item 3 waits behind it.
+        let all = pool.chunksize(1).map_async(hold_at, (0..4).map(|i| (i, 2))).unwrap();
+        assert!(started.wait(Some(LONG)).unwrap());
+        assert!(all.kill(), "item 2 was running");
+        assert_eq!(all.get_timeout(LONG).unwrap_err().kind(), ErrorKind::Cancelled);
+        let runs = runs(&counts);
+        assert_eq!(&runs[..3], [1, 1, 1]);
+        assert_eq!(runs[3], 0, "the item after the killed one never ran");
+        assert_eq!(pool.apply(hold_at, (0, 9)).unwrap(), 0, "the pool goes on");
+    }
+}

@@ -78,7 +78,10 @@ impl Runner {
                     }
                 }
             };
-            item.fire();
+            // A panic while firing (in a result's Deserialize, say) must
+            // not take the thread, and every later callback, with it: the
+            // result records it (see `Fire`), and the next one runs.
+            let _ = crate::runtime::catch_panic(|| item.fire());
         }
     }
 

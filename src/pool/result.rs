@@ -40,6 +40,8 @@ struct Callbacks<T> {
     /// its end: until then the result is not ready, as in Python (whose
     /// result handler runs them before it sets the result's event).
     settling: bool,
+    /// Futures waiting for `settling` to end.
+    settle_wakers: Vec<Waker>,
 }
 
 /// What the handle and its callbacks share.
@@ -111,6 +113,7 @@ impl<T> AsyncResult<T> {
                 on_done: Vec::new(),
                 armed: false,
                 settling: false,
+                settle_wakers: Vec::new(),
             }),
             settled: Condvar::new(),
         };
@@ -503,6 +506,22 @@ impl<T: Send + 'static> Fire for Inner<T> {
             (cbs.on_value.take(), cbs.on_error.take(), std::mem::take(&mut cbs.on_done))
         };
         if on_value.is_some() || on_error.is_some() {
+            /// Marks the result settled however this ends, a panic in the
+            /// result's `Deserialize` or in the callback included, so that
+            /// `get()` never waits for a callback that will not finish.
+            struct Settle<'a, T>(&'a Inner<T>);
+            impl<T> Drop for Settle<'_, T> {
+                fn drop(&mut self) {
+                    let wakers = {
+                        let mut cbs = lock(&self.0.callbacks);
+                        cbs.settling = false;
+                        std::mem::take(&mut cbs.settle_wakers)
+                    };
+                    self.0.settled.notify_all();
+                    wakers.into_iter().for_each(Waker::wake);
+                }
+            }
+            let _settle = Settle(&*self);
             let mut value = lock(&self.value);
             let result = match std::mem::replace(&mut *value, Value::Pending) {
                 Value::Pending => Some((self.assemble)(&self.job, self.chunks)),
@@ -531,8 +550,6 @@ impl<T: Send + 'static> Fire for Inner<T> {
                 }
                 None => {}
             }
-            lock(&self.callbacks).settling = false;
-            self.settled.notify_all();
         }
         if !on_done.is_empty() {
             let handle = AsyncResult { inner: Arc::clone(&self) };
@@ -551,6 +568,15 @@ impl<T> Future for AsyncResult<T> {
         if self.inner.job.add_waker(cx.waker()) {
             return Poll::Pending;
         }
+        // A callback registered on it runs first, as for get().
+        let mut cbs = lock(&self.inner.callbacks);
+        if cbs.settling {
+            if !cbs.settle_wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                cbs.settle_wakers.push(cx.waker().clone());
+            }
+            return Poll::Pending;
+        }
+        drop(cbs);
         Poll::Ready(self.take())
     }
 }

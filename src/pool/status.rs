@@ -175,7 +175,13 @@ impl StatusPage {
     /// A spare page made by this process, if there is one.
     fn spare() -> Option<StatusPage> {
         let me = std::process::id();
-        let mut spares = SPARE_PAGES.lock().unwrap_or_else(|p| p.into_inner());
+        // Never wait for the lock: a fork child may have inherited it held
+        // by a thread it does not have (a fresh page does then).
+        let mut spares = match SPARE_PAGES.try_lock() {
+            Ok(s) => s,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
         while let Some((owner, page)) = spares.pop() {
             if owner == me {
                 return Some(page);
@@ -204,7 +210,12 @@ impl StatusPage {
         for off in (OFF_MAGIC + 8..OFF_SLOTS + 8 * SLOTS as usize).step_by(8) {
             self.header.u64_at(off).store(0, Ordering::Relaxed);
         }
-        let mut spares = SPARE_PAGES.lock().unwrap_or_else(|p| p.into_inner());
+        let mut spares = match SPARE_PAGES.try_lock() {
+            Ok(s) => s,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            // Busy (or held in a fork parent's thread): the page just goes.
+            Err(std::sync::TryLockError::WouldBlock) => return,
+        };
         if spares.len() < MAX_SPARE_PAGES {
             spares.push((std::process::id(), self));
         }

@@ -112,6 +112,9 @@ pub(super) struct Worker {
     /// The item last seen running, and when it was first seen (timeouts and
     /// the age in `stats()`).
     seen: Option<(u64, Instant)>,
+    /// Chunks cancelled in its window that it may not have read past yet:
+    /// their status-page slots are not free until it has (see `accepts`).
+    skipped: VecDeque<u64>,
 }
 
 impl Worker {
@@ -131,6 +134,7 @@ impl Worker {
             stop: None,
             doomed: Vec::new(),
             seen: None,
+            skipped: VecDeque::new(),
         }
     }
 
@@ -150,6 +154,31 @@ impl Worker {
             && !self.killed
             && max_tasks.is_none_or(|m| self.sent < m)
             && self.in_flight.len() < self.window()
+            && self.slot_free()
+    }
+
+    /// Whether the status-page slot of the next chunk is free: no chunk
+    /// the worker may still read (in the window, or cancelled there and
+    /// not passed yet) is `SLOTS` or more chunks older, or the slot would
+    /// be reused under it.
+    fn slot_free(&self) -> bool {
+        let skipped = if self.skipped.is_empty() {
+            None
+        } else {
+            // The worker has passed every chunk before the one it began last.
+            let began = self.page().snapshot().chunk;
+            self.skipped.iter().copied().filter(|&s| s >= began).min()
+        };
+        let oldest = [skipped, self.in_flight.front().map(|f| f.seq)].into_iter().flatten().min();
+        oldest.is_none_or(|o| self.sent - o < status::SLOTS)
+    }
+
+    /// Forgets the cancelled chunks the worker has read past.
+    fn prune_skipped(&mut self) {
+        if !self.skipped.is_empty() {
+            let began = self.page().snapshot().chunk;
+            self.skipped.retain(|&s| s >= began);
+        }
     }
 
     /// Adds `chunk` to the output and the window.
@@ -188,6 +217,7 @@ impl Worker {
 
     /// Reads every frame that has arrived.
     pub(super) fn read(&mut self) -> Vec<Frame> {
+        self.prune_skipped();
         let mut frames = Vec::new();
         loop {
             match self.stream.next_buffered("a pool worker's results") {
@@ -256,6 +286,7 @@ impl Worker {
             if !Arc::ptr_eq(&f.chunk.job, job) {
                 kept.push_back(f);
             } else if self.page().cancel(f.seq) {
+                self.skipped.push_back(f.seq);
                 cancelled.push(f.chunk);
             } else {
                 started = true;
@@ -271,27 +302,39 @@ impl Worker {
     /// that only `job`'s items are lost: they fail with `Cancelled`. Whether
     /// it did.
     pub(super) fn kill_job(&mut self, job: &Arc<Job>) -> bool {
-        let Some((seq, count)) =
-            self.in_flight.iter().find(|f| Arc::ptr_eq(&f.chunk.job, job)).map(|f| (f.seq, f.chunk.count))
-        else {
+        if !self.in_flight.iter().any(|f| Arc::ptr_eq(&f.chunk.job, job)) {
             return false;
-        };
+        }
         if self.killed {
             self.doomed.push(Arc::clone(job));
             return true;
         }
         let now = self.freeze();
-        if now.pos() >= status::pos(seq, count) {
-            // The job's chunk finished before the worker stopped (its
-            // result is on its way): nothing of the job is left to stop.
+        // The job's first chunk here that had not finished when the worker
+        // stopped (its earlier ones may have finished, their results on
+        // their way): the one running, or about to.
+        let unfinished = self
+            .in_flight
+            .iter()
+            .filter(|f| Arc::ptr_eq(&f.chunk.job, job))
+            .map(|f| f.seq)
+            .find(|&seq| now.pos() < status::pos(seq, self.count_of(seq)));
+        let Some(seq) = unfinished else {
+            // Every chunk of the job here finished before the worker
+            // stopped: nothing of it is left to stop.
             self.thaw();
             return false;
-        }
+        };
         let limit = status::pos(seq + 1, 0);
         self.doomed.push(Arc::clone(job));
         self.stop = Some((limit, Fate::Cancelled));
         self.kill();
         true
+    }
+
+    /// The item count of chunk `seq` in the window.
+    fn count_of(&self, seq: u64) -> u32 {
+        self.in_flight.iter().find(|f| f.seq == seq).map_or(0, |f| f.chunk.count)
     }
 
     /// Kills this worker if it still runs the item at `pos`, making sure
@@ -437,7 +480,17 @@ impl Worker {
         if snap.committed > taken {
             match self.page().left_behind(snap.base, taken, snap.committed) {
                 Ok(bytes) => self.take_left_frames(&bytes, counts),
-                Err(e) => self.failure = Some(Error::io("reading what a dead pool worker left unsent", e)),
+                Err(e) => {
+                    // The chunks it finished cannot be read back: they fail
+                    // (they ran; running them again could run them twice).
+                    let err = Error::io("reading what a dead pool worker left unsent", e);
+                    let (finished, rest): (VecDeque<InFlight>, VecDeque<InFlight>) =
+                        std::mem::take(&mut self.in_flight).into_iter().partition(|f| f.seq < snap.chunk);
+                    self.in_flight = rest;
+                    for f in finished {
+                        f.chunk.fail(err.duplicate(), counts);
+                    }
+                }
             }
         }
         let mut remains = Remains::default();
