@@ -17,6 +17,8 @@
 mod channels;
 #[path = "mp/cpu.rs"]
 mod cpu;
+#[path = "mp/manager.rs"]
+mod manager;
 #[path = "mp/pool.rs"]
 mod pool;
 #[path = "mp/raw.rs"]
@@ -38,10 +40,6 @@ pub struct Config {
 }
 
 type Workload = fn(&Config);
-
-fn missing(name: &str, what: &str) {
-    report::log(&format!("# {name}: multiproc rows missing ({what} has not landed yet)"));
-}
 
 /// Every workload of bench_mp.py, in its order.
 const WORKLOADS: &[(&str, Workload)] = &[
@@ -70,7 +68,7 @@ const WORKLOADS: &[(&str, Workload)] = &[
     }),
     ("shared_value", shared::shared_value),
     ("executor_map", pool::executor_map),
-    ("manager_dict", |_| missing("manager_dict", "Manager")),
+    ("manager_dict", manager::manager_dict),
 ];
 
 fn main() {

@@ -80,9 +80,26 @@ pub(crate) enum Reply {
     Failed(RemoteError),
 }
 
+/// How long a side looks for the other's next message before it sleeps:
+/// a server answers a small call in a few microseconds, and a wake-up from
+/// sleep costs more than that on both sides.
+pub(crate) const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// Looks (without sleeping) for a message on `conn` for up to `SPIN`.
+pub(crate) fn spin_until_readable(conn: &Connection) {
+    let start = std::time::Instant::now();
+    while start.elapsed() < SPIN {
+        if conn.poll(Some(std::time::Duration::ZERO)).unwrap_or(true) {
+            return;
+        }
+        std::hint::spin_loop();
+    }
+}
+
 /// Sends `request` and waits for its reply.
 pub(crate) fn round_trip(conn: &Connection, request: &Request) -> Result<Reply> {
     conn.send(request).map_err(gone)?;
+    spin_until_readable(conn);
     conn.recv::<Reply>().map_err(gone)
 }
 

@@ -151,6 +151,7 @@ impl Server {
     fn serve_client(&self, conn: &Connection) {
         let mut held: HashMap<u64, u64> = HashMap::new();
         loop {
+            protocol::spin_until_readable(conn);
             let Ok(request) = conn.recv::<Request>() else { break };
             let reply = match self.handle(request, &mut held) {
                 Ok(Some(reply)) => reply,
