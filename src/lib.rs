@@ -61,13 +61,14 @@
 //! | `shared_memory.SharedMemory` | [`SharedMemory`] |
 //! | what may be pickled | [`Message`]; a target is a [`Target`] |
 //! | sockets and files in `args=` (`reduction.DupFd`, `send_handle`) | [`Handle`] |
+//! | `Manager()`, `BaseManager`, `dict()`, `list()` proxies | [`Manager`], and the [`manager`] module |
 //! | exceptions | one [`Error`] with an [`ErrorKind`] |
 //! | — | [`set_max_frame_size`]: the cap on any one message |
 //!
 //! # How the crate is laid out
 //!
 //! Each feature is a facade folder under `src/`: `process/`, `pool/`,
-//! `connection/`, `queue/`, `synchronize/`, `shared_memory/`, plus
+//! `connection/`, `queue/`, `synchronize/`, `shared_memory/`, `manager/`, plus
 //! `context.rs`, `error.rs`, `handle.rs` and `target.rs`. Underneath them:
 //! `runtime/` is how a child comes to exist and runs (the bootstrap that
 //! serves before `main`, the start methods, the fork server, task identity,

@@ -257,3 +257,21 @@ fn python_docs_mp_webserver_example() {
     // shows that all four serve); each answer names one of them.
     assert!(servers.iter().all(|s| ["Process-1", "Process-2", "Process-3", "Process-4"].contains(s)), "{servers:?}");
 }
+
+#[test]
+fn manager_dict_example_prints_what_python_prints() {
+    assert_eq!(stdout_lines("manager_dict"), ["{1: '1', '2': 2, 0.25: None}", "[9, 8, 7, 6, 5, 4, 3, 2, 1, 0]"]);
+}
+
+#[test]
+fn remote_manager_example_runs_server_and_client() {
+    assert_eq!(
+        stdout_lines("remote_manager"),
+        [
+            "server: serving",
+            "client: 2 players, 8 points",
+            "client: asked the server to shut down",
+            "server: exited with code 0"
+        ]
+    );
+}
