@@ -173,3 +173,28 @@ fn many_threads_share_a_list() {
     want.sort();
     assert_eq!(all, want);
 }
+
+fn use_namespace_and_value((ns, v): (multiproc::manager::NamespaceProxy, multiproc::manager::ValueProxy<u64>)) {
+    let x: i32 = ns.get("x").unwrap().expect("x was set");
+    ns.set("y", &(x + 1)).unwrap();
+    v.set(v.get().unwrap() * 10).unwrap();
+}
+
+per_method! {
+    fn namespaces_and_values_are_shared(method: StartMethod) {
+        let m = Manager::with_start_method(method).unwrap();
+        let ns = m.namespace().unwrap();
+        let v = m.value(7u64).unwrap();
+        ns.set("x", &41i32).unwrap();
+        Process::new(use_namespace_and_value, (ns.clone(), v.clone()))
+            .start_method(method)
+            .start()
+            .unwrap()
+            .join_timeout(LONG)
+            .unwrap();
+        assert_eq!(ns.get::<i32>("y").unwrap(), Some(42));
+        assert_eq!(v.get().unwrap(), 70);
+        // A field read as the wrong type is an error, not a wrong value.
+        assert_eq!(ns.get::<String>("x").unwrap_err().kind(), ErrorKind::Deserialize);
+    }
+}

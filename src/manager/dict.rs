@@ -2,11 +2,10 @@
 //! `Manager().dict()`).
 
 use std::collections::HashMap;
-use std::fmt;
 use std::hash::Hash;
 use std::marker::PhantomData;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::Serialize;
 
 use super::protocol::{self, Slot, decode, encode, object};
 use super::proxy::{Link, Proxy};
@@ -164,36 +163,7 @@ pub struct DictProxy<K, V> {
     _types: PhantomData<fn() -> (K, V)>,
 }
 
-impl<K, V> fmt::Debug for DictProxy<K, V> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "DictProxy({:?})", self.proxy)
-    }
-}
-
-impl<K, V> Clone for DictProxy<K, V> {
-    fn clone(&self) -> Self {
-        DictProxy { proxy: self.proxy.clone(), _types: PhantomData }
-    }
-}
-
-impl<K, V> Serialize for DictProxy<K, V> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        self.proxy.serialize(serializer)
-    }
-}
-
-impl<'de, K, V> Deserialize<'de> for DictProxy<K, V> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        Ok(DictProxy { proxy: Proxy::deserialize(deserializer)?, _types: PhantomData })
-    }
-}
-
-impl<K, V> PartialEq for DictProxy<K, V> {
-    /// Whether both proxies refer to the same dict.
-    fn eq(&self, other: &Self) -> bool {
-        self.proxy.same(&other.proxy)
-    }
-}
+super::proxy::typed_proxy!(DictProxy<K, V>);
 
 impl<K, V> DictProxy<K, V>
 where

@@ -1,10 +1,9 @@
 //! [`ListProxy`]: a list that lives in a manager's server (Python's
 //! `Manager().list()`).
 
-use std::fmt;
 use std::marker::PhantomData;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::Serialize;
 
 use super::protocol::{self, Slot, decode, encode, object};
 use super::proxy::{Link, Proxy};
@@ -110,39 +109,10 @@ fn sort_op<T: Message + Ord>(_: &[u8], _: u32, slot: &mut Slot) {
 /// ```
 pub struct ListProxy<T> {
     proxy: Proxy,
-    _type: PhantomData<fn(T) -> T>,
+    _types: PhantomData<fn() -> T>,
 }
 
-impl<T> fmt::Debug for ListProxy<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ListProxy({:?})", self.proxy)
-    }
-}
-
-impl<T> Clone for ListProxy<T> {
-    fn clone(&self) -> Self {
-        ListProxy { proxy: self.proxy.clone(), _type: PhantomData }
-    }
-}
-
-impl<T> Serialize for ListProxy<T> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        self.proxy.serialize(serializer)
-    }
-}
-
-impl<'de, T> Deserialize<'de> for ListProxy<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        Ok(ListProxy { proxy: Proxy::deserialize(deserializer)?, _type: PhantomData })
-    }
-}
-
-impl<T> PartialEq for ListProxy<T> {
-    /// Whether both proxies refer to the same list.
-    fn eq(&self, other: &Self) -> bool {
-        self.proxy.same(&other.proxy)
-    }
-}
+super::proxy::typed_proxy!(ListProxy<T>);
 
 impl<T: Message + Clone> ListProxy<T> {
     fn op() -> protocol::OpId {
@@ -150,7 +120,7 @@ impl<T: Message + Clone> ListProxy<T> {
     }
 
     pub(crate) fn create(link: std::sync::Arc<Link>, items: Vec<T>) -> Result<Self> {
-        Ok(ListProxy { proxy: Proxy::create(link, Self::op(), protocol::encode(&items)?)?, _type: PhantomData })
+        Ok(ListProxy { proxy: Proxy::create(link, Self::op(), protocol::encode(&items)?)?, _types: PhantomData })
     }
 
     fn call<R: serde::de::DeserializeOwned + 'static>(&self, m: u32, args: &(impl Serialize + ?Sized)) -> Result<R> {

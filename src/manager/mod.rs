@@ -9,6 +9,7 @@
 
 mod dict;
 mod list;
+mod namespace;
 mod protocol;
 mod proxy;
 mod server;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 pub use dict::DictProxy;
 pub use list::ListProxy;
+pub use namespace::{NamespaceProxy, ValueProxy};
 
 use crate::connection::{Connection, Listener, ToAddress};
 use crate::context::StartMethod;
@@ -345,6 +347,43 @@ impl Manager {
     /// ```
     pub fn list_from<T: Message + Clone>(&self, items: Vec<T>) -> Result<ListProxy<T>> {
         ListProxy::create(Arc::clone(&self.link), items)
+    }
+
+    /// A new namespace in the server (Python's `manager.Namespace()`).
+    ///
+    /// # Errors
+    ///
+    /// As [`dict`](Manager::dict).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// m.namespace()?.set("x", &1u8)?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias("Namespace"))]
+    pub fn namespace(&self) -> Result<NamespaceProxy> {
+        NamespaceProxy::create(Arc::clone(&self.link))
+    }
+
+    /// A new value in the server (Python's `manager.Value(typecode,
+    /// value)`).
+    ///
+    /// # Errors
+    ///
+    /// As [`dict`](Manager::dict).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// assert_eq!(m.value(7i64)?.get()?, 7);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias("Value"))]
+    pub fn value<T: Message + Clone>(&self, value: T) -> Result<ValueProxy<T>> {
+        ValueProxy::create(Arc::clone(&self.link), &value)
     }
 
     /// How many objects the server holds: those that some proxy, in some

@@ -200,3 +200,43 @@ impl<'de> Deserialize<'de> for Proxy {
         Ok(Proxy { link, id: wire.id })
     }
 }
+
+/// The impls every typed proxy shares, over its `proxy` field and its
+/// `_types` marker: `Debug`, `Clone` (another reference), serde (the
+/// proxy's wire form), and `PartialEq` (the same object).
+macro_rules! typed_proxy {
+    ($name:ident<$($t:ident),*>) => {
+        impl<$($t),*> std::fmt::Debug for $name<$($t),*> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}({:?})", stringify!($name), self.proxy)
+            }
+        }
+
+        impl<$($t),*> Clone for $name<$($t),*> {
+            fn clone(&self) -> Self {
+                $name { proxy: self.proxy.clone(), _types: std::marker::PhantomData }
+            }
+        }
+
+        impl<$($t),*> serde::Serialize for $name<$($t),*> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+                self.proxy.serialize(serializer)
+            }
+        }
+
+        impl<'de, $($t),*> serde::Deserialize<'de> for $name<$($t),*> {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+                Ok($name { proxy: super::proxy::Proxy::deserialize(deserializer)?, _types: std::marker::PhantomData })
+            }
+        }
+
+        impl<$($t),*> PartialEq for $name<$($t),*> {
+            /// Whether both proxies refer to the same object.
+            fn eq(&self, other: &Self) -> bool {
+                self.proxy.same(&other.proxy)
+            }
+        }
+    };
+}
+
+pub(crate) use typed_proxy;
