@@ -205,6 +205,9 @@ impl<'de> Deserialize<'de> for Proxy {
 /// `_types` marker: `Debug`, `Clone` (another reference), serde (the
 /// proxy's wire form), and `PartialEq` (the same object).
 macro_rules! typed_proxy {
+    ($name:ident) => {
+        super::proxy::typed_proxy!($name<>);
+    };
     ($name:ident<$($t:ident),*>) => {
         impl<$($t),*> std::fmt::Debug for $name<$($t),*> {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
