@@ -198,3 +198,34 @@ per_method! {
         assert_eq!(ns.get::<String>("x").unwrap_err().kind(), ErrorKind::Deserialize);
     }
 }
+
+fn count_up((d, n): (DictProxy<String, u64>, u64)) {
+    for _ in 0..n {
+        d.modify("count".into(), 0, |v| v + 1).unwrap();
+    }
+}
+
+fn explode(_: u64) -> u64 {
+    panic!("no such thing")
+}
+
+per_method! {
+    fn four_processes_count_to_forty_thousand_exactly(method: StartMethod) {
+        // Python needs a manager Lock around d[k] = d[k] + 1; modify runs
+        // the update on the server, in one atomic call.
+        let m = Manager::with_start_method(method).unwrap();
+        let d = m.dict::<String, u64>().unwrap();
+        let children: Vec<_> = (0..4)
+            .map(|_| Process::new(count_up, (d.clone(), 10_000)).start_method(method).start().unwrap())
+            .collect();
+        for c in children {
+            c.join_timeout(LONG).unwrap();
+        }
+        assert_eq!(d.get(&"count".into()).unwrap(), Some(40_000));
+        // A panic in the update is that call's error; the server goes on.
+        let err = d.modify("count".into(), 0, explode).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Panicked, "{err}");
+        assert!(err.to_string().contains("no such thing"), "{err}");
+        assert_eq!(d.get(&"count".into()).unwrap(), Some(40_000), "a failed update changes nothing");
+    }
+}

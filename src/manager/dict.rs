@@ -124,6 +124,25 @@ where
     slot.reply = reply;
 }
 
+/// The server side of `modify`: `f` (a fn item or a closure that captures
+/// nothing, named by type) runs on the server, on the value of a key.
+fn modify_op<K, V, F>(args: &[u8], _: u32, slot: &mut Slot)
+where
+    K: Message + Eq + Hash + Clone,
+    V: Message + Clone,
+    F: Fn(V) -> V + Copy + 'static,
+{
+    let f: F = crate::runtime::conjure::<F, V, V>();
+    let reply = (|| -> Result<Vec<u8>> {
+        let map = object::<Ordered<K, V>>(slot)?;
+        let (k, default) = decode::<(K, V)>(args)?;
+        let new = f(map.get(&k).cloned().unwrap_or(default));
+        map.insert(k, new.clone());
+        encode(&new)
+    })();
+    slot.reply = reply;
+}
+
 /// A dict owned by a [`Manager`](crate::Manager)'s server process, shared
 /// by every process that holds a proxy to it (Python's
 /// `Manager().dict()`): each method is one call to the server, atomic
@@ -447,6 +466,33 @@ where
     /// ```
     pub fn clear(&self) -> Result<()> {
         self.call(method::CLEAR, &())
+    }
+
+    /// Sets `key` to `f(value)` on the server, in one atomic call, and
+    /// returns the new value (`default` stands for a missing value): what
+    /// Python writes as `with lock: d[k] = f(d.get(k, default))`, without
+    /// the lock or the two round trips. `f` is a fn item or a closure that
+    /// captures nothing (it runs in the server process, named by its type,
+    /// as a pool task is).
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](DictProxy::get); a panic in `f` is that call's
+    /// [`ErrorKind::Panicked`], and the server goes on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// let counts = m.dict::<String, u64>()?;
+    /// counts.modify("hits".into(), 0, |n| n + 1)?;
+    /// assert_eq!(counts.modify("hits".into(), 0, |n| n + 1)?, 2);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias("atomic", "increment"))]
+    pub fn modify<F: Fn(V) -> V + Copy + Send + 'static>(&self, key: K, default: V, f: F) -> Result<V> {
+        let _ = f;
+        self.proxy.call(protocol::op_id(modify_op::<K, V, F>), 0, &(key, default))
     }
 
     /// The value of `key`, after setting it to `default` if it was missing

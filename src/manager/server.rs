@@ -149,6 +149,8 @@ impl Server {
 
     /// Answers one client until it leaves; then gives back what it held.
     fn serve_client(&self, conn: &Connection) {
+        // A method's panic is its caller's error, not the server's output.
+        runtime::quiet_panics();
         let mut held: HashMap<u64, u64> = HashMap::new();
         loop {
             protocol::spin_until_readable(conn);
