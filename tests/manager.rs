@@ -229,3 +229,51 @@ per_method! {
         assert_eq!(d.get(&"count".into()).unwrap(), Some(40_000), "a failed update changes nothing");
     }
 }
+
+/// A type of the test's own, which lives only in the server.
+struct Account {
+    balance: i64,
+    history: Vec<i64>,
+}
+
+impl Account {
+    fn open(initial: i64) -> Account {
+        Account { balance: initial, history: vec![initial] }
+    }
+
+    fn deposit(&mut self, amount: i64) -> i64 {
+        assert!(amount > 0, "deposits are positive, not {amount}");
+        self.balance += amount;
+        self.history.push(amount);
+        self.balance
+    }
+
+    fn statement(&mut self, (): ()) -> (i64, Vec<i64>) {
+        (self.balance, self.history.clone())
+    }
+}
+
+fn deposit_in_child(account: multiproc::manager::CustomProxy<Account>) -> i64 {
+    account.call(Account::deposit, 5).unwrap()
+}
+
+per_method! {
+    fn a_custom_type_lives_in_the_server_and_its_methods_run_there(method: StartMethod) {
+        let m = Manager::with_start_method(method).unwrap();
+        let account = m.create(Account::open, 100).unwrap();
+        assert_eq!(account.call(Account::deposit, 10).unwrap(), 110);
+        let child = Process::new(deposit_in_child, account.clone()).start_method(method).start().unwrap();
+        assert_eq!(child.join_timeout(LONG).unwrap(), 115);
+        let pool = Pool::builder().processes(2).start_method(method).build().unwrap();
+        let after: Vec<i64> = pool.map(deposit_in_child, (0..4).map(|_| account.clone())).unwrap();
+        assert_eq!(after.iter().max(), Some(&135));
+        // A panicking method is that call's error; the object is unchanged
+        // and the server goes on.
+        let err = account.call(Account::deposit, -1).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Panicked, "{err}");
+        assert!(err.to_string().contains("deposits are positive, not -1"), "{err}");
+        let (balance, history) = account.call(Account::statement, ()).unwrap();
+        assert_eq!(balance, 135);
+        assert_eq!(history, [100, 10, 5, 5, 5, 5, 5]);
+    }
+}

@@ -7,6 +7,7 @@
 //! client goes away); `proxy.rs` the per-process link to a server and the
 //! reference a proxy holds; `dict.rs` and `list.rs` the typed proxies.
 
+mod custom;
 mod dict;
 mod list;
 mod namespace;
@@ -18,6 +19,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use custom::CustomProxy;
 pub use dict::DictProxy;
 pub use list::ListProxy;
 pub use namespace::{NamespaceProxy, ValueProxy};
@@ -347,6 +349,37 @@ impl Manager {
     /// ```
     pub fn list_from<T: Message + Clone>(&self, items: Vec<T>) -> Result<ListProxy<T>> {
         ListProxy::create(Arc::clone(&self.link), items)
+    }
+
+    /// A new object of your own type in the server, made by `new(arg)`
+    /// there (Python's `BaseManager.register(typeid, callable)` and
+    /// `manager.typeid(arg)`); its methods run on the server through the
+    /// [`CustomProxy`]. `new` is a constructor (`Counter::new`) or a
+    /// closure that captures nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Panicked`] if `new` panicked, and as
+    /// [`dict`](Manager::dict).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Manager;
+    /// struct Tally(u64);
+    /// let m = Manager::new()?;
+    /// let t = m.create(|start: u64| Tally(start), 1)?;
+    /// assert_eq!(t.call(|t: &mut Tally, by: u64| { t.0 += by; t.0 }, 2)?, 3);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias("register"))]
+    pub fn create<T, F, A>(&self, new: F, arg: A) -> Result<CustomProxy<T>>
+    where
+        T: Send + 'static,
+        F: Fn(A) -> T + Copy + Send + 'static,
+        A: Message,
+    {
+        CustomProxy::create(Arc::clone(&self.link), new, &arg)
     }
 
     /// A new namespace in the server (Python's `manager.Namespace()`).

@@ -69,4 +69,4 @@ pub(crate) use reaper::adopt;
 pub(crate) use record::ChildRecord;
 pub(crate) use serve::{Failure, catch_panic, finish, quiet_panics};
 pub(crate) use task::{Task, TaskId};
-pub(crate) use trampoline::{ChunkTrampoline, chunk_id_of, conjure, resolve_chunk};
+pub(crate) use trampoline::{ChunkTrampoline, chunk_id_of, conjure, conjure_method, resolve_chunk};

@@ -76,6 +76,21 @@ where
     unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() }
 }
 
+/// Produces the one value of the zero-sized method type `F` (a fn item
+/// such as `Counter::add`, or a closure that captures nothing, taking the
+/// object and one argument): as [`conjure`], whose safety argument holds
+/// for every `Fn` signature.
+pub(crate) fn conjure_method<F, T, A, R>() -> F
+where
+    F: Fn(&mut T, A) -> R + Copy,
+{
+    let () = Nameable::<F>::CHECK;
+    // SAFETY: as in `conjure`: `F` is zero-sized (checked at compile time),
+    // a fn item or captureless closure type with no invariant beyond
+    // existing, and `Copy`.
+    unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() }
+}
+
 /// The fixed point that task offsets are measured from.
 #[inline(never)]
 fn anchor() -> u64 {
