@@ -61,7 +61,8 @@
 //! | `shared_memory.SharedMemory` | [`SharedMemory`] |
 //! | what may be pickled | [`Message`]; a target is a [`Target`] |
 //! | sockets and files in `args=` (`reduction.DupFd`, `send_handle`) | [`Handle`] |
-//! | `Manager()`, `BaseManager`, `dict()`, `list()` proxies | [`Manager`], and the [`manager`] module |
+//! | `Manager()`, `BaseManager`, `dict()`, `list()`, `Namespace()`, `Value()` proxies | [`Manager`], and the [`manager`] module |
+//! | `BaseManager.register` (your own types in the server) | [`managed`], or [`Manager::create`] |
 //! | exceptions | one [`Error`] with an [`ErrorKind`] |
 //! | — | [`set_max_frame_size`]: the cap on any one message |
 //!
@@ -118,6 +119,70 @@ pub use context::{
 pub use error::{Error, ErrorKind, PanicInfo, Result};
 pub use handle::Handle;
 pub use manager::Manager;
+/// Makes a type's methods callable on a value that lives in a [`Manager`]'s
+/// server (Python's `BaseManager.register(typeid, callable)`), on an
+/// inherent `impl` block:
+///
+/// - each associated function that returns `Self` gains a twin with `_in`
+///   added, which takes the manager first and makes the value in its
+///   server: `Counter::new_in(&manager, 5)?` gives a
+///   [`manager::CustomProxy<Counter>`];
+/// - each `&self` or `&mut self` method becomes a method of the proxy,
+///   through a trait named after the type (`CounterProxy`), returning a
+///   [`Result`]: `counter.add(3)?`. It runs in the server, atomically.
+///
+/// Arguments and results travel (they are [`Message`]s); the type itself
+/// never leaves the server and needs no serde. A panic in a method is that
+/// call's [`ErrorKind::Panicked`], and the server goes on.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{Manager, Process, managed};
+///
+/// pub struct Counter {
+///     n: i64,
+/// }
+///
+/// #[managed]
+/// impl Counter {
+///     pub fn new(start: i64) -> Self {
+///         Counter { n: start }
+///     }
+///     pub fn add(&mut self, by: i64) -> i64 {
+///         self.n += by;
+///         self.n
+///     }
+///     pub fn get(&self) -> i64 {
+///         self.n
+///     }
+/// }
+///
+/// fn add_ten(counter: multiproc::manager::CustomProxy<Counter>) -> i64 {
+///     counter.add(10).unwrap()
+/// }
+///
+/// let manager = Manager::new()?;
+/// let counter = Counter::new_in(&manager, 5)?;
+/// assert_eq!(counter.add(1)?, 6);
+/// assert_eq!(Process::new(add_ten, counter.clone()).start()?.join()?, 16);
+/// assert_eq!(counter.get()?, 16);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+///
+/// A method whose arguments or result do not travel does not compile:
+///
+/// ```compile_fail,E0277
+/// use multiproc::managed;
+/// pub struct Pipe;
+/// pub struct NotSerde;
+/// #[managed]
+/// impl Pipe {
+///     pub fn send(&mut self, what: NotSerde) {}
+/// }
+/// ```
+#[doc(alias("register", "BaseManager.register"))]
+pub use multiproc_macros::managed;
 pub use pool::{
     AsCompleted, AsyncResult, Calls, Done, IMap, IMapUnordered, Pool, PoolBuilder, PoolStats, ReturnWhen, StarFn,
     WorkerStats, as_completed, wait,

@@ -277,3 +277,59 @@ per_method! {
         assert_eq!(history, [100, 10, 5, 5, 5, 5, 5]);
     }
 }
+
+/// A type of the test's own, made managed by the attribute.
+struct Inventory {
+    items: std::collections::BTreeMap<String, u32>,
+}
+
+#[multiproc::managed]
+impl Inventory {
+    fn new() -> Self {
+        Inventory { items: Default::default() }
+    }
+
+    fn with(name: String, count: u32) -> Inventory {
+        let mut items = std::collections::BTreeMap::new();
+        items.insert(name, count);
+        Inventory { items }
+    }
+
+    fn stock(&mut self, name: String, count: u32) -> u32 {
+        let n = self.items.entry(name).or_default();
+        *n += count;
+        *n
+    }
+
+    fn take(&mut self, name: String, count: u32) -> u32 {
+        let n = self.items.get_mut(&name).unwrap_or_else(|| panic!("no {name} in stock"));
+        *n -= count;
+        *n
+    }
+
+    fn list(&self) -> Vec<(String, u32)> {
+        self.items.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+}
+
+fn stock_apples(inv: multiproc::manager::CustomProxy<Inventory>) -> u32 {
+    inv.stock("apple".into(), 3).unwrap()
+}
+
+per_method! {
+    fn a_type_made_managed_by_the_attribute(method: StartMethod) {
+        let m = Manager::with_start_method(method).unwrap();
+        let inv = Inventory::with_in(&m, "pear".into(), 1).unwrap();
+        let empty = Inventory::new_in(&m).unwrap();
+        assert!(empty.list().unwrap().is_empty());
+        let child = Process::new(stock_apples, inv.clone()).start_method(method).start().unwrap();
+        assert_eq!(child.join_timeout(LONG).unwrap(), 3);
+        let pool = Pool::builder().processes(2).start_method(method).build().unwrap();
+        pool.map(stock_apples, (0..3).map(|_| inv.clone())).unwrap();
+        assert_eq!(inv.take("apple".into(), 2).unwrap(), 10);
+        let err = inv.take("plum".into(), 1).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Panicked);
+        assert!(err.to_string().contains("no plum in stock"), "{err}");
+        assert_eq!(inv.list().unwrap(), [("apple".to_string(), 10), ("pear".to_string(), 1)]);
+    }
+}
