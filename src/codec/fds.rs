@@ -198,43 +198,13 @@ impl FdHandle for Encoded {
 impl Serialize for Encoded {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let fds: Vec<FdOut<'_, Self>> = self.fds.iter().map(|fd| FdOut::new(fd.as_fd())).collect();
-        (BytesRef(&self.bytes), fds).serialize(serializer)
+        (super::byte_string::Ref(&self.bytes), fds).serialize(serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for Encoded {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let (bytes, fds): (Bytes, Vec<FdIn<Self>>) = Deserialize::deserialize(deserializer)?;
+        let (bytes, fds): (super::byte_string::Owned, Vec<FdIn<Self>>) = Deserialize::deserialize(deserializer)?;
         Ok(Encoded { bytes: bytes.0, fds: fds.into_iter().map(FdIn::into_fd).collect(), originals: Vec::new() })
-    }
-}
-
-/// Bytes that serialize as one byte string (not one element per byte).
-struct BytesRef<'a>(&'a [u8]);
-
-impl Serialize for BytesRef<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_bytes(self.0)
-    }
-}
-
-struct Bytes(Vec<u8>);
-
-impl<'de> Deserialize<'de> for Bytes {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Bytes;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a byte string")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
-                Ok(Bytes(v.to_vec()))
-            }
-            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
-                Ok(Bytes(v))
-            }
-        }
-        deserializer.deserialize_byte_buf(V)
     }
 }

@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, ErrorKind, Result};
 
+pub(crate) mod byte_string;
 mod cast;
 mod fds;
 mod frame;

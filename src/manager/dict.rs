@@ -28,10 +28,12 @@ impl<K: Eq + Hash + Clone, V> Ordered<K, V> {
     }
 
     fn insert(&mut self, k: K, v: V) -> Option<V> {
-        match self.index.get(&k) {
-            Some(&i) => Some(std::mem::replace(&mut self.entries[i].1, v)),
-            None => {
-                self.index.insert(k.clone(), self.entries.len());
+        // One hash of the key, whether it is new or not.
+        match self.index.entry(k) {
+            std::collections::hash_map::Entry::Occupied(e) => Some(std::mem::replace(&mut self.entries[*e.get()].1, v)),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let k = e.key().clone();
+                e.insert(self.entries.len());
                 self.entries.push((k, v));
                 None
             }
@@ -96,7 +98,10 @@ where
             method::VALUES => encode(&map.entries.iter().map(|(_, v)| v).collect::<Vec<_>>()),
             method::ITEMS => encode(&map.entries),
             method::UPDATE => {
-                for (k, v) in decode::<Vec<(K, V)>>(args)? {
+                let items = decode::<Vec<(K, V)>>(args)?;
+                map.entries.reserve(items.len());
+                map.index.reserve(items.len());
+                for (k, v) in items {
                     map.insert(k, v);
                 }
                 encode(&())

@@ -52,9 +52,19 @@ pub(crate) fn resolve(id: OpId) -> Result<Op> {
 pub(crate) enum Request {
     /// Makes an object with `op` (method 0) from `args`; this connection
     /// holds one reference to it.
-    Create { op: OpId, args: Vec<u8> },
+    Create {
+        op: OpId,
+        #[serde(with = "crate::codec::byte_string")]
+        args: Vec<u8>,
+    },
     /// Runs method `method` of `op` on object `id`.
-    Call { id: u64, op: OpId, method: u32, args: Vec<u8> },
+    Call {
+        id: u64,
+        op: OpId,
+        method: u32,
+        #[serde(with = "crate::codec::byte_string")]
+        args: Vec<u8>,
+    },
     /// One more reference, held by this connection.
     IncRef(u64),
     /// One more reference, held by no connection yet: a proxy on its way
@@ -74,7 +84,7 @@ pub(crate) enum Request {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Reply {
     Created(u64),
-    Value(Vec<u8>),
+    Value(#[serde(with = "crate::codec::byte_string")] Vec<u8>),
     Done,
     Count(u64),
     Failed(RemoteError),
