@@ -333,3 +333,26 @@ per_method! {
         assert_eq!(inv.list().unwrap(), [("apple".to_string(), 10), ("pear".to_string(), 1)]);
     }
 }
+
+fn add_range((s, from): (multiproc::manager::SetProxy<u32>, u32)) {
+    s.update(from..from + 100).unwrap();
+}
+
+per_method! {
+    fn a_set_gathers_what_several_processes_add(method: StartMethod) {
+        let m = Manager::with_start_method(method).unwrap();
+        let s = m.set::<u32>().unwrap();
+        // Overlapping ranges: 0..100, 50..150, 100..200.
+        let children: Vec<_> = [0, 50, 100]
+            .into_iter()
+            .map(|from| Process::new(add_range, (s.clone(), from)).start_method(method).start().unwrap())
+            .collect();
+        for c in children {
+            c.join_timeout(LONG).unwrap();
+        }
+        assert_eq!(s.len().unwrap(), 200);
+        let mut all = s.snapshot().unwrap();
+        all.sort_unstable();
+        assert_eq!(all, (0..200).collect::<Vec<_>>());
+    }
+}

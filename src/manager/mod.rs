@@ -14,6 +14,7 @@ mod namespace;
 mod protocol;
 mod proxy;
 mod server;
+mod set;
 
 use std::fmt;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ pub use custom::CustomProxy;
 pub use dict::DictProxy;
 pub use list::ListProxy;
 pub use namespace::{NamespaceProxy, ValueProxy};
+pub use set::SetProxy;
 
 use crate::connection::{Connection, Listener, ToAddress};
 use crate::context::StartMethod;
@@ -380,6 +382,40 @@ impl Manager {
         A: Message,
     {
         CustomProxy::create(Arc::clone(&self.link), new, &arg)
+    }
+
+    /// A new empty set in the server (Python 3.14's `manager.set()`).
+    ///
+    /// # Errors
+    ///
+    /// As [`dict`](Manager::dict).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// assert_eq!(m.set::<u8>()?.len()?, 0);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn set<T: Message + Eq + std::hash::Hash + Clone>(&self) -> Result<SetProxy<T>> {
+        SetProxy::create(Arc::clone(&self.link), Vec::new())
+    }
+
+    /// A new set with `items` (Python 3.14's `manager.set(items)`).
+    ///
+    /// # Errors
+    ///
+    /// As [`dict`](Manager::dict).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// assert!(m.set_from(vec!['a'])?.contains(&'a')?);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn set_from<T: Message + Eq + std::hash::Hash + Clone>(&self, items: Vec<T>) -> Result<SetProxy<T>> {
+        SetProxy::create(Arc::clone(&self.link), items)
     }
 
     /// A new namespace in the server (Python's `manager.Namespace()`).
