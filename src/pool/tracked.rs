@@ -466,7 +466,18 @@ impl Worker {
     /// it finished, fails the item it ran, and returns the rest to run
     /// again.
     pub(super) fn bury(mut self, counts: &mut Counts) -> Remains {
-        let status = self.child.poll_status().ok().flatten();
+        let mut status = self.child.poll_status().ok().flatten();
+        if status.is_none() {
+            // Its end was reported by a fork server that died, before the
+            // worker itself did: make sure it is gone before its page is
+            // read, or an item it starts afterwards would run here and
+            // again elsewhere.
+            let _ = self.child.signal(sys::SIGKILL);
+            let fd = self.child.reaper_fd();
+            let mut fds = [sys::PollFd::new(&fd, sys::PollFlags::IN)];
+            let _ = sys::poll(&mut fds, Some(Duration::from_secs(1)));
+            status = self.child.poll_status().ok().flatten();
+        }
         if let Some(e) = self.failure.take() {
             // A broken stream: nothing it says can be trusted.
             for f in self.in_flight.drain(..) {
