@@ -26,6 +26,9 @@ pub(crate) struct Slot {
     pub(crate) object: Option<Box<dyn Any + Send>>,
     /// The encoded answer, or the error.
     pub(crate) reply: Result<Vec<u8>>,
+    /// Set by an op that cannot go on yet (it changed nothing): a `Wait`
+    /// request runs it again later.
+    pub(crate) would_block: bool,
 }
 
 /// An op: decodes its arguments, runs method `method` on the slot's
@@ -50,6 +53,11 @@ pub(crate) fn resolve(id: OpId) -> Result<Op> {
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Request {
+    /// The first request on a connection: the client process's token. A
+    /// process may hold several connections (one per thread that calls at
+    /// once); its references are the process's, given back when its last
+    /// connection closes.
+    Hello(u64),
     /// Makes an object with `op` (method 0) from `args`; this connection
     /// holds one reference to it.
     Create {
@@ -64,6 +72,18 @@ pub(crate) enum Request {
         method: u32,
         #[serde(with = "crate::codec::byte_string")]
         args: Vec<u8>,
+    },
+    /// As `Call`, for an operation that may have to wait (a `get` from an
+    /// empty queue): the server runs it again each time another call
+    /// changes something, until it does not have to wait or `timeout_us`
+    /// (if any) passes.
+    Wait {
+        id: u64,
+        op: OpId,
+        method: u32,
+        #[serde(with = "crate::codec::byte_string")]
+        args: Vec<u8>,
+        timeout_us: Option<u64>,
     },
     /// One more reference, held by this connection.
     IncRef(u64),

@@ -25,8 +25,13 @@ use crate::error::{Error, ErrorKind, Result};
 pub(crate) struct Link {
     address: String,
     authkey: Vec<u8>,
-    /// Connected at the first call.
-    conn: Mutex<Option<Connection>>,
+    /// This process's token for the server: its references are the
+    /// process's, whichever connection made them.
+    token: u64,
+    /// Connections not in use: a call takes one (or opens one), so that a
+    /// thread that waits (a `get` from an empty queue) does not hold up
+    /// the others.
+    idle: Mutex<Vec<Connection>>,
 }
 
 impl fmt::Debug for Link {
@@ -65,30 +70,51 @@ impl Link {
                 }
             }
         };
-        drop(link.connected()?);
+        link.connected()?;
         Ok(link)
     }
 
     /// A link that connects at its first call.
     pub(crate) fn lazy(address: &str, authkey: &[u8]) -> Arc<Link> {
-        Arc::new(Link { address: address.to_string(), authkey: authkey.to_vec(), conn: Mutex::new(None) })
+        let mut token = [0u8; 8];
+        let _ = crate::sys::random_bytes(&mut token);
+        Arc::new(Link {
+            address: address.to_string(),
+            authkey: authkey.to_vec(),
+            token: u64::from_le_bytes(token) ^ u64::from(std::process::id()),
+            idle: Mutex::new(Vec::new()),
+        })
     }
 
-    /// The connection, made if needed.
-    fn connected(&self) -> Result<std::sync::MutexGuard<'_, Option<Connection>>> {
-        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        if conn.is_none() {
-            *conn = Some(Client(self.address.as_str(), Some(&self.authkey)).map_err(protocol::gone)?);
+    /// An idle connection, or a new one (introduced with this process's
+    /// token).
+    fn take(&self) -> Result<Connection> {
+        if let Some(conn) = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+            return Ok(conn);
         }
-        Ok(conn)
+        let conn = Client(self.address.as_str(), Some(&self.authkey)).map_err(protocol::gone)?;
+        match protocol::round_trip(&conn, &Request::Hello(self.token))? {
+            Reply::Done => Ok(conn),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Makes sure one connection is open (for an early error).
+    fn connected(&self) -> Result<()> {
+        let conn = self.take()?;
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+        Ok(())
     }
 
     /// One request and its reply; a failure the server reports comes back
     /// as that error.
     pub(crate) fn call(&self, request: &Request) -> Result<Reply> {
-        let conn = self.connected()?;
-        let conn = conn.as_ref().expect("connected above");
-        match protocol::round_trip(conn, request)? {
+        let conn = self.take()?;
+        let reply = protocol::round_trip(&conn, request)?;
+        // A connection that failed is dropped (the `?` above); this one goes
+        // back for the next call.
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+        match reply {
             Reply::Failed(remote) => Err(Error::new(remote.kind, remote.message)),
             reply => Ok(reply),
         }

@@ -104,8 +104,20 @@ fn no_object(id: u64) -> Error {
 /// The server's shared state.
 pub(crate) struct Server {
     table: Mutex<Table>,
+    /// Signalled after every call that may have changed an object, for
+    /// the calls that wait.
+    changed: std::sync::Condvar,
+    /// The references each client process holds, and how many connections
+    /// it has open, by its token.
+    clients: Mutex<HashMap<u64, Client>>,
     /// The address it serves, as proxies name it.
     address: String,
+}
+
+#[derive(Default)]
+struct Client {
+    held: HashMap<u64, u64>,
+    connections: usize,
 }
 
 /// Whether this process is the server at `address`.
@@ -115,7 +127,12 @@ pub(crate) fn in_server_for(address: &str) -> bool {
 
 impl Server {
     pub(crate) fn new(address: String) -> Arc<Server> {
-        Arc::new(Server { table: Mutex::new(Table::default()), address })
+        Arc::new(Server {
+            table: Mutex::new(Table::default()),
+            changed: std::sync::Condvar::new(),
+            clients: Mutex::new(HashMap::new()),
+            address,
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Table> {
@@ -147,30 +164,44 @@ impl Server {
         }
     }
 
-    /// Answers one client until it leaves; then gives back what it held.
+    /// Answers one connection until it closes; when its process's last
+    /// connection closes, gives back what the process held.
     fn serve_client(&self, conn: &Connection) {
         // A method's panic is its caller's error, not the server's output.
         runtime::quiet_panics();
-        let mut held: HashMap<u64, u64> = HashMap::new();
-        loop {
-            protocol::spin_until_readable(conn);
-            let Ok(request) = conn.recv::<Request>() else { break };
-            let reply = match self.handle(request, &mut held) {
-                Ok(Some(reply)) => reply,
-                Ok(None) => {
-                    let _ = conn.send(&Reply::Done);
-                    runtime::finish(0);
+        let token = match conn.recv::<Request>() {
+            Ok(Request::Hello(token)) => token,
+            _ => return,
+        };
+        self.clients().entry(token).or_default().connections += 1;
+        if conn.send(&Reply::Done).is_ok() {
+            loop {
+                protocol::spin_until_readable(conn);
+                let Ok(request) = conn.recv::<Request>() else { break };
+                let reply = match self.handle(request, token) {
+                    Ok(Some(reply)) => reply,
+                    Ok(None) => {
+                        let _ = conn.send(&Reply::Done);
+                        runtime::finish(0);
+                    }
+                    Err(e) => Reply::Failed(RemoteError::from(&e)),
+                };
+                if conn.send(&reply).is_err() {
+                    break;
                 }
-                Err(e) => Reply::Failed(RemoteError::from(&e)),
-            };
-            if conn.send(&reply).is_err() {
-                break;
             }
         }
+        let gone = {
+            let mut clients = self.clients();
+            let client = clients.entry(token).or_default();
+            client.connections -= 1;
+            if client.connections == 0 { clients.remove(&token) } else { None }
+        };
+        let Some(client) = gone else { return };
         let mut freed = Vec::new();
         {
             let mut table = self.lock();
-            for (id, n) in held {
+            for (id, n) in client.held {
                 for _ in 0..n {
                     freed.extend(table.decref(id));
                 }
@@ -180,12 +211,21 @@ impl Server {
         drop(freed);
     }
 
+    fn clients(&self) -> MutexGuard<'_, HashMap<u64, Client>> {
+        self.clients.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Notes one more reference held by client `token`.
+    fn hold(&self, token: u64, id: u64) {
+        *self.clients().entry(token).or_default().held.entry(id).or_default() += 1;
+    }
+
     /// One request; `None` for a shutdown.
-    fn handle(&self, request: Request, held: &mut HashMap<u64, u64>) -> Result<Option<Reply>> {
+    fn handle(&self, request: Request, token: u64) -> Result<Option<Reply>> {
         Ok(Some(match request {
             Request::Create { op, args } => {
                 let op = protocol::resolve(op)?;
-                let mut slot = Slot { object: None, reply: Ok(Vec::new()) };
+                let mut slot = Slot { object: None, reply: Ok(Vec::new()), would_block: false };
                 let mut table = self.lock();
                 let mut freed = Vec::new();
                 let ran = run_recording(op, &args, 0, &mut slot, &mut table, &mut freed);
@@ -196,7 +236,8 @@ impl Server {
                 table.next += 1;
                 let id = table.next;
                 table.objects.insert(id, Entry { object, refs: 1 });
-                *held.entry(id).or_default() += 1;
+                drop(table);
+                self.hold(token, id);
                 Reply::Created(id)
             }
             Request::Call { id, op, method, args } => {
@@ -204,7 +245,7 @@ impl Server {
                 let mut table = self.lock();
                 let entry = table.objects.get_mut(&id).ok_or_else(|| no_object(id))?;
                 let object = std::mem::replace(&mut entry.object, Box::new(()));
-                let mut slot = Slot { object: Some(object), reply: Ok(Vec::new()) };
+                let mut slot = Slot { object: Some(object), reply: Ok(Vec::new()), would_block: false };
                 let mut freed = Vec::new();
                 let ran = run_recording(op, &args, method, &mut slot, &mut table, &mut freed);
                 if let (Some(object), Some(entry)) = (slot.object, table.objects.get_mut(&id)) {
@@ -212,12 +253,47 @@ impl Server {
                 }
                 drop(table);
                 drop(freed);
+                self.changed.notify_all();
                 ran?;
                 Reply::Value(slot.reply?)
             }
+            Request::Wait { id, op, method, args, timeout_us } => {
+                let op = protocol::resolve(op)?;
+                let deadline = timeout_us
+                    .and_then(|us| std::time::Instant::now().checked_add(std::time::Duration::from_micros(us)));
+                let mut table = self.lock();
+                loop {
+                    let entry = table.objects.get_mut(&id).ok_or_else(|| no_object(id))?;
+                    let object = std::mem::replace(&mut entry.object, Box::new(()));
+                    let mut slot = Slot { object: Some(object), reply: Ok(Vec::new()), would_block: false };
+                    let mut freed = Vec::new();
+                    let ran = run_recording(op, &args, method, &mut slot, &mut table, &mut freed);
+                    if let (Some(object), Some(entry)) = (slot.object, table.objects.get_mut(&id)) {
+                        entry.object = object;
+                    }
+                    if !slot.would_block || ran.is_err() {
+                        drop(table);
+                        drop(freed);
+                        self.changed.notify_all();
+                        ran?;
+                        break Reply::Value(slot.reply?);
+                    }
+                    // Nothing changed: wait for another call to change
+                    // something (the lock is let go meanwhile).
+                    let left = match deadline {
+                        None => std::time::Duration::from_secs(3600),
+                        Some(d) => d.saturating_duration_since(std::time::Instant::now()),
+                    };
+                    if left.is_zero() {
+                        drop(table);
+                        break Reply::Value(slot.reply?);
+                    }
+                    table = self.changed.wait_timeout(table, left).unwrap_or_else(|p| p.into_inner()).0;
+                }
+            }
             Request::IncRef(id) => {
                 self.lock().incref(id)?;
-                *held.entry(id).or_default() += 1;
+                self.hold(token, id);
                 Reply::Done
             }
             Request::Hold(id) => {
@@ -228,20 +304,31 @@ impl Server {
                 if !self.lock().objects.contains_key(&id) {
                     return Err(no_object(id));
                 }
-                *held.entry(id).or_default() += 1;
+                self.hold(token, id);
                 Reply::Done
             }
             Request::DecRef(id) => {
-                if let Some(n) = held.get_mut(&id) {
-                    *n -= 1;
-                    if *n == 0 {
-                        held.remove(&id);
+                let was_held = {
+                    let mut clients = self.clients();
+                    let held = &mut clients.entry(token).or_default().held;
+                    match held.get_mut(&id) {
+                        Some(n) => {
+                            *n -= 1;
+                            if *n == 0 {
+                                held.remove(&id);
+                            }
+                            true
+                        }
+                        None => false,
                     }
+                };
+                if was_held {
                     let freed = self.lock().decref(id);
                     drop(freed);
                 }
                 Reply::Done
             }
+            Request::Hello(_) => Reply::Done,
             Request::Count => Reply::Count(self.lock().objects.len() as u64),
             Request::Shutdown => return Ok(None),
         }))
