@@ -356,3 +356,56 @@ per_method! {
         assert_eq!(all, (0..200).collect::<Vec<_>>());
     }
 }
+
+fn produce((q, n): (multiproc::manager::QueueProxy<u64>, u64)) {
+    for i in 0..n {
+        q.put(i).unwrap();
+    }
+}
+
+fn consume_and_mark(q: multiproc::manager::QueueProxy<u64>) -> u64 {
+    let mut sum = 0;
+    loop {
+        let x = q.get().unwrap();
+        if x == u64::MAX {
+            q.task_done().unwrap();
+            return sum;
+        }
+        sum += x;
+        q.task_done().unwrap();
+    }
+}
+
+per_method! {
+    fn a_managed_queue_between_processes_threads_and_pool_tasks(method: StartMethod) {
+        let m = Manager::with_start_method(method).unwrap();
+        // A producer process, the parent consuming in order.
+        let q = m.bounded_queue::<u64>(10).unwrap();
+        let producer = Process::new(produce, (q.clone(), 500)).start_method(method).start().unwrap();
+        let got: Vec<u64> = (0..500).map(|_| q.get_timeout(LONG).unwrap()).collect();
+        assert_eq!(got, (0..500).collect::<Vec<_>>());
+        producer.join_timeout(LONG).unwrap();
+        assert_eq!(q.get_timeout(Duration::ZERO).unwrap_err().kind(), ErrorKind::Empty);
+        // A thread waiting in get does not hold up another thread's put.
+        let waiter = {
+            let q = q.clone();
+            std::thread::spawn(move || q.get_timeout(LONG).unwrap())
+        };
+        q.put(42).unwrap();
+        assert_eq!(waiter.join().unwrap(), 42);
+        // A joinable queue drained by two consumers: join() returns once
+        // every item is marked done.
+        let jq = m.queue::<u64>().unwrap();
+        let consumers: Vec<_> = (0..2)
+            .map(|_| Process::new(consume_and_mark, jq.clone()).start_method(method).start().unwrap())
+            .collect();
+        for i in 1..=100 {
+            jq.put(i).unwrap();
+        }
+        jq.put(u64::MAX).unwrap();
+        jq.put(u64::MAX).unwrap();
+        jq.join().unwrap();
+        let total: u64 = consumers.into_iter().map(|c| c.join_timeout(LONG).unwrap()).sum();
+        assert_eq!(total, 5050);
+    }
+}

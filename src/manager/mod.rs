@@ -13,6 +13,7 @@ mod list;
 mod namespace;
 mod protocol;
 mod proxy;
+mod queue;
 mod server;
 mod set;
 
@@ -24,6 +25,7 @@ pub use custom::CustomProxy;
 pub use dict::DictProxy;
 pub use list::ListProxy;
 pub use namespace::{NamespaceProxy, ValueProxy};
+pub use queue::QueueProxy;
 pub use set::SetProxy;
 
 use crate::connection::{Connection, Listener, ToAddress};
@@ -382,6 +384,53 @@ impl Manager {
         A: Message,
     {
         CustomProxy::create(Arc::clone(&self.link), new, &arg)
+    }
+
+    /// A new queue in the server, without a size limit (Python's
+    /// `manager.Queue()` and `manager.JoinableQueue()`).
+    ///
+    /// # Errors
+    ///
+    /// As [`dict`](Manager::dict).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// assert!(m.queue::<u8>()?.empty()?);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias("Queue", "JoinableQueue"))]
+    pub fn queue<T: Message>(&self) -> Result<QueueProxy<T>> {
+        QueueProxy::create(Arc::clone(&self.link), 0)
+    }
+
+    /// A new queue that holds at most `maxsize` items (Python's
+    /// `manager.Queue(maxsize)`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`] for 0 (use [`queue`](Manager::queue));
+    /// as [`dict`](Manager::dict).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// let q = m.bounded_queue::<u8>(2)?;
+    /// q.put(1)?;
+    /// q.put(2)?;
+    /// assert!(q.full()?);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn bounded_queue<T: Message>(&self, maxsize: usize) -> Result<QueueProxy<T>> {
+        if maxsize == 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "a bounded queue holds at least 1 item; use queue() for no limit",
+            ));
+        }
+        QueueProxy::create(Arc::clone(&self.link), maxsize)
     }
 
     /// A new empty set in the server (Python 3.14's `manager.set()`).

@@ -165,6 +165,23 @@ impl Proxy {
         }
     }
 
+    /// As [`call`](Proxy::call), for a method that may have to wait on the
+    /// server (until `timeout`, if any).
+    pub(crate) fn call_waiting<R: serde::de::DeserializeOwned + 'static>(
+        &self,
+        op: OpId,
+        method: u32,
+        args: &(impl Serialize + ?Sized),
+        timeout: Option<std::time::Duration>,
+    ) -> Result<R> {
+        let args = protocol::encode(args)?;
+        let timeout_us = timeout.map(|t| u64::try_from(t.as_micros()).unwrap_or(u64::MAX));
+        match self.link.call(&Request::Wait { id: self.id, op, method, args, timeout_us })? {
+            Reply::Value(bytes) => protocol::decode(&bytes),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     /// Whether two proxies refer to the same object.
     pub(crate) fn same(&self, other: &Proxy) -> bool {
         self.id == other.id && self.link.address == other.link.address
