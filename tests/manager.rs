@@ -409,3 +409,38 @@ per_method! {
         assert_eq!(total, 5050);
     }
 }
+
+fn locked_increments((lock, d, n): (multiproc::manager::LockProxy, DictProxy<String, u64>, u64)) {
+    for _ in 0..n {
+        assert!(lock.acquire().unwrap());
+        let v = d.get_or(&"n".into(), 0).unwrap();
+        d.insert("n".into(), v + 1).unwrap();
+        lock.release().unwrap();
+    }
+}
+
+fn wait_for_event(e: multiproc::manager::EventProxy) -> bool {
+    e.wait_timeout(LONG).unwrap()
+}
+
+per_method! {
+    fn manager_locks_and_events_work_across_processes(method: StartMethod) {
+        // Python's pattern: with lock: d['n'] = d['n'] + 1, from 4 processes.
+        let m = Manager::with_start_method(method).unwrap();
+        let lock = m.lock().unwrap();
+        let d = m.dict::<String, u64>().unwrap();
+        let children: Vec<_> = (0..4)
+            .map(|_| Process::new(locked_increments, (lock.clone(), d.clone(), 250)).start_method(method).start().unwrap())
+            .collect();
+        for c in children {
+            c.join_timeout(LONG).unwrap();
+        }
+        assert_eq!(d.get(&"n".into()).unwrap(), Some(1000));
+        assert_eq!(lock.value().unwrap(), 1, "the lock is free again");
+        // An event set by the parent wakes a child waiting on the server.
+        let e = m.event().unwrap();
+        let child = Process::new(wait_for_event, e.clone()).start_method(method).start().unwrap();
+        e.set().unwrap();
+        assert!(child.join_timeout(LONG).unwrap());
+    }
+}

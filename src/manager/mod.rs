@@ -16,6 +16,7 @@ mod proxy;
 mod queue;
 mod server;
 mod set;
+mod sync;
 
 use std::fmt;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ pub use list::ListProxy;
 pub use namespace::{NamespaceProxy, ValueProxy};
 pub use queue::QueueProxy;
 pub use set::SetProxy;
+pub use sync::{EventProxy, LockProxy, SemaphoreProxy};
 
 use crate::connection::{Connection, Listener, ToAddress};
 use crate::context::StartMethod;
@@ -431,6 +433,82 @@ impl Manager {
             ));
         }
         QueueProxy::create(Arc::clone(&self.link), maxsize)
+    }
+
+    /// A new lock in the server (Python's `manager.Lock()`): a semaphore
+    /// with one permit, which any process may release.
+    ///
+    /// # Errors
+    ///
+    /// As [`dict`](Manager::dict).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// let lock = m.lock()?;
+    /// lock.acquire()?;
+    /// lock.release()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias("Lock"))]
+    pub fn lock(&self) -> Result<LockProxy> {
+        SemaphoreProxy::create(Arc::clone(&self.link), 1, 1)
+    }
+
+    /// A new semaphore with `permits` (Python's `manager.Semaphore(n)`).
+    ///
+    /// # Errors
+    ///
+    /// As [`dict`](Manager::dict).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// assert_eq!(m.semaphore(2)?.value()?, 2);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias("Semaphore"))]
+    pub fn semaphore(&self, permits: u64) -> Result<SemaphoreProxy> {
+        SemaphoreProxy::create(Arc::clone(&self.link), permits, u64::MAX)
+    }
+
+    /// A new semaphore that refuses a release past `permits` (Python's
+    /// `manager.BoundedSemaphore(n)`).
+    ///
+    /// # Errors
+    ///
+    /// As [`dict`](Manager::dict).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// assert!(m.bounded_semaphore(1)?.release().is_err());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias("BoundedSemaphore"))]
+    pub fn bounded_semaphore(&self, permits: u64) -> Result<SemaphoreProxy> {
+        SemaphoreProxy::create(Arc::clone(&self.link), permits, permits)
+    }
+
+    /// A new event in the server (Python's `manager.Event()`).
+    ///
+    /// # Errors
+    ///
+    /// As [`dict`](Manager::dict).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// assert!(!m.event()?.is_set()?);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias("Event"))]
+    pub fn event(&self) -> Result<EventProxy> {
+        EventProxy::create(Arc::clone(&self.link))
     }
 
     /// A new empty set in the server (Python 3.14's `manager.set()`).

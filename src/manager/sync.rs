@@ -1,0 +1,341 @@
+//! [`LockProxy`], [`SemaphoreProxy`] and [`EventProxy`]: synchronization
+//! objects that live in a manager's server (Python's `manager.Lock()`,
+//! `Semaphore(n)`, `BoundedSemaphore(n)` and `Event()`), usable from any
+//! process that holds a proxy, pool tasks and other machines included.
+//! Waiting happens on the server.
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use super::protocol::{self, Slot, decode, encode, object};
+use super::proxy::{Link, Proxy};
+use crate::error::{Error, ErrorKind, Result};
+
+mod method {
+    pub(super) const CREATE: u32 = 0;
+    pub(super) const ACQUIRE: u32 = 1;
+    pub(super) const RELEASE: u32 = 2;
+    pub(super) const VALUE: u32 = 3;
+    pub(super) const SET: u32 = 4;
+    pub(super) const CLEAR: u32 = 5;
+    pub(super) const WAIT: u32 = 6;
+}
+
+/// A counting semaphore on the server; a lock is one with one permit.
+struct Permits {
+    free: u64,
+    /// The most permits a release may bring back (`BoundedSemaphore`, and a
+    /// lock); `u64::MAX` for none.
+    bound: u64,
+}
+
+fn permits_op(args: &[u8], m: u32, slot: &mut Slot) {
+    let mut would_block = false;
+    let reply = (|| -> Result<Vec<u8>> {
+        if m == method::CREATE {
+            let (free, bound) = decode::<(u64, u64)>(args)?;
+            slot.object = Some(Box::new(Permits { free, bound }));
+            return Ok(Vec::new());
+        }
+        let p = object::<Permits>(slot)?;
+        match m {
+            method::ACQUIRE => {
+                if p.free == 0 {
+                    // A wait that runs out answers false, as Python's
+                    // acquire(timeout=...) does.
+                    would_block = true;
+                    return encode(&false);
+                }
+                p.free -= 1;
+                encode(&true)
+            }
+            method::RELEASE => {
+                if p.free >= p.bound {
+                    return Err(Error::new(
+                        ErrorKind::InvalidState,
+                        "released more times than acquired (Python's ValueError or RuntimeError: release unlocked lock)",
+                    ));
+                }
+                p.free += 1;
+                encode(&())
+            }
+            method::VALUE => encode(&p.free),
+            other => Err(Error::new(ErrorKind::Protocol, format!("a semaphore has no method {other}"))),
+        }
+    })();
+    slot.reply = reply;
+    slot.would_block = would_block;
+}
+
+fn event_op(args: &[u8], m: u32, slot: &mut Slot) {
+    let mut would_block = false;
+    let reply = (|| -> Result<Vec<u8>> {
+        if m == method::CREATE {
+            let _ = args;
+            slot.object = Some(Box::new(false));
+            return Ok(Vec::new());
+        }
+        let flag = object::<bool>(slot)?;
+        match m {
+            method::SET => {
+                *flag = true;
+                encode(&())
+            }
+            method::CLEAR => {
+                *flag = false;
+                encode(&())
+            }
+            method::VALUE => encode(&*flag),
+            method::WAIT => {
+                would_block = !*flag;
+                encode(&*flag)
+            }
+            other => Err(Error::new(ErrorKind::Protocol, format!("an event has no method {other}"))),
+        }
+    })();
+    slot.reply = reply;
+    slot.would_block = would_block;
+}
+
+/// A semaphore owned by a [`Manager`](crate::Manager)'s server (Python's
+/// `manager.Semaphore(n)` and `BoundedSemaphore(n)`); a lock is one with
+/// one permit ([`Manager::lock`](crate::Manager::lock)). It is a message:
+/// it goes through pool tasks. A permit taken by a process that dies is not
+/// given back (as in Python).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// let m = multiproc::Manager::new()?;
+/// let lock = m.lock()?;
+/// assert!(lock.acquire()?);
+/// assert!(!lock.acquire_timeout(Duration::ZERO)?, "held");
+/// lock.release()?;
+/// assert!(lock.release().is_err(), "not held any more");
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[doc(alias("Lock", "Semaphore", "BoundedSemaphore"))]
+pub struct SemaphoreProxy {
+    proxy: Proxy,
+    _types: PhantomData<()>,
+}
+
+super::proxy::typed_proxy!(SemaphoreProxy);
+
+/// A manager's lock: a [`SemaphoreProxy`] with one permit.
+pub type LockProxy = SemaphoreProxy;
+
+impl SemaphoreProxy {
+    fn op() -> protocol::OpId {
+        protocol::op_id(permits_op)
+    }
+
+    pub(crate) fn create(link: std::sync::Arc<Link>, permits: u64, bound: u64) -> Result<Self> {
+        let proxy = Proxy::create(link, Self::op(), protocol::encode(&(permits, bound))?)?;
+        Ok(SemaphoreProxy { proxy, _types: PhantomData })
+    }
+
+    /// Takes a permit, waiting for one (Python's `acquire()`); always true.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::ManagerGone`] if the server is gone (every method).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// let s = m.semaphore(2)?;
+    /// assert!(s.acquire()? && s.acquire()?);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn acquire(&self) -> Result<bool> {
+        self.proxy.call_waiting(Self::op(), method::ACQUIRE, &(), None)
+    }
+
+    /// Takes a permit, waiting at most `timeout`; whether it got one
+    /// (Python's `acquire(timeout=...)`, and `acquire(False)` for zero).
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire`](SemaphoreProxy::acquire).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let m = multiproc::Manager::new()?;
+    /// let s = m.semaphore(0)?;
+    /// assert!(!s.acquire_timeout(Duration::from_millis(5))?);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.proxy.call_waiting(Self::op(), method::ACQUIRE, &(), Some(timeout))
+    }
+
+    /// Gives a permit back (any process may, as in Python).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidState`] past the bound (a lock not held, a
+    /// bounded semaphore at its initial value).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// let s = m.bounded_semaphore(1)?;
+    /// s.acquire()?;
+    /// s.release()?;
+    /// assert!(s.release().is_err());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn release(&self) -> Result<()> {
+        self.proxy.call(Self::op(), method::RELEASE, &())
+    }
+
+    /// The permits free now (Python's `get_value()`).
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire`](SemaphoreProxy::acquire).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// assert_eq!(m.semaphore(3)?.value()?, 3);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias("get_value"))]
+    pub fn value(&self) -> Result<u64> {
+        self.proxy.call(Self::op(), method::VALUE, &())
+    }
+}
+
+/// An event owned by a [`Manager`](crate::Manager)'s server (Python's
+/// `manager.Event()`).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// let m = multiproc::Manager::new()?;
+/// let e = m.event()?;
+/// assert!(!e.wait_timeout(Duration::ZERO)?);
+/// e.set()?;
+/// assert!(e.is_set()? && e.wait()?);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[doc(alias("Event"))]
+pub struct EventProxy {
+    proxy: Proxy,
+    _types: PhantomData<()>,
+}
+
+super::proxy::typed_proxy!(EventProxy);
+
+impl EventProxy {
+    fn op() -> protocol::OpId {
+        protocol::op_id(event_op)
+    }
+
+    pub(crate) fn create(link: std::sync::Arc<Link>) -> Result<Self> {
+        Ok(EventProxy { proxy: Proxy::create(link, Self::op(), Vec::new())?, _types: PhantomData })
+    }
+
+    /// Sets the flag, waking every waiter.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::ManagerGone`] if the server is gone (every method).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// let e = m.event()?;
+    /// e.set()?;
+    /// assert!(e.is_set()?);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn set(&self) -> Result<()> {
+        self.proxy.call(Self::op(), method::SET, &())
+    }
+
+    /// Clears the flag.
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](EventProxy::set).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// let e = m.event()?;
+    /// e.set()?;
+    /// e.clear()?;
+    /// assert!(!e.is_set()?);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn clear(&self) -> Result<()> {
+        self.proxy.call(Self::op(), method::CLEAR, &())
+    }
+
+    /// Whether the flag is set.
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](EventProxy::set).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// assert!(!m.event()?.is_set()?);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn is_set(&self) -> Result<bool> {
+        self.proxy.call(Self::op(), method::VALUE, &())
+    }
+
+    /// Waits until the flag is set; true.
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](EventProxy::set).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// let e = m.event()?;
+    /// e.set()?;
+    /// assert!(e.wait()?);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn wait(&self) -> Result<bool> {
+        self.proxy.call_waiting(Self::op(), method::WAIT, &(), None)
+    }
+
+    /// Waits at most `timeout` for the flag; whether it is set (Python's
+    /// `wait(timeout)`).
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](EventProxy::set).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let m = multiproc::Manager::new()?;
+    /// assert!(!m.event()?.wait_timeout(Duration::from_millis(5))?);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.proxy.call_waiting(Self::op(), method::WAIT, &(), Some(timeout))
+    }
+}
