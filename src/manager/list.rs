@@ -22,6 +22,9 @@ mod method {
     pub(super) const SNAPSHOT: u32 = 8;
     pub(super) const CLEAR: u32 = 9;
     pub(super) const REVERSE: u32 = 10;
+    pub(super) const REMOVE_VALUE: u32 = 11;
+    pub(super) const INDEX: u32 = 12;
+    pub(super) const COUNT: u32 = 13;
 }
 
 fn out_of_range(i: usize, len: usize) -> Error {
@@ -76,6 +79,27 @@ fn op<T: Message + Clone>(args: &[u8], m: u32, slot: &mut Slot) {
                 list.reverse();
                 encode(&())
             }
+            other => Err(Error::new(ErrorKind::Protocol, format!("a list has no method {other}"))),
+        }
+    })();
+    slot.reply = reply;
+}
+
+/// The server side of the methods that compare items (`T: PartialEq`).
+fn eq_op<T: Message + PartialEq>(args: &[u8], m: u32, slot: &mut Slot) {
+    let reply = (|| -> Result<Vec<u8>> {
+        let value = decode::<T>(args)?;
+        let list = object::<Vec<T>>(slot)?;
+        match m {
+            method::REMOVE_VALUE => match list.iter().position(|x| *x == value) {
+                Some(i) => {
+                    list.remove(i);
+                    encode(&true)
+                }
+                None => encode(&false),
+            },
+            method::INDEX => encode(&list.iter().position(|x| *x == value).map(|i| i as u64)),
+            method::COUNT => encode(&(list.iter().filter(|x| **x == value).count() as u64)),
             other => Err(Error::new(ErrorKind::Protocol, format!("a list has no method {other}"))),
         }
     })();
@@ -336,6 +360,67 @@ impl<T: Message + Clone> ListProxy<T> {
     /// ```
     pub fn reverse(&self) -> Result<()> {
         self.call(method::REVERSE, &())
+    }
+}
+
+impl<T: Message + Clone + PartialEq> ListProxy<T> {
+    fn call_eq<R: serde::de::DeserializeOwned + 'static>(&self, m: u32, value: &T) -> Result<R> {
+        self.proxy.call(protocol::op_id(eq_op::<T>), m, value)
+    }
+
+    /// Removes the first item equal to `value`; whether there was one
+    /// (Python's `remove`, which raises `ValueError` otherwise).
+    ///
+    /// # Errors
+    ///
+    /// As [`push`](ListProxy::push).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// let l = m.list_from(vec![1u8, 2, 1])?;
+    /// assert!(l.remove(&1)?);
+    /// assert_eq!(l.snapshot()?, [2, 1]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn remove(&self, value: &T) -> Result<bool> {
+        self.call_eq(method::REMOVE_VALUE, value)
+    }
+
+    /// The index of the first item equal to `value` (Python's `index`).
+    ///
+    /// # Errors
+    ///
+    /// As [`push`](ListProxy::push).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// let l = m.list_from(vec!['a', 'b'])?;
+    /// assert_eq!((l.index(&'b')?, l.index(&'z')?), (Some(1), None));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn index(&self, value: &T) -> Result<Option<usize>> {
+        Ok(self.call_eq::<Option<u64>>(method::INDEX, value)?.map(|i| i as usize))
+    }
+
+    /// How many items equal `value` (Python's `count`).
+    ///
+    /// # Errors
+    ///
+    /// As [`push`](ListProxy::push).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// assert_eq!(m.list_from(vec![1u8, 2, 1])?.count(&1)?, 2);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn count(&self, value: &T) -> Result<usize> {
+        Ok(self.call_eq::<u64>(method::COUNT, value)? as usize)
     }
 }
 

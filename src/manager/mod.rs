@@ -93,18 +93,122 @@ fn server_main((address, authkey, ready): (String, Vec<u8>, Connection)) {
     let listener = match Listener::bind(address.as_str(), Some(&authkey)) {
         Ok(l) => l,
         Err(e) => {
-            let _ = ready.send(&Some(RemoteError::from(&e)));
+            let _ = ready.send(&Err::<String, RemoteError>(RemoteError::from(&e)));
             return;
         }
     };
-    if ready.send(&None::<RemoteError>).is_err() {
+    // The address as bound (a TCP port 0 is a real port now).
+    let bound = listener.address().to_parseable();
+    if ready.send(&Ok::<String, RemoteError>(bound.clone())).is_err() {
         return;
     }
     drop(ready);
-    server::Server::new(address).run(listener)
+    server::Server::new(bound).run(listener)
+}
+
+/// How to start a [`Manager`]'s server: its start method, the address it
+/// listens on, and its authkey (Python's `SyncManager(address, authkey)`
+/// then `start()`). By default: the default start method, a private
+/// abstract address, and a random key.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{Manager, StartMethod};
+/// let m = Manager::builder().start_method(StartMethod::Fork).address("127.0.0.1:0").authkey(b"secret").start()?;
+/// assert!(m.address().starts_with("127.0.0.1:"));
+/// let other = Manager::connect(m.address(), b"secret")?;
+/// assert_eq!(other.object_count()?, 0);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(Debug, Default)]
+#[must_use = "a ManagerBuilder does nothing until start() is called"]
+pub struct ManagerBuilder {
+    method: Option<StartMethod>,
+    address: Option<String>,
+    authkey: Option<Vec<u8>>,
+}
+
+impl ManagerBuilder {
+    /// The server's start method.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::builder().start_method(multiproc::StartMethod::Spawn).start()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = Some(method);
+        self
+    }
+
+    /// Where the server listens (anything [`ToAddress`] takes; port 0
+    /// picks a free port, which [`Manager::address`] then tells).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::builder().address("127.0.0.1:0").start()?;
+    /// assert!(!m.address().ends_with(":0"));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn address(mut self, address: impl ToAddress) -> Self {
+        self.address = Some(address.to_address().map(|a| a.to_parseable()).unwrap_or_default());
+        self
+    }
+
+    /// The key clients must know.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::builder().authkey(b"k").start()?;
+    /// assert_eq!(m.authkey(), b"k");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn authkey(mut self, authkey: &[u8]) -> Self {
+        self.authkey = Some(authkey.to_vec());
+        self
+    }
+
+    /// Starts the server process.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`] for an address that is not one; as
+    /// [`Manager::new`] otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::builder().start()?;
+    /// # drop(m);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn start(self) -> Result<Manager> {
+        if self.address.as_deref() == Some("") {
+            return Err(Error::new(ErrorKind::InvalidInput, "the manager's address is not an address (see Address)"));
+        }
+        Manager::start_with(self.method, self.address, self.authkey)
+    }
 }
 
 impl Manager {
+    /// How to start a manager with a start method, an address or a key of
+    /// your choosing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::builder().authkey(b"k").start()?;
+    /// # drop(m);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn builder() -> ManagerBuilder {
+        ManagerBuilder::default()
+    }
+
     /// Starts a manager's server process, under the default start method,
     /// on a private address with a random authkey (Python's `Manager()`).
     ///
@@ -124,7 +228,7 @@ impl Manager {
     /// ```
     #[doc(alias("start"))]
     pub fn new() -> Result<Manager> {
-        Manager::start_with(None)
+        Manager::start_with(None, None, None)
     }
 
     /// Starts a manager's server process with start method `method`.
@@ -142,15 +246,15 @@ impl Manager {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn with_start_method(method: StartMethod) -> Result<Manager> {
-        Manager::start_with(Some(method))
+        Manager::start_with(Some(method), None, None)
     }
 
-    fn start_with(method: Option<StartMethod>) -> Result<Manager> {
+    fn start_with(method: Option<StartMethod>, address: Option<String>, authkey: Option<Vec<u8>>) -> Result<Manager> {
         let mut secret = [0u8; 24];
         crate::sys::random_bytes(&mut secret).map_err(|e| Error::io("making a manager's authkey", e))?;
         let name: String = secret[..8].iter().map(|b| format!("{b:02x}")).collect();
-        let address = format!("\0multiproc-manager-{}-{name}", std::process::id());
-        let authkey = secret[8..].to_vec();
+        let address = address.unwrap_or_else(|| format!("\0multiproc-manager-{}-{name}", std::process::id()));
+        let authkey = authkey.unwrap_or_else(|| secret[8..].to_vec());
         let (mine, theirs) = crate::Pipe(true)?;
         let mut process =
             Process::new(server_main, (address.clone(), authkey.clone(), theirs)).name("SyncManager-1").daemon(true);
@@ -159,17 +263,20 @@ impl Manager {
         }
         let server = process.start()?;
         let started = if mine.poll(Some(START_LIMIT))? {
-            mine.recv::<Option<RemoteError>>().map_err(protocol::gone)?
+            mine.recv::<std::result::Result<String, RemoteError>>().map_err(protocol::gone)?
         } else {
-            Some(RemoteError { kind: ErrorKind::Timeout, message: "the manager's server did not start".into() })
+            Err(RemoteError { kind: ErrorKind::Timeout, message: "the manager's server did not start".into() })
         };
-        if let Some(e) = started {
-            let _ = server.kill();
-            return Err(Error::new(
-                ErrorKind::ManagerGone,
-                format!("the manager's server could not start: {}", e.message),
-            ));
-        }
+        let address = match started {
+            Ok(bound) => bound,
+            Err(e) => {
+                let _ = server.kill();
+                return Err(Error::new(
+                    ErrorKind::ManagerGone,
+                    format!("the manager's server could not start: {}", e.message),
+                ));
+            }
+        };
         let link = Link::to(&address, &authkey)?;
         Ok(Manager { link, server: Some(server), owner: std::process::id() })
     }
