@@ -444,3 +444,34 @@ per_method! {
         assert!(child.join_timeout(LONG).unwrap());
     }
 }
+
+fn hammer((d, ready): (DictProxy<u64, u64>, Connection)) {
+    let mine = d.clone();
+    let mut i = 0u64;
+    loop {
+        mine.insert(i % 100, i).unwrap();
+        if i == 100 {
+            ready.send(&"busy").unwrap();
+        }
+        i += 1;
+    }
+}
+
+per_method! {
+    fn a_client_killed_in_the_middle_of_calls_leaves_the_server_sound(method: StartMethod) {
+        let m = Manager::with_start_method(method).unwrap();
+        let d = m.dict::<u64, u64>().unwrap();
+        let baseline = m.object_count().unwrap();
+        let (ready, theirs) = multiproc::Pipe(true).unwrap();
+        let client = Process::new(hammer, (d.clone(), theirs)).start_method(method).start().unwrap();
+        assert!(ready.poll(Some(LONG)).unwrap());
+        assert_eq!(ready.recv::<String>().unwrap(), "busy");
+        // Killed while it sends calls as fast as it can.
+        client.kill().unwrap();
+        let _ = client.join_timeout(LONG);
+        assert!(common::wait_until(LONG, || m.object_count().unwrap() == baseline), "the client's references stayed");
+        assert_eq!(d.len().unwrap(), 100);
+        d.insert(1000, 1).unwrap();
+        assert_eq!(d.get(&1000).unwrap(), Some(1));
+    }
+}
