@@ -475,3 +475,26 @@ per_method! {
         assert_eq!(d.get(&1000).unwrap(), Some(1));
     }
 }
+
+fn try_rlock(r: multiproc::manager::RLockProxy) -> bool {
+    r.acquire_timeout(Duration::ZERO).unwrap()
+}
+
+per_method! {
+    fn an_rlock_belongs_to_the_thread_that_holds_it(method: StartMethod) {
+        let m = Manager::with_start_method(method).unwrap();
+        let r = m.rlock().unwrap();
+        assert!(r.acquire().unwrap() && r.acquire().unwrap(), "re-entrant");
+        // Another process, and another thread of this one, cannot take it
+        // or release it.
+        let other = Process::new(try_rlock, r.clone()).start_method(method).start().unwrap();
+        assert!(!other.join_timeout(LONG).unwrap());
+        let r2 = r.clone();
+        let stranger = std::thread::spawn(move || (r2.acquire_timeout(Duration::ZERO).unwrap(), r2.release().is_err()));
+        assert_eq!(stranger.join().unwrap(), (false, true));
+        r.release().unwrap();
+        r.release().unwrap();
+        let other = Process::new(try_rlock, r.clone()).start_method(method).start().unwrap();
+        assert!(other.join_timeout(LONG).unwrap(), "free once released as many times as taken");
+    }
+}

@@ -28,7 +28,7 @@ pub use list::ListProxy;
 pub use namespace::{NamespaceProxy, ValueProxy};
 pub use queue::QueueProxy;
 pub use set::SetProxy;
-pub use sync::{EventProxy, LockProxy, SemaphoreProxy};
+pub use sync::{EventProxy, LockProxy, RLockProxy, SemaphoreProxy};
 
 use crate::connection::{Connection, Listener, ToAddress};
 use crate::context::StartMethod;
@@ -561,6 +561,26 @@ impl Manager {
     #[doc(alias("Lock"))]
     pub fn lock(&self) -> Result<LockProxy> {
         SemaphoreProxy::create(Arc::clone(&self.link), 1, 1)
+    }
+
+    /// A new re-entrant lock in the server (Python's `manager.RLock()`).
+    ///
+    /// # Errors
+    ///
+    /// As [`dict`](Manager::dict).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// let r = m.rlock()?;
+    /// r.acquire()?;
+    /// r.release()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias("RLock"))]
+    pub fn rlock(&self) -> Result<RLockProxy> {
+        RLockProxy::create(Arc::clone(&self.link))
     }
 
     /// A new semaphore with `permits` (Python's `manager.Semaphore(n)`).

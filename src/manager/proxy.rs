@@ -182,6 +182,16 @@ impl Proxy {
         }
     }
 
+    /// Who calls: this thread of this process, as a number the server can
+    /// compare (an `RLock`'s owner).
+    pub(crate) fn caller(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        self.link.token.hash(&mut h);
+        std::thread::current().id().hash(&mut h);
+        h.finish()
+    }
+
     /// Whether two proxies refer to the same object.
     pub(crate) fn same(&self, other: &Proxy) -> bool {
         self.id == other.id && self.link.address == other.link.address

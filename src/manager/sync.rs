@@ -97,6 +97,142 @@ fn event_op(args: &[u8], m: u32, slot: &mut Slot) {
     slot.would_block = would_block;
 }
 
+/// A re-entrant lock on the server: its owner (a thread of a process) and
+/// how many times it holds it.
+struct Reentrant {
+    owner: Option<u64>,
+    depth: u64,
+}
+
+fn rlock_op(args: &[u8], m: u32, slot: &mut Slot) {
+    let mut would_block = false;
+    let reply = (|| -> Result<Vec<u8>> {
+        if m == method::CREATE {
+            slot.object = Some(Box::new(Reentrant { owner: None, depth: 0 }));
+            return Ok(Vec::new());
+        }
+        let caller = decode::<u64>(args)?;
+        let lock = object::<Reentrant>(slot)?;
+        match m {
+            method::ACQUIRE => match lock.owner {
+                Some(owner) if owner != caller => {
+                    would_block = true;
+                    encode(&false)
+                }
+                _ => {
+                    lock.owner = Some(caller);
+                    lock.depth += 1;
+                    encode(&true)
+                }
+            },
+            method::RELEASE => {
+                if lock.owner != Some(caller) {
+                    return Err(Error::new(
+                        ErrorKind::InvalidState,
+                        "release of an RLock this thread does not hold (Python's RuntimeError: cannot release \
+                         un-acquired lock)",
+                    ));
+                }
+                lock.depth -= 1;
+                if lock.depth == 0 {
+                    lock.owner = None;
+                }
+                encode(&())
+            }
+            other => Err(Error::new(ErrorKind::Protocol, format!("an RLock has no method {other}"))),
+        }
+    })();
+    slot.reply = reply;
+    slot.would_block = would_block;
+}
+
+/// A re-entrant lock owned by a [`Manager`](crate::Manager)'s server
+/// (Python's `manager.RLock()`): the thread that holds it may acquire it
+/// again, and must release it as many times; only it may release it.
+///
+/// # Examples
+///
+/// ```
+/// let m = multiproc::Manager::new()?;
+/// let r = m.rlock()?;
+/// assert!(r.acquire()? && r.acquire()?);
+/// r.release()?;
+/// r.release()?;
+/// assert!(r.release().is_err(), "not held any more");
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[doc(alias("RLock"))]
+pub struct RLockProxy {
+    proxy: Proxy,
+    _types: PhantomData<()>,
+}
+
+super::proxy::typed_proxy!(RLockProxy);
+
+impl RLockProxy {
+    fn op() -> protocol::OpId {
+        protocol::op_id(rlock_op)
+    }
+
+    pub(crate) fn create(link: std::sync::Arc<Link>) -> Result<Self> {
+        Ok(RLockProxy { proxy: Proxy::create(link, Self::op(), Vec::new())?, _types: PhantomData })
+    }
+
+    /// Takes the lock (again, if this thread holds it), waiting while
+    /// another holds it; always true.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::ManagerGone`] if the server is gone (every method).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// assert!(m.rlock()?.acquire()?);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn acquire(&self) -> Result<bool> {
+        self.proxy.call_waiting(Self::op(), method::ACQUIRE, &self.proxy.caller(), None)
+    }
+
+    /// As [`acquire`](RLockProxy::acquire), waiting at most `timeout`;
+    /// whether it got the lock.
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire`](RLockProxy::acquire).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let m = multiproc::Manager::new()?;
+    /// assert!(m.rlock()?.acquire_timeout(Duration::ZERO)?);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.proxy.call_waiting(Self::op(), method::ACQUIRE, &self.proxy.caller(), Some(timeout))
+    }
+
+    /// Releases one level of the lock.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidState`] if this thread does not hold it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// assert!(m.rlock()?.release().is_err());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn release(&self) -> Result<()> {
+        self.proxy.call(Self::op(), method::RELEASE, &self.proxy.caller())
+    }
+}
+
 /// A semaphore owned by a [`Manager`](crate::Manager)'s server (Python's
 /// `manager.Semaphore(n)` and `BoundedSemaphore(n)`); a lock is one with
 /// one permit ([`Manager::lock`](crate::Manager::lock)). It is a message:
