@@ -498,3 +498,27 @@ per_method! {
         assert!(other.join_timeout(LONG).unwrap(), "free once released as many times as taken");
     }
 }
+
+fn meet(b: multiproc::manager::BarrierProxy) -> u64 {
+    b.wait_timeout(LONG).unwrap()
+}
+
+per_method! {
+    fn a_manager_barrier_lets_three_processes_through_together(method: StartMethod) {
+        let m = Manager::with_start_method(method).unwrap();
+        let b = m.barrier(3).unwrap();
+        let children: Vec<_> =
+            (0..2).map(|_| Process::new(meet, b.clone()).start_method(method).start().unwrap()).collect();
+        let mine = b.wait_timeout(LONG).unwrap();
+        let mut indices: Vec<u64> = children.into_iter().map(|c| c.join_timeout(LONG).unwrap()).collect();
+        indices.push(mine);
+        indices.sort_unstable();
+        assert_eq!(indices, [0, 1, 2]);
+        assert!(!b.broken().unwrap());
+        // Round two, after which a lone wait times out and breaks it.
+        assert_eq!(b.wait_timeout(Duration::ZERO).unwrap_err().kind(), ErrorKind::BrokenBarrier);
+        assert!(b.broken().unwrap());
+        b.reset().unwrap();
+        assert!(!b.broken().unwrap());
+    }
+}

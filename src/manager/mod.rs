@@ -28,7 +28,7 @@ pub use list::ListProxy;
 pub use namespace::{NamespaceProxy, ValueProxy};
 pub use queue::QueueProxy;
 pub use set::SetProxy;
-pub use sync::{EventProxy, LockProxy, RLockProxy, SemaphoreProxy};
+pub use sync::{BarrierProxy, EventProxy, LockProxy, RLockProxy, SemaphoreProxy};
 
 use crate::connection::{Connection, Listener, ToAddress};
 use crate::context::StartMethod;
@@ -561,6 +561,29 @@ impl Manager {
     #[doc(alias("Lock"))]
     pub fn lock(&self) -> Result<LockProxy> {
         SemaphoreProxy::create(Arc::clone(&self.link), 1, 1)
+    }
+
+    /// A new barrier for `parties` callers in the server (Python's
+    /// `manager.Barrier(parties)`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`] for 0 parties; as
+    /// [`dict`](Manager::dict).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// assert_eq!(m.barrier(1)?.wait()?, 0);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias("Barrier"))]
+    pub fn barrier(&self, parties: u64) -> Result<BarrierProxy> {
+        if parties == 0 {
+            return Err(Error::new(ErrorKind::InvalidInput, "a barrier needs at least 1 party (Python's ValueError)"));
+        }
+        BarrierProxy::create(Arc::clone(&self.link), parties)
     }
 
     /// A new re-entrant lock in the server (Python's `manager.RLock()`).

@@ -19,6 +19,9 @@ mod method {
     pub(super) const SET: u32 = 4;
     pub(super) const CLEAR: u32 = 5;
     pub(super) const WAIT: u32 = 6;
+    pub(super) const ABORT: u32 = 7;
+    pub(super) const RESET: u32 = 8;
+    pub(super) const WAITING: u32 = 9;
 }
 
 /// A counting semaphore on the server; a lock is one with one permit.
@@ -95,6 +98,237 @@ fn event_op(args: &[u8], m: u32, slot: &mut Slot) {
     })();
     slot.reply = reply;
     slot.would_block = would_block;
+}
+
+/// A barrier on the server. Each wait carries a ticket, so that running
+/// it again (while it waits) does not count it twice.
+struct Barrier {
+    parties: u64,
+    arrived: Vec<u64>,
+    /// The index each waiter of the last round gets, by ticket.
+    passed: std::collections::HashMap<u64, u64>,
+    broken: bool,
+}
+
+fn broken_barrier() -> Error {
+    Error::new(
+        ErrorKind::BrokenBarrier,
+        "the barrier is broken (a wait timed out, or abort() was called): reset() it (Python's BrokenBarrierError)",
+    )
+}
+
+fn barrier_op(args: &[u8], m: u32, slot: &mut Slot) {
+    let mut would_block = false;
+    let reply = (|| -> Result<Vec<u8>> {
+        if m == method::CREATE {
+            let parties = decode::<u64>(args)?;
+            slot.object =
+                Some(Box::new(Barrier { parties, arrived: Vec::new(), passed: Default::default(), broken: false }));
+            return Ok(Vec::new());
+        }
+        let b = object::<Barrier>(slot)?;
+        match m {
+            method::WAIT => {
+                let ticket = decode::<u64>(args)?;
+                if let Some(i) = b.passed.remove(&ticket) {
+                    return encode(&i);
+                }
+                if b.broken {
+                    return Err(broken_barrier());
+                }
+                if !b.arrived.contains(&ticket) {
+                    b.arrived.push(ticket);
+                }
+                if b.arrived.len() as u64 >= b.parties {
+                    for (i, t) in b.arrived.drain(..).enumerate() {
+                        b.passed.insert(t, i as u64);
+                    }
+                    return encode(&b.passed.remove(&ticket).unwrap_or(0));
+                }
+                would_block = true;
+                Err(broken_barrier())
+            }
+            method::ABORT => {
+                b.broken = true;
+                b.arrived.clear();
+                encode(&())
+            }
+            method::RESET => {
+                b.broken = false;
+                b.arrived.clear();
+                b.passed.clear();
+                encode(&())
+            }
+            method::WAITING => encode(&(b.arrived.len() as u64)),
+            method::VALUE => encode(&b.broken),
+            other => Err(Error::new(ErrorKind::Protocol, format!("a barrier has no method {other}"))),
+        }
+    })();
+    slot.reply = reply;
+    slot.would_block = would_block;
+}
+
+/// A barrier owned by a [`Manager`](crate::Manager)'s server (Python's
+/// `manager.Barrier(parties)`): `wait` returns once `parties` callers
+/// wait, each with a distinct index in `0..parties`. A wait that times out
+/// breaks it for everyone (Python's `BrokenBarrierError`) until
+/// [`reset`](BarrierProxy::reset).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// let m = multiproc::Manager::new()?;
+/// let b = m.barrier(2)?;
+/// let b2 = b.clone();
+/// let t = std::thread::spawn(move || b2.wait().unwrap());
+/// let mine = b.wait()?;
+/// let theirs = t.join().unwrap();
+/// assert_eq!(mine + theirs, 1, "indices 0 and 1");
+/// let err = b.wait_timeout(Duration::from_millis(5)).unwrap_err();
+/// assert_eq!(err.kind(), multiproc::ErrorKind::BrokenBarrier);
+/// assert!(b.broken()?);
+/// b.reset()?;
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[doc(alias("Barrier"))]
+pub struct BarrierProxy {
+    proxy: Proxy,
+    _types: PhantomData<()>,
+}
+
+super::proxy::typed_proxy!(BarrierProxy);
+
+impl BarrierProxy {
+    fn op() -> protocol::OpId {
+        protocol::op_id(barrier_op)
+    }
+
+    pub(crate) fn create(link: std::sync::Arc<Link>, parties: u64) -> Result<Self> {
+        Ok(BarrierProxy { proxy: Proxy::create(link, Self::op(), protocol::encode(&parties)?)?, _types: PhantomData })
+    }
+
+    fn ticket() -> u64 {
+        let mut t = [0u8; 8];
+        let _ = crate::sys::random_bytes(&mut t);
+        u64::from_le_bytes(t)
+    }
+
+    /// Waits until `parties` callers wait; this caller's index.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::BrokenBarrier`] if the barrier is or becomes broken;
+    /// [`ErrorKind::ManagerGone`] if the server is gone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// assert_eq!(m.barrier(1)?.wait()?, 0);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn wait(&self) -> Result<u64> {
+        self.proxy.call_waiting(Self::op(), method::WAIT, &Self::ticket(), None)
+    }
+
+    /// As [`wait`](BarrierProxy::wait), for at most `timeout`; running out
+    /// of time breaks the barrier, for every waiter.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](BarrierProxy::wait).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let m = multiproc::Manager::new()?;
+    /// assert!(m.barrier(2)?.wait_timeout(Duration::ZERO).is_err());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<u64> {
+        let waited = self.proxy.call_waiting(Self::op(), method::WAIT, &Self::ticket(), Some(timeout));
+        if waited.as_ref().is_err_and(|e| e.kind() == ErrorKind::BrokenBarrier) {
+            // Python breaks the barrier when a wait times out.
+            self.abort()?;
+        }
+        waited
+    }
+
+    /// Breaks the barrier: every waiter, and every later wait until
+    /// [`reset`](BarrierProxy::reset), fails (Python's `abort`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::ManagerGone`] if the server is gone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// let b = m.barrier(2)?;
+    /// b.abort()?;
+    /// assert!(b.wait().is_err());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn abort(&self) -> Result<()> {
+        self.proxy.call(Self::op(), method::ABORT, &())
+    }
+
+    /// Makes a broken barrier usable again, empty (Python's `reset`).
+    ///
+    /// # Errors
+    ///
+    /// As [`abort`](BarrierProxy::abort).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// let b = m.barrier(1)?;
+    /// b.abort()?;
+    /// b.reset()?;
+    /// assert_eq!(b.wait()?, 0);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn reset(&self) -> Result<()> {
+        self.proxy.call(Self::op(), method::RESET, &())
+    }
+
+    /// How many callers wait now (Python's `n_waiting`).
+    ///
+    /// # Errors
+    ///
+    /// As [`abort`](BarrierProxy::abort).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// assert_eq!(m.barrier(3)?.n_waiting()?, 0);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn n_waiting(&self) -> Result<u64> {
+        self.proxy.call(Self::op(), method::WAITING, &())
+    }
+
+    /// Whether the barrier is broken (Python's `broken`).
+    ///
+    /// # Errors
+    ///
+    /// As [`abort`](BarrierProxy::abort).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// assert!(!m.barrier(2)?.broken()?);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn broken(&self) -> Result<bool> {
+        self.proxy.call(Self::op(), method::VALUE, &())
+    }
 }
 
 /// A re-entrant lock on the server: its owner (a thread of a process) and
