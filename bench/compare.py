@@ -7,6 +7,9 @@ Usage:
     python3 bench/compare.py [--reps N] [--json] [--plot FILE.png]
                              [--python-bench PATH] [WORKLOAD...]
 
+Workloads that the shared baseline does not have yet take their Python
+rows from bench/python/bench_extra.py (same schema).
+
 Every row of Python's baseline (impl "python-multiprocessing") is matched
 with multiproc's row of the same workload and params, and with the
 limit: the "raw" row (or the "rayon" row) of the same workload and params.
@@ -33,6 +36,8 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_BENCH = os.path.join(ROOT, "..", "shared", "bench", "python", "bench_mp.py")
 VENDORED_BENCH = os.path.join(ROOT, "bench", "python", "bench_mp.py")
+# Python baselines for workloads the shared script does not have yet.
+EXTRA_BENCH = os.path.join(ROOT, "bench", "python", "bench_extra.py")
 LOWER_IS_BETTER = ("us", "ms")
 
 
@@ -208,10 +213,13 @@ def main():
     py_bench = args.python_bench or (
         SHARED_BENCH if os.path.exists(SHARED_BENCH) else VENDORED_BENCH)
     py_cmd = [sys.executable, py_bench]
-    log(f"# Python baseline: {py_bench}")
+    extra_cmd = [sys.executable, EXTRA_BENCH]
+    log(f"# Python baseline: {py_bench} (and {EXTRA_BENCH})")
     ours = build_ours()
     our_cmd = [ours]
-    py_names = list_workloads(py_cmd)
+    shared_names = list_workloads(py_cmd)
+    extra_names = [w for w in list_workloads(extra_cmd) if w not in shared_names]
+    py_names = shared_names + extra_names
     our_names = list_workloads(our_cmd)
     names = args.workloads or [w for w in py_names if w in our_names]
     unknown = [w for w in names if w not in py_names or w not in our_names]
@@ -221,7 +229,8 @@ def main():
 
     python_rows, our_rows = [], []
     for i, name in enumerate(names):
-        runs = [("python", py_cmd), ("multiproc", our_cmd)]
+        runs = [("python", extra_cmd if name in extra_names else py_cmd),
+                ("multiproc", our_cmd)]
         if i % 2:
             runs.reverse()  # alternate who goes first
         for who, cmd in runs:

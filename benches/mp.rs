@@ -69,6 +69,7 @@ const WORKLOADS: &[(&str, Workload)] = &[
     ("shared_value", shared::shared_value),
     ("executor_map", pool::executor_map),
     ("manager_dict", manager::manager_dict),
+    ("manager_batch", manager::manager_batch),
 ];
 
 fn main() {

@@ -142,7 +142,11 @@ per_method! {
         let m = Manager::with_start_method(method).unwrap();
         let d = m.dict::<u8, u8>().unwrap();
         d.insert(1, 1).unwrap();
-        common::sigkill(m.pid().unwrap());
+        let pid = m.pid().unwrap();
+        common::sigkill(pid);
+        // SIGKILL takes effect a moment after kill() returns: until then
+        // the server may still answer.
+        assert!(common::wait_until(Duration::from_secs(10), || common::gone(pid)), "the server outlived SIGKILL");
         let t0 = Instant::now();
         let err = d.get(&1).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::ManagerGone, "{err}");
@@ -520,5 +524,48 @@ per_method! {
         assert!(b.broken().unwrap());
         b.reset().unwrap();
         assert!(!b.broken().unwrap());
+    }
+}
+
+fn batch_in_child((d, l, s): (DictProxy<String, Vec<u8>>, ListProxy<u64>, multiproc::manager::SetProxy<i16>)) {
+    d.update((0..10_000u32).map(|i| (format!("k{i}"), i.to_le_bytes().to_vec()))).unwrap();
+    l.extend(0..10_000u64).unwrap();
+    s.update((-500..500).chain(0..10)).unwrap();
+}
+
+per_method! {
+    fn batches_carry_every_item_in_order(method: StartMethod) {
+        let m = Manager::with_start_method(method).unwrap();
+        let d = m.dict::<String, Vec<u8>>().unwrap();
+        let l = m.list_from(vec![7u64]).unwrap();
+        let s = m.set::<i16>().unwrap();
+        let child = Process::new(batch_in_child, (d.clone(), l.clone(), s.clone())).start_method(method).start().unwrap();
+        child.join_timeout(LONG).unwrap();
+
+        let items = d.items().unwrap();
+        assert_eq!(items.len(), 10_000);
+        assert!(items.iter().enumerate().all(|(i, (k, v))| *k == format!("k{i}") && *v == (i as u32).to_le_bytes()));
+        // Remove every odd key (the holes are squeezed out on the way),
+        // then put one back: it goes to the end, as in Python.
+        for i in (1..10_000).step_by(2) {
+            assert!(d.remove(&format!("k{i}")).unwrap().is_some());
+        }
+        d.insert("k1".into(), vec![1]).unwrap();
+        let keys = d.keys().unwrap();
+        assert_eq!(keys.len(), 5_001);
+        assert!(keys[..5_000].iter().enumerate().all(|(j, k)| *k == format!("k{}", 2 * j)));
+        assert_eq!(keys[5_000], "k1");
+        assert_eq!(d.values().unwrap()[5_000], [1]);
+        assert_eq!(d.popitem().unwrap(), Some(("k1".to_string(), vec![1])));
+        assert_eq!(d.get(&"k9998".into()).unwrap(), Some(9998u32.to_le_bytes().to_vec()));
+
+        let all = l.snapshot().unwrap();
+        assert_eq!(all.len(), 10_001);
+        assert_eq!(all[0], 7);
+        assert!(all[1..].iter().copied().eq(0..10_000));
+
+        let mut members = s.snapshot().unwrap();
+        members.sort_unstable();
+        assert!(members.into_iter().eq(-500..500));
     }
 }

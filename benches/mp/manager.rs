@@ -66,3 +66,48 @@ pub fn manager_dict(cfg: &Config) {
     });
     emit("manager_dict", IMPL, json!({"phase": "Manager() start", "start_method": "fork"}), &start, Unit::Millis, None);
 }
+
+const BATCH: u64 = 10_000;
+
+/// `manager_batch` of bench/python/bench_extra.py: one call that carries
+/// 10,000 items (`dict.update`, `list.extend`), from the process that made
+/// the manager; the object is emptied outside the timed region.
+pub fn manager_batch(cfg: &Config) {
+    let m = Manager::with_start_method(StartMethod::Fork).unwrap();
+    let d = m.dict::<u64, u64>().unwrap();
+    let items: Vec<(u64, u64)> = (0..BATCH).map(|i| (i, i)).collect();
+    let samples = repeat(cfg.reps, || {
+        d.clear().unwrap();
+        let t0 = Instant::now();
+        d.update(items.iter().copied()).unwrap();
+        let took = t0.elapsed();
+        assert_eq!(d.len().unwrap() as u64, BATCH);
+        took
+    });
+    emit(
+        "manager_batch",
+        IMPL,
+        json!({"call": "dict.update", "items": BATCH, "types": "int -> int", "start_method": "fork"}),
+        &samples,
+        Unit::PerSecond(BATCH as f64, "items/s"),
+        None,
+    );
+    let l = m.list::<u64>().unwrap();
+    let values: Vec<u64> = (0..BATCH).collect();
+    let samples = repeat(cfg.reps, || {
+        l.clear().unwrap();
+        let t0 = Instant::now();
+        l.extend(values.iter().copied()).unwrap();
+        let took = t0.elapsed();
+        assert_eq!(l.len().unwrap() as u64, BATCH);
+        took
+    });
+    emit(
+        "manager_batch",
+        IMPL,
+        json!({"call": "list.extend", "items": BATCH, "types": "int", "start_method": "fork"}),
+        &samples,
+        Unit::PerSecond(BATCH as f64, "items/s"),
+        None,
+    );
+}

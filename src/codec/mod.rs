@@ -125,6 +125,16 @@ impl<'a, S: Sink + ?Sized> Encoder<'a, S> {
         self.push_in(value, what, plain::Form::Typed)
     }
 
+    /// As [`push_item`](Encoder::push_item), for a sized value: the plain
+    /// forms cost only their copy (one item of a batch).
+    #[inline]
+    pub(crate) fn push_value<T: Serialize + 'static>(&mut self, value: &T, what: &str) -> Result<()> {
+        if plain::encode_sized(value, self.ser.output.0, plain::Form::Typed) {
+            return Ok(());
+        }
+        self.push(value, what)
+    }
+
     /// Appends one message for a receiver that names its own type (a
     /// connection): exactly postcard's bytes, with plain shortcuts only
     /// where they write the same. Read it back with

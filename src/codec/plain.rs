@@ -86,9 +86,15 @@ pub(crate) fn encode<T: ?Sized, S: Sink + ?Sized>(value: &T, out: &mut S, form: 
             }
             if let Some(v) = cast::downcast_ref::<T, Vec<$t>>(value) {
                 put_len(out, v.len());
-                out.reserve(v.len() * size_of::<$t>());
-                for x in v {
-                    out.extend_from_slice(&x.to_le_bytes());
+                if cfg!(target_endian = "little") {
+                    // In memory, the numbers are their little-endian
+                    // bytes already: one copy.
+                    out.extend_from_slice(bytemuck::cast_slice::<$t, u8>(v));
+                } else {
+                    out.reserve(v.len() * size_of::<$t>());
+                    for x in v {
+                        out.extend_from_slice(&x.to_le_bytes());
+                    }
                 }
                 return true;
             }
@@ -103,6 +109,47 @@ pub(crate) fn encode<T: ?Sized, S: Sink + ?Sized>(value: &T, out: &mut S, form: 
         put_len(out, v.len());
         out.extend_from_slice(v);
         return true;
+    }
+    for_postcard_numbers!(each);
+    if form == Form::Typed {
+        for_fixed_integers!(each);
+    }
+    false
+}
+
+/// As [`encode`], for a sized `'static` value: the type test is one
+/// constant per type (the compiler drops every branch but the one that
+/// matches), so a batch of numbers pays only for the copy of each.
+#[inline]
+pub(crate) fn encode_sized<T: 'static, S: Sink + ?Sized>(value: &T, out: &mut S, form: Form) -> bool {
+    let any: &dyn Any = value;
+    macro_rules! each {
+        ($($t:ty),*) => {$(
+            if let Some(v) = any.downcast_ref::<$t>() {
+                out.extend_from_slice(&v.to_le_bytes());
+                return true;
+            }
+        )*};
+    }
+    for_postcard_numbers!(each);
+    if form == Form::Typed {
+        for_fixed_integers!(each);
+    }
+    if any.is::<String>() || any.is::<Vec<u8>>() || fixed_size_vec::<T>(form) {
+        return encode(value, out, form);
+    }
+    false
+}
+
+/// Whether `T` is a vector of numbers with a plain form in `form`.
+#[inline]
+fn fixed_size_vec<T: 'static>(form: Form) -> bool {
+    macro_rules! each {
+        ($($t:ty),*) => {$(
+            if std::any::TypeId::of::<T>() == std::any::TypeId::of::<Vec<$t>>() {
+                return true;
+            }
+        )*};
     }
     for_postcard_numbers!(each);
     if form == Form::Typed {
@@ -174,11 +221,16 @@ pub(crate) fn decode<T: 'static>(bytes: &mut &[u8], form: Form) -> Decoded<T> {
                 let Some(body) = take_vec(bytes, size_of::<$t>()) else {
                     return Decoded::Short;
                 };
-                *s = Some(
+                *s = Some(if cfg!(target_endian = "little") {
+                    // One copy into a vector of the right alignment.
+                    let mut v = vec![<$t>::default(); body.len() / size_of::<$t>()];
+                    bytemuck::cast_slice_mut::<$t, u8>(&mut v).copy_from_slice(body);
+                    v
+                } else {
                     body.chunks_exact(size_of::<$t>())
                         .map(|c| <$t>::from_le_bytes(c.try_into().expect("exact chunks")))
-                        .collect(),
-                );
+                        .collect()
+                });
                 return slot.map_or(Decoded::Short, Decoded::Value);
             }
         )*};

@@ -7,34 +7,44 @@ use std::marker::PhantomData;
 
 use serde::Serialize;
 
+use super::hash::RandomState;
 use super::protocol::{self, Slot, decode, encode, object};
 use super::proxy::{Link, Proxy};
+use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
 use crate::target::Message;
 
-/// A dict in insertion order, as Python's: the server's object.
+/// A dict in insertion order, as Python's: the server's object. A removed
+/// item leaves a hole (as in Python's dict), so that removing is O(1); the
+/// holes are squeezed out when they are half of the entries.
 struct Ordered<K, V> {
-    entries: Vec<(K, V)>,
-    index: HashMap<K, usize>,
+    entries: Vec<Option<(K, V)>>,
+    index: HashMap<K, usize, RandomState>,
 }
 
 impl<K: Eq + Hash + Clone, V> Ordered<K, V> {
     fn new() -> Self {
-        Ordered { entries: Vec::new(), index: HashMap::new() }
+        Ordered { entries: Vec::new(), index: HashMap::default() }
+    }
+
+    fn len(&self) -> usize {
+        self.index.len()
     }
 
     fn get(&self, k: &K) -> Option<&V> {
-        self.index.get(k).map(|&i| &self.entries[i].1)
+        self.index.get(k).and_then(|&i| self.entries[i].as_ref()).map(|(_, v)| v)
     }
 
     fn insert(&mut self, k: K, v: V) -> Option<V> {
         // One hash of the key, whether it is new or not.
         match self.index.entry(k) {
-            std::collections::hash_map::Entry::Occupied(e) => Some(std::mem::replace(&mut self.entries[*e.get()].1, v)),
+            std::collections::hash_map::Entry::Occupied(e) => {
+                self.entries[*e.get()].as_mut().map(|(_, old)| std::mem::replace(old, v))
+            }
             std::collections::hash_map::Entry::Vacant(e) => {
                 let k = e.key().clone();
                 e.insert(self.entries.len());
-                self.entries.push((k, v));
+                self.entries.push(Some((k, v)));
                 None
             }
         }
@@ -42,14 +52,87 @@ impl<K: Eq + Hash + Clone, V> Ordered<K, V> {
 
     fn remove(&mut self, k: &K) -> Option<V> {
         let i = self.index.remove(k)?;
-        let (_, v) = self.entries.remove(i);
-        for (_, at) in self.index.iter_mut() {
-            if *at > i {
-                *at -= 1;
+        let (_, v) = self.entries[i].take()?;
+        while matches!(self.entries.last(), Some(None)) {
+            self.entries.pop();
+        }
+        if self.entries.len() > 16 && self.index.len() < self.entries.len() / 2 {
+            self.entries.retain(Option::is_some);
+            for (at, (k, _)) in self.entries.iter().flatten().enumerate() {
+                if let Some(i) = self.index.get_mut(k) {
+                    *i = at;
+                }
             }
         }
         Some(v)
     }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.index.clear();
+    }
+
+    /// The items, in insertion order.
+    fn iter(&self) -> impl DoubleEndedIterator<Item = &(K, V)> {
+        self.entries.iter().flatten()
+    }
+
+    /// Encodes the items as a batch of pairs ([`push_pairs`]'s form).
+    fn encode_items(&self) -> Result<Vec<u8>>
+    where
+        K: Serialize + 'static,
+        V: Serialize + 'static,
+    {
+        let mut out = Vec::new();
+        push_pairs::<K, V, _, _>(&mut out, self.iter().map(|(k, v)| (k, v)))?;
+        Ok(out)
+    }
+
+    /// Inserts the pairs of a batch ([`push_pairs`]'s form), with room
+    /// made once.
+    fn extend_from(&mut self, bytes: &[u8]) -> Result<()>
+    where
+        K: Message,
+        V: Message,
+    {
+        let mut dec = codec::Decoder::new(bytes);
+        let (n, room) = protocol::batch_len(&mut dec)?;
+        self.entries.reserve(room);
+        self.index.reserve(room);
+        for _ in 0..n {
+            let k = dec.next_item::<K>("a dict's key")?;
+            let v = dec.next_item::<V>("a dict's value")?;
+            self.insert(k, v);
+        }
+        Ok(())
+    }
+}
+
+/// Items as they travel in a batch (`update`, `items`, a new dict): each
+/// key followed by its value, as [`protocol::push_batch`] writes them.
+fn push_pairs<K, V, Ks, Vs>(out: &mut Vec<u8>, items: impl IntoIterator<Item = (Ks, Vs)>) -> Result<()>
+where
+    K: Serialize + 'static,
+    V: Serialize + 'static,
+    Ks: std::borrow::Borrow<K>,
+    Vs: std::borrow::Borrow<V>,
+{
+    protocol::push_batch(out, items, |enc, (k, v)| {
+        enc.push_value(k.borrow(), "a dict's key")?;
+        enc.push_value(v.borrow(), "a dict's value")
+    })
+}
+
+/// The pairs of a batch ([`push_pairs`]'s form), as a vector.
+fn decode_pairs<K: Message, V: Message>(bytes: &[u8]) -> Result<Vec<(K, V)>> {
+    let mut dec = codec::Decoder::new(bytes);
+    let (n, room) = protocol::batch_len(&mut dec)?;
+    let mut items = Vec::with_capacity(room);
+    for _ in 0..n {
+        let k = dec.next_item::<K>("a dict's key")?;
+        items.push((k, dec.next_item::<V>("a dict's value")?));
+    }
+    Ok(items)
 }
 
 /// The methods of a dict, as op method numbers.
@@ -77,10 +160,8 @@ where
 {
     let reply = (|| -> Result<Vec<u8>> {
         if m == method::CREATE {
-            let mut map = Ordered::new();
-            for (k, v) in decode::<Vec<(K, V)>>(args)? {
-                map.insert(k, v);
-            }
+            let mut map = Ordered::<K, V>::new();
+            map.extend_from(args)?;
             slot.object = Some(Box::new(map));
             return Ok(Vec::new());
         }
@@ -93,22 +174,16 @@ where
             }
             method::REMOVE => encode(&map.remove(&decode::<K>(args)?)),
             method::CONTAINS => encode(&map.index.contains_key(&decode::<K>(args)?)),
-            method::LEN => encode(&(map.entries.len() as u64)),
-            method::KEYS => encode(&map.entries.iter().map(|(k, _)| k).collect::<Vec<_>>()),
-            method::VALUES => encode(&map.entries.iter().map(|(_, v)| v).collect::<Vec<_>>()),
-            method::ITEMS => encode(&map.entries),
+            method::LEN => encode(&(map.len() as u64)),
+            method::KEYS => protocol::encode_items(map.iter().map(|(k, _)| k)),
+            method::VALUES => protocol::encode_items(map.iter().map(|(_, v)| v)),
+            method::ITEMS => map.encode_items(),
             method::UPDATE => {
-                let items = decode::<Vec<(K, V)>>(args)?;
-                map.entries.reserve(items.len());
-                map.index.reserve(items.len());
-                for (k, v) in items {
-                    map.insert(k, v);
-                }
+                map.extend_from(args)?;
                 encode(&())
             }
             method::CLEAR => {
-                map.entries.clear();
-                map.index.clear();
+                map.clear();
                 encode(&())
             }
             method::SETDEFAULT => {
@@ -120,7 +195,7 @@ where
                 encode(&v)
             }
             method::POPITEM => {
-                let last = map.entries.last().map(|(k, _)| k.clone());
+                let last = map.iter().next_back().map(|(k, _)| k.clone());
                 encode(&last.and_then(|k| map.remove(&k).map(|v| (k, v))))
             }
             other => Err(Error::new(ErrorKind::Protocol, format!("a dict has no method {other}"))),
@@ -199,7 +274,9 @@ where
     }
 
     pub(crate) fn create(link: std::sync::Arc<Link>, items: Vec<(K, V)>) -> Result<Self> {
-        let proxy = Proxy::create(link, Self::op(), protocol::encode(&items)?)?;
+        let mut args = Vec::new();
+        push_pairs::<K, V, _, _>(&mut args, items)?;
+        let proxy = Proxy::create(link, Self::op(), args)?;
         Ok(DictProxy { proxy, _types: PhantomData })
     }
 
@@ -379,7 +456,8 @@ where
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn keys(&self) -> Result<Vec<K>> {
-        self.call(method::KEYS, &())
+        let bytes = self.proxy.call_bytes(Self::op(), method::KEYS, protocol::encode(&())?)?;
+        protocol::decode_items(&bytes)
     }
 
     /// The values, in insertion order.
@@ -396,7 +474,8 @@ where
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn values(&self) -> Result<Vec<V>> {
-        self.call(method::VALUES, &())
+        let bytes = self.proxy.call_bytes(Self::op(), method::VALUES, protocol::encode(&())?)?;
+        protocol::decode_items(&bytes)
     }
 
     /// The items, in insertion order.
@@ -413,7 +492,8 @@ where
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn items(&self) -> Result<Vec<(K, V)>> {
-        self.call(method::ITEMS, &())
+        let bytes = self.proxy.call_bytes(Self::op(), method::ITEMS, protocol::encode(&())?)?;
+        decode_pairs(&bytes)
     }
 
     /// A copy of the whole dict, in one call.
@@ -451,7 +531,9 @@ where
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn update(&self, items: impl IntoIterator<Item = (K, V)>) -> Result<()> {
-        self.call(method::UPDATE, &items.into_iter().collect::<Vec<_>>())
+        let mut args = protocol::scratch();
+        push_pairs::<K, V, _, _>(&mut args, items)?;
+        protocol::decode(&self.proxy.call_bytes(Self::op(), method::UPDATE, args)?)
     }
 
     /// Removes every item.

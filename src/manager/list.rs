@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::protocol::{self, Slot, decode, encode, object};
 use super::proxy::{Link, Proxy};
+use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
 use crate::target::Message;
 
@@ -35,7 +36,7 @@ fn out_of_range(i: usize, len: usize) -> Error {
 fn op<T: Message + Clone>(args: &[u8], m: u32, slot: &mut Slot) {
     let reply = (|| -> Result<Vec<u8>> {
         if m == method::CREATE {
-            slot.object = Some(Box::new(decode::<Vec<T>>(args)?));
+            slot.object = Some(Box::new(protocol::decode_items::<T>(args)?));
             return Ok(Vec::new());
         }
         let list = object::<Vec<T>>(slot)?;
@@ -45,7 +46,12 @@ fn op<T: Message + Clone>(args: &[u8], m: u32, slot: &mut Slot) {
                 encode(&())
             }
             method::EXTEND => {
-                list.extend(decode::<Vec<T>>(args)?);
+                let mut dec = codec::Decoder::new(args);
+                let (n, room) = protocol::batch_len(&mut dec)?;
+                list.reserve(room);
+                for _ in 0..n {
+                    list.push(dec.next_item::<T>("a list's item")?);
+                }
                 encode(&())
             }
             method::INSERT => {
@@ -70,7 +76,7 @@ fn op<T: Message + Clone>(args: &[u8], m: u32, slot: &mut Slot) {
                 encode(&())
             }
             method::LEN => encode(&(list.len() as u64)),
-            method::SNAPSHOT => encode(list),
+            method::SNAPSHOT => protocol::encode_items(list.iter()),
             method::CLEAR => {
                 list.clear();
                 encode(&())
@@ -144,7 +150,7 @@ impl<T: Message + Clone> ListProxy<T> {
     }
 
     pub(crate) fn create(link: std::sync::Arc<Link>, items: Vec<T>) -> Result<Self> {
-        Ok(ListProxy { proxy: Proxy::create(link, Self::op(), protocol::encode(&items)?)?, _types: PhantomData })
+        Ok(ListProxy { proxy: Proxy::create(link, Self::op(), protocol::encode_items(&items)?)?, _types: PhantomData })
     }
 
     fn call<R: serde::de::DeserializeOwned + 'static>(&self, m: u32, args: &(impl Serialize + ?Sized)) -> Result<R> {
@@ -187,7 +193,9 @@ impl<T: Message + Clone> ListProxy<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn extend(&self, items: impl IntoIterator<Item = T>) -> Result<()> {
-        self.call(method::EXTEND, &items.into_iter().collect::<Vec<_>>())
+        let mut args = protocol::scratch();
+        protocol::push_batch(&mut args, items, |enc, item| enc.push_value(&item, "a list's item"))?;
+        protocol::decode(&self.proxy.call_bytes(Self::op(), method::EXTEND, args)?)
     }
 
     /// Inserts `value` before index `i` (at the end past it, as Python).
@@ -321,7 +329,7 @@ impl<T: Message + Clone> ListProxy<T> {
     /// ```
     #[doc(alias("copy", "_getvalue"))]
     pub fn snapshot(&self) -> Result<Vec<T>> {
-        self.call(method::SNAPSHOT, &())
+        protocol::decode_items(&self.proxy.call_bytes(Self::op(), method::SNAPSHOT, protocol::encode(&())?)?)
     }
 
     /// Removes every item.

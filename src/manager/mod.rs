@@ -9,6 +9,7 @@
 
 mod custom;
 mod dict;
+mod hash;
 mod list;
 mod namespace;
 mod protocol;

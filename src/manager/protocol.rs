@@ -117,8 +117,13 @@ pub(crate) const SPIN: std::time::Duration = std::time::Duration::from_micros(50
 
 /// Looks (without sleeping) for a message on `conn` for up to `SPIN`.
 pub(crate) fn spin_until_readable(conn: &Connection) {
+    spin_for(conn, SPIN);
+}
+
+/// Looks (without sleeping) for a message on `conn` for up to `limit`.
+fn spin_for(conn: &Connection, limit: std::time::Duration) {
     let start = std::time::Instant::now();
-    while start.elapsed() < SPIN {
+    while start.elapsed() < limit {
         if conn.poll(Some(std::time::Duration::ZERO)).unwrap_or(true) {
             return;
         }
@@ -129,7 +134,13 @@ pub(crate) fn spin_until_readable(conn: &Connection) {
 /// Sends `request` and waits for its reply.
 pub(crate) fn round_trip(conn: &Connection, request: &Request) -> Result<Reply> {
     conn.send(request).map_err(gone)?;
-    spin_until_readable(conn);
+    // The server's work grows with the arguments (a batch of 10,000 items
+    // takes it ~100 us): look for the answer for that long too.
+    let args = match request {
+        Request::Call { args, .. } | Request::Create { args, .. } => args.len(),
+        _ => 0,
+    };
+    spin_for(conn, SPIN + std::time::Duration::from_nanos(args as u64));
     conn.recv::<Reply>().map_err(gone)
 }
 
@@ -160,6 +171,96 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Appends a batch of items (an update, an extend, a dict's or a list's
+/// contents): their count (8 bytes), then each item as `push` writes it
+/// with [`codec::Encoder::push_item`]. Both ends are this build and name
+/// the same types, so a number travels as its bytes, not as a varint, and
+/// neither end builds a vector of the items on the way: the sender writes
+/// them from its iterator, the receiver puts them straight where they go.
+pub(crate) fn push_batch<I: IntoIterator>(
+    out: &mut Vec<u8>,
+    items: I,
+    mut push: impl FnMut(&mut codec::Encoder<'_>, I::Item) -> Result<()>,
+) -> Result<()> {
+    let at = out.len();
+    out.extend_from_slice(&[0; 8]);
+    let mut count = 0u64;
+    let mut enc = codec::Encoder::new(out);
+    for item in items {
+        push(&mut enc, item)?;
+        count += 1;
+    }
+    out[at..at + 8].copy_from_slice(&count.to_le_bytes());
+    Ok(())
+}
+
+/// The items of a batch of one type, from references.
+pub(crate) fn encode_items<'a, T: Serialize + 'static>(items: impl IntoIterator<Item = &'a T>) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    push_batch(&mut out, items, |enc, item| enc.push_value(item, "a managed item"))?;
+    Ok(out)
+}
+
+/// Starts reading a batch that [`push_batch`] wrote: how many items
+/// follow (read each with [`codec::Decoder::next_item`]), and how many to
+/// reserve room for (what the bytes can hold, not what a corrupt count
+/// says).
+pub(crate) fn batch_len(dec: &mut codec::Decoder<'_>) -> Result<(u64, usize)> {
+    let count = dec.next_item::<u64>("a batch's count")?;
+    // Every item takes at least a byte, except zero-sized ones (`()`),
+    // which are capped so that a corrupt count cannot spin for ever.
+    if count > dec.remaining() as u64 && count > u64::from(u16::MAX) {
+        return Err(Error::new(
+            ErrorKind::Protocol,
+            format!("a manager's batch says {count} items in {} bytes; the stream is corrupt", dec.remaining()),
+        ));
+    }
+    Ok((count, (count as usize).min(dec.remaining())))
+}
+
+/// The items of a batch of one type ([`encode_items`]), as a vector.
+pub(crate) fn decode_items<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<Vec<T>> {
+    let mut dec = codec::Decoder::new(bytes);
+    let (n, room) = batch_len(&mut dec)?;
+    let mut items = Vec::with_capacity(room);
+    for _ in 0..n {
+        items.push(dec.next_item::<T>("a managed item")?);
+    }
+    Ok(items)
+}
+
+thread_local! {
+    /// A request's argument buffer, kept for the next request of this
+    /// thread: a large batch would otherwise take fresh pages from the
+    /// kernel at every call (the allocator gives them back in between).
+    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// The largest argument buffer kept between requests.
+const SCRATCH_KEEP: usize = 4 << 20;
+
+/// An empty buffer for a request's arguments (give it back with
+/// [`recycle`]).
+pub(crate) fn scratch() -> Vec<u8> {
+    let mut buf = SCRATCH.take();
+    buf.clear();
+    buf
+}
+
+/// Keeps `buf` for the next [`scratch`] of this thread.
+pub(crate) fn recycle(buf: Vec<u8>) {
+    if buf.capacity() <= SCRATCH_KEEP {
+        SCRATCH.set(buf);
+    }
+}
+
+/// `value` encoded as a request's arguments, in a [`scratch`] buffer.
+pub(crate) fn encode_args<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    let mut out = scratch();
+    codec::Encoder::new(&mut out).push_message(value, "a manager's arguments")?;
+    Ok(out)
+}
+
 /// The object of `slot` as a `T`, or an error that says what it is not.
 pub(crate) fn object<T: 'static>(slot: &mut Slot) -> Result<&mut T> {
     slot.object.as_mut().and_then(|o| o.downcast_mut::<T>()).ok_or_else(|| {
@@ -171,4 +272,30 @@ pub(crate) fn object<T: 'static>(slot: &mut Slot) -> Result<&mut T> {
             ),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_round_trip_and_corrupt_counts_are_refused() {
+        let words = vec!["a".to_string(), String::new(), "ccc".into()];
+        assert_eq!(decode_items::<String>(&encode_items(&words).unwrap()).unwrap(), words);
+        let numbers: Vec<u64> = (0..1000).collect();
+        let bytes = encode_items(&numbers).unwrap();
+        assert_eq!(bytes.len(), 8 + 8 * 1000, "numbers travel as their bytes");
+        assert_eq!(decode_items::<u64>(&bytes).unwrap(), numbers);
+
+        // A count far above what the bytes hold is refused before any
+        // room is made; one a little above runs out of bytes.
+        let mut lying = u64::MAX.to_le_bytes().to_vec();
+        lying.extend_from_slice(&[0; 16]);
+        assert_eq!(decode_items::<u64>(&lying).unwrap_err().kind(), ErrorKind::Protocol);
+        let mut short = 3u64.to_le_bytes().to_vec();
+        short.extend_from_slice(&[0; 16]);
+        assert_eq!(decode_items::<u64>(&short).unwrap_err().kind(), ErrorKind::Deserialize);
+        assert_eq!(decode_items::<()>(&70_000u64.to_le_bytes()).unwrap_err().kind(), ErrorKind::Protocol);
+        assert_eq!(decode_items::<()>(&5u64.to_le_bytes()).unwrap().len(), 5);
+    }
 }

@@ -158,9 +158,20 @@ impl Proxy {
         method: u32,
         args: &(impl Serialize + ?Sized),
     ) -> Result<R> {
-        let args = protocol::encode(args)?;
-        match self.link.call(&Request::Call { id: self.id, op, method, args })? {
-            Reply::Value(bytes) => protocol::decode(&bytes),
+        protocol::decode(&self.call_bytes(op, method, protocol::encode_args(args)?)?)
+    }
+
+    /// As [`call`](Proxy::call), with the arguments and the answer as the
+    /// op encodes them (a batch: [`protocol::push_batch`]); `args` (a
+    /// [`protocol::scratch`] buffer) is kept for the next call.
+    pub(crate) fn call_bytes(&self, op: OpId, method: u32, args: Vec<u8>) -> Result<Vec<u8>> {
+        let request = Request::Call { id: self.id, op, method, args };
+        let reply = self.link.call(&request);
+        if let Request::Call { args, .. } = request {
+            protocol::recycle(args);
+        }
+        match reply? {
+            Reply::Value(bytes) => Ok(bytes),
             other => Err(unexpected(&other)),
         }
     }
@@ -174,7 +185,7 @@ impl Proxy {
         args: &(impl Serialize + ?Sized),
         timeout: Option<std::time::Duration>,
     ) -> Result<R> {
-        let args = protocol::encode(args)?;
+        let args = protocol::encode_args(args)?;
         let timeout_us = timeout.map(|t| u64::try_from(t.as_micros()).unwrap_or(u64::MAX));
         match self.link.call(&Request::Wait { id: self.id, op, method, args, timeout_us })? {
             Reply::Value(bytes) => protocol::decode(&bytes),

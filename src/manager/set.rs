@@ -7,6 +7,7 @@ use std::marker::PhantomData;
 
 use serde::Serialize;
 
+use super::hash::RandomState;
 use super::protocol::{self, Slot, decode, encode, object};
 use super::proxy::{Link, Proxy};
 use crate::error::{Error, ErrorKind, Result};
@@ -24,26 +25,39 @@ mod method {
     pub(super) const POP: u32 = 8;
 }
 
+/// Adds the items of a batch ([`protocol::push_batch`]'s form).
+fn add_batch<T: Message + Eq + Hash>(set: &mut HashSet<T, RandomState>, args: &[u8]) -> Result<()> {
+    let mut dec = crate::codec::Decoder::new(args);
+    let (n, room) = protocol::batch_len(&mut dec)?;
+    set.reserve(room);
+    for _ in 0..n {
+        set.insert(dec.next_item::<T>("a set's item")?);
+    }
+    Ok(())
+}
+
 /// The server side of every set method.
 fn op<T: Message + Eq + Hash + Clone>(args: &[u8], m: u32, slot: &mut Slot) {
     let reply = (|| -> Result<Vec<u8>> {
         if m == method::CREATE {
-            slot.object = Some(Box::new(decode::<Vec<T>>(args)?.into_iter().collect::<HashSet<T>>()));
+            let mut set = HashSet::<T, RandomState>::default();
+            add_batch(&mut set, args)?;
+            slot.object = Some(Box::new(set));
             return Ok(Vec::new());
         }
-        let set = object::<HashSet<T>>(slot)?;
+        let set = object::<HashSet<T, RandomState>>(slot)?;
         match m {
             method::ADD => encode(&set.insert(decode::<T>(args)?)),
             method::DISCARD => encode(&set.remove(&decode::<T>(args)?)),
             method::CONTAINS => encode(&set.contains(&decode::<T>(args)?)),
             method::LEN => encode(&(set.len() as u64)),
-            method::SNAPSHOT => encode(&set.iter().collect::<Vec<_>>()),
+            method::SNAPSHOT => protocol::encode_items(set.iter()),
             method::CLEAR => {
                 set.clear();
                 encode(&())
             }
             method::UPDATE => {
-                set.extend(decode::<Vec<T>>(args)?);
+                add_batch(set, args)?;
                 encode(&())
             }
             method::POP => {
@@ -87,7 +101,7 @@ impl<T: Message + Eq + Hash + Clone> SetProxy<T> {
     }
 
     pub(crate) fn create(link: std::sync::Arc<Link>, items: Vec<T>) -> Result<Self> {
-        Ok(SetProxy { proxy: Proxy::create(link, Self::op(), protocol::encode(&items)?)?, _types: PhantomData })
+        Ok(SetProxy { proxy: Proxy::create(link, Self::op(), protocol::encode_items(&items)?)?, _types: PhantomData })
     }
 
     fn call<R: serde::de::DeserializeOwned + 'static>(&self, m: u32, args: &(impl Serialize + ?Sized)) -> Result<R> {
@@ -184,7 +198,7 @@ impl<T: Message + Eq + Hash + Clone> SetProxy<T> {
     /// ```
     #[doc(alias("copy"))]
     pub fn snapshot(&self) -> Result<Vec<T>> {
-        self.call(method::SNAPSHOT, &())
+        protocol::decode_items(&self.proxy.call_bytes(Self::op(), method::SNAPSHOT, protocol::encode(&())?)?)
     }
 
     /// Removes every item.
@@ -222,7 +236,9 @@ impl<T: Message + Eq + Hash + Clone> SetProxy<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn update(&self, items: impl IntoIterator<Item = T>) -> Result<()> {
-        self.call(method::UPDATE, &items.into_iter().collect::<Vec<_>>())
+        let mut args = protocol::scratch();
+        protocol::push_batch(&mut args, items, |enc, item| enc.push_value(&item, "a set's item"))?;
+        protocol::decode(&self.proxy.call_bytes(Self::op(), method::UPDATE, args)?)
     }
 
     /// Removes and returns some item; `None` if empty (Python's `pop`,
