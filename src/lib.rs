@@ -61,7 +61,7 @@
 //! | `shared_memory.SharedMemory` | [`SharedMemory`] |
 //! | what may be pickled | [`Message`]; a target is a [`Target`] |
 //! | sockets and files in `args=` (`reduction.DupFd`, `send_handle`) | [`Handle`] |
-//! | `Manager()`, `BaseManager`, `dict()`, `list()`, `Namespace()`, `Value()` proxies | [`Manager`], and the [`manager`] module |
+//! | `Manager()`, `BaseManager`, `dict()`, `list()`, `Array()`, `Namespace()`, `Value()`, `Queue()`, `Lock()`, `RLock()`, `Condition()`, `Event()`, `Barrier()` proxies | [`Manager`], and the [`manager`] module |
 //! | `BaseManager.register` (your own types in the server) | [`managed`], or [`Manager::create`] |
 //! | exceptions | one [`Error`] with an [`ErrorKind`] |
 //! | — | [`set_max_frame_size`]: the cap on any one message |

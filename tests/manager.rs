@@ -569,3 +569,84 @@ per_method! {
         assert!(members.into_iter().eq(-500..500));
     }
 }
+
+fn wait_for_item((c, items): (multiproc::manager::ConditionProxy, ListProxy<u32>)) -> u32 {
+    c.acquire().unwrap();
+    assert!(c.wait_for_timeout(|| items.len().unwrap() > 0, LONG).unwrap(), "no item within {LONG:?}");
+    let first = items.get(0).unwrap().unwrap();
+    c.release().unwrap();
+    first
+}
+
+fn try_acquire_condition(c: multiproc::manager::ConditionProxy) -> bool {
+    c.acquire_timeout(Duration::ZERO).unwrap()
+}
+
+per_method! {
+    fn a_manager_condition_wakes_waiters_in_other_processes(method: StartMethod) {
+        let m = Manager::with_start_method(method).unwrap();
+        let c = m.condition().unwrap();
+        let items = m.list::<u32>().unwrap();
+        assert_eq!(c.notify().unwrap_err().kind(), ErrorKind::InvalidState, "notify needs the lock");
+        assert_eq!(c.wait().unwrap_err().kind(), ErrorKind::InvalidState, "wait needs the lock");
+        let waiters: Vec<_> = (0..2)
+            .map(|_| Process::new(wait_for_item, (c.clone(), items.clone())).start_method(method).start().unwrap())
+            .collect();
+        c.acquire().unwrap();
+        items.push(42).unwrap();
+        c.notify_all().unwrap();
+        c.release().unwrap();
+        for w in waiters {
+            assert_eq!(w.join_timeout(LONG).unwrap(), 42);
+        }
+        // A wait that times out says so, and holds the lock again after
+        // it: another process cannot take it until it is released.
+        c.acquire().unwrap();
+        assert!(!c.wait_timeout(Duration::from_millis(20)).unwrap());
+        let other = Process::new(try_acquire_condition, c.clone()).start_method(method).start().unwrap();
+        assert!(!other.join_timeout(LONG).unwrap());
+        c.release().unwrap();
+        let other = Process::new(try_acquire_condition, c.clone()).start_method(method).start().unwrap();
+        assert!(other.join_timeout(LONG).unwrap());
+    }
+}
+
+fn write_squares(a: multiproc::manager::ArrayProxy<u64>) {
+    for i in 0..a.len().unwrap() {
+        a.set(i, (i * i) as u64).unwrap();
+    }
+}
+
+fn take_permit((s, tried): (multiproc::manager::SemaphoreProxy, multiproc::manager::EventProxy)) -> (bool, bool) {
+    let at_once = s.acquire_timeout(Duration::ZERO).unwrap();
+    tried.set().unwrap();
+    let later = s.acquire_timeout(LONG).unwrap();
+    (at_once, later)
+}
+
+per_method! {
+    fn manager_arrays_and_semaphores_across_processes(method: StartMethod) {
+        let m = Manager::with_start_method(method).unwrap();
+        let a = m.array(vec![0u64; 16]).unwrap();
+        Process::new(write_squares, a.clone()).start_method(method).start().unwrap().join_timeout(LONG).unwrap();
+        assert_eq!(a.snapshot().unwrap(), (0..16u64).map(|i| i * i).collect::<Vec<_>>());
+        assert_eq!(a.get(16).unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert_eq!(a.set(16, 0).unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert_eq!(a.len().unwrap(), 16);
+
+        let s = m.bounded_semaphore(2).unwrap();
+        assert!(s.acquire().unwrap() && s.acquire().unwrap());
+        let tried = m.event().unwrap();
+        let child = Process::new(take_permit, (s.clone(), tried.clone())).start_method(method).start().unwrap();
+        // The child finds none at once; it waits until a permit comes back.
+        assert!(tried.wait_timeout(LONG).unwrap());
+        s.release().unwrap();
+        assert_eq!(child.join_timeout(LONG).unwrap(), (false, true));
+        // The child ended holding its permit, which stays taken (as in
+        // Python); releasing twice more brings the count to its bound.
+        assert_eq!(s.value().unwrap(), 0);
+        s.release().unwrap();
+        s.release().unwrap();
+        assert_eq!(s.release().unwrap_err().kind(), ErrorKind::InvalidState, "past the bound");
+    }
+}

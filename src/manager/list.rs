@@ -452,3 +452,125 @@ impl<T: Message + Clone + Ord> ListProxy<T> {
         self.proxy.call(protocol::op_id(sort_op::<T>), 0, &())
     }
 }
+
+/// An array owned by a [`Manager`](crate::Manager)'s server (Python's
+/// `manager.Array(typecode, sequence)`): a list of fixed length, read and
+/// written by index, shared by every process that holds a proxy. Unlike
+/// [`multiproc::Array`](crate::Array) (shared memory, numbers only, this
+/// machine) it holds any message type, goes through pool tasks, and works
+/// over TCP; each access is a call to the server.
+///
+/// # Examples
+///
+/// ```
+/// let m = multiproc::Manager::new()?;
+/// let a = m.array(vec![0.0f64; 4])?;
+/// a.set(2, 1.5)?;
+/// assert_eq!(a.get(2)?, 1.5);
+/// assert_eq!(a.snapshot()?, [0.0, 0.0, 1.5, 0.0]);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[doc(alias("Array"))]
+pub struct ArrayProxy<T> {
+    proxy: Proxy,
+    _types: PhantomData<fn() -> T>,
+}
+
+super::proxy::typed_proxy!(ArrayProxy<T>);
+
+impl<T: Message + Clone> ArrayProxy<T> {
+    pub(crate) fn create(link: std::sync::Arc<Link>, items: Vec<T>) -> Result<Self> {
+        let list = ListProxy::create(link, items)?;
+        Ok(ArrayProxy { proxy: list.proxy, _types: PhantomData })
+    }
+
+    fn call<R: serde::de::DeserializeOwned + 'static>(&self, m: u32, args: &(impl Serialize + ?Sized)) -> Result<R> {
+        self.proxy.call(ListProxy::<T>::op(), m, args)
+    }
+
+    /// The item at `i` (Python's `a[i]`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`] past the end (Python's IndexError);
+    /// [`ErrorKind::ManagerGone`] if the server is gone (every method).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// let a = m.array(vec![1u8, 2])?;
+    /// assert_eq!(a.get(1)?, 2);
+    /// assert!(a.get(2).is_err());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias("__getitem__"))]
+    pub fn get(&self, i: usize) -> Result<T> {
+        match self.call::<Option<T>>(method::GET, &(i as u64))? {
+            Some(v) => Ok(v),
+            None => Err(out_of_range(i, self.len()?)),
+        }
+    }
+
+    /// Sets the item at `i` (Python's `a[i] = v`).
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](ArrayProxy::get).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// let a = m.array(vec![1u8, 2])?;
+    /// a.set(0, 9)?;
+    /// assert_eq!(a.snapshot()?, [9, 2]);
+    /// assert!(a.set(5, 0).is_err());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias("__setitem__"))]
+    pub fn set(&self, i: usize, value: T) -> Result<()> {
+        self.call(method::SET, &(i as u64, value))
+    }
+
+    /// How many items it has (fixed when it was made).
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](ArrayProxy::get).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// assert_eq!(m.array(vec!['a'; 3])?.len()?, 3);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias("__len__"))]
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> Result<usize> {
+        Ok(self.call::<u64>(method::LEN, &())? as usize)
+    }
+
+    /// A copy of every item, in one call (Python's `a[:]`).
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](ArrayProxy::get).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// assert_eq!(m.array(vec![3i32, 4])?.snapshot()?, [3, 4]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias("tolist"))]
+    pub fn snapshot(&self) -> Result<Vec<T>> {
+        protocol::decode_items(&self.proxy.call_bytes(
+            ListProxy::<T>::op(),
+            method::SNAPSHOT,
+            protocol::encode(&())?,
+        )?)
+    }
+}

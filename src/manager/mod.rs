@@ -5,8 +5,13 @@
 //! `protocol.rs` is what clients and server say; `server.rs` the server
 //! (an object table, a thread per client, references given back when a
 //! client goes away); `proxy.rs` the per-process link to a server and the
-//! reference a proxy holds; `dict.rs` and `list.rs` the typed proxies.
+//! reference a proxy holds; the typed proxies each in a file of their own
+//! (`dict.rs`, `list.rs` with the array, `set.rs`, `namespace.rs` with the
+//! value, `queue.rs`, `sync.rs` for locks, semaphores, events and
+//! barriers, `condition.rs`, `custom.rs` for your own types); `hash.rs`
+//! the hash of the server's dicts and sets.
 
+mod condition;
 mod custom;
 mod dict;
 mod hash;
@@ -23,9 +28,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use condition::ConditionProxy;
 pub use custom::CustomProxy;
 pub use dict::DictProxy;
-pub use list::ListProxy;
+pub use list::{ArrayProxy, ListProxy};
 pub use namespace::{NamespaceProxy, ValueProxy};
 pub use queue::QueueProxy;
 pub use set::SetProxy;
@@ -38,6 +44,7 @@ use crate::process::{Child, Process};
 use crate::target::Message;
 use protocol::{Reply, Request};
 use proxy::Link;
+pub(crate) use proxy::hold_across_fork;
 
 /// A server process that owns shared objects, and the handle that starts
 /// and stops it (Python's `multiprocessing.Manager()`). Objects made with
@@ -465,6 +472,28 @@ impl Manager {
         ListProxy::create(Arc::clone(&self.link), items)
     }
 
+    /// A new array in the server, of the items given (Python's
+    /// `manager.Array(typecode, sequence)`): fixed length, any message
+    /// type.
+    ///
+    /// # Errors
+    ///
+    /// As [`dict`](Manager::dict).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// let a = m.array(vec![0u32; 8])?;
+    /// a.set(7, 1)?;
+    /// assert_eq!(a.get(7)?, 1);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias("Array"))]
+    pub fn array<T: Message + Clone>(&self, items: Vec<T>) -> Result<ArrayProxy<T>> {
+        ArrayProxy::create(Arc::clone(&self.link), items)
+    }
+
     /// A new object of your own type in the server, made by `new(arg)`
     /// there (Python's `BaseManager.register(typeid, callable)` and
     /// `manager.typeid(arg)`); its methods run on the server through the
@@ -605,6 +634,28 @@ impl Manager {
     #[doc(alias("RLock"))]
     pub fn rlock(&self) -> Result<RLockProxy> {
         RLockProxy::create(Arc::clone(&self.link))
+    }
+
+    /// A new condition variable in the server, with its own re-entrant
+    /// lock (Python's `manager.Condition()`).
+    ///
+    /// # Errors
+    ///
+    /// As [`dict`](Manager::dict).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// let c = m.condition()?;
+    /// c.acquire()?;
+    /// c.notify_all()?;
+    /// c.release()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias("Condition"))]
+    pub fn condition(&self) -> Result<ConditionProxy> {
+        ConditionProxy::create(Arc::clone(&self.link))
     }
 
     /// A new semaphore with `permits` (Python's `manager.Semaphore(n)`).

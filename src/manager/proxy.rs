@@ -45,6 +45,18 @@ impl fmt::Debug for Link {
 type Links = HashMap<(String, Vec<u8>), (u32, Arc<Link>)>;
 static LINKS: OnceLock<Mutex<Links>> = OnceLock::new();
 
+fn links() -> std::sync::MutexGuard<'static, Links> {
+    LINKS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The table of links, locked, for a `fork()` to hold: a child forked
+/// while another thread held it would find it locked for ever, and hang
+/// at its first proxy. It is only ever held for a moment (never across
+/// I/O), so the fork waits at most that long.
+pub(crate) fn hold_across_fork() -> std::sync::MutexGuard<'static, Links> {
+    links()
+}
+
 impl Link {
     /// This process's link to the server at `address`, made and connected
     /// if needed. The table's lock is never held across I/O, so that a
@@ -53,7 +65,7 @@ impl Link {
         let me = std::process::id();
         let key = (address.to_string(), authkey.to_vec());
         let link = {
-            let mut links = LINKS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+            let mut links = links();
             match links.get(&key) {
                 Some((pid, link)) if *pid == me => Arc::clone(link),
                 _ => {

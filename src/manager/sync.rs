@@ -333,44 +333,68 @@ impl BarrierProxy {
 
 /// A re-entrant lock on the server: its owner (a thread of a process) and
 /// how many times it holds it.
-struct Reentrant {
+#[derive(Default)]
+pub(super) struct Reentrant {
     owner: Option<u64>,
     depth: u64,
+}
+
+impl Reentrant {
+    /// Takes it `depth` more times for `caller`; false if another holds it.
+    pub(super) fn take(&mut self, caller: u64, depth: u64) -> bool {
+        match self.owner {
+            Some(owner) if owner != caller => false,
+            _ => {
+                self.owner = Some(caller);
+                self.depth += depth;
+                true
+            }
+        }
+    }
+
+    /// Whether `caller` holds it, or an error in Python's words for
+    /// `what` ("release", "wait", "notify").
+    pub(super) fn held_by(&self, caller: u64, what: &str) -> Result<()> {
+        if self.owner == Some(caller) {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::InvalidState,
+            format!(
+                "{what} of a lock this thread does not hold (Python's RuntimeError: cannot {what} un-acquired \
+                 lock); acquire it first"
+            ),
+        ))
+    }
+
+    /// Gives back one level, or all of them (`all`); how many it held.
+    pub(super) fn give(&mut self, caller: u64, all: bool, what: &str) -> Result<u64> {
+        self.held_by(caller, what)?;
+        let had = self.depth;
+        self.depth = if all { 0 } else { had - 1 };
+        if self.depth == 0 {
+            self.owner = None;
+        }
+        Ok(had)
+    }
 }
 
 fn rlock_op(args: &[u8], m: u32, slot: &mut Slot) {
     let mut would_block = false;
     let reply = (|| -> Result<Vec<u8>> {
         if m == method::CREATE {
-            slot.object = Some(Box::new(Reentrant { owner: None, depth: 0 }));
+            slot.object = Some(Box::new(Reentrant::default()));
             return Ok(Vec::new());
         }
         let caller = decode::<u64>(args)?;
         let lock = object::<Reentrant>(slot)?;
         match m {
-            method::ACQUIRE => match lock.owner {
-                Some(owner) if owner != caller => {
-                    would_block = true;
-                    encode(&false)
-                }
-                _ => {
-                    lock.owner = Some(caller);
-                    lock.depth += 1;
-                    encode(&true)
-                }
-            },
+            method::ACQUIRE => {
+                would_block = !lock.take(caller, 1);
+                encode(&!would_block)
+            }
             method::RELEASE => {
-                if lock.owner != Some(caller) {
-                    return Err(Error::new(
-                        ErrorKind::InvalidState,
-                        "release of an RLock this thread does not hold (Python's RuntimeError: cannot release \
-                         un-acquired lock)",
-                    ));
-                }
-                lock.depth -= 1;
-                if lock.depth == 0 {
-                    lock.owner = None;
-                }
+                lock.give(caller, false, "release")?;
                 encode(&())
             }
             other => Err(Error::new(ErrorKind::Protocol, format!("an RLock has no method {other}"))),

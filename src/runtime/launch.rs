@@ -56,6 +56,7 @@ fn fork(l: Launch<'_>) -> Result<Arc<ChildRecord>> {
     // that the child finds them unlocked and consistent, and stdio is
     // flushed so that the child does not print pending output again.
     let windows = registry::no_fd_windows();
+    let links = crate::manager::hold_across_fork();
     let mut out = std::io::stdout().lock();
     let mut err = std::io::stderr().lock();
     let _ = out.flush();
@@ -71,6 +72,7 @@ fn fork(l: Launch<'_>) -> Result<Arc<ChildRecord>> {
             drop(reg);
             drop(err);
             drop(out);
+            drop(links);
             drop(windows);
             if parent_death && !sys::set_parent_death_kill(parent_pid) {
                 sys::exit_now(255);
