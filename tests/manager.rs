@@ -650,3 +650,32 @@ per_method! {
         assert_eq!(s.release().unwrap_err().kind(), ErrorKind::InvalidState, "past the bound");
     }
 }
+
+per_method! {
+    fn a_call_waiting_on_a_server_that_is_killed_fails_with_manager_gone(method: StartMethod) {
+        let m = Manager::with_start_method(method).unwrap();
+        let q = m.queue::<u8>().unwrap();
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            started_tx.send(()).unwrap();
+            let t0 = Instant::now();
+            let err = q.get_timeout(LONG).unwrap_err();
+            (err.kind(), t0.elapsed())
+        });
+        started.recv_timeout(LONG).unwrap();
+        // Kill it once the get holds this process's first connection: a
+        // call from here then opens a second one, which the server serves
+        // in a thread of its own (an accept thread and two client threads).
+        let pid = m.pid().unwrap();
+        let threads = || {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            status.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|v| v.trim().parse::<u32>().ok())
+        };
+        assert!(common::wait_until(LONG, || m.object_count().is_ok() && threads() == Some(3)));
+        common::sigkill(pid);
+        let killed = Instant::now();
+        let (kind, _) = waiter.join().unwrap();
+        assert_eq!(kind, ErrorKind::ManagerGone);
+        assert!(killed.elapsed() < Duration::from_secs(2), "the waiting call took {:?} to fail", killed.elapsed());
+    }
+}

@@ -234,9 +234,26 @@ impl Manager {
     /// assert_eq!(d.get(&"answer".into())?, Some(42));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    #[doc(alias("start"))]
     pub fn new() -> Result<Manager> {
         Manager::start_with(None, None, None)
+    }
+
+    /// The same as [`new`](Manager::new), by the name of Python's
+    /// `SyncManager().start()`.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Manager::new).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let manager = multiproc::Manager::start()?;
+    /// assert_eq!(manager.object_count()?, 0);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn start() -> Result<Manager> {
+        Manager::new()
     }
 
     /// Starts a manager's server process with start method `method`.
@@ -539,9 +556,34 @@ impl Manager {
     /// assert!(m.queue::<u8>()?.empty()?);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    #[doc(alias("Queue", "JoinableQueue"))]
+    #[doc(alias("Queue"))]
     pub fn queue<T: Message>(&self) -> Result<QueueProxy<T>> {
         QueueProxy::create(Arc::clone(&self.link), 0)
+    }
+
+    /// A new queue whose consumers say when each item is done (Python's
+    /// `manager.JoinableQueue()`): a [`queue`](Manager::queue), whose
+    /// [`task_done`](QueueProxy::task_done) and
+    /// [`join`](QueueProxy::join) every managed queue has.
+    ///
+    /// # Errors
+    ///
+    /// As [`dict`](Manager::dict).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::new()?;
+    /// let q = m.joinable_queue::<u8>()?;
+    /// q.put(1)?;
+    /// q.get()?;
+    /// q.task_done()?;
+    /// q.join()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias("JoinableQueue"))]
+    pub fn joinable_queue<T: Message>(&self) -> Result<QueueProxy<T>> {
+        self.queue()
     }
 
     /// A new queue that holds at most `maxsize` items (Python's
