@@ -69,7 +69,10 @@ const WORKLOADS: &[(&str, Workload)] = &[
     ("shared_value", shared::shared_value),
     ("executor_map", pool::executor_map),
     ("manager_dict", manager::manager_dict),
-    ("manager_batch", manager::manager_batch),
+    ("manager_batch", |cfg| {
+        manager::manager_batch(cfg);
+        raw::manager_batch(cfg.reps);
+    }),
 ];
 
 fn main() {

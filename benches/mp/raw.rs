@@ -29,6 +29,7 @@ pub fn serve_role() -> bool {
         ["exit"] => {}
         ["echo"] => echo(),
         ["send", chunk, total] => send(chunk.parse().unwrap(), total.parse().unwrap()),
+        ["batch", kind] => batch_sink(kind),
         _ => panic!("unknown {ROLE} {role:?}"),
     }
     true
@@ -60,6 +61,102 @@ fn send(chunk: usize, total: usize) {
     while sent < total {
         write_full(std::io::stdout().as_fd(), &buf);
         sent += chunk;
+    }
+}
+
+/// The items of one batch: 10,000 little-endian u64s (a list's) or
+/// pairs of them (a dict's).
+const BATCH: usize = 10_000;
+
+fn batch_bytes(kind: &str) -> usize {
+    if kind == "dict" { BATCH * 16 } else { BATCH * 8 }
+}
+
+/// Reads batches from stdin and puts their items where a manager would (a
+/// `Vec<u64>` emptied before each, or a `HashMap<u64, u64>` with a
+/// multiply-fold hash), answering one byte for each.
+fn batch_sink(kind: &str) {
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    let mut buf = vec![0u8; batch_bytes(kind)];
+    let mut list: Vec<u64> = Vec::new();
+    let mut dict: std::collections::HashMap<u64, u64, FoldState> = Default::default();
+    let word = |c: &[u8]| u64::from_le_bytes(c.try_into().unwrap());
+    loop {
+        if read_full(stdin.as_fd(), &mut buf) == 0 {
+            return;
+        }
+        if kind == "dict" {
+            dict.clear();
+            dict.reserve(BATCH);
+            for pair in buf.chunks_exact(16) {
+                dict.insert(word(&pair[..8]), word(&pair[8..]));
+            }
+        } else {
+            list.clear();
+            list.extend(buf.chunks_exact(8).map(word));
+        }
+        rustix::io::write(stdout.as_fd(), b"k").unwrap();
+    }
+}
+
+/// One 64x64->128-bit multiply per word, folded: the hash the manager's
+/// dicts use.
+#[derive(Default, Clone)]
+struct FoldState;
+
+struct Fold(u64);
+
+impl std::hash::BuildHasher for FoldState {
+    type Hasher = Fold;
+    fn build_hasher(&self) -> Fold {
+        Fold(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+impl std::hash::Hasher for Fold {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u64(&mut self, w: u64) {
+        let p = u128::from(self.0 ^ w) * 0x9e37_79b9_7f4a_7c15;
+        self.0 = (p as u64) ^ ((p >> 64) as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// `manager_batch`'s floors: the batch's bytes through a socketpair to a
+/// child process that puts the items in a list or a dict and answers.
+pub fn manager_batch(reps: usize) {
+    for (kind, call, types) in [("dict", "dict.update", "int -> int"), ("list", "list.extend", "int")] {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let theirs = OwnedFd::from(theirs);
+        let mut child = helper(&format!("batch:{kind}"), Stdio::from(theirs.try_clone().unwrap()), Stdio::from(theirs));
+        let data: Vec<u8> = (0..batch_bytes(kind) / 8).flat_map(|i| (i as u64 / 2).to_le_bytes()).collect();
+        let mut ack = [0u8; 1];
+        // The first batch waits out the child's start-up: untimed.
+        write_full(ours.as_fd(), &data);
+        read_full(ours.as_fd(), &mut ack);
+        let samples = repeat(reps, || {
+            time(|| {
+                write_full(ours.as_fd(), &data);
+                read_full(ours.as_fd(), &mut ack);
+            })
+        });
+        drop(ours);
+        child.wait().unwrap();
+        emit_raw(
+            "manager_batch",
+            json!({"call": call, "items": BATCH, "types": types, "start_method": "fork"}),
+            &samples,
+            Unit::PerSecond(BATCH as f64, "items/s"),
+            "the batch's bytes (8 per number) through a socketpair to a child that fills a Vec or a HashMap with a \
+             multiply-fold hash, and a one-byte answer",
+        );
     }
 }
 

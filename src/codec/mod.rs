@@ -158,6 +158,12 @@ impl<'a, S: Sink + ?Sized> Encoder<'a, S> {
     }
 }
 
+/// Appends postcard's varint for a length (a byte string's, a
+/// sequence's).
+pub(crate) fn put_varint(out: &mut Vec<u8>, n: usize) {
+    plain::put_len(out, n);
+}
+
 /// The size of every item of type `T` as [`Encoder::push_item`] writes
 /// it, if all have the same (plain numbers).
 #[inline]
@@ -200,6 +206,29 @@ impl<'de> Decoder<'de> {
     #[inline]
     pub(crate) fn next_item<T: DeserializeOwned + 'static>(&mut self, what: &str) -> Result<T> {
         self.next_in(what, plain::Form::Typed)
+    }
+
+    /// The next `count` items, each as [`Encoder::push_value`] wrote it:
+    /// numbers in one copy, anything else one by one.
+    pub(crate) fn next_items<T: DeserializeOwned + 'static>(&mut self, count: usize, what: &str) -> Result<Vec<T>> {
+        match plain::decode_run::<T>(&mut self.rest, count) {
+            Some(Some(items)) => Ok(items),
+            Some(None) => Err(Error::new(
+                ErrorKind::Deserialize,
+                format!(
+                    "could not deserialize {count} items of {what} as `{}`: the bytes ended early; the stream is \
+                     corrupt",
+                    type_name::<T>()
+                ),
+            )),
+            None => {
+                let mut items = Vec::with_capacity(count.min(self.rest.len()));
+                for _ in 0..count {
+                    items.push(self.next_item(what)?);
+                }
+                Ok(items)
+            }
+        }
     }
 
     /// The next message, as [`Encoder::push_message`] (or plain postcard)

@@ -48,7 +48,7 @@ macro_rules! for_fixed_integers {
 }
 
 /// Appends postcard's varint for a length.
-fn put_len<S: Sink + ?Sized>(out: &mut S, mut n: usize) {
+pub(crate) fn put_len<S: Sink + ?Sized>(out: &mut S, mut n: usize) {
     while n >= 0x80 {
         out.push((n as u8) | 0x80);
         n >>= 7;
@@ -173,6 +173,39 @@ pub(crate) fn fixed_size<T: ?Sized + 'static>(form: Form) -> Option<usize> {
     if form == Form::Typed {
         for_fixed_integers!(each);
     }
+    None
+}
+
+/// Takes `count` numbers of type `T` written one after another in their
+/// typed form (each as [`encode_sized`] writes it) from the front of
+/// `bytes`, in one copy: `None` if `T` is not such a number (read them
+/// one by one), `Some(None)` if fewer bytes than that are left.
+pub(crate) fn decode_run<T: 'static>(bytes: &mut &[u8], count: usize) -> Option<Option<Vec<T>>> {
+    let mut slot: Option<Vec<T>> = None;
+    let any: &mut dyn Any = &mut slot;
+    macro_rules! each {
+        ($($t:ty),*) => {$(
+            if let Some(s) = any.downcast_mut::<Option<Vec<$t>>>() {
+                let Some(n) = count.checked_mul(size_of::<$t>()).filter(|&n| n <= bytes.len()) else {
+                    return Some(None);
+                };
+                let (body, rest) = bytes.split_at(n);
+                let mut v = vec![<$t>::default(); count];
+                if cfg!(target_endian = "little") {
+                    bytemuck::cast_slice_mut::<$t, u8>(&mut v).copy_from_slice(body);
+                } else {
+                    for (x, c) in v.iter_mut().zip(body.chunks_exact(size_of::<$t>())) {
+                        *x = <$t>::from_le_bytes(c.try_into().expect("exact chunks"));
+                    }
+                }
+                *s = Some(v);
+                *bytes = rest;
+                return Some(slot);
+            }
+        )*};
+    }
+    for_postcard_numbers!(each);
+    for_fixed_integers!(each);
     None
 }
 

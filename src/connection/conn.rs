@@ -219,6 +219,21 @@ impl Connection {
         sys::send_vectored_all(self.fd.as_fd(), &[&header[..n], bytes]).map_err(|e| send_error(&e))
     }
 
+    /// Sends one message made of what `head` writes and then `tail`,
+    /// without copying `tail` into the send buffer (a manager's request,
+    /// whose arguments end it).
+    pub(crate) fn send_parts(&self, head: impl FnOnce(&mut Vec<u8>) -> Result<()>, tail: &[u8]) -> Result<()> {
+        self.check(true)?;
+        let mut w = lock(&self.writer);
+        self.check(true)?;
+        w.clear();
+        head(&mut w)?;
+        let len = (w.len() + tail.len()) as u64;
+        codec::check_outgoing_len(len, "a message")?;
+        let (header, n) = framing::header(len, false);
+        sys::send_vectored_all(self.fd.as_fd(), &[&header[..n], &w, tail]).map_err(|e| send_error(&e))
+    }
+
     /// Serializes `value` and sends it as one message (Python's `send`).
     /// The bytes are postcard's, so the receiver may name any type with the
     /// same serde form: a `str` is read as a `String`, a `[u8]` as a

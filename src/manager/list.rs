@@ -7,7 +7,6 @@ use serde::Serialize;
 
 use super::protocol::{self, Slot, decode, encode, object};
 use super::proxy::{Link, Proxy};
-use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
 use crate::target::Message;
 
@@ -46,12 +45,7 @@ fn op<T: Message + Clone>(args: &[u8], m: u32, slot: &mut Slot) {
                 encode(&())
             }
             method::EXTEND => {
-                let mut dec = codec::Decoder::new(args);
-                let (n, room) = protocol::batch_len(&mut dec)?;
-                list.reserve(room);
-                for _ in 0..n {
-                    list.push(dec.next_item::<T>("a list's item")?);
-                }
+                list.extend(protocol::decode_items::<T>(args)?);
                 encode(&())
             }
             method::INSERT => {

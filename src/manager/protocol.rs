@@ -133,7 +133,7 @@ fn spin_for(conn: &Connection, limit: std::time::Duration) {
 
 /// Sends `request` and waits for its reply.
 pub(crate) fn round_trip(conn: &Connection, request: &Request) -> Result<Reply> {
-    conn.send(request).map_err(gone)?;
+    send_request(conn, request).map_err(gone)?;
     // The server's work grows with the arguments (a batch of 10,000 items
     // takes it ~100 us): look for the answer for that long too.
     let args = match request {
@@ -142,6 +142,25 @@ pub(crate) fn round_trip(conn: &Connection, request: &Request) -> Result<Reply> 
     };
     spin_for(conn, SPIN + std::time::Duration::from_nanos(args as u64));
     conn.recv::<Reply>().map_err(gone)
+}
+
+/// Sends `request`; a call's arguments (its last field, a byte string)
+/// go from where they are, not through a copy in the send buffer.
+fn send_request(conn: &Connection, request: &Request) -> Result<()> {
+    let Request::Call { id, op, method, args } = request else {
+        return conn.send(request);
+    };
+    conn.send_parts(|out| encode_call_head(out, *id, *op, *method, args.len()), args)
+}
+
+/// The bytes of a `Request::Call` up to its arguments' bytes: the request
+/// with no arguments, whose last byte (their length, 0) becomes their
+/// length as postcard writes it.
+fn encode_call_head(out: &mut Vec<u8>, id: u64, op: OpId, method: u32, args_len: usize) -> Result<()> {
+    codec::Encoder::new(&mut *out).push_message(&Request::Call { id, op, method, args: Vec::new() }, "a request")?;
+    out.pop();
+    codec::put_varint(out, args_len);
+    Ok(())
 }
 
 /// A broken connection to the server: the manager is gone.
@@ -221,12 +240,8 @@ pub(crate) fn batch_len(dec: &mut codec::Decoder<'_>) -> Result<(u64, usize)> {
 /// The items of a batch of one type ([`encode_items`]), as a vector.
 pub(crate) fn decode_items<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<Vec<T>> {
     let mut dec = codec::Decoder::new(bytes);
-    let (n, room) = batch_len(&mut dec)?;
-    let mut items = Vec::with_capacity(room);
-    for _ in 0..n {
-        items.push(dec.next_item::<T>("a managed item")?);
-    }
-    Ok(items)
+    let (n, _) = batch_len(&mut dec)?;
+    dec.next_items::<T>(n as usize, "a managed item")
 }
 
 thread_local! {
@@ -277,6 +292,20 @@ pub(crate) fn object<T: 'static>(slot: &mut Slot) -> Result<&mut T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_sent_in_parts_is_the_call_serialized() {
+        for len in [0usize, 1, 127, 128, 300, 70_000] {
+            let args: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let call = Request::Call { id: 300, op: (1 << 40, 7), method: 12, args: args.clone() };
+            let mut whole = Vec::new();
+            codec::Encoder::new(&mut whole).push_message(&call, "a request").unwrap();
+            let mut parts = Vec::new();
+            encode_call_head(&mut parts, 300, (1 << 40, 7), 12, len).unwrap();
+            parts.extend_from_slice(&args);
+            assert_eq!(parts, whole, "{len} bytes of arguments");
+        }
+    }
 
     #[test]
     fn batches_round_trip_and_corrupt_counts_are_refused() {

@@ -143,6 +143,9 @@ impl Server {
     /// process leaves. One server per process.
     pub(crate) fn run(self: Arc<Self>, listener: Listener) -> ! {
         let _ = CURRENT.set(Arc::clone(&self));
+        // Batches of a few MiB come and go: their memory is reused rather
+        // than faulted in again for each.
+        crate::sys::keep_freed_memory(16 << 20);
         loop {
             match listener.accept() {
                 Ok(conn) => {

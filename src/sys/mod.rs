@@ -41,7 +41,9 @@ pub(crate) use fd::{
     poll, raw_fd_is, read, read_file_at, retire, set_len, set_nonblocking, take_inherited, write_all,
 };
 pub(crate) use futex::{Locked, MUTEX_BYTES, RobustMutex, futex_wait, futex_wake};
-pub(crate) use mm::{GuardedMapping, Mapping, ShmVec, free_bytes, memfd, shm_create, shm_open, shm_unlink};
+pub(crate) use mm::{
+    GuardedMapping, Mapping, ShmVec, free_bytes, keep_freed_memory, memfd, shm_create, shm_open, shm_unlink,
+};
 pub(crate) use net::{
     MAX_FDS, accept, connect_tcp, connect_unix_abstract, connect_unix_path, listen_tcp, listen_unix_abstract,
     listen_unix_path, local_tcp_addr, peer_tcp_addr, recv_append, recv_fds, send_all, send_fds, send_vectored_all,
