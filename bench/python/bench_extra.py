@@ -12,7 +12,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_mp  # noqa: E402
-from bench_mp import emit, log, per_s, repeat  # noqa: E402
+from bench_mp import emit, per_s, repeat  # noqa: E402
 
 mp = bench_mp.mp
 
@@ -62,26 +62,10 @@ WORKLOADS = {
 
 
 def main(argv):
-    args = list(argv)
-    if "--list" in args:
-        print("\n".join(WORKLOADS))
-        return 0
-    if "--reps" in args:
-        i = args.index("--reps")
-        bench_mp.REPS = int(args[i + 1])
-        del args[i:i + 2]
-    names = args or list(WORKLOADS)
-    unknown = [a for a in names if a not in WORKLOADS]
-    if unknown:
-        print(f"unknown workload(s): {unknown}; choose from {list(WORKLOADS)}",
-              file=sys.stderr)
-        return 2
-    for name in names:
-        t0 = time.perf_counter()
-        log(f"# {name} ...")
-        WORKLOADS[name]()
-        log(f"# {name} done in {time.perf_counter() - t0:.1f} s")
-    return 0
+    # bench_mp's command line, over these workloads.
+    bench_mp.WORKLOADS.clear()
+    bench_mp.WORKLOADS.update(WORKLOADS)
+    return bench_mp.main(argv)
 
 
 if __name__ == "__main__":

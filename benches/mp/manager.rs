@@ -76,36 +76,34 @@ pub fn manager_batch(cfg: &Config) {
     let m = Manager::with_start_method(StartMethod::Fork).unwrap();
     let d = m.dict::<u64, u64>().unwrap();
     let items: Vec<(u64, u64)> = (0..BATCH).map(|i| (i, i)).collect();
-    let samples = repeat(cfg.reps, || {
+    batch_row(cfg, "dict.update", "int -> int", || {
         d.clear().unwrap();
         let t0 = Instant::now();
         d.update(items.iter().copied()).unwrap();
-        let took = t0.elapsed();
-        assert_eq!(d.len().unwrap() as u64, BATCH);
-        took
+        (t0.elapsed(), d.len().unwrap())
     });
-    emit(
-        "manager_batch",
-        IMPL,
-        json!({"call": "dict.update", "items": BATCH, "types": "int -> int", "start_method": "fork"}),
-        &samples,
-        Unit::PerSecond(BATCH as f64, "items/s"),
-        None,
-    );
     let l = m.list::<u64>().unwrap();
     let values: Vec<u64> = (0..BATCH).collect();
-    let samples = repeat(cfg.reps, || {
+    batch_row(cfg, "list.extend", "int", || {
         l.clear().unwrap();
         let t0 = Instant::now();
         l.extend(values.iter().copied()).unwrap();
-        let took = t0.elapsed();
-        assert_eq!(l.len().unwrap() as u64, BATCH);
+        (t0.elapsed(), l.len().unwrap())
+    });
+}
+
+/// One row of `manager_batch`: `run` empties the object, times the call,
+/// and says how many items the object holds after it.
+fn batch_row(cfg: &Config, call: &str, types: &str, mut run: impl FnMut() -> (Duration, usize)) {
+    let samples = repeat(cfg.reps, || {
+        let (took, len) = run();
+        assert_eq!(len as u64, BATCH);
         took
     });
     emit(
         "manager_batch",
         IMPL,
-        json!({"call": "list.extend", "items": BATCH, "types": "int", "start_method": "fork"}),
+        json!({"call": call, "items": BATCH, "types": types, "start_method": "fork"}),
         &samples,
         Unit::PerSecond(BATCH as f64, "items/s"),
         None,
