@@ -32,6 +32,12 @@ pub(crate) struct Link {
     /// thread that waits (a `get` from an empty queue) does not hold up
     /// the others.
     idle: Mutex<Vec<Connection>>,
+    /// Whether a connection ever passed the handshake: the key is right,
+    /// so a later handshake that fails means the server went away in the
+    /// middle of it (a server that dies lets its listening socket go
+    /// last, after its threads: a connection can still be taken, then
+    /// cut).
+    admitted: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for Link {
@@ -95,6 +101,7 @@ impl Link {
             authkey: authkey.to_vec(),
             token: u64::from_le_bytes(token) ^ u64::from(std::process::id()),
             idle: Mutex::new(Vec::new()),
+            admitted: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -104,7 +111,15 @@ impl Link {
         if let Some(conn) = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
             return Ok(conn);
         }
-        let conn = Client(self.address.as_str(), Some(&self.authkey)).map_err(protocol::gone)?;
+        use std::sync::atomic::Ordering::Relaxed;
+        let conn = Client(self.address.as_str(), Some(&self.authkey)).map_err(|e| {
+            if e.kind() == ErrorKind::Authentication && self.admitted.load(Relaxed) {
+                protocol::gone(Error::new(ErrorKind::Eof, e.to_string()))
+            } else {
+                protocol::gone(e)
+            }
+        })?;
+        self.admitted.store(true, Relaxed);
         match protocol::round_trip(&conn, &Request::Hello(self.token))? {
             Reply::Done => Ok(conn),
             other => Err(unexpected(&other)),
