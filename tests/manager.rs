@@ -679,3 +679,114 @@ per_method! {
         assert!(killed.elapsed() < Duration::from_secs(2), "the waiting call took {:?} to fail", killed.elapsed());
     }
 }
+
+/// In a child whose frame limit is 1 MiB: a call too large to send, and an
+/// answer too large to receive, fail alone; the process's objects live on.
+fn calls_past_the_frame_limit(
+    (address, key, l): (String, Vec<u8>, ListProxy<u64>),
+) -> (ErrorKind, ErrorKind, usize, usize) {
+    multiproc::set_max_frame_size(1 << 20).unwrap();
+    // An object only this process holds: it would go with the process's
+    // last connection.
+    let m = Manager::connect(address.as_str(), &key).unwrap();
+    let mine = m.dict_from(vec![(1u8, 1u8)]).unwrap();
+    let too_big = l.extend(0..200_000u64).unwrap_err().kind();
+    let too_long = l.snapshot().unwrap_err().kind();
+    mine.insert(2, 2).unwrap();
+    (too_big, too_long, mine.len().unwrap(), l.len().unwrap())
+}
+
+per_method! {
+    fn a_call_that_fails_on_the_wire_keeps_the_process_objects(method: StartMethod) {
+        let m = Manager::with_start_method(method).unwrap();
+        // 200,000 numbers: 1.6 MB, above the child's limit but not ours.
+        let l = m.list_from((0..200_000u64).collect()).unwrap();
+        let arg = (m.address().to_string(), m.authkey().to_vec(), l.clone());
+        let child = Process::new(calls_past_the_frame_limit, arg).start_method(method).start().unwrap();
+        let (too_big, too_long, d_len, l_len) = child.join_timeout(LONG).unwrap();
+        assert_eq!(too_big, ErrorKind::FrameTooLarge);
+        assert_eq!(too_long, ErrorKind::FrameTooLarge);
+        assert_eq!((d_len, l_len), (2, 200_000));
+    }
+}
+
+fn push_from_inside(l: ListProxy<u8>) -> ListProxy<u8> {
+    // A method running in the server that calls its own manager: refused
+    // at once (it would wait for itself), never a hang.
+    assert_eq!(l.push(1).unwrap_err().kind(), ErrorKind::InvalidState);
+    l
+}
+
+#[test]
+fn a_method_that_calls_its_own_manager_is_refused_not_hung() {
+    let _w = common::watchdog("a method that calls its own manager");
+    let m = Manager::new().unwrap();
+    let d = m.dict::<u8, ListProxy<u8>>().unwrap();
+    let l = m.list::<u8>().unwrap();
+    d.insert(1, l.clone()).unwrap();
+    let back = d.modify(1, l.clone(), push_from_inside).unwrap();
+    assert!(back == l);
+    assert_eq!(l.len().unwrap(), 0);
+    // The server goes on.
+    l.push(2).unwrap();
+    assert_eq!(l.snapshot().unwrap(), [2]);
+}
+
+#[test]
+fn proxies_of_another_manager_inside_objects_count_right() {
+    let _w = common::watchdog("proxies of another manager");
+    let (a, b) = (Manager::new().unwrap(), Manager::new().unwrap());
+    let outer = a.list::<DictProxy<u8, u8>>().unwrap();
+    let inner = b.dict_from(vec![(7u8, 7u8)]).unwrap();
+    let (a0, b0) = (a.object_count().unwrap(), b.object_count().unwrap());
+    outer.push(inner.clone()).unwrap();
+    outer.push(inner.clone()).unwrap();
+    assert_eq!(outer.get(0).unwrap().unwrap().get(&7).unwrap(), Some(7));
+    outer.clear().unwrap();
+    // A's objects were not touched by B's references (ids start at 1 in
+    // every server), and B's dict lives while this proxy does.
+    assert_eq!(a.object_count().unwrap(), a0);
+    assert_eq!(outer.len().unwrap(), 0);
+    assert_eq!(b.object_count().unwrap(), b0);
+    assert_eq!(inner.get(&7).unwrap(), Some(7));
+    drop(inner);
+    assert!(common::wait_until(LONG, || b.object_count().unwrap() == b0 - 1));
+}
+
+fn get_and_report((q, ready): (multiproc::manager::QueueProxy<u32>, Connection)) {
+    ready.send(&"waiting").unwrap();
+    let _ = q.get();
+}
+
+per_method! {
+    fn a_waiter_that_dies_takes_nothing_with_it(method: StartMethod) {
+        let m = Manager::with_start_method(method).unwrap();
+        let q = m.queue::<u32>().unwrap();
+        let (ready, theirs) = multiproc::Pipe(true).unwrap();
+        let child = Process::new(get_and_report, (q.clone(), theirs)).start_method(method).start().unwrap();
+        assert!(ready.poll(Some(LONG)).unwrap());
+        assert_eq!(ready.recv::<String>().unwrap(), "waiting");
+        child.kill().unwrap();
+        let _ = child.join_timeout(LONG);
+        // The dead child's wait must not take this item.
+        q.put(5).unwrap();
+        assert_eq!(q.get_timeout(LONG).unwrap(), 5);
+    }
+}
+
+#[test]
+fn a_barrier_reset_breaks_the_current_waiters_and_stays_usable() {
+    let _w = common::watchdog("barrier reset");
+    let m = Manager::new().unwrap();
+    let b = m.barrier(2).unwrap();
+    let b2 = b.clone();
+    let waiter = std::thread::spawn(move || b2.wait_timeout(LONG).map_err(|e| e.kind()));
+    assert!(common::wait_until(LONG, || b.n_waiting().unwrap() == 1));
+    b.reset().unwrap();
+    assert_eq!(waiter.join().unwrap(), Err(ErrorKind::BrokenBarrier), "Python: BrokenBarrierError in the waiters");
+    assert!(!b.broken().unwrap());
+    let b2 = b.clone();
+    let t = std::thread::spawn(move || b2.wait_timeout(LONG).unwrap());
+    let mine = b.wait_timeout(LONG).unwrap();
+    assert_eq!(mine + t.join().unwrap(), 1);
+}

@@ -240,9 +240,7 @@ impl ConditionProxy {
     }
 
     fn wait_until(&self, timeout: Option<Duration>) -> Result<bool> {
-        let mut t = [0u8; 8];
-        let _ = crate::sys::random_bytes(&mut t);
-        let ticket = u64::from_le_bytes(t);
+        let ticket = protocol::ticket();
         let depth: u64 = self.call(method::WAIT_BEGIN, ticket, 0)?;
         if self.call_waiting::<bool>(method::WAIT_END, ticket, depth, timeout)? {
             return Ok(true);

@@ -96,7 +96,7 @@ impl<K: Eq + Hash + Clone, V> Ordered<K, V> {
         V: Message,
     {
         let mut dec = codec::Decoder::new(bytes);
-        let (n, room) = protocol::batch_len(&mut dec)?;
+        let (n, room) = protocol::batch_len::<(K, V)>(&mut dec)?;
         self.entries.reserve(room);
         self.index.reserve(room);
         for _ in 0..n {
@@ -126,7 +126,7 @@ where
 /// The pairs of a batch ([`push_pairs`]'s form), as a vector.
 fn decode_pairs<K: Message, V: Message>(bytes: &[u8]) -> Result<Vec<(K, V)>> {
     let mut dec = codec::Decoder::new(bytes);
-    let (n, room) = protocol::batch_len(&mut dec)?;
+    let (n, room) = protocol::batch_len::<(K, V)>(&mut dec)?;
     let mut items = Vec::with_capacity(room);
     for _ in 0..n {
         let k = dec.next_item::<K>("a dict's key")?;

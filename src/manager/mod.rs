@@ -111,7 +111,7 @@ fn server_main((address, authkey, ready): (String, Vec<u8>, Connection)) {
         return;
     }
     drop(ready);
-    server::Server::new(bound).run(listener)
+    server::Server::new().run(listener)
 }
 
 /// How to start a [`Manager`]'s server: its start method, the address it
@@ -352,7 +352,7 @@ impl Manager {
     pub fn serve(address: impl ToAddress, authkey: &[u8]) -> Result<std::convert::Infallible> {
         let address = address.to_address()?;
         let listener = Listener::bind(address.clone(), Some(authkey))?;
-        server::Server::new(listener.address().to_parseable()).run(listener)
+        server::Server::new().run(listener)
     }
 
     /// Serves a manager on `listener` in this process (its authkey is the
@@ -370,7 +370,7 @@ impl Manager {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn serve_listener(listener: Listener) -> ! {
-        server::Server::new(listener.address().to_parseable()).run(listener)
+        server::Server::new().run(listener)
     }
 
     /// The pid of the server process this manager started (`None` for one

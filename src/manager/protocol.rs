@@ -108,12 +108,18 @@ pub(crate) enum Reply {
     Done,
     Count(u64),
     Failed(RemoteError),
+    /// The answer to `Hello`: the server's identity.
+    Welcome(u64),
 }
 
 /// How long a side looks for the other's next message before it sleeps:
 /// a server answers a small call in a few microseconds, and a wake-up from
 /// sleep costs more than that on both sides.
 pub(crate) const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// The most a large batch adds to [`SPIN`]: past it, the server's work
+/// is long enough for a wake-up not to matter.
+const MAX_EXTRA_SPIN: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Looks (without sleeping) for a message on `conn` for up to `SPIN`.
 pub(crate) fn spin_until_readable(conn: &Connection) {
@@ -140,7 +146,7 @@ pub(crate) fn round_trip(conn: &Connection, request: &Request) -> Result<Reply> 
         Request::Call { args, .. } | Request::Create { args, .. } => args.len(),
         _ => 0,
     };
-    spin_for(conn, SPIN + std::time::Duration::from_nanos(args as u64));
+    spin_for(conn, SPIN + std::time::Duration::from_nanos(args as u64).min(MAX_EXTRA_SPIN));
     conn.recv::<Reply>().map_err(gone)
 }
 
@@ -161,6 +167,21 @@ fn encode_call_head(out: &mut Vec<u8>, id: u64, op: OpId, method: u32, args_len:
     out.pop();
     codec::put_varint(out, args_len);
     Ok(())
+}
+
+/// A number that names one wait (a condition's, a barrier's), unique
+/// among the waits of every client: random, or, if the kernel has no
+/// randomness to give, a per-process counter mixed with the pid and time.
+pub(crate) fn ticket() -> u64 {
+    let mut t = [0u8; 8];
+    if crate::sys::random_bytes(&mut t).is_ok() {
+        return u64::from_le_bytes(t);
+    }
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ^ (u64::from(std::process::id()) << 40)
+        ^ (now.as_nanos() as u64).rotate_left(20)
 }
 
 /// A broken connection to the server: the manager is gone.
@@ -224,23 +245,26 @@ pub(crate) fn encode_items<'a, T: Serialize + 'static>(items: impl IntoIterator<
 /// follow (read each with [`codec::Decoder::next_item`]), and how many to
 /// reserve room for (what the bytes can hold, not what a corrupt count
 /// says).
-pub(crate) fn batch_len(dec: &mut codec::Decoder<'_>) -> Result<(u64, usize)> {
+pub(crate) fn batch_len<T>(dec: &mut codec::Decoder<'_>) -> Result<(u64, usize)> {
     let count = dec.next_item::<u64>("a batch's count")?;
     // Every item takes at least a byte, except zero-sized ones (`()`),
-    // which are capped so that a corrupt count cannot spin for ever.
-    if count > dec.remaining() as u64 && count > u64::from(u16::MAX) {
+    // which may be as many as a Vec can hold.
+    let most = if std::mem::size_of::<T>() == 0 { isize::MAX as u64 } else { dec.remaining() as u64 };
+    if count > most {
         return Err(Error::new(
             ErrorKind::Protocol,
             format!("a manager's batch says {count} items in {} bytes; the stream is corrupt", dec.remaining()),
         ));
     }
-    Ok((count, (count as usize).min(dec.remaining())))
+    // Room for what the bytes can hold, at most 64Ki items up front (a
+    // false count must not reserve gigabytes of large values).
+    Ok((count, (count as usize).min(dec.remaining()).min(1 << 16)))
 }
 
 /// The items of a batch of one type ([`encode_items`]), as a vector.
 pub(crate) fn decode_items<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<Vec<T>> {
     let mut dec = codec::Decoder::new(bytes);
-    let (n, _) = batch_len(&mut dec)?;
+    let (n, _) = batch_len::<T>(&mut dec)?;
     dec.next_items::<T>(n as usize, "a managed item")
 }
 
@@ -264,9 +288,11 @@ pub(crate) fn scratch() -> Vec<u8> {
 
 /// Keeps `buf` for the next [`scratch`] of this thread.
 pub(crate) fn recycle(buf: Vec<u8>) {
-    if buf.capacity() <= SCRATCH_KEEP {
-        SCRATCH.set(buf);
+    if buf.capacity() > SCRATCH_KEEP {
+        return;
     }
+    let kept = SCRATCH.take();
+    SCRATCH.set(if kept.capacity() > buf.capacity() { kept } else { buf });
 }
 
 /// `value` encoded as a request's arguments, in a [`scratch`] buffer.
@@ -324,7 +350,7 @@ mod tests {
         let mut short = 3u64.to_le_bytes().to_vec();
         short.extend_from_slice(&[0; 16]);
         assert_eq!(decode_items::<u64>(&short).unwrap_err().kind(), ErrorKind::Deserialize);
-        assert_eq!(decode_items::<()>(&70_000u64.to_le_bytes()).unwrap_err().kind(), ErrorKind::Protocol);
-        assert_eq!(decode_items::<()>(&5u64.to_le_bytes()).unwrap().len(), 5);
+        assert_eq!(decode_items::<()>(&70_000u64.to_le_bytes()).unwrap().len(), 70_000);
+        assert_eq!(decode_items::<()>(&u64::MAX.to_le_bytes()).unwrap_err().kind(), ErrorKind::Protocol);
     }
 }

@@ -12,7 +12,10 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -25,19 +28,79 @@ use crate::error::{Error, ErrorKind, Result};
 pub(crate) struct Link {
     address: String,
     authkey: Vec<u8>,
-    /// This process's token for the server: its references are the
-    /// process's, whichever connection made them.
-    token: u64,
-    /// Connections not in use: a call takes one (or opens one), so that a
-    /// thread that waits (a `get` from an empty queue) does not hold up
-    /// the others.
-    idle: Mutex<Vec<Connection>>,
+    /// Its entry in [`CONNS`].
+    serial: u64,
+    /// The server's identity (0 until a connection said it): proxies say
+    /// which server they belong to by it, whatever address names it.
+    server: AtomicU64,
     /// Whether a connection ever passed the handshake: the key is right,
     /// so a later handshake that fails means the server went away in the
     /// middle of it (a server that dies lets its listening socket go
     /// last, after its threads: a connection can still be taken, then
     /// cut).
-    admitted: std::sync::atomic::AtomicBool,
+    admitted: AtomicBool,
+}
+
+/// A link's connections in this process, and who uses them.
+struct Conns {
+    /// The process they belong to: a forked child that finds its parent's
+    /// here forgets them and takes a token of its own.
+    pid: u32,
+    /// The process's token for the server: its references are the
+    /// process's, whichever connection made them.
+    token: u64,
+    /// Connections not in use: a call takes one (or opens one), so that a
+    /// thread that waits (a `get` from an empty queue) does not hold up
+    /// the others.
+    idle: Vec<LinkConn>,
+}
+
+/// Every link's connections, by the link's serial number: one table, so
+/// that a fork can hold it (as it holds [`LINKS`]).
+static CONNS: OnceLock<Mutex<HashMap<u64, Conns>>> = OnceLock::new();
+
+fn conns() -> MutexGuard<'static, HashMap<u64, Conns>> {
+    CONNS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn new_token() -> u64 {
+    let mut token = [0u8; 8];
+    if crate::sys::random_bytes(&mut token).is_err() {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        token = (now.as_nanos() as u64).to_le_bytes();
+    }
+    u64::from_le_bytes(token) ^ (u64::from(std::process::id()) << 32)
+}
+
+/// A link's connection: its fd is one that a forked child closes (the
+/// server must see the parent's connections end with the parent).
+struct LinkConn(Connection);
+
+impl LinkConn {
+    fn new(conn: Connection) -> LinkConn {
+        crate::runtime::registry::lock().add_internal(conn.as_fd().as_raw_fd());
+        LinkConn(conn)
+    }
+}
+
+impl Drop for LinkConn {
+    fn drop(&mut self) {
+        crate::runtime::registry::lock().remove_internal(self.0.as_fd().as_raw_fd());
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        let gone = conns().remove(&self.serial);
+        // Closed outside the table's lock.
+        if let Some(c) = gone {
+            if c.pid == std::process::id() {
+                drop(c);
+            } else {
+                std::mem::forget(c);
+            }
+        }
+    }
 }
 
 impl fmt::Debug for Link {
@@ -51,16 +114,36 @@ impl fmt::Debug for Link {
 type Links = HashMap<(String, Vec<u8>), (u32, Arc<Link>)>;
 static LINKS: OnceLock<Mutex<Links>> = OnceLock::new();
 
-fn links() -> std::sync::MutexGuard<'static, Links> {
+fn links() -> MutexGuard<'static, Links> {
     LINKS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The table of links, locked, for a `fork()` to hold: a child forked
-/// while another thread held it would find it locked for ever, and hang
-/// at its first proxy. It is only ever held for a moment (never across
-/// I/O), so the fork waits at most that long.
-pub(crate) fn hold_across_fork() -> std::sync::MutexGuard<'static, Links> {
-    links()
+/// The table of links and the table of their connections, locked for a
+/// `fork()` to hold: a child forked while another thread held one would
+/// find it locked for ever, and hang at its first proxy. Each is only ever
+/// held for a moment (never across I/O), so the fork waits at most that
+/// long.
+pub(crate) struct ForkGuard {
+    conns: MutexGuard<'static, HashMap<u64, Conns>>,
+    _links: MutexGuard<'static, Links>,
+}
+
+impl ForkGuard {
+    /// In the forked child: the parent's connections are not this
+    /// process's (their fds were closed with the parent's other internal
+    /// fds): they are forgotten, never used nor shut down.
+    pub(crate) fn forget_parents_connections(mut self) {
+        for c in self.conns.values_mut() {
+            for conn in c.idle.drain(..) {
+                std::mem::forget(conn);
+            }
+        }
+    }
+}
+
+pub(crate) fn hold_across_fork() -> ForkGuard {
+    let links = links();
+    ForkGuard { conns: conns(), _links: links }
 }
 
 impl Link {
@@ -70,48 +153,88 @@ impl Link {
     pub(crate) fn to(address: &str, authkey: &[u8]) -> Result<Arc<Link>> {
         let me = std::process::id();
         let key = (address.to_string(), authkey.to_vec());
-        let link = {
+        let (link, old) = {
             let mut links = links();
             match links.get(&key) {
-                Some((pid, link)) if *pid == me => Arc::clone(link),
+                Some((pid, link)) if *pid == me => (Arc::clone(link), None),
                 _ => {
-                    let link = Link::lazy(address, authkey);
-                    if let Some((pid, old)) = links.insert(key, (me, Arc::clone(&link))) {
-                        if pid != me {
-                            // The parent's, inherited through a fork: its
-                            // socket is the parent's conversation, which
-                            // this process must neither use nor close.
-                            std::mem::forget(old);
-                        }
-                    }
-                    link
+                    let link = Link::lazy(address, authkey, 0);
+                    let old = links.insert(key, (me, Arc::clone(&link)));
+                    (link, old)
                 }
             }
         };
+        // The parent's link, inherited through a fork, goes (outside the
+        // table's lock); its connections were forgotten at the fork.
+        drop(old);
         link.connected()?;
         Ok(link)
     }
 
-    /// A link that connects at its first call.
-    pub(crate) fn lazy(address: &str, authkey: &[u8]) -> Arc<Link> {
-        let mut token = [0u8; 8];
-        let _ = crate::sys::random_bytes(&mut token);
+    /// A link that connects at its first call; `server` is the server's
+    /// identity if known (0 if not).
+    pub(crate) fn lazy(address: &str, authkey: &[u8], server: u64) -> Arc<Link> {
+        static SERIAL: AtomicU64 = AtomicU64::new(0);
         Arc::new(Link {
             address: address.to_string(),
             authkey: authkey.to_vec(),
-            token: u64::from_le_bytes(token) ^ u64::from(std::process::id()),
-            idle: Mutex::new(Vec::new()),
-            admitted: std::sync::atomic::AtomicBool::new(false),
+            serial: SERIAL.fetch_add(1, Relaxed),
+            server: AtomicU64::new(server),
+            admitted: AtomicBool::new(false),
         })
     }
 
-    /// An idle connection, or a new one (introduced with this process's
-    /// token).
-    fn take(&self) -> Result<Connection> {
-        if let Some(conn) = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
-            return Ok(conn);
+    /// The server's identity, once a connection said it.
+    pub(crate) fn server(&self) -> u64 {
+        self.server.load(Relaxed)
+    }
+
+    /// This link's entry in the table of connections, made if needed; in
+    /// a forked child's first use of its parent's link, the parent's
+    /// connections (forgotten at the fork) give way to a token of its own.
+    fn entry<'a>(&self, conns: &'a mut HashMap<u64, Conns>) -> &'a mut Conns {
+        let me = std::process::id();
+        let c = conns.entry(self.serial).or_insert_with(|| Conns { pid: me, token: new_token(), idle: Vec::new() });
+        if c.pid != me {
+            c.idle.drain(..).for_each(std::mem::forget);
+            *c = Conns { pid: me, token: new_token(), idle: Vec::new() };
         }
-        use std::sync::atomic::Ordering::Relaxed;
+        c
+    }
+
+    /// This process's token for the server.
+    fn token(&self) -> u64 {
+        self.entry(&mut conns()).token
+    }
+
+    /// An idle connection, or this process's token to open one with.
+    fn idle_or_token(&self) -> std::result::Result<LinkConn, u64> {
+        let mut conns = conns();
+        let c = self.entry(&mut conns);
+        c.idle.pop().ok_or(c.token)
+    }
+
+    /// Puts a connection back for the next call.
+    fn put_back(&self, conn: LinkConn) {
+        if let Some(c) = conns().get_mut(&self.serial) {
+            if c.pid == std::process::id() {
+                c.idle.push(conn);
+                return;
+            }
+        }
+        drop(conn);
+    }
+
+    /// An idle connection, or a new one.
+    fn take(&self) -> Result<LinkConn> {
+        match self.idle_or_token() {
+            Ok(conn) => Ok(conn),
+            Err(token) => self.open(token),
+        }
+    }
+
+    /// A new connection, introduced with this process's token.
+    fn open(&self, token: u64) -> Result<LinkConn> {
         let conn = Client(self.address.as_str(), Some(&self.authkey)).map_err(|e| {
             if e.kind() == ErrorKind::Authentication && self.admitted.load(Relaxed) {
                 protocol::gone(Error::new(ErrorKind::Eof, e.to_string()))
@@ -119,9 +242,13 @@ impl Link {
                 protocol::gone(e)
             }
         })?;
+        let conn = LinkConn::new(conn);
         self.admitted.store(true, Relaxed);
-        match protocol::round_trip(&conn, &Request::Hello(self.token))? {
-            Reply::Done => Ok(conn),
+        match protocol::round_trip(&conn.0, &Request::Hello(token))? {
+            Reply::Welcome(server) => {
+                self.server.store(server, Relaxed);
+                Ok(conn)
+            }
             other => Err(unexpected(&other)),
         }
     }
@@ -129,18 +256,43 @@ impl Link {
     /// Makes sure one connection is open (for an early error).
     fn connected(&self) -> Result<()> {
         let conn = self.take()?;
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+        self.put_back(conn);
         Ok(())
     }
 
     /// One request and its reply; a failure the server reports comes back
     /// as that error.
     pub(crate) fn call(&self, request: &Request) -> Result<Reply> {
+        if server::in_op_of(self.server()) {
+            return Err(Error::new(
+                ErrorKind::InvalidState,
+                "a managed object's method called a proxy of its own manager, which would wait for itself: \
+                 pass the data in the call's argument, or use a proxy of another manager",
+            ));
+        }
         let conn = self.take()?;
-        let reply = protocol::round_trip(&conn, request)?;
-        // A connection that failed is dropped (the `?` above); this one goes
-        // back for the next call.
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+        let reply = match protocol::round_trip(&conn.0, request) {
+            Ok(reply) => reply,
+            Err(e) => {
+                // The connection may be out of step now, so it goes; a new
+                // one is opened first, so that this process never has none
+                // open while the server lives (its last one closing gives
+                // its references back).
+                if e.kind() != ErrorKind::ManagerGone {
+                    match self.idle_or_token() {
+                        Ok(other) => self.put_back(other),
+                        Err(token) => {
+                            if let Ok(fresh) = self.open(token) {
+                                self.put_back(fresh);
+                            }
+                        }
+                    }
+                }
+                drop(conn);
+                return Err(e);
+            }
+        };
+        self.put_back(conn);
         match reply {
             Reply::Failed(remote) => Err(Error::new(remote.kind, remote.message)),
             reply => Ok(reply),
@@ -225,7 +377,7 @@ impl Proxy {
     pub(crate) fn caller(&self) -> u64 {
         use std::hash::{Hash, Hasher};
         let mut h = std::hash::DefaultHasher::new();
-        self.link.token.hash(&mut h);
+        self.link.token().hash(&mut h);
         std::thread::current().id().hash(&mut h);
         h.finish()
     }
@@ -242,7 +394,7 @@ fn unexpected(reply: &Reply) -> Error {
 
 impl Clone for Proxy {
     fn clone(&self) -> Proxy {
-        if !server::change_refs_here(RefChange::Inc(self.id)) {
+        if !server::change_refs_here(self.link.server(), RefChange::Inc(self.id)) {
             // A manager that is gone has nothing to count; the clone fails
             // on its first call, as the original does.
             let _ = self.link.call(&Request::IncRef(self.id));
@@ -253,7 +405,7 @@ impl Clone for Proxy {
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        if !server::change_refs_here(RefChange::Dec(self.id)) {
+        if !server::change_refs_here(self.link.server(), RefChange::Dec(self.id)) {
             let _ = self.link.call(&Request::DecRef(self.id));
         }
     }
@@ -265,26 +417,35 @@ struct Wire {
     address: String,
     authkey: Vec<u8>,
     id: u64,
+    /// The server's identity: the same server may be named by several
+    /// addresses (`0.0.0.0:5000` where it bound, `host:5000` where a
+    /// client connected).
+    server: u64,
 }
 
 impl Serialize for Proxy {
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
         // A reference for the trip, which the reader adopts.
-        if !server::change_refs_here(RefChange::Inc(self.id)) {
+        if !server::change_refs_here(self.link.server(), RefChange::Inc(self.id)) {
             self.link.call(&Request::Hold(self.id)).map_err(serde::ser::Error::custom)?;
         }
-        Wire { address: self.link.address.clone(), authkey: self.link.authkey.clone(), id: self.id }
-            .serialize(serializer)
+        Wire {
+            address: self.link.address.clone(),
+            authkey: self.link.authkey.clone(),
+            id: self.id,
+            server: self.link.server(),
+        }
+        .serialize(serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for Proxy {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Proxy, D::Error> {
         let wire = Wire::deserialize(deserializer)?;
-        if server::in_server_for(&wire.address) {
+        if server::is_this_server(wire.server) {
             // Stored inside another managed object: the trip's reference
             // becomes the object's own.
-            return Ok(Proxy { link: Link::lazy(&wire.address, &wire.authkey), id: wire.id });
+            return Ok(Proxy { link: Link::lazy(&wire.address, &wire.authkey, wire.server), id: wire.id });
         }
         let link = Link::to(&wire.address, &wire.authkey).map_err(serde::de::Error::custom)?;
         link.call(&Request::Adopt(wire.id)).map_err(serde::de::Error::custom)?;

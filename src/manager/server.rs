@@ -57,6 +57,10 @@ impl Table {
     }
 }
 
+/// How long a waiting call sleeps before it looks whether its client is
+/// still there.
+const WAIT_SLICE: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// A change to an object's references made by a proxy inside the server
 /// (stored in, read out of, or dropped from another object).
 #[derive(Debug, Clone, Copy)]
@@ -77,8 +81,8 @@ static CURRENT: std::sync::OnceLock<Arc<Server>> = std::sync::OnceLock::new();
 /// Records a reference change made by a proxy in a manager's server
 /// process; false if this process is not one (the proxy talks to the
 /// server instead).
-pub(crate) fn change_refs_here(change: RefChange) -> bool {
-    let Some(server) = CURRENT.get() else { return false };
+pub(crate) fn change_refs_here(server_id: u64, change: RefChange) -> bool {
+    let Some(server) = CURRENT.get().filter(|s| s.id == server_id) else { return false };
     let recorded = IN_OP.with(|c| match c.borrow_mut().as_mut() {
         Some(changes) => {
             changes.push(change);
@@ -110,8 +114,8 @@ pub(crate) struct Server {
     /// The references each client process holds, and how many connections
     /// it has open, by its token.
     clients: Mutex<HashMap<u64, Client>>,
-    /// The address it serves, as proxies name it.
-    address: String,
+    /// Its identity (random), which proxies carry.
+    id: u64,
 }
 
 #[derive(Default)]
@@ -120,18 +124,26 @@ struct Client {
     connections: usize,
 }
 
-/// Whether this process is the server at `address`.
-pub(crate) fn in_server_for(address: &str) -> bool {
-    CURRENT.get().is_some_and(|s| s.address == address)
+/// Whether this process is the server whose identity is `id`.
+pub(crate) fn is_this_server(id: u64) -> bool {
+    CURRENT.get().is_some_and(|s| s.id == id)
+}
+
+/// Whether this thread runs an operation of server `id` (whose table it
+/// holds: a call to that server from here would wait for itself).
+pub(crate) fn in_op_of(id: u64) -> bool {
+    is_this_server(id) && IN_OP.with(|c| c.borrow().is_some())
 }
 
 impl Server {
-    pub(crate) fn new(address: String) -> Arc<Server> {
+    pub(crate) fn new() -> Arc<Server> {
+        let mut id = [0u8; 8];
+        let _ = crate::sys::random_bytes(&mut id);
         Arc::new(Server {
             table: Mutex::new(Table::default()),
             changed: std::sync::Condvar::new(),
             clients: Mutex::new(HashMap::new()),
-            address,
+            id: u64::from_le_bytes(id) | 1,
         })
     }
 
@@ -177,11 +189,11 @@ impl Server {
             _ => return,
         };
         self.clients().entry(token).or_default().connections += 1;
-        if conn.send(&Reply::Done).is_ok() {
+        if conn.send(&Reply::Welcome(self.id)).is_ok() {
             loop {
                 protocol::spin_until_readable(conn);
                 let Ok(request) = conn.recv::<Request>() else { break };
-                let reply = match self.handle(request, token) {
+                let reply = match self.handle(request, token, conn) {
                     Ok(Some(reply)) => reply,
                     Ok(None) => {
                         let _ = conn.send(&Reply::Done);
@@ -189,8 +201,16 @@ impl Server {
                     }
                     Err(e) => Reply::Failed(RemoteError::from(&e)),
                 };
-                if conn.send(&reply).is_err() {
-                    break;
+                match conn.send(&reply) {
+                    Ok(()) => {}
+                    // Refused before a byte was written (above the frame
+                    // limit): the client hears why, and the stream goes on.
+                    Err(e) if e.kind() == ErrorKind::FrameTooLarge => {
+                        if conn.send(&Reply::Failed(RemoteError::from(&e))).is_err() {
+                            break;
+                        }
+                    }
+                    Err(_) => break,
                 }
             }
         }
@@ -224,22 +244,31 @@ impl Server {
     }
 
     /// One request; `None` for a shutdown.
-    fn handle(&self, request: Request, token: u64) -> Result<Option<Reply>> {
+    fn handle(&self, request: Request, token: u64, conn: &Connection) -> Result<Option<Reply>> {
         Ok(Some(match request {
             Request::Create { op, args } => {
                 let op = protocol::resolve(op)?;
                 let mut slot = Slot { object: None, reply: Ok(Vec::new()), would_block: false };
-                let mut table = self.lock();
                 let mut freed = Vec::new();
+                let mut table = self.lock();
                 let ran = run_recording(op, &args, 0, &mut slot, &mut table, &mut freed);
-                ran?;
-                let object = slot
-                    .object
-                    .ok_or_else(|| Error::new(ErrorKind::Protocol, "a manager's create operation made no object"))?;
-                table.next += 1;
-                let id = table.next;
-                table.objects.insert(id, Entry { object, refs: 1 });
+                let made = match (ran, slot.object) {
+                    (Ok(()), Some(object)) => {
+                        table.next += 1;
+                        let id = table.next;
+                        table.objects.insert(id, Entry { object, refs: 1 });
+                        Ok(id)
+                    }
+                    (Err(e), _) => Err(e),
+                    (Ok(()), None) => Err(slot.reply.err().unwrap_or_else(|| {
+                        Error::new(ErrorKind::Protocol, "a manager's create operation made no object")
+                    })),
+                };
+                // Freed objects may hold proxies, whose drop takes the
+                // table's lock: they go after it is let go.
                 drop(table);
+                drop(freed);
+                let id = made?;
                 self.hold(token, id);
                 Reply::Created(id)
             }
@@ -282,16 +311,25 @@ impl Server {
                         break Reply::Value(slot.reply?);
                     }
                     // Nothing changed: wait for another call to change
-                    // something (the lock is let go meanwhile).
+                    // something (the lock is let go meanwhile), a slice at a
+                    // time, so that a client that dies while it waits is
+                    // noticed (it sends nothing while it waits: anything
+                    // readable is its end), before its wait takes an item
+                    // or a permit that nobody would receive.
                     let left = match deadline {
-                        None => std::time::Duration::from_secs(3600),
+                        None => WAIT_SLICE,
                         Some(d) => d.saturating_duration_since(std::time::Instant::now()),
                     };
                     if left.is_zero() {
                         drop(table);
+                        drop(freed);
                         break Reply::Value(slot.reply?);
                     }
-                    table = self.changed.wait_timeout(table, left).unwrap_or_else(|p| p.into_inner()).0;
+                    drop(freed);
+                    table = self.changed.wait_timeout(table, left.min(WAIT_SLICE)).unwrap_or_else(|p| p.into_inner()).0;
+                    if conn.poll(Some(std::time::Duration::ZERO)).unwrap_or(true) {
+                        return Err(Error::new(ErrorKind::Eof, "the client went away while its call waited"));
+                    }
                 }
             }
             Request::IncRef(id) => {

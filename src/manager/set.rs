@@ -28,7 +28,7 @@ mod method {
 /// Adds the items of a batch ([`protocol::push_batch`]'s form).
 fn add_batch<T: Message + Eq + Hash>(set: &mut HashSet<T, RandomState>, args: &[u8]) -> Result<()> {
     let mut dec = crate::codec::Decoder::new(args);
-    let (n, room) = protocol::batch_len(&mut dec)?;
+    let (n, room) = protocol::batch_len::<T>(&mut dec)?;
     set.reserve(room);
     for _ in 0..n {
         set.insert(dec.next_item::<T>("a set's item")?);

@@ -22,6 +22,7 @@ mod method {
     pub(super) const ABORT: u32 = 7;
     pub(super) const RESET: u32 = 8;
     pub(super) const WAITING: u32 = 9;
+    pub(super) const LEAVE: u32 = 10;
 }
 
 /// A counting semaphore on the server; a lock is one with one permit.
@@ -107,7 +108,18 @@ struct Barrier {
     arrived: Vec<u64>,
     /// The index each waiter of the last round gets, by ticket.
     passed: std::collections::HashMap<u64, u64>,
+    /// Waiters that an abort or a reset broke, by ticket: their wait
+    /// fails (Python's BrokenBarrierError), even after a reset.
+    failed: std::collections::HashSet<u64>,
     broken: bool,
+}
+
+impl Barrier {
+    /// Breaks it for everyone waiting now.
+    fn fail_waiters(&mut self) {
+        let waiting: Vec<u64> = self.arrived.drain(..).collect();
+        self.failed.extend(waiting);
+    }
 }
 
 fn broken_barrier() -> Error {
@@ -122,18 +134,24 @@ fn barrier_op(args: &[u8], m: u32, slot: &mut Slot) {
     let reply = (|| -> Result<Vec<u8>> {
         if m == method::CREATE {
             let parties = decode::<u64>(args)?;
-            slot.object =
-                Some(Box::new(Barrier { parties, arrived: Vec::new(), passed: Default::default(), broken: false }));
+            slot.object = Some(Box::new(Barrier {
+                parties,
+                arrived: Vec::new(),
+                passed: Default::default(),
+                failed: Default::default(),
+                broken: false,
+            }));
             return Ok(Vec::new());
         }
         let b = object::<Barrier>(slot)?;
         match m {
             method::WAIT => {
+                // Some(index) once through; None while it waits.
                 let ticket = decode::<u64>(args)?;
                 if let Some(i) = b.passed.remove(&ticket) {
-                    return encode(&i);
+                    return encode(&Some(i));
                 }
-                if b.broken {
+                if b.failed.remove(&ticket) || b.broken {
                     return Err(broken_barrier());
                 }
                 if !b.arrived.contains(&ticket) {
@@ -143,20 +161,34 @@ fn barrier_op(args: &[u8], m: u32, slot: &mut Slot) {
                     for (i, t) in b.arrived.drain(..).enumerate() {
                         b.passed.insert(t, i as u64);
                     }
-                    return encode(&b.passed.remove(&ticket).unwrap_or(0));
+                    return encode(&b.passed.remove(&ticket));
                 }
                 would_block = true;
-                Err(broken_barrier())
+                encode(&None::<u64>)
+            }
+            method::LEAVE => {
+                // A wait whose time ran out: through after all if the
+                // round completed meanwhile; else it breaks the barrier for
+                // everyone, in the same step (Python breaks it on a
+                // timeout).
+                let ticket = decode::<u64>(args)?;
+                if let Some(i) = b.passed.remove(&ticket) {
+                    return encode(&Some(i));
+                }
+                b.failed.remove(&ticket);
+                b.arrived.retain(|&t| t != ticket);
+                b.broken = true;
+                b.fail_waiters();
+                encode(&None::<u64>)
             }
             method::ABORT => {
                 b.broken = true;
-                b.arrived.clear();
+                b.fail_waiters();
                 encode(&())
             }
             method::RESET => {
                 b.broken = false;
-                b.arrived.clear();
-                b.passed.clear();
+                b.fail_waiters();
                 encode(&())
             }
             method::WAITING => encode(&(b.arrived.len() as u64)),
@@ -209,9 +241,7 @@ impl BarrierProxy {
     }
 
     fn ticket() -> u64 {
-        let mut t = [0u8; 8];
-        let _ = crate::sys::random_bytes(&mut t);
-        u64::from_le_bytes(t)
+        protocol::ticket()
     }
 
     /// Waits until `parties` callers wait; this caller's index.
@@ -229,7 +259,8 @@ impl BarrierProxy {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn wait(&self) -> Result<u64> {
-        self.proxy.call_waiting(Self::op(), method::WAIT, &Self::ticket(), None)
+        let through: Option<u64> = self.proxy.call_waiting(Self::op(), method::WAIT, &Self::ticket(), None)?;
+        through.ok_or_else(broken_barrier)
     }
 
     /// As [`wait`](BarrierProxy::wait), for at most `timeout`; running out
@@ -248,12 +279,12 @@ impl BarrierProxy {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> Result<u64> {
-        let waited = self.proxy.call_waiting(Self::op(), method::WAIT, &Self::ticket(), Some(timeout));
-        if waited.as_ref().is_err_and(|e| e.kind() == ErrorKind::BrokenBarrier) {
-            // Python breaks the barrier when a wait times out.
-            self.abort()?;
+        let ticket = Self::ticket();
+        let mut through: Option<u64> = self.proxy.call_waiting(Self::op(), method::WAIT, &ticket, Some(timeout))?;
+        if through.is_none() {
+            through = self.proxy.call(Self::op(), method::LEAVE, &ticket)?;
         }
-        waited
+        through.ok_or_else(broken_barrier)
     }
 
     /// Breaks the barrier: every waiter, and every later wait until
@@ -341,14 +372,19 @@ pub(super) struct Reentrant {
 
 impl Reentrant {
     /// Takes it `depth` more times for `caller`; false if another holds it.
+    /// (A depth of 0, or one past `u64::MAX` in all, takes nothing: only
+    /// a corrupt request asks for that.)
     pub(super) fn take(&mut self, caller: u64, depth: u64) -> bool {
         match self.owner {
             Some(owner) if owner != caller => false,
-            _ => {
-                self.owner = Some(caller);
-                self.depth += depth;
-                true
-            }
+            _ => match self.depth.checked_add(depth) {
+                Some(total) if depth > 0 => {
+                    self.owner = Some(caller);
+                    self.depth = total;
+                    true
+                }
+                _ => false,
+            },
         }
     }
 

@@ -72,7 +72,7 @@ fn fork(l: Launch<'_>) -> Result<Arc<ChildRecord>> {
             drop(reg);
             drop(err);
             drop(out);
-            drop(links);
+            links.forget_parents_connections();
             drop(windows);
             if parent_death && !sys::set_parent_death_kill(parent_pid) {
                 sys::exit_now(255);
