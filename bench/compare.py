@@ -10,7 +10,8 @@ Usage:
 Workloads that the shared baseline does not have yet take their Python
 rows from bench/python/bench_extra.py (same schema).
 
-Every row of Python's baseline (impl "python-multiprocessing") is matched
+Every row of Python's baseline (impl "python-multiprocessing", or
+"python-mpi4py" for mpi_pool) is matched
 with multiproc's row of the same workload and params, and with the
 limit: the "raw" row (or the "rayon" row) of the same workload and params.
 Ratios are oriented so that > 1 means multiproc is better: for a time
@@ -30,6 +31,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 
@@ -39,6 +41,8 @@ VENDORED_BENCH = os.path.join(ROOT, "bench", "python", "bench_mp.py")
 # Python baselines for workloads the shared script does not have yet.
 EXTRA_BENCH = os.path.join(ROOT, "bench", "python", "bench_extra.py")
 LOWER_IS_BETTER = ("us", "ms")
+# The Python rows: multiprocessing's, and mpi4py.futures' for mpi_pool.
+PYTHON_IMPLS = ("python-multiprocessing", "python-mpi4py")
 
 
 def log(msg):
@@ -62,8 +66,10 @@ def key(row):
 
 def build_ours():
     """Builds the bench and returns the path of its executable."""
+    # The MPI rows need Open MPI (mpicc: libopenmpi-dev) to build.
+    features = ["--features", "mpi"] if shutil.which("mpicc") else []
     out = subprocess.run(
-        ["cargo", "bench", "--bench", "mp", "--no-run", "--message-format=json"],
+        ["cargo", "bench", "--bench", "mp", "--no-run", "--message-format=json", *features],
         cwd=ROOT, stdout=subprocess.PIPE, check=True, text=True)
     for line in out.stdout.splitlines():
         try:
@@ -125,7 +131,7 @@ def match(python_rows, our_rows):
             limits.setdefault(key(r), r)
     matched = []
     for p in python_rows:
-        if p["impl"] != "python-multiprocessing":
+        if p["impl"] not in PYTHON_IMPLS:
             continue
         m = ours.get(key(p))
         lim = limits.get(key(p))
