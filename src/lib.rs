@@ -100,6 +100,8 @@ mod context;
 mod error;
 mod handle;
 pub mod manager;
+#[cfg(feature = "mpi")]
+pub mod mpi;
 mod pool;
 mod process;
 mod queue;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Pool;
-use super::dispatch::{Config, Shared};
+use super::dispatch::{Backend, Config, Shared};
 use crate::codec;
 use crate::context::{Context, StartMethod, cpu_count, get_start_method};
 use crate::error::{Error, ErrorKind, Result};
@@ -49,6 +49,7 @@ pub struct PoolBuilder {
     task_timeout: Option<Duration>,
     max_in_flight: Option<usize>,
     max_in_flight_bytes: Option<usize>,
+    backend: Backend,
 }
 
 impl fmt::Debug for PoolBuilder {
@@ -61,6 +62,7 @@ impl fmt::Debug for PoolBuilder {
             .field("task_timeout", &self.task_timeout)
             .field("max_in_flight", &self.max_in_flight)
             .field("max_in_flight_bytes", &self.max_in_flight_bytes)
+            .field("backend", &self.backend)
             .finish()
     }
 }
@@ -75,6 +77,7 @@ impl PoolBuilder {
             task_timeout: None,
             max_in_flight: None,
             max_in_flight_bytes: None,
+            backend: Backend::Local,
         }
     }
 
@@ -220,6 +223,44 @@ impl PoolBuilder {
         self
     }
 
+    /// Runs the workers on the other ranks of the MPI job this program was
+    /// started in (`mpirun -np N ./app`: rank 0 runs `main`, ranks 1 to
+    /// N−1 serve as workers), instead of child processes: mpi4py.futures'
+    /// `MPIPoolExecutor` in its static mode. The pool is the same `Pool`,
+    /// with every method; [`processes`](PoolBuilder::processes) defaults to
+    /// N−1, one worker per rank. See [`crate::mpi`] for what differs (no
+    /// per-task timeouts or kills: a rank cannot be killed without ending
+    /// the job).
+    ///
+    /// # Errors
+    ///
+    /// At [`build`](PoolBuilder::build): [`ErrorKind::InvalidState`] when
+    /// the program was not started by `mpirun` with at least 2 ranks (the
+    /// message says how to start it), or is not rank 0;
+    /// [`ErrorKind::BuildMismatch`] when a rank runs another build of the
+    /// program (it names the host); [`ErrorKind::InvalidInput`] for more
+    /// processes than free ranks, or a task timeout.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{ErrorKind, Pool};
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// match Pool::builder().mpi().build() {
+    ///     Ok(pool) => assert_eq!(pool.map(square, [1, 2, 3])?, [1, 4, 9]),
+    ///     // Not started by `mpirun -np N` with N >= 2, as in this doctest.
+    ///     Err(e) => assert_eq!(e.kind(), ErrorKind::InvalidState),
+    /// }
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[cfg(feature = "mpi")]
+    #[doc(alias("MPIPoolExecutor", "mpi4py.futures"))]
+    pub fn mpi(mut self) -> Self {
+        self.backend = Backend::Mpi;
+        self
+    }
+
     /// Starts the workers.
     ///
     /// # Errors
@@ -237,7 +278,16 @@ impl PoolBuilder {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn build(self) -> Result<Pool> {
-        let processes = self.processes.unwrap_or_else(cpu_count);
+        let processes = match self.backend {
+            Backend::Local => self.processes.unwrap_or_else(cpu_count),
+            #[cfg(feature = "mpi")]
+            Backend::Mpi => {
+                if self.task_timeout.is_some() {
+                    return Err(super::dispatch::untimed_backend());
+                }
+                crate::mpi::worker_ranks(self.processes)?
+            }
+        };
         if processes == 0 {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
@@ -270,6 +320,7 @@ impl PoolBuilder {
             task_timeout: self.task_timeout,
             max_in_flight: self.max_in_flight.unwrap_or((processes * 64).max(256)),
             max_in_flight_bytes: self.max_in_flight_bytes.unwrap_or(DEFAULT_IN_FLIGHT_BYTES),
+            backend: self.backend,
         };
         Ok(Pool { shared: Shared::start(config)? })
     }

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use super::callback::Runner;
 use super::job::{ChunkOutcome, Job};
+use super::link::Link;
 use super::stats::PoolStats;
 use super::status::StatusPage;
 use super::tracked::{self, Worker};
@@ -33,7 +34,7 @@ use crate::codec::{self, Frame};
 use crate::context::StartMethod;
 use crate::error::{Error, ErrorKind, RemoteError, Result};
 use crate::process::Process;
-use crate::runtime::{ChildRecord, TaskId, registry};
+use crate::runtime::{TaskId, registry};
 use crate::sys::{self, AsFd, AsRawFd, OwnedFd, PollFd, PollFlags};
 
 /// A pool's settings, fixed at creation.
@@ -46,6 +47,18 @@ pub(crate) struct Config {
     pub(crate) task_timeout: Option<Duration>,
     pub(crate) max_in_flight: usize,
     pub(crate) max_in_flight_bytes: usize,
+    /// Where the workers run.
+    pub(crate) backend: Backend,
+}
+
+/// Where a pool's workers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
+    /// Child processes on this machine.
+    Local,
+    /// The other ranks of the MPI job (feature `mpi`).
+    #[cfg(feature = "mpi")]
+    Mpi,
 }
 
 /// Workers that die of their own before they are ready, in a row, that
@@ -250,6 +263,9 @@ impl Shared {
     /// Queues chunks and sends what fits.
     pub(crate) fn submit(&self, chunks: Vec<Pending>) -> Result<()> {
         self.check_owner()?;
+        if self.config.backend != Backend::Local && chunks.iter().any(|p| p.timeout.is_some()) {
+            return Err(untimed_backend());
+        }
         let mut d = self.lock();
         d.check_open()?;
         for p in &chunks {
@@ -406,7 +422,7 @@ impl Shared {
         let workers = std::mem::take(&mut self.lock().workers);
         for mut w in workers {
             w.kill();
-            let _ = w.child.wait(None);
+            let _ = w.link.wait(None);
         }
     }
 
@@ -418,7 +434,7 @@ impl Shared {
                 if d.finished() {
                     return;
                 }
-                let children: Vec<Arc<ChildRecord>> = d.workers.iter().map(|w| Arc::clone(&w.child)).collect();
+                let children: Vec<Arc<Link>> = d.workers.iter().map(|w| Arc::clone(&w.link)).collect();
                 let want_write: Vec<bool> = d.workers.iter().map(|w| !w.out.is_empty()).collect();
                 let now = Instant::now();
                 let timeout = d.watch_timeouts(now).map(|t| t.saturating_duration_since(now));
@@ -429,7 +445,7 @@ impl Shared {
             for (child, &write) in children.iter().zip(&want_write) {
                 let events = if write { PollFlags::IN | PollFlags::OUT } else { PollFlags::IN };
                 fds.push(PollFd::from_borrowed_fd(child.control(), events));
-                fds.push(PollFd::from_borrowed_fd(child.reaper_fd(), PollFlags::IN));
+                fds.push(PollFd::from_borrowed_fd(child.ended_fd(), PollFlags::IN));
             }
             if sys::poll(&mut fds, timeout).is_err() {
                 std::thread::yield_now();
@@ -505,10 +521,20 @@ impl Dispatch {
             None => None,
         };
         let page = StatusPage::new()?;
-        let cfg = WorkerConfig { initializer, max_tasks: config.max_tasks, status: page.for_worker()? };
-        let child =
-            Process::new(worker::serve, cfg).name(name).daemon(true).start_method(config.method).start_worker()?;
-        self.workers.push(Worker::new(child, page));
+        let link = match config.backend {
+            Backend::Local => {
+                let cfg = WorkerConfig { initializer, max_tasks: config.max_tasks, status: page.for_worker()? };
+                let child = Process::new(worker::serve, cfg)
+                    .name(name)
+                    .daemon(true)
+                    .start_method(config.method)
+                    .start_worker()?;
+                Link::Process(child)
+            }
+            #[cfg(feature = "mpi")]
+            Backend::Mpi => Link::Rank(crate::mpi::start_worker(initializer, config.max_tasks)?),
+        };
+        self.workers.push(Worker::new(link, page));
         Ok(())
     }
 
@@ -609,7 +635,7 @@ impl Dispatch {
     }
 
     /// One round of the dispatcher's work, after a poll.
-    fn service(&mut self, config: &Config, polled: &[Arc<ChildRecord>], ended: &[bool]) {
+    fn service(&mut self, config: &Config, polled: &[Arc<Link>], ended: &[bool]) {
         let now = Instant::now();
         // Results first, also from workers that ended: what they wrote
         // before they died is good.
@@ -625,7 +651,7 @@ impl Dispatch {
             }
         }
         for (child, _) in polled.iter().zip(ended).filter(|(_, e)| **e) {
-            if let Some(i) = self.workers.iter().position(|w| Arc::ptr_eq(&w.child, child)) {
+            if let Some(i) = self.workers.iter().position(|w| Arc::ptr_eq(&w.link, child)) {
                 self.bury(i);
             }
         }
@@ -666,14 +692,15 @@ impl Dispatch {
                     format!(
                         "the pool's initializer failed in worker '{}' (pid {}): {message}; the pool runs no more \
                          tasks. Fix the initializer and create a new pool",
-                        w.child.name, w.child.pid
+                        w.link.name(),
+                        w.link.pid()
                     ),
                 );
                 self.break_pool(err);
             }
             other => {
                 let w = &mut self.workers[i];
-                let pid = w.child.pid;
+                let pid = w.link.pid();
                 w.break_stream(Error::new(
                     ErrorKind::Protocol,
                     format!("pool worker (pid {pid}) sent an unknown frame kind {other}"),
@@ -685,13 +712,13 @@ impl Dispatch {
     /// Removes a worker that has ended: every chunk it held gets its fate.
     fn bury(&mut self, i: usize) {
         let w = self.workers.remove(i);
-        let (name, pid, ready) = (w.child.name.clone(), w.child.pid, w.ready);
+        let (name, pid, ready) = (w.link.name().to_owned(), w.link.pid(), w.ready);
         // A worker that ends of its own before it is ready (a crash, an
         // abort, an exit in the initializer or at start-up) counts; one
         // killed from outside (SIGKILL, SIGTERM: a user, the OOM killer) does
         // not, nor does one we killed.
         let own_death = !w.killed
-            && !matches!(w.child.poll_status(), Ok(Some(sys::ExitStatus::Signal(s))) if s == sys::SIGKILL || s == sys::SIGTERM);
+            && !matches!(w.link.poll_status(), Ok(Some(sys::ExitStatus::Signal(s))) if s == sys::SIGKILL || s == sys::SIGTERM);
         let remains = w.bury(&mut self.counts);
         self.requeue(remains.rerun);
         if ready || !own_death {
@@ -716,7 +743,9 @@ impl Dispatch {
             Status::Closed if !self.queue.is_empty() => config.processes,
             _ => 0,
         };
-        let active = self.workers.iter().filter(|w| !w.killed && !w.retiring).count();
+        // A rank serves one worker at a time: its next worker starts once
+        // the last one has gone, not when it was told to leave.
+        let active = self.workers.iter().filter(|w| !w.link.is_local() || (!w.killed && !w.retiring)).count();
         for _ in active..wanted {
             if let Err(e) = self.spawn_worker(config) {
                 self.break_pool(Error::new(
@@ -727,4 +756,14 @@ impl Dispatch {
             }
         }
     }
+}
+
+/// The error of a timeout asked of a pool whose workers cannot be killed.
+pub(crate) fn untimed_backend() -> Error {
+    Error::new(
+        ErrorKind::InvalidInput,
+        "per-task timeouts need workers that can be killed, and an MPI rank cannot be killed without ending the whole \
+         job (Open MPI 4 has no fault tolerance); leave the timeout out, or time tasks inside each rank with a local \
+         Pool",
+    )
 }

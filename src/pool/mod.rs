@@ -22,6 +22,7 @@ mod dispatch;
 mod executor;
 mod iter;
 mod job;
+mod link;
 mod outbox;
 mod progress;
 mod result;
@@ -44,6 +45,16 @@ pub use iter::{IMap, IMapUnordered};
 pub use result::AsyncResult;
 pub use star::StarFn;
 pub use stats::{PoolStats, WorkerStats};
+#[cfg(feature = "mpi")]
+pub(crate) use status::StatusPage;
+#[cfg(feature = "mpi")]
+pub(crate) use worker::{WorkerConfig, run as run_worker};
+
+/// The frame kind of a task, for the MPI transport's frame counter.
+#[cfg(feature = "mpi")]
+pub(crate) fn wire_kind_task() -> u8 {
+    wire::TASK
+}
 
 use crate::error::Result;
 use crate::sys;

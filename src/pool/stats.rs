@@ -73,4 +73,9 @@ pub struct WorkerStats {
     /// Its resident memory in bytes (`/proc/<pid>/statm`), if it could be
     /// read.
     pub rss_bytes: Option<u64>,
+    /// Its MPI rank, for a worker of an MPI pool (feature `mpi`); `None`
+    /// for a local worker.
+    pub mpi_rank: Option<u32>,
+    /// The host its MPI rank runs on; `None` for a local worker.
+    pub host: Option<String>,
 }

@@ -19,13 +19,13 @@ use std::time::{Duration, Instant};
 
 use super::dispatch::{Counts, Pending};
 use super::job::{ChunkOutcome, Job};
+use super::link::Link;
 use super::outbox::Outbox;
 use super::stats::WorkerStats;
 use super::status::{self, Progress, StatusPage};
 use super::wire;
 use crate::codec::{self, Frame, FrameStream};
 use crate::error::{Error, ErrorKind};
-use crate::runtime::ChildRecord;
 use crate::sys::{self, ExitStatus};
 
 /// Queued work a worker is given, in its own time.
@@ -86,7 +86,7 @@ pub(super) struct Remains {
 
 #[derive(Debug)]
 pub(super) struct Worker {
-    pub(super) child: Arc<ChildRecord>,
+    pub(super) link: Arc<Link>,
     stream: FrameStream,
     pub(super) out: Outbox,
     pub(super) in_flight: VecDeque<InFlight>,
@@ -115,12 +115,14 @@ pub(super) struct Worker {
     /// Chunks cancelled in its window that it may not have read past yet:
     /// their status-page slots are not free until it has (see `accepts`).
     skipped: VecDeque<u64>,
+    /// Items whose results came back over its stream.
+    items_back: u64,
 }
 
 impl Worker {
-    pub(super) fn new(child: Arc<ChildRecord>, page: StatusPage) -> Worker {
+    pub(super) fn new(link: Link, page: StatusPage) -> Worker {
         Worker {
-            child,
+            link: Arc::new(link),
             stream: FrameStream::new(codec::max_frame_size()),
             out: Outbox::default(),
             in_flight: VecDeque::new(),
@@ -135,6 +137,7 @@ impl Worker {
             doomed: Vec::new(),
             seen: None,
             skipped: VecDeque::new(),
+            items_back: 0,
         }
     }
 
@@ -199,7 +202,7 @@ impl Worker {
     /// Writes what it can of the output without blocking.
     pub(super) fn flush(&mut self) {
         // A dead peer: its pidfd will say so.
-        if self.out.flush(self.child.control()).is_err() {
+        if self.out.flush(self.link.control()).is_err() {
             self.out.clear();
         }
     }
@@ -212,7 +215,7 @@ impl Worker {
     /// pool's to fail.
     pub(super) fn stop(&mut self, signal: i32) {
         self.killed = true;
-        let _ = self.child.signal(signal);
+        let _ = self.link.signal(signal);
     }
 
     /// Reads every frame that has arrived.
@@ -231,7 +234,7 @@ impl Worker {
                     break;
                 }
             }
-            match self.stream.fill(self.child.control(), "a pool worker's results") {
+            match self.stream.fill(self.link.control(), "a pool worker's results") {
                 Ok(Some(n)) if n > 0 => {}
                 Ok(_) => break,
                 Err(e) => {
@@ -259,13 +262,14 @@ impl Worker {
                 if c.job.id == job && c.index == index && c.first == first && count <= c.count =>
             {
                 let f = self.in_flight.pop_front().expect("front exists");
+                self.items_back += u64::from(count);
                 let rest = (count < f.chunk.count).then(|| f.chunk.rest(count));
                 counts.note_items(count, wire::failed_items(&payload));
                 f.chunk.job.finish_part(index, first, count, ChunkOutcome::Items(payload));
                 rest
             }
             _ => {
-                let (name, pid) = (self.child.name.clone(), self.child.pid);
+                let (name, pid) = (self.link.name().to_owned(), self.link.pid());
                 self.break_stream(Error::new(
                     ErrorKind::Protocol,
                     format!("pool worker '{name}' (pid {pid}) sent a result that matches no task it holds; its stream is corrupt"),
@@ -285,7 +289,7 @@ impl Worker {
         for f in in_flight {
             if !Arc::ptr_eq(&f.chunk.job, job) {
                 kept.push_back(f);
-            } else if self.page().cancel(f.seq) {
+            } else if self.link.is_local() && self.page().cancel(f.seq) {
                 self.skipped.push_back(f.seq);
                 cancelled.push(f.chunk);
             } else {
@@ -302,7 +306,8 @@ impl Worker {
     /// that only `job`'s items are lost: they fail with `Cancelled`. Whether
     /// it did.
     pub(super) fn kill_job(&mut self, job: &Arc<Job>) -> bool {
-        if !self.in_flight.iter().any(|f| Arc::ptr_eq(&f.chunk.job, job)) {
+        // A rank cannot be stopped in the middle of an item.
+        if !self.link.is_local() || !self.in_flight.iter().any(|f| Arc::ptr_eq(&f.chunk.job, job)) {
             return false;
         }
         if self.killed {
@@ -356,10 +361,10 @@ impl Worker {
     /// does not stop within [`FREEZE_LIMIT`] (stuck in the kernel) is read
     /// as it is.
     fn freeze(&self) -> status::Progress {
-        if self.child.signal(sys::SIGSTOP).is_ok() {
+        if self.link.signal(sys::SIGSTOP).is_ok() {
             let deadline = Instant::now() + FREEZE_LIMIT;
             let mut looks = 0u32;
-            while !sys::is_stopped_or_gone(self.child.pid) && Instant::now() < deadline {
+            while !sys::is_stopped_or_gone(self.link.pid()) && Instant::now() < deadline {
                 looks += 1;
                 if looks < 50 {
                     std::thread::yield_now();
@@ -373,7 +378,7 @@ impl Worker {
 
     /// Lets a frozen worker go on.
     fn thaw(&self) {
-        let _ = self.child.signal(sys::SIGCONT);
+        let _ = self.link.signal(sys::SIGCONT);
     }
 
     /// Looks at the item running now, for timeouts: kills the worker if it
@@ -452,12 +457,16 @@ impl Worker {
             })
             .sum();
         let age = if running { self.current_age(now) } else { None };
+        let (mpi_rank, host) = self.link.rank().unzip();
         let stats = WorkerStats {
-            pid: self.child.pid as u32,
-            name: self.child.name.clone(),
-            tasks_run: snap.items,
+            pid: self.link.pid() as u32,
+            name: self.link.name().to_owned(),
+            // A rank's page is its own: count what came back instead.
+            tasks_run: if self.link.is_local() { snap.items } else { self.items_back },
             current_task_age: age,
-            rss_bytes: sys::rss_of(self.child.pid),
+            rss_bytes: self.link.rss_bytes(),
+            mpi_rank,
+            host,
         };
         (stats, waiting, u64::from(running))
     }
@@ -466,17 +475,22 @@ impl Worker {
     /// it finished, fails the item it ran, and returns the rest to run
     /// again.
     pub(super) fn bury(mut self, counts: &mut Counts) -> Remains {
-        let mut status = self.child.poll_status().ok().flatten();
+        let mut status = self.link.poll_status().ok().flatten();
         if status.is_none() {
             // Its end was reported by a fork server that died, before the
             // worker itself did: make sure it is gone before its page is
             // read, or an item it starts afterwards would run here and
             // again elsewhere.
-            let _ = self.child.signal(sys::SIGKILL);
-            let fd = self.child.reaper_fd();
+            let _ = self.link.signal(sys::SIGKILL);
+            let fd = self.link.ended_fd();
             let mut fds = [sys::PollFd::new(&fd, sys::PollFlags::IN)];
             let _ = sys::poll(&mut fds, Some(Duration::from_secs(1)));
-            status = self.child.poll_status().ok().flatten();
+            status = self.link.poll_status().ok().flatten();
+        }
+        if !self.link.is_local() && !self.in_flight.is_empty() && self.failure.is_none() {
+            // A rank's page is its own: which of these it ran is not known
+            // here, so none runs again (it could run twice).
+            self.failure = Some(self.lost_error(status));
         }
         if let Some(e) = self.failure.take() {
             // A broken stream: nothing it says can be trusted.
@@ -577,7 +591,7 @@ impl Worker {
                 cancelled()
             } else {
                 match self.stop {
-                    Some((_, Fate::Timeout(t))) => timed_out(t, &self.child),
+                    Some((_, Fate::Timeout(t))) => timed_out(t, &self.link),
                     _ => lost,
                 }
             };
@@ -633,10 +647,11 @@ impl Worker {
                 "pool worker '{}' (pid {}) {how} while it ran this task (a crash, an abort, the OOM killer, exit() or \
                  a kill); the task was not retried, the tasks it had not started went to other workers, and a new \
                  worker took its place",
-                self.child.name, self.child.pid
+                self.link.name(),
+                self.link.pid()
             ),
         )
-        .with_pid(self.child.pid as u32)
+        .with_pid(self.link.pid() as u32)
         .with_exitcode(code)
     }
 }
@@ -646,22 +661,23 @@ pub(super) fn cancelled() -> Error {
     Error::new(ErrorKind::Cancelled, "the task was cancelled (cancel() or kill()) before it finished")
 }
 
-fn timed_out(t: Duration, child: &ChildRecord) -> Error {
+fn timed_out(t: Duration, link: &Link) -> Error {
     Error::new(
         ErrorKind::Timeout,
         format!(
             "the task ran past its timeout of {t:?}; its worker '{}' (pid {}) was killed and replaced, the tasks it \
              had not started went to other workers, and nothing else was affected",
-            child.name, child.pid
+            link.name(),
+            link.pid()
         ),
     )
 }
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        crate::runtime::registry::lock().remove(&self.child);
+        self.link.forget();
         // The page of a worker that has ended can serve the next one.
-        if let Some(page) = self.page.take().filter(|_| self.child.has_ended()) {
+        if let Some(page) = self.page.take().filter(|_| self.link.has_ended()) {
             page.recycle();
         }
     }

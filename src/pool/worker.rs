@@ -40,25 +40,31 @@ pub(crate) fn serve(cfg: WorkerConfig) {
     let Some(link) = registry::lock().parent_link.clone() else {
         return;
     };
-    let Ok(mut page) = WorkerPage::attach(cfg.status) else {
-        runtime::finish(1);
-    };
     sys::watch_parent_from_thread(link.as_raw_fd());
     runtime::quiet_panics();
-    let fd = link.as_fd();
+    runtime::finish(run(link.as_fd(), cfg))
+}
+
+/// The loop itself, on the stream `fd` (a worker process's control socket,
+/// or an MPI rank's bridge): runs chunks until told to stop, its quota,
+/// end of file or a broken stream, and returns the exit code.
+pub(crate) fn run(fd: BorrowedFd<'_>, cfg: WorkerConfig) -> i32 {
+    let Ok(mut page) = WorkerPage::attach(cfg.status) else {
+        return 1;
+    };
     if let Some((id, arg)) = cfg.initializer {
         if let Err(failure) = initialize(id, arg) {
             page.out.extend_from_slice(&wire::init_failed(&failure));
             page.commit();
             let _ = page.flush(fd);
-            runtime::finish(1);
+            return 1;
         }
     }
     let ready = codec::frame_of(wire::READY, &(), "a ready note").expect("() serializes");
     page.out.extend_from_slice(&ready);
     page.commit();
     if page.flush(fd).is_err() {
-        runtime::finish(0);
+        return 0;
     }
     let _ = sys::set_nonblocking(fd, true);
     let mut stream = FrameStream::new(codec::max_frame_size());
@@ -72,15 +78,15 @@ pub(crate) fn serve(cfg: WorkerConfig) {
             Ok(Some(frame)) => frame,
             Ok(None) => {
                 if page.flush(fd).is_err() || !refill(fd, &mut stream) {
-                    runtime::finish(0);
+                    return 0;
                 }
                 batch.flushed();
                 continue;
             }
-            Err(_) => runtime::finish(1),
+            Err(_) => return 1,
         };
         if batch.should_flush(!stream.has_buffered(), page.held()) && page.flush(fd).is_err() {
-            runtime::finish(0);
+            return 0;
         }
         match frame.kind {
             wire::TASK => {
@@ -90,21 +96,21 @@ pub(crate) fn serve(cfg: WorkerConfig) {
                     let started = Instant::now();
                     if wire::run_task(&frame.payload, seq, &mut page).is_err() {
                         let _ = page.flush(fd);
-                        runtime::finish(1);
+                        return 1;
                     }
                     batch.ran(started, wire::delivery(&frame.payload));
                 }
                 done += 1;
                 if cfg.max_tasks.is_some_and(|max| done >= max) {
                     let _ = page.flush(fd);
-                    runtime::finish(0);
+                    return 0;
                 }
             }
             wire::EXIT => {
                 let _ = page.flush(fd);
-                runtime::finish(0);
+                return 0;
             }
-            _ => runtime::finish(1),
+            _ => return 1,
         }
     }
 }

@@ -59,6 +59,10 @@ impl Role {
 pub(crate) fn on_load() {
     LINKED.store(true, Ordering::Relaxed);
     let Some(role) = std::env::var_os(ENV_ROLE) else {
+        // Not a multiproc child: under mpirun, ranks other than 0 become
+        // pool workers here.
+        #[cfg(feature = "mpi")]
+        crate::mpi::on_load();
         return;
     };
     sys::remove_var(ENV_ROLE);

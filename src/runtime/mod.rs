@@ -67,6 +67,10 @@ pub(crate) use bootstrap::{Role, exec_spec};
 pub(crate) use launch::{Launch, launch};
 pub(crate) use reaper::adopt;
 pub(crate) use record::ChildRecord;
+#[cfg(feature = "mpi")]
+pub(crate) use serve::install_panic_hook;
 pub(crate) use serve::{Failure, catch_panic, finish, quiet_panics};
 pub(crate) use task::{Task, TaskId};
+#[cfg(feature = "mpi")]
+pub(crate) use trampoline::fingerprint;
 pub(crate) use trampoline::{ChunkTrampoline, chunk_id_of, conjure, conjure_method, resolve_chunk};
