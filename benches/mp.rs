@@ -78,7 +78,6 @@ const WORKLOADS: &[(&str, Workload)] = &[
     }),
     #[cfg(feature = "mpi")]
     ("mpi_pool", |cfg| {
-        report::log("# mpi_pool: multiproc rows missing (the MPI pool has not landed); the raw rsmpi rows:");
         mpi::mpi_pool(cfg.reps);
     }),
 ];

@@ -1,8 +1,10 @@
-//! `mpi_pool`'s limit: a raw rsmpi master/worker (rank 0 hands out chunks
-//! of numbers, the other ranks square them and send the chunk back), at
+//! `mpi_pool`: multiproc's MPI pool (`Pool::builder().mpi()`, its map at
 //! chunksize 1 and 1000, the cases of bench_extra.py's mpi4py.futures
-//! baseline. Built with the `mpi` feature (Debian's OpenMPI); outside
-//! `mpirun`, the workload starts this executable under it and its rank 0
+//! baseline) and its limit, a raw rsmpi master/worker (rank 0 hands out
+//! chunks of numbers, the other ranks square them and send the chunk
+//! back). Built with the `mpi` feature (Debian's Open MPI); outside
+//! `mpirun`, the workload starts this executable under it twice (the pool,
+//! then the raw program with multiproc's MPI switched off), and rank 0
 //! prints the rows.
 
 use std::time::Instant;
@@ -24,24 +26,34 @@ const STOP: i32 = 2;
 /// prints the rows (stdout is passed through).
 pub fn mpi_pool(reps: usize) {
     let exe = std::env::current_exe().expect("the bench knows its executable");
-    let status = std::process::Command::new("mpirun")
-        .args(["--allow-run-as-root", "--oversubscribe", "-np", &RANKS.to_string()])
-        .arg(exe)
-        .args(["--reps", &reps.to_string(), "mpi_pool"])
-        .env(ROLE, "raw")
-        .status();
-    match status {
-        Ok(s) if s.success() => {}
-        Ok(s) => eprintln!("# mpi_pool: mpirun ended with {s}"),
-        Err(e) => eprintln!("# mpi_pool: could not run mpirun ({e}): apt-get install openmpi-bin"),
+    for role in ["pool", "raw"] {
+        let mut cmd = std::process::Command::new("mpirun");
+        cmd.args(["--allow-run-as-root", "--oversubscribe", "-np", &RANKS.to_string()])
+            .arg(&exe)
+            .args(["--reps", &reps.to_string(), "mpi_pool"])
+            .env(ROLE, role);
+        if role == "raw" {
+            // The raw program drives MPI itself.
+            cmd.env("MULTIPROC_MPI", "off");
+        }
+        match cmd.status() {
+            Ok(s) if s.success() => {}
+            Ok(s) => eprintln!("# mpi_pool ({role}): mpirun ended with {s}"),
+            Err(e) => eprintln!("# mpi_pool: could not run mpirun ({e}): apt-get install openmpi-bin"),
+        }
     }
 }
 
 /// In a rank that `mpirun` started for [`mpi_pool`]: runs its part and
 /// returns true; false in a normal run.
 pub fn serve_rank(reps: usize) -> bool {
-    if std::env::var_os(ROLE).is_none() {
-        return false;
+    match std::env::var(ROLE).as_deref() {
+        Ok("pool") => {
+            pool(reps);
+            return true;
+        }
+        Ok(_) => {}
+        Err(_) => return false,
     }
     let universe = mpi::initialize().expect("MPI initializes under mpirun");
     let world = universe.world();
@@ -51,6 +63,32 @@ pub fn serve_rank(reps: usize) -> bool {
         worker(&world);
     }
     true
+}
+
+/// Rank 0 of the pool run (the other ranks are the pool's workers, and
+/// never get here).
+fn pool(reps: usize) {
+    fn square(x: u64) -> u64 {
+        x * x
+    }
+    let pool = multiproc::Pool::builder().mpi().build().expect("an MPI pool under mpirun");
+    for (n, chunksize) in CASES {
+        let samples = repeat(reps, || {
+            let t0 = Instant::now();
+            let squares = pool.chunksize(chunksize).map(square, 0..n).expect("the map");
+            let took = t0.elapsed();
+            assert_eq!(squares.iter().sum::<u64>(), (0..n).map(|i| i * i).sum::<u64>());
+            took
+        });
+        emit(
+            "mpi_pool",
+            "multiproc",
+            json!({"api": "MPIPoolExecutor.map", "n": n, "chunksize": chunksize, "ranks": RANKS}),
+            &samples,
+            Unit::PerSecond(n as f64, "items/s"),
+            Some(json!({"what": "Pool::builder().mpi(): map of u64 squares on ranks 1 and 2"})),
+        );
+    }
 }
 
 fn worker(world: &impl Communicator) {

@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
 use mpi::topology::Communicator;
 
 use super::world::{self, DATA, GONE, HELLO, Hello, QUIT, START, STOP, Start, lock};
@@ -105,7 +104,7 @@ impl RankLink {
         }
         if self.status().is_none() && !self.stopped.swap(true, Ordering::AcqRel) {
             let world = world::master()?;
-            world.comm().process_at_rank(self.rank as i32).send_with_tag(&[0u8; 0][..], STOP);
+            world::send(&world.comm().process_at_rank(self.rank as i32), &[0u8; 0][..], STOP);
         }
         Ok(())
     }
@@ -205,7 +204,7 @@ pub(crate) fn start_worker(initializer: Option<(TaskId, codec::Encoded)>, max_ta
         m.slots[rank] = Slot::Starting(tx, Arc::new(Bridge { rank: rank as i32, ..bridge }));
         rank
     };
-    world.comm().process_at_rank(rank as i32).send_with_tag(&start[..], START);
+    world::send(&world.comm().process_at_rank(rank as i32), &start[..], START);
     let Ok(hello) = rx.recv_timeout(HELLO_LIMIT) else {
         lock(&MASTER).slots[rank] = Slot::Refused("it did not answer a pool's start message".into());
         return Err(Error::new(
@@ -260,7 +259,7 @@ fn send(bridge: &Bridge) {
         buf.clear();
         match sys::read(bridge.peer.as_fd(), &mut buf, DATA_MAX) {
             Ok(0) | Err(_) => return,
-            Ok(_) => to.send_with_tag(&buf[..], DATA),
+            Ok(_) => world::send(&to, &buf[..], DATA),
         }
     }
 }
@@ -270,7 +269,7 @@ fn receive() {
     let Some(world) = world::world() else { return };
     let comm = world.comm();
     loop {
-        let (bytes, status) = comm.any_process().matched_probe().matched_receive_vec::<u8>();
+        let (bytes, status) = world::next_message(&comm.any_process());
         let from = status.source_rank() as usize;
         match status.tag() {
             QUIT if from == 0 => return,
@@ -317,11 +316,11 @@ pub(crate) extern "C" fn at_exit() {
     let Some(world) = world::world() else { return };
     let comm = world.comm();
     for r in 1..world.size {
-        comm.process_at_rank(r).send_with_tag(&[0u8; 0][..], QUIT);
+        world::send(&comm.process_at_rank(r), &[0u8; 0][..], QUIT);
     }
     let receiver = lock(&MASTER).receiver.take();
     if let Some(thread) = receiver {
-        comm.process_at_rank(0).send_with_tag(&[0u8; 0][..], QUIT);
+        world::send(&comm.process_at_rank(0), &[0u8; 0][..], QUIT);
         let _ = thread.join();
     }
     world.finalize();

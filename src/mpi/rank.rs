@@ -9,7 +9,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
 use mpi::topology::Communicator;
 
 use super::world::{DATA, GONE, HELLO, Hello, QUIT, START, STOP, Start, World};
@@ -27,13 +26,13 @@ pub(crate) fn serve(world: &World) -> ! {
     let root = comm.process_at_rank(0);
     let mut current: Option<Serving> = None;
     loop {
-        let (bytes, status) = root.matched_probe().matched_receive_vec::<u8>();
+        let (bytes, status) = super::world::next_message(&root);
         match status.tag() {
             START => {
                 drop(current.take());
                 let (hello, serving) = start(&bytes);
                 let answer = codec::encode(&hello, "an MPI worker's answer").unwrap_or_default();
-                root.send_with_tag(&answer[..], HELLO);
+                super::world::send(&root, &answer[..], HELLO);
                 // Only now may results follow: rank 0 takes this rank's
                 // `DATA` once it has the answer.
                 current = serving.map(Serving::send_results);
@@ -132,10 +131,10 @@ fn send_back(stream: &OwnedFd, code: &AtomicI32) {
         buf.clear();
         match sys::read(stream.as_fd(), &mut buf, 4 << 20) {
             Ok(0) | Err(_) => break,
-            Ok(_) => root.send_with_tag(&buf[..], DATA),
+            Ok(_) => super::world::send(&root, &buf[..], DATA),
         }
     }
-    root.send_with_tag(&code.load(Ordering::Acquire).to_le_bytes()[..], GONE);
+    super::world::send(&root, &code.load(Ordering::Acquire).to_le_bytes()[..], GONE);
 }
 
 impl Serving {
@@ -149,7 +148,7 @@ impl Serving {
         if sent.is_err() {
             let _ = sys::shutdown_both(self.stream.as_fd());
             let comm = mpi::topology::SimpleCommunicator::world();
-            comm.process_at_rank(0).send_with_tag(&1i32.to_le_bytes()[..], GONE);
+            super::world::send(&comm.process_at_rank(0), &1i32.to_le_bytes()[..], GONE);
         }
         self
     }

@@ -19,6 +19,7 @@
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use mpi::environment::{Threading, Universe};
+use mpi::point_to_point::{Destination, MatchedReceiveVec, Source, Status};
 use mpi::topology::{Communicator, SimpleCommunicator};
 use serde::{Deserialize, Serialize};
 
@@ -157,4 +158,51 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// This host's name, as MPI reports it.
 pub(crate) fn host() -> String {
     mpi::environment::processor_name().unwrap_or_else(|_| "?".to_owned())
+}
+
+/// How long a thread waiting for MPI looks without sleeping.
+const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+/// The longest sleep between two looks.
+const MAX_NAP: std::time::Duration = std::time::Duration::from_micros(500);
+
+/// Open MPI's blocking calls spin on the CPU for as long as they wait,
+/// which on a host with fewer cores than busy threads takes the CPU from
+/// the threads that do the work (the dispatcher, the worker). So every
+/// wait here is `look` repeated: for a while with only a yield between
+/// looks, then with sleeps (50 µs, doubling up to 0.5 ms), as a local
+/// worker waits for its next task.
+fn patiently<T>(mut look: impl FnMut() -> Option<T>) -> T {
+    let started = std::time::Instant::now();
+    let mut nap = std::time::Duration::from_micros(50);
+    loop {
+        if let Some(found) = look() {
+            return found;
+        }
+        if started.elapsed() < SPIN {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(nap);
+            nap = (nap * 2).min(MAX_NAP);
+        }
+    }
+}
+
+/// The next message from `source`: its bytes and status.
+pub(crate) fn next_message(source: &impl Source) -> (Vec<u8>, Status) {
+    patiently(|| source.immediate_matched_probe()).matched_receive_vec::<u8>()
+}
+
+/// Sends `bytes` to `to` with `tag`, and waits until the buffer may be
+/// reused (a large message waits for the receiver to take it).
+pub(crate) fn send(to: &impl Destination, bytes: &[u8], tag: i32) {
+    mpi::request::scope(|scope| {
+        let mut request = Some(to.immediate_send_with_tag(scope, bytes, tag));
+        patiently(|| match request.take()?.test() {
+            Ok(_) => Some(()),
+            Err(pending) => {
+                request = Some(pending);
+                None
+            }
+        });
+    });
 }

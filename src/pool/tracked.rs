@@ -32,6 +32,9 @@ use crate::sys::{self, ExitStatus};
 const WINDOW_WORK_US: f64 = 2000.0;
 /// The most chunks in one worker's window (fewer than `status::SLOTS`).
 const MAX_WINDOW: usize = 64;
+/// Queued work an MPI rank is given, and the most chunks in its window.
+const RANK_WINDOW_WORK_US: f64 = 10_000.0;
+const MAX_RANK_WINDOW: usize = 1024;
 /// How long the dispatcher waits for a worker it froze to stop.
 const FREEZE_LIMIT: Duration = Duration::from_secs(1);
 /// A chunk that its worker began but died before running any item of, this
@@ -149,7 +152,12 @@ impl Worker {
         if self.pace.mean_us <= 0.0 {
             return 2;
         }
-        ((WINDOW_WORK_US / self.pace.mean_us).ceil() as usize).clamp(2, MAX_WINDOW)
+        // A rank is further away (its results take longer to come back)
+        // and its status page is its own (no slot limit here): it holds
+        // more work.
+        let (work, max) =
+            if self.link.is_local() { (WINDOW_WORK_US, MAX_WINDOW) } else { (RANK_WINDOW_WORK_US, MAX_RANK_WINDOW) };
+        ((work / self.pace.mean_us).ceil() as usize).clamp(2, max)
     }
 
     pub(super) fn accepts(&self, max_tasks: Option<u64>) -> bool {
@@ -165,6 +173,9 @@ impl Worker {
     /// not passed yet) is `SLOTS` or more chunks older, or the slot would
     /// be reused under it.
     fn slot_free(&self) -> bool {
+        if !self.link.is_local() {
+            return true;
+        }
         let skipped = if self.skipped.is_empty() {
             None
         } else {
