@@ -76,6 +76,21 @@ fn a_rank_running_another_build_is_refused_by_name() {
 }
 
 #[test]
+fn a_rank_that_dies_ends_the_job_instead_of_hanging() {
+    let _w = common::watchdog_for("an MPI rank's death", Duration::from_secs(120));
+    let Some(mut cmd) = mpirun() else { return };
+    let out = cmd.args(["-np", "3"]).arg(common::example("mpi_pool_probe")).arg("--crash").output().unwrap();
+    let all = text(&out);
+    assert!(!out.status.success(), "mpirun reports the job failed:\n{all}");
+    assert!(all.contains("crashing a rank"), "{all}");
+    assert!(!all.contains("rank 0 went on"), "{all}");
+    assert!(
+        all.contains("signal 6") || all.contains("Aborted") || all.contains("exited on signal"),
+        "mpirun names the death:\n{all}"
+    );
+}
+
+#[test]
 fn outside_mpirun_the_error_says_how_to_start() {
     let err = multiproc::mpi::pool().unwrap_err();
     assert_eq!(err.kind(), multiproc::ErrorKind::InvalidState);

@@ -368,6 +368,25 @@ impl FrameStream {
         Ok(None)
     }
 
+    /// Adds bytes of the stream that arrived some other way (an MPI
+    /// message): the next bytes after what it holds.
+    #[cfg(any(feature = "mpi", test))]
+    pub(crate) fn push(&mut self, mut bytes: &[u8]) {
+        if let Some((_, want, payload)) = &mut self.big {
+            let n = (*want - payload.len()).min(bytes.len());
+            payload.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+        }
+        if bytes.is_empty() {
+            return;
+        }
+        if self.pos > 0 && (self.pos == self.buf.len() || self.pos > STREAM_BUF / 2) {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
     /// One read from `fd`: `Some(0)` at end of file, `None` if it would
     /// block.
     pub(crate) fn fill(&mut self, fd: BorrowedFd<'_>, what: &str) -> Result<Option<usize>> {
@@ -471,6 +490,28 @@ mod tests {
         assert!(check_outgoing(&frame, "v").is_ok());
         assert!(check_len(100, 100, "v").is_ok());
         assert_eq!(check_len(101, 100, "v").unwrap_err().kind(), ErrorKind::FrameTooLarge);
+    }
+
+    #[test]
+    fn pushed_bytes_cut_anywhere_come_out_as_their_frames() {
+        let frames: Vec<(u8, Vec<u8>)> = vec![(1, vec![1; 3]), (2, vec![]), (3, vec![7; STREAM_BUF]), (4, vec![9; 10])];
+        let mut bytes = Vec::new();
+        for (kind, payload) in &frames {
+            bytes.extend_from_slice(&((u64::from(*kind) << 56) | payload.len() as u64).to_le_bytes());
+            bytes.extend_from_slice(payload);
+        }
+        for cut in [1, 7, 100, 4096, STREAM_BUF / 2 + 3, bytes.len()] {
+            let mut stream = FrameStream::new(DEFAULT_MAX_FRAME_SIZE);
+            let mut out = Vec::new();
+            for part in bytes.chunks(cut) {
+                stream.push(part);
+                while let Some(f) = stream.next_buffered("a test stream").unwrap() {
+                    out.push((f.kind, f.payload));
+                }
+            }
+            assert_eq!(out, frames, "cut every {cut} bytes");
+            assert_eq!(stream.consumed(), bytes.len() as u64);
+        }
     }
 
     #[test]

@@ -1,76 +1,67 @@
 //! A worker rank (every rank but 0): waits for rank 0's pools, and serves
 //! each as one pool worker, running the same worker loop as a local worker
-//! process (`pool::worker`) on one end of a socket pair; this rank's main
-//! thread feeds the other end with the `DATA` that rank 0 sends, and a
-//! sender thread sends back what the loop writes. The loop's status page is
-//! this rank's own: the main thread marks each task frame queued as it
-//! passes, so that a `STOP` can cancel what has not started.
+//! process (`pool::worker`) on this rank's main thread, its channel being
+//! MPI messages instead of a socket: the `DATA` that rank 0 sends are the
+//! bytes of the task stream, and the loop's results go back as `DATA`.
+//! The loop's status page is this rank's own: each task frame is marked
+//! queued as it arrives, so that a `STOP` can cancel what has not started.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
 
-use mpi::topology::Communicator;
+use mpi::point_to_point::{MatchedReceiveVec, Source};
+use mpi::topology::{Communicator, Process};
 
-use super::world::{DATA, GONE, HELLO, Hello, QUIT, START, STOP, Start, World};
-use crate::codec::{self, Encoded};
-use crate::pool::{StatusPage, WorkerConfig, run_worker, wire_kind_task};
+use super::world::{self, DATA, GONE, HELLO, Hello, QUIT, START, STOP, Start, World};
+use crate::codec::{self, Encoded, FrameStream};
+use crate::pool::{Channel, StatusPage, WorkerConfig, run_worker, wire_kind_task};
 use crate::runtime;
-use crate::sys::{self, AsFd, OwnedFd};
+use crate::sys;
+
+/// How often a running worker looks for a `STOP`, at most.
+const STOP_LOOK: Duration = Duration::from_millis(1);
 
 /// Serves pools until rank 0 says `QUIT`, then ends MPI and the process.
 pub(crate) fn serve(world: &World) -> ! {
     // Where a task panics reaches rank 0 with its message, as from a
     // local worker; the rank does not print it.
     runtime::install_panic_hook();
+    runtime::quiet_panics();
     let comm = world.comm();
     let root = comm.process_at_rank(0);
-    let mut current: Option<Serving> = None;
     loop {
-        let (bytes, status) = super::world::next_message(&root);
+        let (bytes, status) = world::next_message(&root);
         match status.tag() {
             START => {
-                drop(current.take());
-                let (hello, serving) = start(&bytes);
+                let (hello, worker) = start(&bytes);
                 let answer = codec::encode(&hello, "an MPI worker's answer").unwrap_or_default();
-                super::world::send(&root, &answer[..], HELLO);
-                // Only now may results follow: rank 0 takes this rank's
-                // `DATA` once it has the answer.
-                current = serving.map(Serving::send_results);
-            }
-            DATA => {
-                if let Some(s) = &mut current {
-                    s.feed(&bytes);
-                }
-            }
-            STOP => {
-                if let Some(s) = &mut current {
-                    s.stop();
+                world::send(&root, &answer[..], HELLO);
+                let Some((cfg, page)) = worker else { continue };
+                let mut chan = Messages {
+                    root: &root,
+                    page: &page,
+                    frames: FrameCounter::default(),
+                    ended: false,
+                    quit: false,
+                    looked: Instant::now(),
+                };
+                let code = run_worker(&mut chan, cfg);
+                world::send(&root, &code.to_le_bytes()[..], GONE);
+                if chan.quit {
+                    break;
                 }
             }
             QUIT => break,
+            // `DATA` or `STOP` for a worker that has ended: not wanted.
             _ => {}
         }
     }
-    drop(current);
     world.finalize();
     sys::exit_now(0)
 }
 
-/// One pool's worker on this rank.
-struct Serving {
-    /// The main thread's end of the loop's socket.
-    stream: Arc<OwnedFd>,
-    /// The loop's exit code, once it has ended.
-    code: Arc<AtomicI32>,
-    page: StatusPage,
-    frames: FrameCounter,
-    stopped: bool,
-}
-
-/// Checks `START` and starts the loop: the answer, and the worker if it
-/// serves.
-fn start(bytes: &[u8]) -> (Hello, Option<Serving>) {
-    let host = super::world::host();
+/// Checks `START`: the answer, and the worker's set-up if it serves.
+fn start(bytes: &[u8]) -> (Hello, Option<(WorkerConfig, StatusPage)>) {
+    let host = world::host();
     let pid = std::process::id();
     let refuse = |why: String| (Hello { refused: Some(why), host: host.clone(), pid }, None);
     let start: Start = match codec::decode(bytes, "a pool's start message") {
@@ -86,95 +77,82 @@ fn start(bytes: &[u8]) -> (Hello, Option<Serving>) {
         ));
     }
     let _ = codec::set_max_frame_size(start.max_frame);
-    let made = (|| -> crate::error::Result<(Serving, OwnedFd, WorkerConfig)> {
-        let (ours, theirs) =
-            sys::socketpair_stream().map_err(|e| crate::error::Error::io("making a socket pair", e))?;
+    let made = (|| -> crate::error::Result<(WorkerConfig, StatusPage)> {
         let page = StatusPage::new()?;
         let cfg = WorkerConfig {
             initializer: start.initializer.map(|(id, bytes)| (id, Encoded { bytes, ..Encoded::default() })),
             max_tasks: start.max_tasks,
             status: page.for_worker()?,
         };
-        let serving = Serving {
-            stream: Arc::new(ours),
-            code: Arc::new(AtomicI32::new(1)),
-            page,
-            frames: FrameCounter::default(),
-            stopped: false,
-        };
-        Ok((serving, theirs, cfg))
+        Ok((cfg, page))
     })();
-    let (serving, theirs, cfg) = match made {
-        Ok(m) => m,
-        Err(e) => return refuse(format!("it could not set up a worker: {e}")),
-    };
-    let spawned = std::thread::Builder::new().name("multiproc-mpi-worker".into()).spawn({
-        let code = Arc::clone(&serving.code);
-        move || {
-            runtime::quiet_panics();
-            code.store(run_worker(theirs.as_fd(), cfg), Ordering::Release);
-            drop(theirs);
-        }
-    });
-    if let Err(e) = spawned {
-        return refuse(format!("it could not start its worker thread: {e}"));
+    match made {
+        Ok(m) => (Hello { refused: None, host, pid }, Some(m)),
+        Err(e) => refuse(format!("it could not set up a worker: {e}")),
     }
-    (Hello { refused: None, host, pid }, Some(serving))
 }
 
-/// Sends rank 0 what the loop writes, then `GONE` with its exit code.
-fn send_back(stream: &OwnedFd, code: &AtomicI32) {
-    let comm = mpi::topology::SimpleCommunicator::world();
-    let root = comm.process_at_rank(0);
-    let mut buf = Vec::with_capacity(64 << 10);
-    loop {
-        buf.clear();
-        match sys::read(stream.as_fd(), &mut buf, 4 << 20) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => super::world::send(&root, &buf[..], DATA),
-        }
-    }
-    super::world::send(&root, &code.load(Ordering::Acquire).to_le_bytes()[..], GONE);
+/// The worker loop's channel on a rank: MPI messages from and to rank 0.
+struct Messages<'a> {
+    root: &'a Process<'a>,
+    /// The parent's side of the loop's status page.
+    page: &'a StatusPage,
+    frames: FrameCounter,
+    /// A `STOP` or `QUIT` came: no more input.
+    ended: bool,
+    quit: bool,
+    /// When it last looked for a `STOP` while running tasks.
+    looked: Instant,
 }
 
-impl Serving {
-    /// Starts the thread that sends the loop's output to rank 0 (a rank
-    /// that cannot start one tells rank 0 its worker has gone).
-    fn send_results(self) -> Serving {
-        let stream = Arc::clone(&self.stream);
-        let code = Arc::clone(&self.code);
-        let sent =
-            std::thread::Builder::new().name("multiproc-mpi-send".into()).spawn(move || send_back(&stream, &code));
-        if sent.is_err() {
-            let _ = sys::shutdown_both(self.stream.as_fd());
-            let comm = mpi::topology::SimpleCommunicator::world();
-            super::world::send(&comm.process_at_rank(0), &1i32.to_le_bytes()[..], GONE);
-        }
-        self
-    }
-
-    /// Passes rank 0's bytes to the loop, marking each task queued first.
-    fn feed(&mut self, bytes: &[u8]) {
-        if self.stopped {
-            return;
-        }
-        let page = &self.page;
-        self.frames.feed(bytes, |seq| page.queue(seq));
-        // A loop that has ended reads no more: the bytes are not wanted.
-        let _ = sys::send_all(self.stream.as_fd(), bytes);
-    }
-
-    /// Cancels every task not started, and ends the loop's input: it
-    /// leaves after the task it runs.
+impl Messages<'_> {
+    /// Cancels every task not started; the loop leaves once its input
+    /// runs dry.
     fn stop(&mut self) {
-        if std::mem::replace(&mut self.stopped, true) {
-            return;
-        }
+        self.ended = true;
         let from = self.page.snapshot().chunk;
         for seq in from..self.frames.tasks {
             self.page.cancel(seq);
         }
-        let _ = sys::shutdown_write(self.stream.as_fd());
+    }
+}
+
+impl Channel for Messages<'_> {
+    fn refill(&mut self, stream: &mut FrameStream) -> bool {
+        while !self.ended {
+            let (bytes, status) = world::next_message(self.root);
+            match status.tag() {
+                DATA => {
+                    let page = self.page;
+                    self.frames.feed(&bytes, |seq| page.queue(seq));
+                    stream.push(&bytes);
+                    return true;
+                }
+                STOP => self.stop(),
+                QUIT => {
+                    self.quit = true;
+                    self.ended = true;
+                }
+                _ => self.ended = true,
+            }
+        }
+        false
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        world::send(self.root, bytes, DATA);
+        Ok(())
+    }
+
+    fn look_for_stop(&mut self) {
+        if self.ended || self.looked.elapsed() < STOP_LOOK {
+            return;
+        }
+        self.looked = Instant::now();
+        if let Some(found) = self.root.immediate_matched_probe_with_tag(STOP) {
+            let _ = found.matched_receive_vec::<u8>();
+            self.stop();
+        }
     }
 }
 

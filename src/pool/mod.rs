@@ -48,7 +48,7 @@ pub use stats::{PoolStats, WorkerStats};
 #[cfg(feature = "mpi")]
 pub(crate) use status::StatusPage;
 #[cfg(feature = "mpi")]
-pub(crate) use worker::{WorkerConfig, run as run_worker};
+pub(crate) use worker::{Channel, WorkerConfig, run as run_worker};
 
 /// The frame kind of a task, for the MPI transport's frame counter.
 #[cfg(feature = "mpi")]

@@ -371,12 +371,12 @@ impl WorkerPage {
         self.log.word(OFF_COMMITTED).store(self.log.end(self.out.len()), Ordering::Release);
     }
 
-    /// Sends every byte in `out` on `fd`, then empties it.
-    pub(crate) fn flush(&mut self, fd: sys::BorrowedFd<'_>) -> io::Result<()> {
+    /// Sends every byte in `out` with `send`, then empties it.
+    pub(crate) fn flush(&mut self, send: impl FnOnce(&[u8]) -> io::Result<()>) -> io::Result<()> {
         if self.out.len() == 0 {
             return Ok(());
         }
-        sys::send_all(fd, self.out.as_slice())?;
+        send(self.out.as_slice())?;
         self.log.base = self.log.end(self.out.len());
         self.log.word(OFF_BASE).store(self.log.base, Ordering::Release);
         self.out.clear();

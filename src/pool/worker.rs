@@ -42,13 +42,40 @@ pub(crate) fn serve(cfg: WorkerConfig) {
     };
     sys::watch_parent_from_thread(link.as_raw_fd());
     runtime::quiet_panics();
-    runtime::finish(run(link.as_fd(), cfg))
+    let _ = sys::set_nonblocking(link.as_fd(), true);
+    runtime::finish(run(&mut Socket(link.as_fd()), cfg))
 }
 
-/// The loop itself, on the stream `fd` (a worker process's control socket,
-/// or an MPI rank's bridge): runs chunks until told to stop, its quota,
-/// end of file or a broken stream, and returns the exit code.
-pub(crate) fn run(fd: BorrowedFd<'_>, cfg: WorkerConfig) -> i32 {
+/// Where a worker's tasks come from and where its results go: a local
+/// worker's control socket ([`Socket`]), or an MPI rank's messages
+/// (`crate::mpi`).
+pub(crate) trait Channel {
+    /// Waits until `stream` has more input (first looking for a short while
+    /// without sleeping); false at the end of the input or on an error.
+    fn refill(&mut self, stream: &mut FrameStream) -> bool;
+    /// Sends `bytes` (whole frames).
+    fn send(&mut self, bytes: &[u8]) -> std::io::Result<()>;
+    /// Called before each task starts: a chance to learn, cheaply, that
+    /// the tasks not started are cancelled (which `claim` then sees).
+    fn look_for_stop(&mut self) {}
+}
+
+/// A local worker's control socket (non-blocking).
+pub(crate) struct Socket<'a>(pub(crate) BorrowedFd<'a>);
+
+impl Channel for Socket<'_> {
+    fn refill(&mut self, stream: &mut FrameStream) -> bool {
+        refill(self.0, stream)
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        sys::send_all(self.0, bytes)
+    }
+}
+
+/// The loop itself, on `chan`: runs chunks until told to stop, its quota,
+/// the end of its input or a broken stream, and returns the exit code.
+pub(crate) fn run(chan: &mut impl Channel, cfg: WorkerConfig) -> i32 {
     let Ok(mut page) = WorkerPage::attach(cfg.status) else {
         return 1;
     };
@@ -56,17 +83,16 @@ pub(crate) fn run(fd: BorrowedFd<'_>, cfg: WorkerConfig) -> i32 {
         if let Err(failure) = initialize(id, arg) {
             page.out.extend_from_slice(&wire::init_failed(&failure));
             page.commit();
-            let _ = page.flush(fd);
+            let _ = page.flush(|b| chan.send(b));
             return 1;
         }
     }
     let ready = codec::frame_of(wire::READY, &(), "a ready note").expect("() serializes");
     page.out.extend_from_slice(&ready);
     page.commit();
-    if page.flush(fd).is_err() {
+    if page.flush(|b| chan.send(b)).is_err() {
         return 0;
     }
-    let _ = sys::set_nonblocking(fd, true);
     let mut stream = FrameStream::new(codec::max_frame_size());
     // Chunks received (the next one's number) and chunks done (run, or
     // skipped because they were cancelled), for maxtasksperchild.
@@ -77,7 +103,7 @@ pub(crate) fn run(fd: BorrowedFd<'_>, cfg: WorkerConfig) -> i32 {
         let frame = match stream.next_buffered("the pool's task stream") {
             Ok(Some(frame)) => frame,
             Ok(None) => {
-                if page.flush(fd).is_err() || !refill(fd, &mut stream) {
+                if page.flush(|b| chan.send(b)).is_err() || !chan.refill(&mut stream) {
                     return 0;
                 }
                 batch.flushed();
@@ -85,29 +111,30 @@ pub(crate) fn run(fd: BorrowedFd<'_>, cfg: WorkerConfig) -> i32 {
             }
             Err(_) => return 1,
         };
-        if batch.should_flush(!stream.has_buffered(), page.held()) && page.flush(fd).is_err() {
+        if batch.should_flush(!stream.has_buffered(), page.held()) && page.flush(|b| chan.send(b)).is_err() {
             return 0;
         }
         match frame.kind {
             wire::TASK => {
                 let seq = received;
                 received += 1;
+                chan.look_for_stop();
                 if page.claim(seq) {
                     let started = Instant::now();
                     if wire::run_task(&frame.payload, seq, &mut page).is_err() {
-                        let _ = page.flush(fd);
+                        let _ = page.flush(|b| chan.send(b));
                         return 1;
                     }
                     batch.ran(started, wire::delivery(&frame.payload));
                 }
                 done += 1;
                 if cfg.max_tasks.is_some_and(|max| done >= max) {
-                    let _ = page.flush(fd);
+                    let _ = page.flush(|b| chan.send(b));
                     return 0;
                 }
             }
             wire::EXIT => {
-                let _ = page.flush(fd);
+                let _ = page.flush(|b| chan.send(b));
                 return 0;
             }
             _ => return 1,

@@ -33,6 +33,10 @@ fn where_am_i(_: u32) -> (u32, String) {
     (multiproc::mpi::rank().unwrap_or(u32::MAX), host.trim().to_owned())
 }
 
+fn die(_: ()) {
+    std::process::abort();
+}
+
 fn worker_pid(_: ()) -> u32 {
     std::process::id()
 }
@@ -70,6 +74,15 @@ fn main() {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
         assert!(err.to_string().contains(&format!("on host {}", host.trim())), "{err}");
         println!("ok mismatch refused: {err}");
+        return;
+    }
+    if std::env::args().any(|a| a == "--crash") {
+        // A rank that dies ends the whole job (Open MPI 4 has no fault
+        // tolerance): mpirun must end rank 0 too, not leave it waiting.
+        let pool = multiproc::mpi::pool().expect("an MPI pool");
+        println!("crashing a rank");
+        let _ = pool.apply(die, ());
+        println!("rank 0 went on after a rank died");
         return;
     }
     let pool = multiproc::mpi::pool().expect("an MPI pool");
