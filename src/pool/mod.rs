@@ -360,6 +360,27 @@ impl Pool {
         self.shared.stats()
     }
 
+    /// The MPI rank and host of each worker, for a pool made with
+    /// [`PoolBuilder::mpi`] (empty for a local pool): where the work goes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // A local pool has no ranks; under mpirun, Pool::builder().mpi()
+    /// // gives [(1, "node1"), (2, "node2"), ...].
+    /// let pool = multiproc::Pool::new(1)?;
+    /// assert!(pool.mpi_ranks().is_empty());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[cfg(feature = "mpi")]
+    #[doc(alias("Get_processor_name", "MPI_Get_processor_name"))]
+    pub fn mpi_ranks(&self) -> Vec<(u32, String)> {
+        let mut ranks: Vec<(u32, String)> =
+            self.stats().workers.into_iter().filter_map(|w| Some((w.mpi_rank?, w.host?))).collect();
+        ranks.sort();
+        ranks
+    }
+
     /// Shuts the pool down the executor way (Python's
     /// `Executor.shutdown`): no new tasks; with `cancel_futures`, queued
     /// tasks are cancelled; with `wait`, returns once the workers are gone.

@@ -186,6 +186,8 @@ fn main() {
     assert_eq!(stats.workers.len(), size as usize - 1);
     assert!(stats.workers.iter().all(|w| w.mpi_rank.is_some_and(|r| r >= 1) && w.host.is_some()), "{stats:?}");
     assert!(stats.workers.iter().map(|w| w.tasks_run).sum::<u64>() > 0);
+    let ranks = pool.mpi_ranks();
+    assert_eq!(ranks.iter().map(|(r, _)| *r).collect::<Vec<_>>(), (1..size).collect::<Vec<_>>(), "{ranks:?}");
     println!("ok stats name ranks and hosts");
 
     // Hybrid: a local pool inside a task on a rank.
