@@ -37,7 +37,7 @@ fn every_pool_method_runs_on_mpi_ranks() {
         "ok pool of 2 ranks",
         "ok map runs on ranks >= 1",
         "ok map\n",
-        "ok map of 3 MiB arguments",
+        "ok map of 3 MiB arguments and results",
         "ok imap imap_unordered",
         "ok starmap map_async starmap_async",
         "ok apply apply_async callback submit wait as_completed",

@@ -8,8 +8,9 @@
 //! as `DATA` messages, and the receiver thread writes the `DATA` that
 //! comes back into the socket. An eventfd says when the worker has ended.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -23,8 +24,10 @@ use crate::sys::{self, AsFd, BorrowedFd, ExitStatus, OwnedFd, PollFd, PollFlags}
 
 /// How long a rank may take to answer `START`.
 const HELLO_LIMIT: Duration = Duration::from_secs(120);
-/// The most bytes one `DATA` message carries.
-const DATA_MAX: usize = 4 << 20;
+/// The most bytes of small frames that one `DATA` message carries.
+const DATA_MAX: usize = 1 << 20;
+/// A frame this large goes in a message of its own, without a copy.
+const ALONE: usize = 64 << 10;
 
 /// What a worker rank is doing, as rank 0 knows it.
 enum Slot {
@@ -51,13 +54,22 @@ static MASTER: Mutex<Master> = Mutex::new(Master { slots: Vec::new(), receiver: 
 /// Rank 0's end of one worker's bridge, shared with the MPI threads.
 struct Bridge {
     rank: i32,
-    /// The socket end the MPI threads read and write (the dispatcher has
-    /// the other).
-    peer: OwnedFd,
+    /// The other end of the dispatcher's socket, which carries nothing: the
+    /// frames go through `outgoing` and `incoming`, and the socket is only
+    /// there for the dispatcher's poll.
+    _peer: OwnedFd,
     /// Readable once the worker has ended.
     ended: OwnedFd,
     /// Its exit code, once it has ended.
     code: Mutex<Option<i32>>,
+    /// Frames for the rank, in order (the chunk keeps each, so a frame is
+    /// sent from where it is), and whether the dispatcher let go of it.
+    outgoing: Mutex<(VecDeque<Arc<Vec<u8>>>, bool)>,
+    more: Condvar,
+    /// Bytes from the rank that the dispatcher has not taken yet.
+    incoming: Mutex<Vec<u8>>,
+    /// Called after bytes are added to `incoming`.
+    on_data: Box<dyn Fn() + Send + Sync>,
 }
 
 /// The dispatcher's end of a worker on another rank.
@@ -78,9 +90,30 @@ impl std::fmt::Debug for Bridge {
     }
 }
 
+impl Drop for RankLink {
+    fn drop(&mut self) {
+        lock(&self.bridge.outgoing).1 = true;
+        self.bridge.more.notify_all();
+    }
+}
+
 impl RankLink {
     pub(crate) fn control(&self) -> BorrowedFd<'_> {
         self.control.as_fd()
+    }
+
+    /// Queues frames for the rank's sender thread.
+    pub(crate) fn post(&self, frames: impl Iterator<Item = Arc<Vec<u8>>>) {
+        lock(&self.bridge.outgoing).0.extend(frames);
+        self.bridge.more.notify_one();
+    }
+
+    /// Gives `take` the bytes that came from the rank since the last call.
+    pub(crate) fn take_incoming(&self, take: impl FnOnce(&[u8])) {
+        let bytes = std::mem::take(&mut *lock(&self.bridge.incoming));
+        if !bytes.is_empty() {
+            take(&bytes);
+        }
     }
 
     pub(crate) fn ended_fd(&self) -> BorrowedFd<'_> {
@@ -159,8 +192,13 @@ pub(crate) fn worker_ranks(wanted: Option<usize>) -> Result<usize> {
 }
 
 /// Starts a pool worker on a free rank: sends it `START`, and waits for its
-/// answer.
-pub(crate) fn start_worker(initializer: Option<(TaskId, codec::Encoded)>, max_tasks: Option<u64>) -> Result<RankLink> {
+/// answer. `on_data` is called (on the MPI receiver thread) whenever
+/// results from the rank are ready to take, with `RankLink::take_incoming`.
+pub(crate) fn start_worker(
+    initializer: Option<(TaskId, codec::Encoded)>,
+    max_tasks: Option<u64>,
+    on_data: Box<dyn Fn() + Send + Sync>,
+) -> Result<RankLink> {
     let world = world::master()?;
     let initializer = match initializer {
         Some((_, arg)) if !arg.fds.is_empty() => {
@@ -180,7 +218,7 @@ pub(crate) fn start_worker(initializer: Option<(TaskId, codec::Encoded)>, max_ta
         max_frame: codec::max_frame_size(),
     };
     let start = codec::encode(&start, "an MPI worker's start message")?;
-    let (control, bridge) = new_bridge().map_err(|e| Error::io("making the bridge to an MPI worker", e))?;
+    let (control, bridge) = new_bridge(on_data).map_err(|e| Error::io("making the bridge to an MPI worker", e))?;
     let (tx, rx) = mpsc::channel();
     let rank = {
         let mut m = lock(&MASTER);
@@ -240,26 +278,60 @@ pub(crate) fn start_worker(initializer: Option<(TaskId, codec::Encoded)>, max_ta
 }
 
 /// A bridge (its rank set later) and the dispatcher's end of it.
-fn new_bridge() -> std::io::Result<(OwnedFd, Bridge)> {
+fn new_bridge(on_data: Box<dyn Fn() + Send + Sync>) -> std::io::Result<(OwnedFd, Bridge)> {
     let (control, peer) = sys::socketpair_stream()?;
     // The dispatcher never blocks on a worker's socket.
     sys::set_nonblocking(control.as_fd(), true)?;
-    let bridge = Bridge { rank: 0, peer, ended: sys::eventfd()?, code: Mutex::new(None) };
+    let bridge = Bridge {
+        rank: 0,
+        _peer: peer,
+        ended: sys::eventfd()?,
+        code: Mutex::new(None),
+        outgoing: Mutex::new((VecDeque::new(), false)),
+        more: Condvar::new(),
+        incoming: Mutex::new(Vec::new()),
+        on_data,
+    };
     Ok((control, bridge))
 }
 
-/// A sender thread: forwards what the dispatcher writes to the worker's
-/// rank, until the dispatcher closes its end.
+/// A sender thread: sends the frames the dispatcher posts to the worker's
+/// rank, until the dispatcher lets go of it. Small frames go together in
+/// one message; a large one goes alone, from where it is.
 fn send(bridge: &Bridge) {
     let Some(world) = world::world() else { return };
     let comm = world.comm();
     let to = comm.process_at_rank(bridge.rank);
     let mut buf = Vec::with_capacity(64 << 10);
     loop {
-        buf.clear();
-        match sys::read(bridge.peer.as_fd(), &mut buf, DATA_MAX) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => world::send(&to, &buf[..], DATA),
+        let frames: Vec<Arc<Vec<u8>>> = {
+            let mut out = lock(&bridge.outgoing);
+            while out.0.is_empty() && !out.1 {
+                out = bridge.more.wait(out).unwrap_or_else(|p| p.into_inner());
+            }
+            if out.1 {
+                return;
+            }
+            out.0.drain(..).collect()
+        };
+        for frame in frames {
+            if frame.len() >= ALONE {
+                if !buf.is_empty() {
+                    world::send(&to, &buf[..], DATA);
+                    buf.clear();
+                }
+                world::send(&to, &frame[..], DATA);
+            } else {
+                buf.extend_from_slice(&frame);
+                if buf.len() >= DATA_MAX {
+                    world::send(&to, &buf[..], DATA);
+                    buf.clear();
+                }
+            }
+        }
+        if !buf.is_empty() {
+            world::send(&to, &buf[..], DATA);
+            buf.clear();
         }
     }
 }
@@ -278,9 +350,15 @@ fn receive() {
                     Some(Slot::Busy(b)) => Arc::clone(b),
                     _ => continue,
                 };
-                // A dispatcher that has gone closed its end: the bytes are
-                // not wanted.
-                let _ = sys::send_all(bridge.peer.as_fd(), &bytes);
+                {
+                    let mut incoming = lock(&bridge.incoming);
+                    if incoming.is_empty() {
+                        *incoming = bytes;
+                    } else {
+                        incoming.extend_from_slice(&bytes);
+                    }
+                }
+                (bridge.on_data)();
             }
             HELLO => {
                 let mut m = lock(&MASTER);

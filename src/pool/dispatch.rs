@@ -18,7 +18,7 @@
 //! past its timeout; only that item fails.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -176,6 +176,10 @@ pub(crate) struct Dispatch {
     counts: Counts,
     /// Workers in a row that died before they were ready.
     startup_deaths: u32,
+    /// The pool itself, to wake its dispatcher when an MPI rank's results
+    /// arrive (on another thread).
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+    me: Weak<Shared>,
 }
 
 /// What the pool's handles share.
@@ -200,7 +204,7 @@ impl Shared {
     pub(crate) fn start(config: Config) -> Result<Arc<Shared>> {
         let wake = sys::eventfd().map_err(|e| Error::io("creating the pool's wake-up eventfd", e))?;
         registry::lock().add_internal(wake.as_raw_fd());
-        let shared = Arc::new(Shared {
+        let shared = Arc::new_cyclic(|me| Shared {
             config,
             state: Mutex::new(Dispatch {
                 status: Status::Running,
@@ -209,6 +213,7 @@ impl Shared {
                 started: 0,
                 counts: Counts::default(),
                 startup_deaths: 0,
+                me: me.clone(),
             }),
             wake,
             thread: Mutex::new(None),
@@ -532,7 +537,17 @@ impl Dispatch {
                 Link::Process(child)
             }
             #[cfg(feature = "mpi")]
-            Backend::Mpi => Link::Rank(crate::mpi::start_worker(initializer, config.max_tasks)?),
+            Backend::Mpi => {
+                let me = self.me.clone();
+                // Results from the rank: the dispatcher thread takes them
+                // (this runs on the MPI receiver thread).
+                let on_data = Box::new(move || {
+                    if let Some(shared) = me.upgrade() {
+                        shared.wake();
+                    }
+                });
+                Link::Rank(crate::mpi::start_worker(initializer, config.max_tasks, on_data)?)
+            }
         };
         self.workers.push(Worker::new(link, page));
         Ok(())
@@ -639,17 +654,7 @@ impl Dispatch {
         let now = Instant::now();
         // Results first, also from workers that ended: what they wrote
         // before they died is good.
-        for i in 0..self.workers.len() {
-            let frames = self.workers[i].read();
-            let results = frames.iter().filter(|f| f.kind == wire::RESULT).count();
-            for frame in frames {
-                self.handle_frame(i, frame);
-            }
-            let w = &mut self.workers[i];
-            if results > 0 {
-                w.pace.note(results, now, !w.in_flight.is_empty());
-            }
-        }
+        self.take_results(now);
         for (child, _) in polled.iter().zip(ended).filter(|(_, e)| **e) {
             if let Some(i) = self.workers.iter().position(|w| Arc::ptr_eq(&w.link, child)) {
                 self.bury(i);
@@ -666,6 +671,21 @@ impl Dispatch {
                     w.out.push(Arc::new(exit));
                     w.flush();
                 }
+            }
+        }
+    }
+
+    /// Reads and handles every worker's results.
+    fn take_results(&mut self, now: Instant) {
+        for i in 0..self.workers.len() {
+            let frames = self.workers[i].read();
+            let results = frames.iter().filter(|f| f.kind == wire::RESULT).count();
+            for frame in frames {
+                self.handle_frame(i, frame);
+            }
+            let w = &mut self.workers[i];
+            if results > 0 {
+                w.pace.note(results, now, !w.in_flight.is_empty());
             }
         }
     }

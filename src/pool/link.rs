@@ -12,6 +12,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::outbox::Outbox;
+use crate::codec::FrameStream;
 use crate::error::Result;
 use crate::runtime::{ChildRecord, registry};
 use crate::sys::{self, BorrowedFd, ExitStatus};
@@ -32,6 +34,29 @@ impl Link {
             Link::Process(c) => c.control(),
             #[cfg(feature = "mpi")]
             Link::Rank(r) => r.control(),
+        }
+    }
+
+    /// Sends what `out` holds, as far as it can without blocking.
+    pub(crate) fn flush(&self, out: &mut Outbox) -> std::io::Result<()> {
+        match self {
+            Link::Process(c) => out.flush(c.control()),
+            #[cfg(feature = "mpi")]
+            Link::Rank(r) => {
+                r.post(out.drain());
+                Ok(())
+            }
+        }
+    }
+
+    /// Adds to `stream` what has come from the worker other than through
+    /// its socket (an MPI rank's results).
+    #[cfg_attr(not(feature = "mpi"), allow(unused_variables))]
+    pub(crate) fn take_incoming(&self, stream: &mut FrameStream) {
+        match self {
+            Link::Process(_) => {}
+            #[cfg(feature = "mpi")]
+            Link::Rank(r) => r.take_incoming(|bytes| stream.push(bytes)),
         }
     }
 

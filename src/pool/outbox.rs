@@ -31,6 +31,14 @@ impl Outbox {
         self.frames.is_empty()
     }
 
+    /// Takes every frame, none of them written yet (an MPI rank's frames
+    /// are handed over whole).
+    #[cfg(feature = "mpi")]
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = Arc<Vec<u8>>> + '_ {
+        debug_assert_eq!(self.written, 0);
+        self.frames.drain(..)
+    }
+
     /// Forgets what is left (the worker is gone).
     pub(crate) fn clear(&mut self) {
         self.frames.clear();

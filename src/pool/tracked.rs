@@ -213,7 +213,7 @@ impl Worker {
     /// Writes what it can of the output without blocking.
     pub(super) fn flush(&mut self) {
         // A dead peer: its pidfd will say so.
-        if self.out.flush(self.link.control()).is_err() {
+        if self.link.flush(&mut self.out).is_err() {
             self.out.clear();
         }
     }
@@ -232,6 +232,7 @@ impl Worker {
     /// Reads every frame that has arrived.
     pub(super) fn read(&mut self) -> Vec<Frame> {
         self.prune_skipped();
+        self.link.take_incoming(&mut self.stream);
         let mut frames = Vec::new();
         loop {
             match self.stream.next_buffered("a pool worker's results") {

@@ -114,7 +114,13 @@ fn main() {
     }
     let sums = pool.map(total, big).unwrap();
     assert_eq!(sums, (0..4u64).map(|i| i * (3 << 20)).collect::<Vec<_>>());
-    println!("ok map of 3 MiB arguments");
+    fn filled(n: usize) -> Vec<u8> {
+        vec![n as u8; n]
+    }
+    let results = pool.map(filled, [3 << 20, 5, 3 << 20, (3 << 20) + 1]).unwrap();
+    assert!(results.iter().all(|r| r.iter().all(|&b| b == r.len() as u8)));
+    assert_eq!(results.iter().map(Vec::len).collect::<Vec<_>>(), [3 << 20, 5, 3 << 20, (3 << 20) + 1]);
+    println!("ok map of 3 MiB arguments and results");
 
     let lazy: Vec<u64> = pool.imap(square, 0..1000).unwrap().map(Result::unwrap).collect();
     assert_eq!(lazy, want[..1000]);
