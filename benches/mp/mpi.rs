@@ -80,15 +80,20 @@ fn pool(reps: usize) {
             assert_eq!(squares.iter().sum::<u64>(), (0..n).map(|i| i * i).sum::<u64>());
             took
         });
-        emit(
-            "mpi_pool",
-            "multiproc",
-            json!({"api": "MPIPoolExecutor.map", "n": n, "chunksize": chunksize, "ranks": RANKS}),
-            &samples,
-            Unit::PerSecond(n as f64, "items/s"),
-            Some(json!({"what": "Pool::builder().mpi(): map of u64 squares on ranks 1 and 2"})),
-        );
+        row("multiproc", n, chunksize, &samples, "Pool::builder().mpi(): map of u64 squares on ranks 1 and 2");
     }
+}
+
+/// One `mpi_pool` row.
+fn row(imp: &str, n: u64, chunksize: usize, samples: &[f64], what: &str) {
+    emit(
+        "mpi_pool",
+        imp,
+        json!({"api": "MPIPoolExecutor.map", "n": n, "chunksize": chunksize, "ranks": RANKS}),
+        samples,
+        Unit::PerSecond(n as f64, "items/s"),
+        Some(json!({ "what": what })),
+    );
 }
 
 fn worker(world: &impl Communicator) {
@@ -120,15 +125,13 @@ fn master(world: &impl Communicator, reps: usize) {
             assert_eq!(total, (0..n).map(|i| i * i).sum::<u64>());
             took
         });
-        emit(
-            "mpi_pool",
+        row(
             "raw",
-            json!({"api": "MPIPoolExecutor.map", "n": n, "chunksize": chunksize, "ranks": RANKS}),
+            n,
+            chunksize,
             &samples,
-            Unit::PerSecond(n as f64, "items/s"),
-            Some(
-                json!({"what": "rsmpi master/worker: rank 0 sends chunks of u64 (window 32 at chunksize 1, 1 at 1000) to the other ranks, which square them and send them back"}),
-            ),
+            "rsmpi master/worker: rank 0 sends chunks of u64 (window 32 at chunksize 1, 1 at 1000) to the other ranks, \
+             which square them and send them back",
         );
     }
     for &w in &workers {

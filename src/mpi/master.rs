@@ -148,13 +148,7 @@ impl RankLink {
             if let Some(status) = self.status() {
                 return Ok(Some(status));
             }
-            let left = match deadline {
-                None => None,
-                Some(d) => match d.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => Some(left),
-                    _ => return Ok(None),
-                },
-            };
+            let Some(left) = crate::synchronize::time_left(deadline) else { return Ok(None) };
             let mut fds = [PollFd::new(&self.bridge.ended, PollFlags::IN)];
             sys::poll(&mut fds, left).map_err(|e| Error::io(&format!("waiting for MPI rank {}", self.rank), e))?;
         }

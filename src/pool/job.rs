@@ -350,13 +350,7 @@ impl Job {
                 self.spin.store(start.elapsed() < SPIN, Ordering::Relaxed);
                 return Ok(st);
             }
-            let left = match deadline {
-                None => None,
-                Some(d) => match d.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => Some(left),
-                    _ => return Err(timeout()),
-                },
-            };
+            let Some(left) = crate::synchronize::time_left(deadline) else { return Err(timeout()) };
             fn count(st: &mut JobState, whole: bool) -> &mut usize {
                 if whole { &mut st.whole_sleepers } else { &mut st.sleepers }
             }

@@ -237,13 +237,7 @@ impl ChildRecord {
                     return Ok(Some(status));
                 }
             }
-            let timeout = match deadline {
-                None => None,
-                Some(d) => match d.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => Some(left),
-                    _ => return Ok(None),
-                },
-            };
+            let Some(timeout) = crate::synchronize::time_left(deadline) else { return Ok(None) };
             let wait_fd = match (&self.waiter, server_lost) {
                 (Waiter::Server(fd), false) => fd.as_fd(),
                 _ => self.pidfd.as_fd(),

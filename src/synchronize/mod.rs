@@ -21,6 +21,15 @@ pub(crate) fn nap(left: Option<Duration>) -> Duration {
     left.map_or(RECHECK, |l| l.min(RECHECK))
 }
 
+/// The time left until `deadline` (`Some(None)` when there is none), or
+/// `None` once it has passed.
+pub(crate) fn time_left(deadline: Option<Instant>) -> Option<Option<Duration>> {
+    match deadline {
+        None => Some(None),
+        Some(d) => d.checked_duration_since(Instant::now()).filter(|left| !left.is_zero()).map(Some),
+    }
+}
+
 /// The instant `timeout` from now (a year from now for a timeout too long
 /// to add).
 pub(crate) fn deadline_after(timeout: Duration) -> Instant {
