@@ -162,6 +162,9 @@ pub(crate) fn host() -> String {
 
 /// How long a thread waiting for MPI looks without sleeping.
 const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+/// How long a send looks without sleeping: a large message moves only
+/// while both sides call MPI, and its receiver is waiting for it.
+const SEND_SPIN: std::time::Duration = std::time::Duration::from_millis(1);
 /// The longest sleep between two looks.
 const MAX_NAP: std::time::Duration = std::time::Duration::from_micros(500);
 
@@ -171,14 +174,14 @@ const MAX_NAP: std::time::Duration = std::time::Duration::from_micros(500);
 /// wait here is `look` repeated: for a while with only a yield between
 /// looks, then with sleeps (50 µs, doubling up to 0.5 ms), as a local
 /// worker waits for its next task.
-fn patiently<T>(mut look: impl FnMut() -> Option<T>) -> T {
+fn patiently<T>(spin: std::time::Duration, mut look: impl FnMut() -> Option<T>) -> T {
     let started = std::time::Instant::now();
     let mut nap = std::time::Duration::from_micros(50);
     loop {
         if let Some(found) = look() {
             return found;
         }
-        if started.elapsed() < SPIN {
+        if started.elapsed() < spin {
             std::thread::yield_now();
         } else {
             std::thread::sleep(nap);
@@ -189,7 +192,7 @@ fn patiently<T>(mut look: impl FnMut() -> Option<T>) -> T {
 
 /// The next message from `source`: its bytes and status.
 pub(crate) fn next_message(source: &impl Source) -> (Vec<u8>, Status) {
-    patiently(|| source.immediate_matched_probe()).matched_receive_vec::<u8>()
+    patiently(SPIN, || source.immediate_matched_probe()).matched_receive_vec::<u8>()
 }
 
 /// Sends `bytes` to `to` with `tag`, and waits until the buffer may be
@@ -197,7 +200,7 @@ pub(crate) fn next_message(source: &impl Source) -> (Vec<u8>, Status) {
 pub(crate) fn send(to: &impl Destination, bytes: &[u8], tag: i32) {
     mpi::request::scope(|scope| {
         let mut request = Some(to.immediate_send_with_tag(scope, bytes, tag));
-        patiently(|| match request.take()?.test() {
+        patiently(SEND_SPIN, || match request.take()?.test() {
             Ok(_) => Some(()),
             Err(pending) => {
                 request = Some(pending);
