@@ -121,6 +121,15 @@ per_method! {
         assert_eq!(err.kind(), ErrorKind::Signaled);
         assert_eq!(terminated.exitcode(), Some(-15));
         assert!(err.to_string().contains("SIGTERM"), "{err}");
+
+        // Python 3.14's interrupt(): SIGINT from a process ends a child
+        // that does not handle it, with exit code -2.
+        let interrupted = Process::new(forever, ()).daemon(true).start_method(method).start().unwrap();
+        interrupted.interrupt().unwrap();
+        let err = interrupted.join_timeout(LONG).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Signaled);
+        assert_eq!(interrupted.exitcode(), Some(-2));
+        assert!(err.to_string().contains("SIGINT"), "{err}");
     }
 }
 

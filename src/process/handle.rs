@@ -218,6 +218,36 @@ impl<R> Child<R> {
         self.record.signal(sys::SIGTERM)
     }
 
+    /// Sends SIGINT (Python 3.14's `interrupt`); the exit code becomes `-2`
+    /// unless the child handles the signal. Children ignore every other
+    /// SIGINT: a Ctrl-C at the terminal (which reaches the whole foreground
+    /// process group) or a `kill -INT` does not end them, and the parent
+    /// decides what happens to them; `interrupt()` sends a queued SIGINT
+    /// that carries a mark, which their handler recognises. A child that
+    /// wants to handle SIGINT itself (to stop cleanly) installs its own
+    /// handler, which replaces multiproc's. A child that has already ended
+    /// is left alone.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] if the signal cannot be sent.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Process;
+    /// fn forever(_: ()) { loop { std::thread::park() } }
+    /// let child = Process::new(forever, ()).start()?;
+    /// child.interrupt()?;
+    /// let _ = child.join();
+    /// assert_eq!(child.exitcode(), Some(-2));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias("SIGINT", "KeyboardInterrupt"))]
+    pub fn interrupt(&self) -> Result<()> {
+        self.record.signal(sys::SIGINT)
+    }
+
     /// Sends SIGKILL (Python's `kill`); the exit code becomes `-9`.
     ///
     /// # Errors

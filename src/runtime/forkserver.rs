@@ -249,7 +249,7 @@ fn current_server() -> Result<Arc<ForkServer>> {
 
 /// The server's main loop, in the re-exec'd server process. Never returns.
 pub(crate) fn serve(conn: OwnedFd) -> ! {
-    sys::ignore_sigint();
+    sys::hold_sigint();
     sys::ignore_sigpipe();
     sys::set_title(SERVER_TITLE);
     let my_pid = sys::getpid();

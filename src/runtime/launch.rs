@@ -77,7 +77,7 @@ fn fork(l: Launch<'_>) -> Result<Arc<ChildRecord>> {
             if parent_death && !sys::set_parent_death_kill(parent_pid) {
                 sys::exit_now(255);
             }
-            sys::ignore_sigint();
+            sys::interrupt_only_when_sent();
             sys::reset_signal_mask();
             // The handles' fds were inherited: the child takes them over,
             // and lets go of the parent's originals.

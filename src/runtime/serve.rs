@@ -72,6 +72,7 @@ pub(crate) fn task_frame(task: Task, info: &ChildInfo, arg: &[u8]) -> Result<Vec
 /// it inherited), and is read from the socket otherwise.
 pub(crate) fn serve(control: OwnedFd, inline: Option<&[u8]>) -> ! {
     sys::ignore_sigpipe();
+    sys::interrupt_only_when_sent();
     install_panic_hook();
     let limit = codec::max_frame_size();
     let (frame, fds) = match inline {

@@ -59,8 +59,8 @@ pub(crate) use rand::random_bytes;
 #[cfg(test)]
 pub(crate) use signal::block_sigterm_in_this_thread;
 pub(crate) use signal::{
-    SIGCONT, SIGKILL, SIGSTOP, SIGTERM, ignore_sigint, ignore_sigpipe, reset_signal_mask, signal_name, watch_parent,
-    watch_parent_from_thread,
+    SIGCONT, SIGINT, SIGKILL, SIGSTOP, SIGTERM, hold_sigint, ignore_sigpipe, interrupt_only_when_sent,
+    reset_signal_mask, signal_name, watch_parent, watch_parent_from_thread,
 };
 pub(crate) use title::{prepare_title, set_title};
 

@@ -77,8 +77,9 @@ const ERR_FD: i32 = 4;
 
 /// Forks and execs `spec` with `child_fd` as fd 3 and no other fd but 0-2.
 ///
-/// In the child, before `execve`: SIGINT is ignored, SIGCHLD is back to its
-/// default, the signal mask is cleared, and with `parent_death` the child asks for SIGKILL when this
+/// In the child, before `execve`: SIGINT is held (blocked until the child
+/// installs its handler), SIGCHLD is back to its default, no other signal
+/// is blocked, and with `parent_death` the child asks for SIGKILL when this
 /// thread exits (and exits at once if the parent is already gone). Returns
 /// the child's pid once the `execve` has succeeded; a failed `execve` is
 /// reported here, with the child already reaped.
@@ -143,17 +144,18 @@ fn in_child_before_exec(spec: &ExecSpec, child_raw: i32, err_raw: i32, parent_pi
                 libc::_exit(127);
             }
         }
-        let mut ign: libc::sigaction = std::mem::zeroed();
-        ign.sa_sigaction = libc::SIG_IGN;
-        libc::sigaction(libc::SIGINT, &ign, std::ptr::null_mut());
         // A parent that ignores SIGCHLD would pass that on through execve,
-        // and the child could then not wait for its own children.
+        // and the child could then not wait for its own children. SIGINT
+        // is held (blocked, not ignored, so that an interrupt sent now is
+        // kept) until the child's handler is in place.
         let mut dfl: libc::sigaction = std::mem::zeroed();
         dfl.sa_sigaction = libc::SIG_DFL;
         libc::sigaction(libc::SIGCHLD, &dfl, std::ptr::null_mut());
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        libc::sigaction(libc::SIGINT, &dfl, std::ptr::null_mut());
+        let mut only_sigint: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut only_sigint);
+        libc::sigaddset(&mut only_sigint, libc::SIGINT);
+        libc::sigprocmask(libc::SIG_SETMASK, &only_sigint, std::ptr::null_mut());
         // Move both fds out of the way first, so that placing one cannot
         // clobber the other, then into their fixed numbers.
         let ctl = libc::fcntl(child_raw, libc::F_DUPFD_CLOEXEC, 10);
@@ -283,6 +285,10 @@ pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
 /// not an error.
 #[doc(alias("pidfd_send_signal"))]
 pub(crate) fn pidfd_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
+    if sig == libc::SIGINT {
+        // The one SIGINT a child does not ignore (see `interrupt_only_when_sent`).
+        return super::signal::pidfd_interrupt(pidfd);
+    }
     let sig = Signal::from_named_raw(sig).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
     match rustix::process::pidfd_send_signal(pidfd, sig) {
         Ok(()) | Err(Errno::SRCH) => Ok(()),

@@ -3,8 +3,11 @@
 
 use std::sync::atomic::{AtomicI32, Ordering};
 
+use rustix::fd::{AsRawFd, BorrowedFd};
+
 pub(crate) const SIGKILL: i32 = libc::SIGKILL;
 pub(crate) const SIGTERM: i32 = libc::SIGTERM;
+pub(crate) const SIGINT: i32 = libc::SIGINT;
 pub(crate) const SIGSTOP: i32 = libc::SIGSTOP;
 pub(crate) const SIGCONT: i32 = libc::SIGCONT;
 
@@ -32,11 +35,112 @@ pub(super) fn ignore(sig: i32) {
     set_disposition(sig, libc::SIG_IGN, 0);
 }
 
-/// Children ignore SIGINT: a Ctrl-C goes to the whole foreground process
-/// group, and the parent decides what happens to its children.
-#[doc(alias("SIGINT"))]
-pub(crate) fn ignore_sigint() {
-    ignore(libc::SIGINT);
+/// Holds SIGINT (blocks it in this thread's mask): the fork server, which
+/// must outlive a Ctrl-C at the terminal, and whose children inherit the
+/// mask until their handler is in place (an interrupt sent before then is
+/// kept, not lost). The signal stays pending in the server, harmlessly.
+#[doc(alias("SIGINT", "pthread_sigmask"))]
+pub(crate) fn hold_sigint() {
+    sigint_mask(libc::SIG_BLOCK);
+}
+
+fn sigint_mask(how: i32) {
+    // SAFETY: `set` is initialised by `sigemptyset` before use.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(how, &set, std::ptr::null_mut());
+    }
+}
+
+/// A child's SIGINT: the one `Child::interrupt()` sends (a queued SIGINT
+/// carrying [`INTERRUPT`]) ends it as SIGINT's default action does (exit
+/// code −2, as Python 3.14's `Process.interrupt()`); any other (Ctrl-C at
+/// the terminal reaches the whole foreground process group, a `kill -INT`)
+/// is ignored, as before: the parent decides what happens to its children.
+/// A child that installs its own SIGINT handler replaces this one.
+#[doc(alias("SIGINT", "SA_SIGINFO", "SI_QUEUE"))]
+pub(crate) fn interrupt_only_when_sent() {
+    set_disposition(libc::SIGINT, on_sigint as *const () as libc::sighandler_t, libc::SA_SIGINFO);
+    // An interrupt held since the start (`hold_sigint`, or the spawn
+    // child's mask) arrives now.
+    sigint_mask(libc::SIG_UNBLOCK);
+}
+
+/// The value an interrupt carries, to tell it from any other SIGINT.
+const INTERRUPT: usize = 0x6d70_696e;
+
+/// The kernel's `siginfo_t` for a queued signal (`SI_QUEUE`): its first
+/// three fields, then the sender and the value, within the kernel's 128
+/// bytes.
+#[repr(C)]
+struct QueuedSignal {
+    signo: i32,
+    errno: i32,
+    code: i32,
+    body: QueuedBody,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct QueuedFields {
+    pid: i32,
+    uid: u32,
+    value: usize,
+}
+
+#[repr(C)]
+union QueuedBody {
+    queued: QueuedFields,
+    _size: [usize; (128 - 12usize.div_ceil(WORD) * WORD) / WORD],
+}
+
+const WORD: usize = std::mem::size_of::<usize>();
+const _: () = assert!(std::mem::size_of::<QueuedSignal>() == 128);
+
+/// The handler behind [`interrupt_only_when_sent`]: async-signal-safe (it
+/// reads the signal's origin, then `sigaction` and `raise`).
+extern "C" fn on_sigint(sig: i32, info: *mut libc::siginfo_t, _context: *mut libc::c_void) {
+    let info = info.cast::<QueuedSignal>();
+    // SAFETY: with SA_SIGINFO the kernel passes a valid 128-byte siginfo,
+    // which `QueuedSignal` lays out; the value is read only for SI_QUEUE.
+    let interrupt = unsafe { (*info).code == libc::SI_QUEUE && (*info).body.queued.value == INTERRUPT };
+    if !interrupt {
+        return;
+    }
+    set_disposition(sig, libc::SIG_DFL, 0);
+    // SAFETY: `raise` is async-signal-safe; SIGINT is blocked while this
+    // handler runs, so it is delivered, with the default action, when the
+    // handler returns.
+    unsafe {
+        libc::raise(sig);
+    }
+}
+
+/// `pidfd_send_signal(pidfd, SIGINT, info)` with a queued SIGINT carrying
+/// [`INTERRUPT`]: `Child::interrupt()`.
+#[doc(alias("pidfd_send_signal", "sigqueue"))]
+pub(crate) fn pidfd_interrupt(pidfd: BorrowedFd<'_>) -> std::io::Result<()> {
+    // SAFETY: all-zero is a valid QueuedSignal (integers and a union of
+    // integers).
+    let mut info: QueuedSignal = unsafe { std::mem::zeroed() };
+    info.signo = libc::SIGINT;
+    info.code = libc::SI_QUEUE;
+    info.body.queued = QueuedFields {
+        pid: rustix::process::getpid().as_raw_nonzero().get(),
+        uid: rustix::process::getuid().as_raw(),
+        value: INTERRUPT,
+    };
+    // SAFETY: the pidfd is open, `info` is a 128-byte siginfo that lives
+    // across the call, flags are 0.
+    let rc =
+        unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), libc::SIGINT, &raw const info, 0u32) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::ESRCH) { Ok(()) } else { Err(e) }
 }
 
 /// A re-exec'd child serves before Rust's runtime would ignore SIGPIPE, so
