@@ -191,6 +191,7 @@ pub(crate) fn worker_ranks(wanted: Option<usize>) -> Result<usize> {
 pub(crate) fn start_worker(
     initializer: Option<(TaskId, codec::Encoded)>,
     max_tasks: Option<u64>,
+    max_memory: Option<u64>,
     on_data: Box<dyn Fn() + Send + Sync>,
 ) -> Result<RankLink> {
     let world = world::master()?;
@@ -209,6 +210,7 @@ pub(crate) fn start_worker(
         fingerprint: runtime::fingerprint().to_vec(),
         initializer,
         max_tasks,
+        max_memory,
         max_frame: codec::max_frame_size(),
     };
     let start = codec::encode(&start, "an MPI worker's start message")?;

@@ -82,6 +82,7 @@ fn start(bytes: &[u8]) -> (Hello, Option<(WorkerConfig, StatusPage)>) {
         let cfg = WorkerConfig {
             initializer: start.initializer.map(|(id, bytes)| (id, Encoded { bytes, ..Encoded::default() })),
             max_tasks: start.max_tasks,
+            max_memory: start.max_memory,
             status: page.for_worker()?,
         };
         Ok((cfg, page))

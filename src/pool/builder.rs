@@ -46,6 +46,7 @@ pub struct PoolBuilder {
     method: Option<StartMethod>,
     initializer: Option<Result<(TaskId, Arc<codec::Encoded>)>>,
     max_tasks: Option<u64>,
+    max_memory: Option<u64>,
     task_timeout: Option<Duration>,
     max_in_flight: Option<usize>,
     max_in_flight_bytes: Option<usize>,
@@ -59,6 +60,7 @@ impl fmt::Debug for PoolBuilder {
             .field("start_method", &self.method)
             .field("initializer", &self.initializer.is_some())
             .field("maxtasksperchild", &self.max_tasks)
+            .field("max_memory_per_child", &self.max_memory)
             .field("task_timeout", &self.task_timeout)
             .field("max_in_flight", &self.max_in_flight)
             .field("max_in_flight_bytes", &self.max_in_flight_bytes)
@@ -74,6 +76,7 @@ impl PoolBuilder {
             method: None,
             initializer: None,
             max_tasks: None,
+            max_memory: None,
             task_timeout: None,
             max_in_flight: None,
             max_in_flight_bytes: None,
@@ -135,6 +138,33 @@ impl PoolBuilder {
     /// ```
     pub fn maxtasksperchild(mut self, tasks: u64) -> Self {
         self.max_tasks = Some(tasks);
+        self
+    }
+
+    /// Replaces a worker whose resident memory (RSS, from
+    /// `/proc/self/statm`) is above `bytes` after a task (a chunk): it
+    /// sends that task's results, leaves, and what it had not started goes
+    /// to another worker; no task fails (celery/billiard's
+    /// `max_memory_per_child`). A soft cap, checked between tasks: a task
+    /// that allocates too much still runs to its end.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Pool;
+    /// fn hog(mib: usize) -> u32 {
+    ///     // Keeps 64 MiB, touched, for the rest of the worker's life.
+    ///     Box::leak(vec![1u8; mib << 20].into_boxed_slice());
+    ///     std::process::id()
+    /// }
+    /// let pool = Pool::builder().processes(1).max_memory_per_child(48 << 20).build()?;
+    /// let pids = pool.chunksize(1).map(hog, [64, 64])?;
+    /// assert_ne!(pids[0], pids[1], "the first worker went over 48 MiB and was replaced");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias("worker_max_memory_per_child"))]
+    pub fn max_memory_per_child(mut self, bytes: u64) -> Self {
+        self.max_memory = Some(bytes);
         self
     }
 
@@ -302,6 +332,12 @@ impl PoolBuilder {
                  the pool",
             ));
         }
+        if self.max_memory == Some(0) {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "max_memory_per_child must be at least 1 byte; leave it unset for workers whose memory is not watched",
+            ));
+        }
         if self.max_in_flight == Some(0) {
             return Err(Error::new(ErrorKind::InvalidInput, "max_in_flight must be at least 1 chunk"));
         }
@@ -317,6 +353,7 @@ impl PoolBuilder {
             method: self.method.unwrap_or_else(get_start_method),
             initializer,
             max_tasks: self.max_tasks,
+            max_memory: self.max_memory,
             task_timeout: self.task_timeout,
             max_in_flight: self.max_in_flight.unwrap_or((processes * 64).max(256)),
             max_in_flight_bytes: self.max_in_flight_bytes.unwrap_or(DEFAULT_IN_FLIGHT_BYTES),

@@ -44,6 +44,7 @@ pub(crate) struct Config {
     pub(crate) method: StartMethod,
     pub(crate) initializer: Option<(TaskId, Arc<codec::Encoded>)>,
     pub(crate) max_tasks: Option<u64>,
+    pub(crate) max_memory: Option<u64>,
     pub(crate) task_timeout: Option<Duration>,
     pub(crate) max_in_flight: usize,
     pub(crate) max_in_flight_bytes: usize,
@@ -528,7 +529,12 @@ impl Dispatch {
         let page = StatusPage::new()?;
         let link = match config.backend {
             Backend::Local => {
-                let cfg = WorkerConfig { initializer, max_tasks: config.max_tasks, status: page.for_worker()? };
+                let cfg = WorkerConfig {
+                    initializer,
+                    max_tasks: config.max_tasks,
+                    max_memory: config.max_memory,
+                    status: page.for_worker()?,
+                };
                 let child = Process::new(worker::serve, cfg)
                     .name(name)
                     .daemon(true)
@@ -546,7 +552,7 @@ impl Dispatch {
                         shared.wake();
                     }
                 });
-                Link::Rank(crate::mpi::start_worker(initializer, config.max_tasks, on_data)?)
+                Link::Rank(crate::mpi::start_worker(initializer, config.max_tasks, config.max_memory, on_data)?)
             }
         };
         self.workers.push(Worker::new(link, page));

@@ -25,6 +25,9 @@ pub(crate) struct WorkerConfig {
     pub(crate) initializer: Option<(TaskId, codec::Encoded)>,
     /// Leave after this many chunks (Python's `maxtasksperchild`).
     pub(crate) max_tasks: Option<u64>,
+    /// Leave after a chunk that leaves the resident memory above this
+    /// (billiard's `max_memory_per_child`).
+    pub(crate) max_memory: Option<u64>,
     /// Its status page, where it logs what it does and keeps its results
     /// until they are sent.
     pub(crate) status: PageFd,
@@ -128,7 +131,8 @@ pub(crate) fn run(chan: &mut impl Channel, cfg: WorkerConfig) -> i32 {
                     batch.ran(started, wire::delivery(&frame.payload));
                 }
                 done += 1;
-                if cfg.max_tasks.is_some_and(|max| done >= max) {
+                if cfg.max_tasks.is_some_and(|max| done >= max) || over_memory(cfg.max_memory) {
+                    // What it had not started goes to another worker.
                     let _ = page.flush(|b| chan.send(b));
                     return 0;
                 }
@@ -202,6 +206,11 @@ impl Batch {
         self.since = None;
         self.prompt = false;
     }
+}
+
+/// Whether this process's resident memory is above `cap`.
+fn over_memory(cap: Option<u64>) -> bool {
+    cap.is_some_and(|cap| sys::rss_of(sys::getpid()).is_some_and(|rss| rss > cap))
 }
 
 /// Runs the initializer; its failure (panic or error) comes back.
