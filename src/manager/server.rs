@@ -293,6 +293,13 @@ impl Server {
                 let op = protocol::resolve(op)?;
                 let deadline = timeout_us
                     .and_then(|us| std::time::Instant::now().checked_add(std::time::Duration::from_micros(us)));
+                // A client that died right after sending this call left it
+                // in the socket: its end is readable (a waiting client sends
+                // nothing more), and the call must not take an item or a
+                // permit that nobody would receive.
+                if conn.poll(Some(std::time::Duration::ZERO)).unwrap_or(true) {
+                    return Err(Error::new(ErrorKind::Eof, "the client went away before its call ran"));
+                }
                 let mut table = self.lock();
                 loop {
                     let entry = table.objects.get_mut(&id).ok_or_else(|| no_object(id))?;
