@@ -102,6 +102,12 @@ pub enum ErrorKind {
     /// The [`Manager`](crate::Manager)'s server process is gone (it was
     /// shut down, killed, or crashed): no proxy call can be answered.
     ManagerGone,
+    /// A pool task went over the pool's
+    /// [`memory_limit`](crate::PoolBuilder::memory_limit): its allocation
+    /// was refused and its worker replaced; [`Error::memory`] has the limit
+    /// and the worker's peak.
+    #[doc(alias("MemoryError"))]
+    MemoryExceeded,
 }
 
 impl ErrorKind {
@@ -130,6 +136,7 @@ impl ErrorKind {
             ErrorKind::BufferTooShort => "buffer too short",
             ErrorKind::BrokenBarrier => "broken barrier",
             ErrorKind::ManagerGone => "manager gone",
+            ErrorKind::MemoryExceeded => "memory limit exceeded",
         }
     }
 }
@@ -273,7 +280,15 @@ impl Error {
     pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Error {
             inner: Box::new(Inner {
-                d: ErrorData { kind, message: message.into(), panic: None, exitcode: None, pid: None, data: None },
+                d: ErrorData {
+                    kind,
+                    message: message.into(),
+                    panic: None,
+                    exitcode: None,
+                    pid: None,
+                    data: None,
+                    memory: None,
+                },
                 source: None,
             }),
         }
@@ -297,6 +312,31 @@ impl Error {
     pub(crate) fn with_exitcode(mut self, code: Option<i32>) -> Self {
         self.inner.d.exitcode = code;
         self
+    }
+
+    pub(crate) fn with_memory(mut self, limit: u64, peak: u64) -> Self {
+        self.inner.d.memory = Some((limit, peak));
+        self
+    }
+
+    /// For [`ErrorKind::MemoryExceeded`]: the limit and the worker's peak
+    /// resident memory, in bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{ErrorKind, Pool};
+    /// fn hog(mib: usize) -> usize { vec![1u8; mib << 20].len() }
+    /// let pool = Pool::builder().processes(1).memory_limit(64 << 20).build()?;
+    /// let err = pool.apply(hog, 256).unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::MemoryExceeded);
+    /// let (limit, _peak) = err.memory().unwrap();
+    /// assert_eq!(limit, 64 << 20);
+    /// assert_eq!(pool.apply(hog, 1)?, 1 << 20, "the pool goes on");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn memory(&self) -> Option<(u64, u64)> {
+        self.inner.d.memory
     }
 
     pub(crate) fn with_pid(mut self, pid: u32) -> Self {
@@ -421,6 +461,7 @@ impl Error {
         copy.inner.d.exitcode = self.inner.d.exitcode;
         copy.inner.d.pid = self.inner.d.pid;
         copy.inner.d.data = self.inner.d.data.clone();
+        copy.inner.d.memory = self.inner.d.memory;
         if let Some(source) = &self.inner.source {
             copy.inner.source = Some(Box::new(std::io::Error::other(source.to_string())));
         }
@@ -518,6 +559,8 @@ struct ErrorData {
     exitcode: Option<i32>,
     pid: Option<u32>,
     data: Option<Vec<u8>>,
+    /// The limit and the peak, in bytes, of a `MemoryExceeded`.
+    memory: Option<(u64, u64)>,
 }
 
 /// An error can travel between processes (a child may return

@@ -52,3 +52,41 @@ fn a_zero_memory_cap_is_refused() {
     let err = Pool::builder().max_memory_per_child(0).build().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
 }
+
+/// Allocates and touches `mib` MiB, and gives its size back.
+fn allocate(mib: usize) -> usize {
+    let v = vec![1u8; mib << 20];
+    v.iter().step_by(4096).map(|&b| usize::from(b)).sum::<usize>() * 4096
+}
+
+per_method! {
+    fn a_task_over_memory_limit_fails_alone_with_memory_exceeded(method: StartMethod) {
+        let pool = Pool::builder().processes(2).start_method(method).memory_limit(128 << 20).build().unwrap();
+        let sizes = [8, 256, 16, 4, 32, 1];
+        let results: Vec<_> = sizes.iter().map(|&mib| pool.apply_async(allocate, mib).unwrap()).collect();
+        for (mib, r) in sizes.iter().zip(&results) {
+            match r.get_timeout(common::LONG) {
+                Ok(bytes) => assert_eq!(bytes, mib << 20, "{mib} MiB"),
+                Err(e) => {
+                    assert_eq!(*mib, 256, "only the 256 MiB task fails: {e}");
+                    assert_eq!(e.kind(), ErrorKind::MemoryExceeded, "{e}");
+                    let (limit, peak) = e.memory().unwrap();
+                    assert_eq!(limit, 128 << 20);
+                    assert!(peak > 0 && peak < 256 << 20, "{peak}");
+                    assert!(e.to_string().contains("memory_limit"), "{e}");
+                }
+            }
+        }
+        assert!(results[1].get_timeout(common::LONG).is_err() || !results[1].successful().unwrap_or(true));
+        // The pool goes on, in a fresh worker.
+        assert_eq!(pool.map(allocate, [2, 3]).unwrap(), [2 << 20, 3 << 20]);
+        let stats = pool.stats();
+        assert_eq!(stats.failed, 1, "{stats:?}");
+    }
+}
+
+#[test]
+fn a_zero_memory_limit_is_refused() {
+    let err = Pool::builder().memory_limit(0).build().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+}

@@ -190,8 +190,7 @@ pub(crate) fn worker_ranks(wanted: Option<usize>) -> Result<usize> {
 /// results from the rank are ready to take, with `RankLink::take_incoming`.
 pub(crate) fn start_worker(
     initializer: Option<(TaskId, codec::Encoded)>,
-    max_tasks: Option<u64>,
-    max_memory: Option<u64>,
+    config: &crate::pool::Config,
     on_data: Box<dyn Fn() + Send + Sync>,
 ) -> Result<RankLink> {
     let world = world::master()?;
@@ -209,8 +208,9 @@ pub(crate) fn start_worker(
     let start = Start {
         fingerprint: runtime::fingerprint().to_vec(),
         initializer,
-        max_tasks,
-        max_memory,
+        max_tasks: config.max_tasks,
+        max_memory: config.max_memory,
+        memory_limit: config.memory_limit,
         max_frame: codec::max_frame_size(),
     };
     let start = codec::encode(&start, "an MPI worker's start message")?;

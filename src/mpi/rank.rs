@@ -83,6 +83,7 @@ fn start(bytes: &[u8]) -> (Hello, Option<(WorkerConfig, StatusPage)>) {
             initializer: start.initializer.map(|(id, bytes)| (id, Encoded { bytes, ..Encoded::default() })),
             max_tasks: start.max_tasks,
             max_memory: start.max_memory,
+            memory_limit: start.memory_limit,
             status: page.for_worker()?,
         };
         Ok((cfg, page))

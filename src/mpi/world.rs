@@ -43,6 +43,7 @@ pub(crate) struct Start {
     pub(crate) initializer: Option<(TaskId, Vec<u8>)>,
     pub(crate) max_tasks: Option<u64>,
     pub(crate) max_memory: Option<u64>,
+    pub(crate) memory_limit: Option<u64>,
     pub(crate) max_frame: u64,
 }
 

@@ -47,6 +47,7 @@ pub struct PoolBuilder {
     initializer: Option<Result<(TaskId, Arc<codec::Encoded>)>>,
     max_tasks: Option<u64>,
     max_memory: Option<u64>,
+    memory_limit: Option<u64>,
     task_timeout: Option<Duration>,
     max_in_flight: Option<usize>,
     max_in_flight_bytes: Option<usize>,
@@ -61,6 +62,7 @@ impl fmt::Debug for PoolBuilder {
             .field("initializer", &self.initializer.is_some())
             .field("maxtasksperchild", &self.max_tasks)
             .field("max_memory_per_child", &self.max_memory)
+            .field("memory_limit", &self.memory_limit)
             .field("task_timeout", &self.task_timeout)
             .field("max_in_flight", &self.max_in_flight)
             .field("max_in_flight_bytes", &self.max_in_flight_bytes)
@@ -77,6 +79,7 @@ impl PoolBuilder {
             initializer: None,
             max_tasks: None,
             max_memory: None,
+            memory_limit: None,
             task_timeout: None,
             max_in_flight: None,
             max_in_flight_bytes: None,
@@ -165,6 +168,42 @@ impl PoolBuilder {
     #[doc(alias("worker_max_memory_per_child"))]
     pub fn max_memory_per_child(mut self, bytes: u64) -> Self {
         self.max_memory = Some(bytes);
+        self
+    }
+
+    /// A hard cap: each worker's tasks may allocate at most `bytes` more
+    /// than the worker holds when it starts. A task whose allocation would
+    /// go past it fails alone with [`ErrorKind::MemoryExceeded`]
+    /// ([`Error::memory`](crate::Error::memory) has the limit and the
+    /// worker's peak), its worker is replaced, and the other tasks go on
+    /// (Ray's and Dask's memory-based worker kills, per task).
+    ///
+    /// The mechanism is `RLIMIT_DATA` (heap and private mappings, Linux 4.7
+    /// and later): the allocator gets `ENOMEM`, Rust aborts the worker, and
+    /// the worker's abort handler notes it in its status page so that the
+    /// pool can tell it from any other crash. It counts from the worker's
+    /// size at start, because a fork child starts with its parent's heap.
+    /// Such workers run with `RUST_BACKTRACE=0`: a backtrace printed on the
+    /// refused allocation would hide its cause (the task would then fail
+    /// with `WorkerLost`, its message naming the likely cause).
+    /// Memory outside the data limit (files mapped shared, `SharedMemory`)
+    /// is not capped. Per-worker cgroups (memory.max, which would also cap
+    /// page cache and shared pages) are not used yet.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{ErrorKind, Pool};
+    /// fn hog(mib: usize) -> usize { vec![1u8; mib << 20].len() }
+    /// let pool = Pool::builder().processes(1).memory_limit(64 << 20).build()?;
+    /// assert_eq!(pool.apply(hog, 8)?, 8 << 20);
+    /// let err = pool.apply(hog, 256).unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::MemoryExceeded);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias("RLIMIT_DATA", "memory.max", "MemoryError"))]
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.memory_limit = Some(bytes);
         self
     }
 
@@ -332,6 +371,12 @@ impl PoolBuilder {
                  the pool",
             ));
         }
+        if self.memory_limit == Some(0) {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "memory_limit must be at least 1 byte; leave it unset for workers without a cap",
+            ));
+        }
         if self.max_memory == Some(0) {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
@@ -354,6 +399,7 @@ impl PoolBuilder {
             initializer,
             max_tasks: self.max_tasks,
             max_memory: self.max_memory,
+            memory_limit: self.memory_limit,
             task_timeout: self.task_timeout,
             max_in_flight: self.max_in_flight.unwrap_or((processes * 64).max(256)),
             max_in_flight_bytes: self.max_in_flight_bytes.unwrap_or(DEFAULT_IN_FLIGHT_BYTES),

@@ -45,6 +45,7 @@ pub(crate) struct Config {
     pub(crate) initializer: Option<(TaskId, Arc<codec::Encoded>)>,
     pub(crate) max_tasks: Option<u64>,
     pub(crate) max_memory: Option<u64>,
+    pub(crate) memory_limit: Option<u64>,
     pub(crate) task_timeout: Option<Duration>,
     pub(crate) max_in_flight: usize,
     pub(crate) max_in_flight_bytes: usize,
@@ -533,13 +534,17 @@ impl Dispatch {
                     initializer,
                     max_tasks: config.max_tasks,
                     max_memory: config.max_memory,
+                    memory_limit: config.memory_limit,
                     status: page.for_worker()?,
                 };
-                let child = Process::new(worker::serve, cfg)
-                    .name(name)
-                    .daemon(true)
-                    .start_method(config.method)
-                    .start_worker()?;
+                let mut process = Process::new(worker::serve, cfg).name(name).daemon(true).start_method(config.method);
+                if config.memory_limit.is_some() {
+                    // Rust prints a backtrace on a refused allocation when
+                    // asked to, and that work overwrites the ENOMEM that
+                    // tells the worker's abort handler what happened.
+                    process = process.env("RUST_BACKTRACE", "0").env("RUST_LIB_BACKTRACE", "0");
+                }
+                let child = process.start_worker()?;
                 Link::Process(child)
             }
             #[cfg(feature = "mpi")]
@@ -552,7 +557,7 @@ impl Dispatch {
                         shared.wake();
                     }
                 });
-                Link::Rank(crate::mpi::start_worker(initializer, config.max_tasks, config.max_memory, on_data)?)
+                Link::Rank(crate::mpi::start_worker(initializer, config, on_data)?)
             }
         };
         self.workers.push(Worker::new(link, page));

@@ -39,6 +39,8 @@ use std::time::Duration;
 
 pub use builder::PoolBuilder;
 pub use calls::Calls;
+#[cfg(feature = "mpi")]
+pub(crate) use dispatch::Config;
 use dispatch::Shared;
 pub use executor::{AsCompleted, Done, ReturnWhen, as_completed, wait};
 pub use iter::{IMap, IMapUnordered};

@@ -70,6 +70,10 @@ const OFF_FAILED: usize = 40;
 const OFF_BASE: usize = 48;
 const OFF_COMMITTED: usize = 56;
 const OFF_ITEMS: usize = 80;
+/// The worker's memory limit in bytes (0: none), and the peak it had when
+/// an allocation was refused (0: none was).
+const OFF_MEM_LIMIT: usize = 88;
+const OFF_OOM_PEAK: usize = 96;
 const OFF_SLOTS: usize = 128;
 
 const MAGIC: u64 = 0x6d70_7374_6174_0001;
@@ -246,6 +250,13 @@ impl StatusPage {
     }
 
     /// What the worker is doing now.
+    /// The worker's memory limit, if it has one, and the peak it had when
+    /// the limit refused an allocation (0 if none was refused).
+    pub(crate) fn memory_note(&self) -> Option<(u64, u64)> {
+        let limit = self.header.u64_at(OFF_MEM_LIMIT).load(Ordering::Acquire);
+        (limit > 0).then(|| (limit, self.header.u64_at(OFF_OOM_PEAK).load(Ordering::Acquire)))
+    }
+
     pub(crate) fn progress(&self) -> Progress {
         Progress(self.header.u64_at(OFF_PROGRESS).load(Ordering::Acquire))
     }
@@ -349,6 +360,13 @@ impl WorkerPage {
         registry::lock().add_internal(raw);
         let log = ItemLog { header, base: 0, seq: 0, done: 0, failed: 0, items: 0 };
         Ok(WorkerPage { out, log, fd: raw })
+    }
+
+    /// Notes the worker's memory limit; returns the word where its abort
+    /// handler notes a refused allocation.
+    pub(crate) fn memory_limit(&self, limit: u64) -> &std::sync::atomic::AtomicU64 {
+        self.log.word(OFF_MEM_LIMIT).store(limit, Ordering::Release);
+        self.log.word(OFF_OOM_PEAK)
     }
 
     /// Claims chunk `seq` before running it: false if the parent cancelled

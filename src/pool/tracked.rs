@@ -648,7 +648,29 @@ impl Worker {
     /// reason of ours.
     fn lost_error(&self, status: Option<ExitStatus>) -> Error {
         let code = status.and_then(ExitStatus::exitcode);
+        let aborted = matches!(status, Some(ExitStatus::Signal(s)) if s == sys::SIGABRT);
+        let memory = self.page().memory_note().filter(|_| aborted);
+        if let Some((limit, peak)) = memory.filter(|&(_, peak)| peak > 0) {
+            return Error::new(
+                ErrorKind::MemoryExceeded,
+                format!(
+                    "the task went over the pool's memory_limit of {limit} bytes (an allocation was refused; its \
+                     worker '{}', pid {}, peaked at {peak} bytes resident) and failed alone; the worker was \
+                     replaced. Raise memory_limit, or make the task use less",
+                    self.link.name(),
+                    self.link.pid()
+                ),
+            )
+            .with_memory(limit, peak)
+            .with_pid(self.link.pid() as u32)
+            .with_exitcode(code);
+        }
         let how = match status {
+            // A limit, but the handler could not tell (a backtrace printed
+            // on the refused allocation hid it): say what is likely.
+            Some(ExitStatus::Signal(_)) if memory.is_some() => {
+                "was killed by SIGABRT (it has a memory_limit: most likely an allocation was refused)".to_owned()
+            }
             Some(ExitStatus::Code(c)) => format!("exited with code {c}"),
             Some(ExitStatus::Signal(s)) => format!("was killed by {}", sys::signal_name(s)),
             _ => "ended".to_owned(),

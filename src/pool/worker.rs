@@ -28,6 +28,8 @@ pub(crate) struct WorkerConfig {
     /// Leave after a chunk that leaves the resident memory above this
     /// (billiard's `max_memory_per_child`).
     pub(crate) max_memory: Option<u64>,
+    /// A hard cap on what the worker's tasks may allocate (RLIMIT_DATA).
+    pub(crate) memory_limit: Option<u64>,
     /// Its status page, where it logs what it does and keeps its results
     /// until they are sent.
     pub(crate) status: PageFd,
@@ -81,6 +83,16 @@ impl Channel for Socket<'_> {
 pub(crate) fn run(chan: &mut impl Channel, cfg: WorkerConfig) -> i32 {
     let Ok(mut page) = WorkerPage::attach(cfg.status) else {
         return 1;
+    };
+    let _limit = match cfg.memory_limit.map(|bytes| MemoryLimit::set(&page, bytes)).transpose() {
+        Ok(limit) => limit,
+        Err(e) => {
+            let failure = Failure::Error(crate::error::Error::io("setting the pool's memory_limit (RLIMIT_DATA)", e));
+            page.out.extend_from_slice(&wire::init_failed(&failure));
+            page.commit();
+            let _ = page.flush(|b| chan.send(b));
+            return 1;
+        }
     };
     if let Some((id, arg)) = cfg.initializer {
         if let Err(failure) = initialize(id, arg) {
@@ -205,6 +217,26 @@ impl Batch {
         self.held = 0;
         self.since = None;
         self.prompt = false;
+    }
+}
+
+/// A worker's hard memory cap, while it runs: `RLIMIT_DATA`, and a
+/// SIGABRT handler that notes in the status page an abort that follows a
+/// refused allocation, for the parent to report as `MemoryExceeded`.
+struct MemoryLimit;
+
+impl MemoryLimit {
+    fn set(page: &WorkerPage, bytes: u64) -> std::io::Result<MemoryLimit> {
+        sys::limit_data_growth(bytes)?;
+        // The limit as the user gave it, for the error.
+        sys::note_out_of_memory(page.memory_limit(bytes));
+        Ok(MemoryLimit)
+    }
+}
+
+impl Drop for MemoryLimit {
+    fn drop(&mut self) {
+        sys::forget_out_of_memory();
     }
 }
 

@@ -59,8 +59,9 @@ pub(crate) use rand::random_bytes;
 #[cfg(test)]
 pub(crate) use signal::block_sigterm_in_this_thread;
 pub(crate) use signal::{
-    SIGCONT, SIGINT, SIGKILL, SIGSTOP, SIGTERM, hold_sigint, ignore_sigpipe, interrupt_only_when_sent,
-    reset_signal_mask, signal_name, watch_parent, watch_parent_from_thread,
+    SIGABRT, SIGCONT, SIGINT, SIGKILL, SIGSTOP, SIGTERM, forget_out_of_memory, hold_sigint, ignore_sigpipe,
+    interrupt_only_when_sent, limit_data_growth, note_out_of_memory, reset_signal_mask, signal_name, watch_parent,
+    watch_parent_from_thread,
 };
 pub(crate) use title::{prepare_title, set_title};
 

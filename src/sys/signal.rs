@@ -8,6 +8,7 @@ use rustix::fd::{AsRawFd, BorrowedFd};
 pub(crate) const SIGKILL: i32 = libc::SIGKILL;
 pub(crate) const SIGTERM: i32 = libc::SIGTERM;
 pub(crate) const SIGINT: i32 = libc::SIGINT;
+pub(crate) const SIGABRT: i32 = libc::SIGABRT;
 pub(crate) const SIGSTOP: i32 = libc::SIGSTOP;
 pub(crate) const SIGCONT: i32 = libc::SIGCONT;
 
@@ -141,6 +142,71 @@ pub(crate) fn pidfd_interrupt(pidfd: BorrowedFd<'_>) -> std::io::Result<()> {
     }
     let e = std::io::Error::last_os_error();
     if e.raw_os_error() == Some(libc::ESRCH) { Ok(()) } else { Err(e) }
+}
+
+/// Where [`note_out_of_memory`]'s handler writes: a word in a mapping that
+/// lives as long as the handler is installed.
+static OOM_WORD: std::sync::atomic::AtomicPtr<std::sync::atomic::AtomicU64> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
+/// Notes, in `word`, an abort that follows a refused allocation: when the
+/// process gets SIGABRT while `errno` is `ENOMEM` (Rust's allocation-failure
+/// handler aborts right after the allocator failed), the handler stores the
+/// process's peak resident memory in bytes there (at least 1), then the
+/// abort goes on. `word` must outlive the handler: call
+/// [`forget_out_of_memory`] before it goes.
+#[doc(alias("SIGABRT", "ENOMEM", "getrusage"))]
+pub(crate) fn note_out_of_memory(word: &std::sync::atomic::AtomicU64) {
+    OOM_WORD.store(std::ptr::from_ref(word).cast_mut(), Ordering::Release);
+    set_disposition(libc::SIGABRT, on_abort as *const () as libc::sighandler_t, 0);
+}
+
+/// Stops [`note_out_of_memory`]'s notes.
+pub(crate) fn forget_out_of_memory() {
+    set_disposition(libc::SIGABRT, libc::SIG_DFL, 0);
+    OOM_WORD.store(std::ptr::null_mut(), Ordering::Release);
+}
+
+/// The handler behind [`note_out_of_memory`]: async-signal-safe (`errno`,
+/// `getrusage`, an atomic store). When it returns, `abort` ends the
+/// process with SIGABRT as before.
+extern "C" fn on_abort(_sig: i32) {
+    // SAFETY: `__errno_location` returns this thread's errno.
+    let errno = unsafe { *libc::__errno_location() };
+    let word = OOM_WORD.load(Ordering::Acquire);
+    if errno != libc::ENOMEM || word.is_null() {
+        return;
+    }
+    // SAFETY: `usage` is written by `getrusage` before it is read.
+    let peak = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        (usage.ru_maxrss.max(0) as u64) * 1024
+    };
+    // SAFETY: `note_out_of_memory`'s caller keeps the word alive while the
+    // handler is installed.
+    unsafe { (*word).store(peak.max(1), Ordering::Release) };
+}
+
+/// `setrlimit(RLIMIT_DATA)` to this process's data size now plus `bytes`
+/// (soft and hard): from here, allocations past that fail. The cap counts
+/// from the current size, because a forked child starts with its parent's
+/// heap. Returns the limit set, in bytes.
+#[doc(alias("setrlimit", "RLIMIT_DATA"))]
+pub(crate) fn limit_data_growth(bytes: u64) -> std::io::Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let data_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmData:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    let limit = (data_kib * 1024).saturating_add(bytes);
+    let lim = libc::rlimit { rlim_cur: limit as libc::rlim_t, rlim_max: limit as libc::rlim_t };
+    // SAFETY: `lim` is a valid rlimit.
+    if unsafe { libc::setrlimit(libc::RLIMIT_DATA, &lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(limit)
 }
 
 /// A re-exec'd child serves before Rust's runtime would ignore SIGPIPE, so
