@@ -53,7 +53,7 @@
 //! | `Process(target, args)`, `start`, `join`, `exitcode` | [`Process`] builds one, [`Child`] is the started process |
 //! | `current_process`, `parent_process`, `active_children`, `cpu_count` | [`current_process`], [`parent_process`], [`active_children`], [`cpu_count`] |
 //! | `set_start_method`, `get_context` | [`StartMethod`], [`set_start_method`], [`get_context`], [`Context`] |
-//! | `Pool`, `ProcessPoolExecutor` | [`Pool`] (with [`PoolBuilder`], [`Calls`]); results: [`AsyncResult`] (`callback=`, `error_callback=`, `add_done_callback`: its methods), [`IMap`], [`IMapUnordered`]; [`wait`], [`as_completed`]; what it is doing: [`PoolStats`] |
+//! | `Pool`, `ProcessPoolExecutor` | [`Pool`] (with [`PoolBuilder`], [`Calls`]); results: [`AsyncResult`] (`callback=`, `error_callback=`, `add_done_callback`: its methods), [`IMap`], [`IMapUnordered`]; [`wait`], [`as_completed`]; what it is doing: [`PoolStats`], what a task used: [`TaskUsage`] |
 //! | `Pipe`, `connection.Listener`, `Client`, `wait` | [`Pipe`], and the [`connection`] module |
 //! | `Queue`, `SimpleQueue`, `JoinableQueue` | [`Queue`], [`SimpleQueue`], [`JoinableQueue`] |
 //! | `Lock`, `RLock`, `Semaphore`, `Condition`, `Event`, `Barrier` | [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Condition`], [`Event`], [`Barrier`] |
@@ -187,7 +187,7 @@ pub use manager::Manager;
 pub use multiproc_macros::managed;
 pub use pool::{
     AsCompleted, AsyncResult, Calls, Done, IMap, IMapUnordered, Pool, PoolBuilder, PoolStats, ReturnWhen, StarFn,
-    WorkerStats, as_completed, wait,
+    TaskUsage, WorkerStats, as_completed, wait,
 };
 pub use process::{Child, ParentProcess, Process, ProcessInfo, active_children, current_process, parent_process};
 pub use queue::{JoinableQueue, Queue, SimpleQueue};

@@ -90,3 +90,41 @@ fn a_zero_memory_limit_is_refused() {
     let err = Pool::builder().memory_limit(0).build().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
 }
+
+/// Burns CPU: `millions` of dependent multiply-adds (about a millisecond
+/// each million; the count, not the clock, sets the work).
+fn burn(millions: u64) -> u64 {
+    let mut x = 1u64;
+    for _ in 0..millions * 1_000_000 {
+        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+    }
+    x
+}
+
+per_method! {
+    fn track_usage_finds_the_task_that_eats_cpu_and_memory(method: StartMethod) {
+        let pool = Pool::builder().processes(2).start_method(method).track_usage().build().unwrap();
+        let small = pool.apply_async(allocate, 1).unwrap();
+        let big = pool.apply_async(allocate, 96).unwrap();
+        let busy = pool.apply_async(burn, 60).unwrap();
+        let idle = pool.apply_async(burn, 0).unwrap();
+        for r in [&small, &big] {
+            assert!(r.wait_timeout(common::LONG));
+        }
+        assert!(busy.wait_timeout(common::LONG) && idle.wait_timeout(common::LONG));
+        let (s, b) = (small.usage().unwrap(), big.usage().unwrap());
+        assert!(b.peak_rss >= s.peak_rss + (64 << 20), "{s:?} {b:?}");
+        let (hot, cold) = (busy.usage().unwrap(), idle.usage().unwrap());
+        assert!(hot.cpu_time >= std::time::Duration::from_millis(5), "{hot:?}");
+        assert!(cold.cpu_time < hot.cpu_time, "{cold:?} {hot:?}");
+        // A map adds its chunks' CPU up.
+        let all = pool.chunksize(1).map_async(burn, [10, 10, 10]).unwrap();
+        assert!(all.wait_timeout(common::LONG));
+        assert!(all.usage().unwrap().cpu_time >= std::time::Duration::from_millis(3), "{:?}", all.usage());
+        // Without track_usage there is none.
+        let plain = Pool::builder().processes(1).start_method(method).build().unwrap();
+        let r = plain.apply_async(burn, 0).unwrap();
+        assert!(r.wait_timeout(common::LONG));
+        assert!(r.usage().is_none());
+    }
+}

@@ -211,6 +211,7 @@ pub(crate) fn start_worker(
         max_tasks: config.max_tasks,
         max_memory: config.max_memory,
         memory_limit: config.memory_limit,
+        track_usage: config.track_usage,
         max_frame: codec::max_frame_size(),
     };
     let start = codec::encode(&start, "an MPI worker's start message")?;

@@ -84,6 +84,7 @@ fn start(bytes: &[u8]) -> (Hello, Option<(WorkerConfig, StatusPage)>) {
             max_tasks: start.max_tasks,
             max_memory: start.max_memory,
             memory_limit: start.memory_limit,
+            track_usage: start.track_usage,
             status: page.for_worker()?,
         };
         Ok((cfg, page))

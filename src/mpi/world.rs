@@ -44,6 +44,7 @@ pub(crate) struct Start {
     pub(crate) max_tasks: Option<u64>,
     pub(crate) max_memory: Option<u64>,
     pub(crate) memory_limit: Option<u64>,
+    pub(crate) track_usage: bool,
     pub(crate) max_frame: u64,
 }
 

@@ -46,6 +46,7 @@ pub(crate) struct Config {
     pub(crate) max_tasks: Option<u64>,
     pub(crate) max_memory: Option<u64>,
     pub(crate) memory_limit: Option<u64>,
+    pub(crate) track_usage: bool,
     pub(crate) task_timeout: Option<Duration>,
     pub(crate) max_in_flight: usize,
     pub(crate) max_in_flight_bytes: usize,
@@ -535,6 +536,7 @@ impl Dispatch {
                     max_tasks: config.max_tasks,
                     max_memory: config.max_memory,
                     memory_limit: config.memory_limit,
+                    track_usage: config.track_usage,
                     status: page.for_worker()?,
                 };
                 let mut process = Process::new(worker::serve, cfg).name(name).daemon(true).start_method(config.method);
@@ -708,6 +710,10 @@ impl Dispatch {
                     self.requeue(vec![rest]);
                 }
             }
+            wire::USAGE => match wire::usage(&frame.payload) {
+                Ok(usage) => self.workers[i].usage = Some(usage),
+                Err(e) => self.workers[i].break_stream(e),
+            },
             wire::READY => {
                 self.workers[i].ready = true;
                 self.startup_deaths = 0;

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
+use super::stats::TaskUsage;
 use super::wire::Outcomes;
 use crate::error::{Error, ErrorKind, Result};
 
@@ -134,6 +135,9 @@ pub(crate) struct Job {
     state: Mutex<JobState>,
     cond: Condvar,
     cancelled: AtomicBool,
+    /// What its chunks used, summed (CPU) and at most (peak memory), for
+    /// pools with `track_usage`.
+    usage: Mutex<Option<TaskUsage>>,
     /// Whether the last wait ended within the spin period, so that the next
     /// one should spin too. A job of slow chunks stops spinning, which
     /// leaves the CPU to the workers.
@@ -161,6 +165,7 @@ impl Job {
                 whole_sleepers: 0,
             }),
             cond: Condvar::new(),
+            usage: Mutex::new(None),
             cancelled: AtomicBool::new(false),
             spin: AtomicBool::new(true),
         }
@@ -228,6 +233,19 @@ impl Job {
     /// Delivers `count` items of chunk `index` from item `first` on; the
     /// chunk is finished once every item has come. A part that overlaps one
     /// already delivered is ignored (each item keeps its first outcome).
+    /// Adds a chunk's usage.
+    pub(crate) fn note_usage(&self, cpu: Duration, peak: u64) {
+        let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        let u = usage.get_or_insert(TaskUsage { cpu_time: Duration::ZERO, peak_rss: 0 });
+        u.cpu_time += cpu;
+        u.peak_rss = u.peak_rss.max(peak);
+    }
+
+    /// What its chunks used so far (`None` without `track_usage`).
+    pub(crate) fn usage(&self) -> Option<TaskUsage> {
+        *self.usage.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub(crate) fn finish_part(&self, index: u32, first: u32, count: u32, outcome: ChunkOutcome) {
         let (wakers, sleepers) = {
             let mut st = self.lock();

@@ -46,7 +46,7 @@ pub use executor::{AsCompleted, Done, ReturnWhen, as_completed, wait};
 pub use iter::{IMap, IMapUnordered};
 pub use result::AsyncResult;
 pub use star::StarFn;
-pub use stats::{PoolStats, WorkerStats};
+pub use stats::{PoolStats, TaskUsage, WorkerStats};
 #[cfg(feature = "mpi")]
 pub(crate) use status::StatusPage;
 #[cfg(feature = "mpi")]

@@ -358,6 +358,33 @@ impl<T> AsyncResult<T> {
         self.inner.shared.kill(&self.inner.job)
     }
 
+    /// What the task used in its worker (CPU time, peak resident memory),
+    /// for a pool built with
+    /// [`track_usage`](crate::PoolBuilder::track_usage); `None` before it
+    /// has finished, without `track_usage`, or for a task that did not
+    /// finish. For a call of many chunks, the CPU times of those finished
+    /// so far add up.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Pool;
+    /// fn one(_: ()) -> u8 { 1 }
+    /// let pool = Pool::builder().processes(1).track_usage().build()?;
+    /// let r = pool.apply_async(one, ())?;
+    /// r.wait();
+    /// assert!(r.usage().is_some());
+    /// let plain = Pool::new(1)?;
+    /// let r = plain.apply_async(one, ())?;
+    /// r.wait();
+    /// assert!(r.usage().is_none());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias("getrusage", "ru_maxrss"))]
+    pub fn usage(&self) -> Option<crate::TaskUsage> {
+        self.inner.job.usage()
+    }
+
     /// Whether the task was cancelled.
     ///
     /// # Examples

@@ -40,6 +40,34 @@ pub struct PoolStats {
     pub workers: Vec<WorkerStats>,
 }
 
+/// What a task used in its worker, for a pool built with
+/// [`track_usage`](crate::PoolBuilder::track_usage): from
+/// [`AsyncResult::usage`](crate::AsyncResult::usage). For a call of many
+/// chunks (`map_async`), the CPU times add up and the peak is the largest.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::Pool;
+/// fn spin(n: u64) -> u64 { (0..n).fold(0u64, |a, x| a.wrapping_add(x * x)) }
+/// let pool = Pool::builder().processes(1).track_usage().build()?;
+/// let r = pool.apply_async(spin, 1_000_000)?;
+/// r.wait();
+/// let usage = r.usage().expect("measured");
+/// assert!(usage.peak_rss > 0);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TaskUsage {
+    /// The CPU time its worker thread spent on it
+    /// (`CLOCK_THREAD_CPUTIME_ID`).
+    pub cpu_time: Duration,
+    /// The worker's peak resident memory while it ran, in bytes (`VmHWM`,
+    /// reset before each chunk).
+    pub peak_rss: u64,
+}
+
 /// One pool worker, as [`PoolStats`] shows it.
 ///
 /// # Examples

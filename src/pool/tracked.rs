@@ -120,6 +120,8 @@ pub(super) struct Worker {
     skipped: VecDeque<u64>,
     /// Items whose results came back over its stream.
     items_back: u64,
+    /// The last `USAGE` it sent: for the chunk whose `RESULT` follows.
+    pub(super) usage: Option<(u64, u32, Duration, u64)>,
 }
 
 impl Worker {
@@ -141,6 +143,7 @@ impl Worker {
             seen: None,
             skipped: VecDeque::new(),
             items_back: 0,
+            usage: None,
         }
     }
 
@@ -275,6 +278,9 @@ impl Worker {
             {
                 let f = self.in_flight.pop_front().expect("front exists");
                 self.items_back += u64::from(count);
+                if let Some((_, _, cpu, peak)) = self.usage.take().filter(|u| u.0 == job && u.1 == index) {
+                    f.chunk.job.note_usage(cpu, peak);
+                }
                 let rest = (count < f.chunk.count).then(|| f.chunk.rest(count));
                 counts.note_items(count, wire::failed_items(&payload));
                 f.chunk.job.finish_part(index, first, count, ChunkOutcome::Items(payload));

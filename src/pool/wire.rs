@@ -28,6 +28,7 @@ use super::status::WorkerPage;
 use crate::codec::{self, Sink};
 use crate::error::{Error, ErrorKind, PanicInfo, RemoteError, Result};
 use crate::runtime::{self, ChunkTrampoline, Failure, TaskId};
+use crate::sys;
 
 pub(crate) const TASK: u8 = 16;
 pub(crate) const EXIT: u8 = 17;
@@ -35,6 +36,12 @@ pub(crate) const RESULT: u8 = 18;
 pub(crate) const INIT_FAILED: u8 = 19;
 /// A worker is set up (started, initializer done).
 pub(crate) const READY: u8 = 20;
+/// The CPU time and peak memory of the chunk whose `RESULT` follows
+/// (pools with `track_usage`).
+pub(crate) const USAGE: u8 = 21;
+/// Bytes of a `USAGE` payload: job, chunk index, CPU nanoseconds, peak
+/// resident bytes.
+pub(crate) const USAGE_LEN: usize = 28;
 
 const OK: u8 = 0;
 const PANIC: u8 = 1;
@@ -335,6 +342,41 @@ pub(crate) fn run_task(payload: &[u8], seq: u64, page: &mut WorkerPage) -> Resul
     written[frame_start..head_at].copy_from_slice(&header.to_le_bytes());
     page.commit();
     Ok(())
+}
+
+/// Runs a `TASK` chunk like [`run_task`], and puts a `USAGE` frame before
+/// its `RESULT`: the CPU time of the chunk and the worker's peak resident
+/// memory while it ran.
+pub(crate) fn run_task_measured(payload: &[u8], seq: u64, page: &mut WorkerPage) -> Result<()> {
+    if payload.len() < TASK_HEAD {
+        return Err(short("task"));
+    }
+    let at = page.out.len();
+    page.out.extend_from_slice(&((u64::from(USAGE) << 56) | USAGE_LEN as u64).to_le_bytes());
+    page.out.extend_from_slice(&payload[..12]);
+    page.out.extend_from_slice(&[0; 16]);
+    sys::reset_peak_rss();
+    let cpu = sys::thread_cpu_time();
+    let ran = run_task(payload, seq, page);
+    let cpu = (sys::thread_cpu_time().saturating_sub(cpu)).as_nanos().min(u128::from(u64::MAX)) as u64;
+    let peak = sys::peak_rss().unwrap_or(0);
+    let written = page.out.written_mut();
+    written[at + codec::HEADER + 12..at + codec::HEADER + 20].copy_from_slice(&cpu.to_le_bytes());
+    written[at + codec::HEADER + 20..at + codec::HEADER + 28].copy_from_slice(&peak.to_le_bytes());
+    ran
+}
+
+/// A `USAGE` payload: job id, chunk index, CPU time, peak resident bytes.
+pub(crate) fn usage(payload: &[u8]) -> Result<(u64, u32, std::time::Duration, u64)> {
+    if payload.len() < USAGE_LEN {
+        return Err(short("usage"));
+    }
+    Ok((
+        u64_at(payload, 0),
+        u32_at(payload, 8),
+        std::time::Duration::from_nanos(u64_at(payload, 12)),
+        u64_at(payload, 20),
+    ))
 }
 
 /// Fails every item of a chunk whose task id does not resolve here.

@@ -30,6 +30,8 @@ pub(crate) struct WorkerConfig {
     pub(crate) max_memory: Option<u64>,
     /// A hard cap on what the worker's tasks may allocate (RLIMIT_DATA).
     pub(crate) memory_limit: Option<u64>,
+    /// Measure each chunk's CPU time and peak memory (`USAGE` frames).
+    pub(crate) track_usage: bool,
     /// Its status page, where it logs what it does and keeps its results
     /// until they are sent.
     pub(crate) status: PageFd,
@@ -136,7 +138,8 @@ pub(crate) fn run(chan: &mut impl Channel, cfg: WorkerConfig) -> i32 {
                 chan.look_for_stop();
                 if page.claim(seq) {
                     let started = Instant::now();
-                    if wire::run_task(&frame.payload, seq, &mut page).is_err() {
+                    let run = if cfg.track_usage { wire::run_task_measured } else { wire::run_task };
+                    if run(&frame.payload, seq, &mut page).is_err() {
                         let _ = page.flush(|b| chan.send(b));
                         return 1;
                     }

@@ -382,6 +382,30 @@ pub(crate) fn rss_of(pid: i32) -> Option<u64> {
     Some(pages * rustix::param::page_size() as u64)
 }
 
+/// The CPU time this thread has used (`CLOCK_THREAD_CPUTIME_ID`).
+#[doc(alias("clock_gettime", "CLOCK_THREAD_CPUTIME_ID"))]
+pub(crate) fn thread_cpu_time() -> std::time::Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    std::time::Duration::new(t.tv_sec.max(0) as u64, t.tv_nsec.clamp(0, 999_999_999) as u32)
+}
+
+/// Resets this process's peak resident memory (`VmHWM`) to its current
+/// resident memory (`echo 5 > /proc/self/clear_refs`, Linux 4.0+).
+#[doc(alias("clear_refs", "VmHWM"))]
+pub(crate) fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// This process's peak resident memory since it started or since
+/// [`reset_peak_rss`], in bytes (`VmHWM` in `/proc/self/status`).
+#[doc(alias("VmHWM", "ru_maxrss"))]
+pub(crate) fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 =
+        status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// Whether process `pid` is stopped (`SIGSTOP`, or a tracer) or gone, from
 /// the state letter in `/proc/<pid>/stat`.
 #[doc(alias("/proc/pid/stat"))]
