@@ -128,3 +128,79 @@ per_method! {
         assert!(r.usage().is_none());
     }
 }
+
+/// The busy counter: [busy now, most busy at once], handed to every
+/// worker by the pools' initializer (an Array travels only there).
+static COUNTER: std::sync::Mutex<Option<multiproc::Array<i64>>> = std::sync::Mutex::new(None);
+
+fn keep(counter: multiproc::Array<i64>) {
+    *COUNTER.lock().unwrap() = Some(counter);
+}
+
+fn counter() -> multiproc::Array<i64> {
+    COUNTER.lock().unwrap().clone().expect("set by the initializer")
+}
+
+/// Marks this process busy while it burns CPU.
+fn busy_for(millions: u64) -> u64 {
+    let counter = counter();
+    counter
+        .with_lock(|c| {
+            c[0] += 1;
+            c[1] = c[1].max(c[0]);
+        })
+        .unwrap();
+    let x = burn(millions);
+    counter.with_lock(|c| c[0] -= 1).unwrap();
+    x
+}
+
+/// An outer task: busy for a while, then waits for an inner pool of 2
+/// (created here, inside a pool worker) that does more busy work.
+fn outer_task(method: StartMethod) -> u64 {
+    let mine = busy_for(5);
+    let pool = Pool::builder().processes(2).start_method(method).initializer(keep, counter()).build().unwrap();
+    let inner = pool.chunksize(1).map(busy_for, [5; 6]).unwrap().iter().fold(0u64, |a, x| a.wrapping_add(*x));
+    mine.wrapping_add(inner)
+}
+
+per_method! {
+    fn nested_pools_share_one_token_budget(method: StartMethod) {
+        let counter = multiproc::Array::new(&[0i64, 0]).unwrap();
+        let pool = Pool::builder()
+            .processes(2)
+            .start_method(method)
+            .tokens(Some(2))
+            .initializer(keep, counter.clone())
+            .build()
+            .unwrap();
+        let results = pool.chunksize(1).map(outer_task, [method; 4]).unwrap();
+        assert_eq!(results.len(), 4);
+        let [now, most] = [counter.at(0).unwrap(), counter.at(1).unwrap()];
+        assert_eq!(now, 0);
+        assert!(most <= 2, "at most 2 busy across the outer pool and its 4 inner pools: {most}");
+        assert!(most >= 1);
+    }
+}
+
+per_method! {
+    fn without_a_budget_nested_pools_still_work(method: StartMethod) {
+        let counter = multiproc::Array::new(&[0i64, 0]).unwrap();
+        let pool = Pool::builder()
+            .processes(2)
+            .start_method(method)
+            .tokens(None)
+            .initializer(keep, counter.clone())
+            .build()
+            .unwrap();
+        let results = pool.chunksize(1).map(outer_task, [method; 2]).unwrap();
+        assert_eq!(results.len(), 2);
+        assert_eq!(counter.at(0).unwrap(), 0);
+    }
+}
+
+#[test]
+fn a_zero_token_budget_is_refused() {
+    let err = Pool::builder().tokens(Some(0)).build().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+}

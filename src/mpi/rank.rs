@@ -85,6 +85,8 @@ fn start(bytes: &[u8]) -> (Hello, Option<(WorkerConfig, StatusPage)>) {
             max_memory: start.max_memory,
             memory_limit: start.memory_limit,
             track_usage: start.track_usage,
+            // A budget is a semaphore of this host: ranks have none.
+            tokens: None,
             status: page.for_worker()?,
         };
         Ok((cfg, page))

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::Pool;
 use super::dispatch::{Backend, Config, Shared};
+use super::tokens;
 use crate::codec;
 use crate::context::{Context, StartMethod, cpu_count, get_start_method};
 use crate::error::{Error, ErrorKind, Result};
@@ -49,6 +50,7 @@ pub struct PoolBuilder {
     max_memory: Option<u64>,
     memory_limit: Option<u64>,
     track_usage: bool,
+    tokens: tokens::Tokens,
     task_timeout: Option<Duration>,
     max_in_flight: Option<usize>,
     max_in_flight_bytes: Option<usize>,
@@ -65,6 +67,7 @@ impl fmt::Debug for PoolBuilder {
             .field("max_memory_per_child", &self.max_memory)
             .field("memory_limit", &self.memory_limit)
             .field("track_usage", &self.track_usage)
+            .field("tokens", &self.tokens)
             .field("task_timeout", &self.task_timeout)
             .field("max_in_flight", &self.max_in_flight)
             .field("max_in_flight_bytes", &self.max_in_flight_bytes)
@@ -83,6 +86,7 @@ impl PoolBuilder {
             max_memory: None,
             memory_limit: None,
             track_usage: false,
+            tokens: tokens::Tokens::Shared,
             task_timeout: None,
             max_in_flight: None,
             max_in_flight_bytes: None,
@@ -333,6 +337,47 @@ impl PoolBuilder {
         self
     }
 
+    /// The token budget its workers share (GNU make's jobserver): each
+    /// worker takes a token to run a chunk, and a task that waits for a
+    /// pool of its own gives its token back while it waits. By default a
+    /// pool shares its process's budget: a top-level pool makes one of
+    /// `max(processes, cpu_count())` tokens, and every pool created inside
+    /// its tasks (and theirs) shares it, so nested pools never have more
+    /// busy workers than that in total (Python forbids pools inside pool
+    /// workers instead: "daemonic processes are not allowed to have
+    /// children"). `Some(n)` gives this pool a budget of its own, of `n`
+    /// tokens, that its nested pools share; `None` takes it out of any
+    /// budget.
+    ///
+    /// # Errors
+    ///
+    /// At [`build`](PoolBuilder::build): [`ErrorKind::InvalidInput`] for
+    /// `Some(0)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Pool;
+    /// fn inner(n: u64) -> u64 {
+    ///     // A pool inside a task: it shares the outer pool's budget.
+    ///     let pool = Pool::new(2).unwrap();
+    ///     pool.map(|x: u64| x * x, 0..n).unwrap().iter().sum()
+    /// }
+    /// let outer = Pool::builder().processes(2).build()?;
+    /// assert_eq!(outer.map(inner, [3, 4])?, [5, 14]);
+    /// let free = Pool::builder().processes(2).tokens(None).build()?;
+    /// assert_eq!(free.apply(inner, 3)?, 5);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias("jobserver", "daemonic processes are not allowed to have children"))]
+    pub fn tokens(mut self, budget: Option<u32>) -> Self {
+        self.tokens = match budget {
+            None => tokens::Tokens::Off,
+            Some(n) => tokens::Tokens::Own(n),
+        };
+        self
+    }
+
     /// Measures each task's CPU time and its worker's peak resident memory
     /// while it ran ([`AsyncResult::usage`](crate::AsyncResult::usage)), to
     /// find the task that eats CPU or memory. It costs a few
@@ -400,6 +445,12 @@ impl PoolBuilder {
                  the pool",
             ));
         }
+        if self.tokens == tokens::Tokens::Own(0) {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "a token budget of 0 would let no worker run; give at least 1, or None for no budget",
+            ));
+        }
         if self.memory_limit == Some(0) {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
@@ -422,6 +473,7 @@ impl PoolBuilder {
             return Err(zero_timeout());
         }
         let initializer = self.initializer.transpose()?;
+        let backend_is_local = self.backend == Backend::Local;
         let config = Config {
             processes,
             method: self.method.unwrap_or_else(get_start_method),
@@ -430,6 +482,10 @@ impl PoolBuilder {
             max_memory: self.max_memory,
             memory_limit: self.memory_limit,
             track_usage: self.track_usage,
+            tokens: match backend_is_local {
+                true => tokens::for_pool(self.tokens, processes)?,
+                false => None,
+            },
             task_timeout: self.task_timeout,
             max_in_flight: self.max_in_flight.unwrap_or((processes * 64).max(256)),
             max_in_flight_bytes: self.max_in_flight_bytes.unwrap_or(DEFAULT_IN_FLIGHT_BYTES),

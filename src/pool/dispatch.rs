@@ -47,6 +47,8 @@ pub(crate) struct Config {
     pub(crate) max_memory: Option<u64>,
     pub(crate) memory_limit: Option<u64>,
     pub(crate) track_usage: bool,
+    /// The token budget its workers share with nested pools.
+    pub(crate) tokens: Option<crate::synchronize::Semaphore>,
     pub(crate) task_timeout: Option<Duration>,
     pub(crate) max_in_flight: usize,
     pub(crate) max_in_flight_bytes: usize,
@@ -537,6 +539,7 @@ impl Dispatch {
                     max_memory: config.max_memory,
                     memory_limit: config.memory_limit,
                     track_usage: config.track_usage,
+                    tokens: config.tokens.clone(),
                     status: page.for_worker()?,
                 };
                 let mut process = Process::new(worker::serve, cfg).name(name).daemon(true).start_method(config.method);
@@ -670,7 +673,7 @@ impl Dispatch {
         self.take_results(now);
         for (child, _) in polled.iter().zip(ended).filter(|(_, e)| **e) {
             if let Some(i) = self.workers.iter().position(|w| Arc::ptr_eq(&w.link, child)) {
-                self.bury(i);
+                self.bury(i, config);
             }
         }
         self.replace_workers(config);
@@ -747,8 +750,12 @@ impl Dispatch {
     }
 
     /// Removes a worker that has ended: every chunk it held gets its fate.
-    fn bury(&mut self, i: usize) {
+    fn bury(&mut self, i: usize, config: &Config) {
         let w = self.workers.remove(i);
+        // A worker that died holding a token: it goes back for it.
+        if let Some(tokens) = config.tokens.as_ref().filter(|_| w.holds_token()) {
+            let _ = tokens.release();
+        }
         let (name, pid, ready) = (w.link.name().to_owned(), w.link.pid(), w.ready);
         // A worker that ends of its own before it is ready (a crash, an
         // abort, an exit in the initializer or at start-up) counts; one

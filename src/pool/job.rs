@@ -363,12 +363,31 @@ impl Job {
             std::thread::yield_now();
         }
         let mut st = self.lock();
+        // A pool worker whose task waits here lends its token meanwhile
+        // (`tokens.rs`), and takes one again, with no lock held, before it
+        // goes on.
+        let mut lent = false;
         loop {
             if ready(&st) {
+                if std::mem::take(&mut lent) {
+                    drop(st);
+                    super::tokens::take_back();
+                    st = self.lock();
+                    continue;
+                }
                 self.spin.store(start.elapsed() < SPIN, Ordering::Relaxed);
                 return Ok(st);
             }
-            let Some(left) = crate::synchronize::time_left(deadline) else { return Err(timeout()) };
+            let Some(left) = crate::synchronize::time_left(deadline) else {
+                if lent {
+                    drop(st);
+                    super::tokens::take_back();
+                }
+                return Err(timeout());
+            };
+            if !lent {
+                lent = super::tokens::lend();
+            }
             fn count(st: &mut JobState, whole: bool) -> &mut usize {
                 if whole { &mut st.whole_sleepers } else { &mut st.sleepers }
             }

@@ -29,6 +29,7 @@ mod result;
 mod star;
 mod stats;
 mod status;
+mod tokens;
 mod tracked;
 mod wire;
 mod worker;

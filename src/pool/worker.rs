@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::status::{PageFd, WorkerPage};
+use super::tokens;
 use super::wire;
 use crate::codec::{self, FrameStream, Sink};
 use crate::runtime::{self, Failure, TaskId, registry};
@@ -32,6 +33,9 @@ pub(crate) struct WorkerConfig {
     pub(crate) memory_limit: Option<u64>,
     /// Measure each chunk's CPU time and peak memory (`USAGE` frames).
     pub(crate) track_usage: bool,
+    /// The token budget it shares with other workers and nested pools: a
+    /// token per chunk.
+    pub(crate) tokens: Option<crate::synchronize::Semaphore>,
     /// Its status page, where it logs what it does and keeps its results
     /// until they are sent.
     pub(crate) status: PageFd,
@@ -104,6 +108,7 @@ pub(crate) fn run(chan: &mut impl Channel, cfg: WorkerConfig) -> i32 {
             return 1;
         }
     }
+    let _budget = cfg.tokens.as_ref().map(|t| Budget::adopt(t, &page));
     let ready = codec::frame_of(wire::READY, &(), "a ready note").expect("() serializes");
     page.out.extend_from_slice(&ready);
     page.commit();
@@ -137,6 +142,9 @@ pub(crate) fn run(chan: &mut impl Channel, cfg: WorkerConfig) -> i32 {
                 received += 1;
                 chan.look_for_stop();
                 if page.claim(seq) {
+                    if let Some(t) = &cfg.tokens {
+                        tokens::take(t);
+                    }
                     let started = Instant::now();
                     let run = if cfg.track_usage { wire::run_task_measured } else { wire::run_task };
                     if run(&frame.payload, seq, &mut page).is_err() {
@@ -144,6 +152,9 @@ pub(crate) fn run(chan: &mut impl Channel, cfg: WorkerConfig) -> i32 {
                         return 1;
                     }
                     batch.ran(started, wire::delivery(&frame.payload));
+                    if let Some(t) = &cfg.tokens {
+                        tokens::give_back(t);
+                    }
                 }
                 done += 1;
                 if cfg.max_tasks.is_some_and(|max| done >= max) || over_memory(cfg.max_memory) {
@@ -220,6 +231,26 @@ impl Batch {
         self.held = 0;
         self.since = None;
         self.prompt = false;
+    }
+}
+
+/// A worker's share of its pool's token budget, while it runs: the pools
+/// its tasks create share the budget, and its status page says whether it
+/// holds a token (so that the parent gives back the token of a worker that
+/// dies holding one).
+struct Budget;
+
+impl Budget {
+    fn adopt(tokens: &crate::synchronize::Semaphore, page: &WorkerPage) -> Budget {
+        tokens::adopt(tokens);
+        tokens::mirror_in(page.token_word());
+        Budget
+    }
+}
+
+impl Drop for Budget {
+    fn drop(&mut self) {
+        tokens::forget_mirror();
     }
 }
 

@@ -748,3 +748,39 @@ mod tests {
         assert_eq!(end.to_vec(), expected);
     }
 }
+
+/// A process-wide pointer to a word in a shared mapping, for code that
+/// cannot hold a reference to it (a signal handler; a flag mirrored into a
+/// status page). Its owner sets it while the word lives and clears it
+/// before the word goes.
+#[derive(Debug)]
+pub(crate) struct WordSlot(std::sync::atomic::AtomicPtr<std::sync::atomic::AtomicU64>);
+
+impl WordSlot {
+    pub(crate) const fn new() -> WordSlot {
+        WordSlot(std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()))
+    }
+
+    /// Points at `word`, which must outlive the next [`clear`](WordSlot::clear).
+    pub(crate) fn set(&self, word: &std::sync::atomic::AtomicU64) {
+        self.0.store(std::ptr::from_ref(word).cast_mut(), std::sync::atomic::Ordering::Release);
+    }
+
+    pub(crate) fn clear(&self) {
+        self.0.store(std::ptr::null_mut(), std::sync::atomic::Ordering::Release);
+    }
+
+    /// Stores `value` in the word, if one is set (async-signal-safe).
+    pub(crate) fn store(&self, value: u64) {
+        let word = self.0.load(std::sync::atomic::Ordering::Acquire);
+        if !word.is_null() {
+            // SAFETY: `set`'s caller keeps the word alive until `clear`.
+            unsafe { (*word).store(value, std::sync::atomic::Ordering::Release) };
+        }
+    }
+
+    /// Whether a word is set.
+    pub(crate) fn is_set(&self) -> bool {
+        !self.0.load(std::sync::atomic::Ordering::Acquire).is_null()
+    }
+}

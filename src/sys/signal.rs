@@ -146,8 +146,7 @@ pub(crate) fn pidfd_interrupt(pidfd: BorrowedFd<'_>) -> std::io::Result<()> {
 
 /// Where [`note_out_of_memory`]'s handler writes: a word in a mapping that
 /// lives as long as the handler is installed.
-static OOM_WORD: std::sync::atomic::AtomicPtr<std::sync::atomic::AtomicU64> =
-    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+static OOM_WORD: super::mm::WordSlot = super::mm::WordSlot::new();
 
 /// Notes, in `word`, an abort that follows a refused allocation: when the
 /// process gets SIGABRT while `errno` is `ENOMEM` (Rust's allocation-failure
@@ -157,14 +156,14 @@ static OOM_WORD: std::sync::atomic::AtomicPtr<std::sync::atomic::AtomicU64> =
 /// [`forget_out_of_memory`] before it goes.
 #[doc(alias("SIGABRT", "ENOMEM", "getrusage"))]
 pub(crate) fn note_out_of_memory(word: &std::sync::atomic::AtomicU64) {
-    OOM_WORD.store(std::ptr::from_ref(word).cast_mut(), Ordering::Release);
+    OOM_WORD.set(word);
     set_disposition(libc::SIGABRT, on_abort as *const () as libc::sighandler_t, 0);
 }
 
 /// Stops [`note_out_of_memory`]'s notes.
 pub(crate) fn forget_out_of_memory() {
     set_disposition(libc::SIGABRT, libc::SIG_DFL, 0);
-    OOM_WORD.store(std::ptr::null_mut(), Ordering::Release);
+    OOM_WORD.clear();
 }
 
 /// The handler behind [`note_out_of_memory`]: async-signal-safe (`errno`,
@@ -173,8 +172,7 @@ pub(crate) fn forget_out_of_memory() {
 extern "C" fn on_abort(_sig: i32) {
     // SAFETY: `__errno_location` returns this thread's errno.
     let errno = unsafe { *libc::__errno_location() };
-    let word = OOM_WORD.load(Ordering::Acquire);
-    if errno != libc::ENOMEM || word.is_null() {
+    if errno != libc::ENOMEM || !OOM_WORD.is_set() {
         return;
     }
     // SAFETY: `usage` is written by `getrusage` before it is read.
@@ -183,9 +181,7 @@ extern "C" fn on_abort(_sig: i32) {
         libc::getrusage(libc::RUSAGE_SELF, &mut usage);
         (usage.ru_maxrss.max(0) as u64) * 1024
     };
-    // SAFETY: `note_out_of_memory`'s caller keeps the word alive while the
-    // handler is installed.
-    unsafe { (*word).store(peak.max(1), Ordering::Release) };
+    OOM_WORD.store(peak.max(1));
 }
 
 /// `setrlimit(RLIMIT_DATA)` to this process's data size now plus `bytes`
