@@ -473,7 +473,11 @@ impl PoolBuilder {
             return Err(zero_timeout());
         }
         let initializer = self.initializer.transpose()?;
-        let backend_is_local = self.backend == Backend::Local;
+        let budget = match self.backend {
+            Backend::Local => tokens::for_pool(self.tokens, processes)?,
+            #[cfg(feature = "mpi")]
+            Backend::Mpi => None,
+        };
         let config = Config {
             processes,
             method: self.method.unwrap_or_else(get_start_method),
@@ -482,10 +486,8 @@ impl PoolBuilder {
             max_memory: self.max_memory,
             memory_limit: self.memory_limit,
             track_usage: self.track_usage,
-            tokens: match backend_is_local {
-                true => tokens::for_pool(self.tokens, processes)?,
-                false => None,
-            },
+            tokens: budget.as_ref().map(|(s, _)| s.clone()),
+            _lease: budget.and_then(|(_, lease)| lease).map(Arc::new),
             task_timeout: self.task_timeout,
             max_in_flight: self.max_in_flight.unwrap_or((processes * 64).max(256)),
             max_in_flight_bytes: self.max_in_flight_bytes.unwrap_or(DEFAULT_IN_FLIGHT_BYTES),

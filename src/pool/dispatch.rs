@@ -49,6 +49,8 @@ pub(crate) struct Config {
     pub(crate) track_usage: bool,
     /// The token budget its workers share with nested pools.
     pub(crate) tokens: Option<crate::synchronize::Semaphore>,
+    /// Its lease on the process's shared budget.
+    pub(crate) _lease: Option<Arc<super::tokens::Lease>>,
     pub(crate) task_timeout: Option<Duration>,
     pub(crate) max_in_flight: usize,
     pub(crate) max_in_flight_bytes: usize,

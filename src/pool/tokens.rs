@@ -30,9 +30,32 @@ pub(crate) enum Tokens {
     Off,
 }
 
-/// This process's budget: the one its pool worker was given, or the one
-/// its first pool made.
-static BUDGET: Mutex<Option<Semaphore>> = Mutex::new(None);
+/// This process's budget: the one its pool worker was given (kept for
+/// the worker's life), or the one a top-level pool made (kept while some
+/// pool uses it, so that no fd outlives the pools).
+static BUDGET: Mutex<Budget> = Mutex::new(Budget { semaphore: None, pools: 0, adopted: false });
+
+struct Budget {
+    semaphore: Option<Semaphore>,
+    /// Pools of this process that use it.
+    pools: usize,
+    adopted: bool,
+}
+
+/// A pool's use of the shared budget: the budget goes when the last one
+/// does (unless this process is a worker that was given it).
+#[derive(Debug)]
+pub(crate) struct Lease(());
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut b = budget();
+        b.pools = b.pools.saturating_sub(1);
+        if b.pools == 0 && !b.adopted {
+            b.semaphore = None;
+        }
+    }
+}
 /// Whether this process (a pool worker running a chunk) holds a token.
 static HOLDING: AtomicBool = AtomicBool::new(false);
 /// Where a worker mirrors `HOLDING` for its parent (a word of its status
@@ -53,24 +76,29 @@ pub(crate) fn forget_mirror() {
     MIRROR.clear();
 }
 
-fn budget() -> std::sync::MutexGuard<'static, Option<Semaphore>> {
+fn budget() -> std::sync::MutexGuard<'static, Budget> {
     BUDGET.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The semaphore a pool of `processes` workers gives its workers.
-pub(crate) fn for_pool(tokens: Tokens, processes: usize) -> Result<Option<Semaphore>> {
+/// The semaphore a pool of `processes` workers gives its workers, and its
+/// lease on the shared budget.
+pub(crate) fn for_pool(tokens: Tokens, processes: usize) -> Result<Option<(Semaphore, Option<Lease>)>> {
     match tokens {
         Tokens::Off => Ok(None),
-        Tokens::Own(n) => Semaphore::new(n).map(Some),
+        Tokens::Own(n) => Ok(Some((Semaphore::new(n)?, None))),
         Tokens::Shared => {
-            let mut shared = budget();
-            if let Some(s) = shared.as_ref() {
-                return Ok(Some(s.clone()));
-            }
-            let n = processes.max(cpu_count()).min(u32::MAX as usize) as u32;
-            let s = Semaphore::new(n)?;
-            *shared = Some(s.clone());
-            Ok(Some(s))
+            let mut b = budget();
+            let s = match &b.semaphore {
+                Some(s) => s.clone(),
+                None => {
+                    let n = processes.max(cpu_count()).min(u32::MAX as usize) as u32;
+                    let s = Semaphore::new(n)?;
+                    b.semaphore = Some(s.clone());
+                    s
+                }
+            };
+            b.pools += 1;
+            Ok(Some((s, Some(Lease(())))))
         }
     }
 }
@@ -78,7 +106,9 @@ pub(crate) fn for_pool(tokens: Tokens, processes: usize) -> Result<Option<Semaph
 /// A pool worker takes on the budget it was given: the pools its tasks
 /// create share it.
 pub(crate) fn adopt(s: &Semaphore) {
-    *budget() = Some(s.clone());
+    let mut b = budget();
+    b.semaphore = Some(s.clone());
+    b.adopted = true;
 }
 
 /// A worker takes a token before a chunk (waiting for one).
@@ -103,7 +133,7 @@ pub(crate) fn lend() -> bool {
         return false;
     }
     set_holding(false);
-    match budget().as_ref() {
+    match budget().semaphore.as_ref() {
         Some(s) => s.release().is_ok(),
         None => false,
     }
@@ -112,7 +142,7 @@ pub(crate) fn lend() -> bool {
 /// After a wait that [`lend`] lent a token for: takes one again (waiting
 /// for it). Call it holding no lock that the pool's threads need.
 pub(crate) fn take_back() {
-    let s = budget().clone();
+    let s = budget().semaphore.clone();
     if let Some(s) = s {
         take(&s);
     }
