@@ -50,7 +50,7 @@
 //!
 //! | Python's `multiprocessing` | here |
 //! |---|---|
-//! | `Process(target, args)`, `start`, `join`, `exitcode` | [`Process`] builds one, [`Child`] is the started process |
+//! | `Process(target, args)`, `start`, `join`, `exitcode`, `terminate`, `kill`, `interrupt` (3.14) | [`Process`] builds one, [`Child`] is the started process |
 //! | `current_process`, `parent_process`, `active_children`, `cpu_count` | [`current_process`], [`parent_process`], [`active_children`], [`cpu_count`] |
 //! | `set_start_method`, `get_context` | [`StartMethod`], [`set_start_method`], [`get_context`], [`Context`] |
 //! | `Pool`, `ProcessPoolExecutor` | [`Pool`] (with [`PoolBuilder`], [`Calls`]); results: [`AsyncResult`] (`callback=`, `error_callback=`, `add_done_callback`: its methods), [`IMap`], [`IMapUnordered`]; [`wait`], [`as_completed`]; what it is doing: [`PoolStats`], what a task used: [`TaskUsage`] |
@@ -63,6 +63,8 @@
 //! | sockets and files in `args=` (`reduction.DupFd`, `send_handle`) | [`Handle`] |
 //! | `Manager()`, `BaseManager`, `dict()`, `list()`, `Array()`, `Namespace()`, `Value()`, `Queue()`, `Lock()`, `RLock()`, `Condition()`, `Event()`, `Barrier()` proxies | [`Manager`], and the [`manager`] module |
 //! | `BaseManager.register` (your own types in the server) | [`managed`], or [`Manager::create`] |
+//! | billiard's `max_memory_per_child`, a hard memory cap, nested pools | [`PoolBuilder::max_memory_per_child`], [`PoolBuilder::memory_limit`], [`PoolBuilder::tokens`] |
+//! | mpi4py.futures' `MPIPoolExecutor` (feature `mpi`) | `Pool::builder().mpi()`, and the `mpi` module |
 //! | exceptions | one [`Error`] with an [`ErrorKind`] |
 //! | — | [`set_max_frame_size`]: the cap on any one message |
 //!
