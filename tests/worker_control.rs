@@ -204,3 +204,41 @@ fn a_zero_token_budget_is_refused() {
     let err = Pool::builder().tokens(Some(0)).build().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
 }
+
+/// Checks one stream of examples/worker_logs: 4 tasks × 1,000 lines, each
+/// whole, tagged `[<Method>PoolWorker-N pid]`, each exactly once.
+fn check_forwarded(text: &str, word: &str, method: StartMethod) {
+    let prefix = match method {
+        StartMethod::Fork => "ForkPoolWorker-",
+        StartMethod::Spawn => "SpawnPoolWorker-",
+        StartMethod::ForkServer => "ForkServerPoolWorker-",
+    };
+    let mut seen = std::collections::HashSet::new();
+    for line in text.lines() {
+        let rest =
+            line.strip_prefix('[').and_then(|l| l.strip_prefix(prefix)).unwrap_or_else(|| panic!("untagged: {line:?}"));
+        let (tag, body) = rest.split_once("] ").unwrap_or_else(|| panic!("no tag end: {line:?}"));
+        let (n, pid) = tag.split_once(' ').unwrap_or_else(|| panic!("no pid: {line:?}"));
+        assert!(n.parse::<u32>().is_ok() && pid.parse::<u32>().is_ok(), "{line:?}");
+        let fields: Vec<&str> = body.split(' ').collect();
+        assert!(fields.len() == 4 && fields[0] == "task" && fields[2] == word, "broken line: {line:?}");
+        let key = (fields[1].parse::<u32>().unwrap(), fields[3].parse::<u32>().unwrap());
+        assert!(key.0 < 4 && key.1 < 1000, "{line:?}");
+        assert!(seen.insert(key), "twice: {line:?}");
+    }
+    assert_eq!(seen.len(), 4000, "every {word} line arrived once");
+}
+
+per_method! {
+    fn forwarded_output_arrives_whole_and_tagged(method: StartMethod) {
+        let arg = match method {
+            StartMethod::Fork => "fork",
+            StartMethod::Spawn => "spawn",
+            StartMethod::ForkServer => "forkserver",
+        };
+        let out = std::process::Command::new(common::example("worker_logs")).arg(arg).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        check_forwarded(&String::from_utf8(out.stdout).unwrap(), "line", method);
+        check_forwarded(&String::from_utf8(out.stderr).unwrap(), "err", method);
+    }
+}

@@ -50,6 +50,7 @@ pub struct PoolBuilder {
     max_memory: Option<u64>,
     memory_limit: Option<u64>,
     track_usage: bool,
+    forward_output: bool,
     tokens: tokens::Tokens,
     task_timeout: Option<Duration>,
     max_in_flight: Option<usize>,
@@ -67,6 +68,7 @@ impl fmt::Debug for PoolBuilder {
             .field("max_memory_per_child", &self.max_memory)
             .field("memory_limit", &self.memory_limit)
             .field("track_usage", &self.track_usage)
+            .field("forward_output", &self.forward_output)
             .field("tokens", &self.tokens)
             .field("task_timeout", &self.task_timeout)
             .field("max_in_flight", &self.max_in_flight)
@@ -86,6 +88,7 @@ impl PoolBuilder {
             max_memory: None,
             memory_limit: None,
             track_usage: false,
+            forward_output: false,
             tokens: tokens::Tokens::Shared,
             task_timeout: None,
             max_in_flight: None,
@@ -378,6 +381,30 @@ impl PoolBuilder {
         self
     }
 
+    /// Sends what the workers write to stdout and stderr to the parent's
+    /// stdout and stderr, each line tagged with the worker's name and pid
+    /// (`[ForkPoolWorker-1 4242] ...`), through one reader thread in the
+    /// parent that writes whole lines only, so that the workers' lines never
+    /// mix within a line (Python's `log_to_stderr()` for a pool's
+    /// workers). What the workers print goes where the parent's output
+    /// goes, a file or a pipe included.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Pool;
+    /// fn hello(i: u32) -> u32 { println!("hello from task {i}"); i }
+    /// let pool = Pool::builder().processes(2).forward_output().build()?;
+    /// // Prints "[ForkPoolWorker-1 4242] hello from task 0" and so on.
+    /// assert_eq!(pool.map(hello, 0..4)?, [0, 1, 2, 3]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias("log_to_stderr", "get_logger"))]
+    pub fn forward_output(mut self) -> Self {
+        self.forward_output = true;
+        self
+    }
+
     /// Measures each task's CPU time and its worker's peak resident memory
     /// while it ran ([`AsyncResult::usage`](crate::AsyncResult::usage)), to
     /// find the task that eats CPU or memory. It costs a few
@@ -486,6 +513,7 @@ impl PoolBuilder {
             max_memory: self.max_memory,
             memory_limit: self.memory_limit,
             track_usage: self.track_usage,
+            forward_output: self.forward_output,
             tokens: budget.as_ref().map(|(s, _)| s.clone()),
             _lease: budget.and_then(|(_, lease)| lease).map(Arc::new),
             task_timeout: self.task_timeout,

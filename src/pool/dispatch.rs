@@ -49,6 +49,8 @@ pub(crate) struct Config {
     pub(crate) track_usage: bool,
     /// The token budget its workers share with nested pools.
     pub(crate) tokens: Option<crate::synchronize::Semaphore>,
+    /// Forward the workers' stdout and stderr, tagged, to the parent's.
+    pub(crate) forward_output: bool,
     /// Its lease on the process's shared budget.
     pub(crate) _lease: Option<Arc<super::tokens::Lease>>,
     pub(crate) task_timeout: Option<Duration>,
@@ -421,6 +423,10 @@ impl Shared {
         }
         // Every job has finished: their callbacks are queued, and run now.
         self.callbacks.drain();
+        if self.config.forward_output {
+            // The workers are gone: what they printed is read to its end.
+            super::output::drain(std::time::Duration::from_secs(2));
+        }
         Ok(())
     }
 
@@ -535,6 +541,13 @@ impl Dispatch {
         let page = StatusPage::new()?;
         let link = match config.backend {
             Backend::Local => {
+                let (ends, forward) = match config.forward_output {
+                    true => {
+                        let (worker, parent) = super::output::pipes()?;
+                        (Some(worker), Some(parent))
+                    }
+                    false => (None, None),
+                };
                 let cfg = WorkerConfig {
                     initializer,
                     max_tasks: config.max_tasks,
@@ -542,9 +555,11 @@ impl Dispatch {
                     memory_limit: config.memory_limit,
                     track_usage: config.track_usage,
                     tokens: config.tokens.clone(),
+                    output: ends,
                     status: page.for_worker()?,
                 };
-                let mut process = Process::new(worker::serve, cfg).name(name).daemon(true).start_method(config.method);
+                let mut process =
+                    Process::new(worker::serve, cfg).name(name.clone()).daemon(true).start_method(config.method);
                 if config.memory_limit.is_some() {
                     // Rust prints a backtrace on a refused allocation when
                     // asked to, and that work overwrites the ENOMEM that
@@ -552,6 +567,9 @@ impl Dispatch {
                     process = process.env("RUST_BACKTRACE", "0").env("RUST_LIB_BACKTRACE", "0");
                 }
                 let child = process.start_worker()?;
+                if let Some(parent) = forward {
+                    parent.forward(format!("{name} {}", child.pid));
+                }
                 Link::Process(child)
             }
             #[cfg(feature = "mpi")]

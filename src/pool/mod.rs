@@ -24,6 +24,7 @@ mod iter;
 mod job;
 mod link;
 mod outbox;
+mod output;
 mod progress;
 mod result;
 mod star;

@@ -16,6 +16,18 @@ pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
 }
 
+/// `dup2(fd, 1)`: this process's stdout becomes `fd`.
+#[doc(alias("dup2", "STDOUT_FILENO"))]
+pub(crate) fn dup_onto_stdout(fd: BorrowedFd<'_>) -> io::Result<()> {
+    Ok(rustix::stdio::dup2_stdout(fd)?)
+}
+
+/// `dup2(fd, 2)`: this process's stderr becomes `fd`.
+#[doc(alias("dup2", "STDERR_FILENO"))]
+pub(crate) fn dup_onto_stderr(fd: BorrowedFd<'_>) -> io::Result<()> {
+    Ok(rustix::stdio::dup2_stderr(fd)?)
+}
+
 /// `eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)`.
 pub(crate) fn eventfd() -> io::Result<OwnedFd> {
     Ok(rustix::event::eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?)

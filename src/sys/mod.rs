@@ -37,8 +37,9 @@ mod title;
 
 pub(crate) use elf::build_id;
 pub(crate) use fd::{
-    FileId, PollFd, PollFlags, close_all_except, close_raw, eventfd, file_id, file_len, grow_file, page_size, pipe,
-    poll, raw_fd_is, read, read_file_at, retire, set_len, set_nonblocking, take_inherited, write_all,
+    FileId, PollFd, PollFlags, close_all_except, close_raw, dup_onto_stderr, dup_onto_stdout, eventfd, file_id,
+    file_len, grow_file, page_size, pipe, poll, raw_fd_is, read, read_file_at, retire, set_len, set_nonblocking,
+    take_inherited, write_all,
 };
 pub(crate) use futex::{Locked, MUTEX_BYTES, RobustMutex, futex_wait, futex_wake};
 pub(crate) use mm::{

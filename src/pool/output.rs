@@ -1,0 +1,221 @@
+//! Workers' output in the parent (`PoolBuilder::forward_output`): each
+//! worker's stdout and stderr are pipes whose other ends one reader thread
+//! in the parent polls; every whole line a worker writes comes out of the
+//! parent's own stdout or stderr as one write, tagged with the worker's
+//! name and pid (`[ForkPoolWorker-1 4242] ...`), so that lines of several
+//! workers never interleave inside a line. A last line without a newline
+//! comes out when the worker ends.
+
+use std::io::Write;
+use std::sync::{Condvar, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{FdHandle, FdIn, FdOut};
+use crate::error::{Error, Result};
+use crate::runtime::registry;
+use crate::sys::{self, AsFd, AsRawFd, OwnedFd, PollFd, PollFlags};
+
+/// A pipe end a worker writes its output to, as it travels in the worker's
+/// configuration.
+#[derive(Debug)]
+pub(crate) struct OutputFd(OwnedFd);
+
+impl FdHandle for OutputFd {
+    const WHAT: &'static str = "a pool worker's output pipe";
+}
+
+impl Serialize for OutputFd {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        FdOut::<Self>::new(self.0.as_fd()).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for OutputFd {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        Ok(OutputFd(FdIn::<Self>::deserialize(deserializer)?.into_fd()))
+    }
+}
+
+/// The worker's ends: its stdout and its stderr.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct WorkerEnds(OutputFd, OutputFd);
+
+impl WorkerEnds {
+    /// In the worker: its stdout and stderr become the pipes.
+    pub(crate) fn redirect(self) {
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        let _ = sys::dup_onto_stdout(self.0.0.as_fd());
+        let _ = sys::dup_onto_stderr(self.1.0.as_fd());
+    }
+}
+
+/// The parent's ends, until the worker has started (its pid is in the tag).
+#[derive(Debug)]
+pub(crate) struct ParentEnds(OwnedFd, OwnedFd);
+
+impl ParentEnds {
+    /// Hands the ends to the reader thread, tagged `tag`.
+    pub(crate) fn forward(self, tag: String) {
+        let sources = [Source::new(self.0, &tag, false), Source::new(self.1, &tag, true)];
+        let mut state = STATE.lock().unwrap_or_else(|p| p.into_inner());
+        state.pending.extend(sources);
+        if let Some(wake) = &state.wake {
+            let _ = sys::write_all(wake.as_fd(), &1u64.to_ne_bytes());
+        }
+        if !state.running {
+            state.running = true;
+            if std::thread::Builder::new().name("multiproc-output".into()).spawn(read_all).is_err() {
+                state.running = false;
+            }
+        }
+    }
+}
+
+/// Two pipes for one worker.
+pub(crate) fn pipes() -> Result<(WorkerEnds, ParentEnds)> {
+    let what = "creating a pool worker's output pipes";
+    let (out_r, out_w) = sys::pipe().map_err(|e| Error::io(what, e))?;
+    let (err_r, err_w) = sys::pipe().map_err(|e| Error::io(what, e))?;
+    Ok((WorkerEnds(OutputFd(out_w), OutputFd(err_w)), ParentEnds(out_r, err_r)))
+}
+
+impl Drop for Source {
+    fn drop(&mut self) {
+        registry::lock().remove_internal(self.fd.as_raw_fd());
+    }
+}
+
+/// One pipe the reader thread reads.
+struct Source {
+    fd: OwnedFd,
+    /// `[name pid] `.
+    prefix: Vec<u8>,
+    to_stderr: bool,
+    /// The start of a line not ended yet.
+    partial: Vec<u8>,
+}
+
+impl Source {
+    fn new(fd: OwnedFd, tag: &str, to_stderr: bool) -> Source {
+        // Forked children close it (an internal fd), so that it lives in the
+        // parent only.
+        registry::lock().add_internal(fd.as_raw_fd());
+        Source { fd, prefix: format!("[{tag}] ").into_bytes(), to_stderr, partial: Vec::new() }
+    }
+
+    /// Writes every whole line held, and with `end` the rest too.
+    fn emit(&mut self, end: bool) {
+        let upto =
+            if end { self.partial.len() } else { self.partial.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) };
+        if upto == 0 {
+            return;
+        }
+        let mut text = Vec::with_capacity(upto + 64);
+        for line in self.partial[..upto].split_inclusive(|&b| b == b'\n') {
+            text.extend_from_slice(&self.prefix);
+            text.extend_from_slice(line);
+            if !line.ends_with(b"\n") {
+                text.push(b'\n');
+            }
+        }
+        self.partial.drain(..upto);
+        // One write per batch of whole lines, under the stream's lock, so
+        // that the parent's own prints do not cut into them.
+        if self.to_stderr {
+            let _ = std::io::stderr().lock().write_all(&text);
+        } else {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(&text);
+            let _ = out.flush();
+        }
+    }
+}
+
+struct State {
+    /// Sources registered and not taken by the reader thread yet.
+    pending: Vec<Source>,
+    /// Wakes the reader thread for new sources.
+    wake: Option<OwnedFd>,
+    running: bool,
+}
+
+static STATE: Mutex<State> = Mutex::new(State { pending: Vec::new(), wake: None, running: false });
+/// Told when the reader thread has read every source to its end.
+static DRAINED: Condvar = Condvar::new();
+
+/// Waits (up to `limit`) until the reader thread has read every worker's
+/// output to its end: a pool that was joined has printed all it will.
+pub(crate) fn drain(limit: std::time::Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    let mut state = STATE.lock().unwrap_or_else(|p| p.into_inner());
+    while state.running {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        state = DRAINED.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0;
+    }
+}
+
+/// The reader thread: reads every source until its worker closes it, and
+/// ends when none is left.
+fn read_all() {
+    let wake = match sys::eventfd() {
+        Ok(fd) => fd,
+        Err(_) => {
+            STATE.lock().unwrap_or_else(|p| p.into_inner()).running = false;
+            return;
+        }
+    };
+    let mut sources: Vec<Source> = Vec::new();
+    let mut buf = Vec::with_capacity(64 << 10);
+    loop {
+        {
+            let mut state = STATE.lock().unwrap_or_else(|p| p.into_inner());
+            if state.wake.is_none() {
+                state.wake = wake.try_clone().ok();
+            }
+            sources.append(&mut state.pending);
+            if sources.is_empty() {
+                state.running = false;
+                state.wake = None;
+                DRAINED.notify_all();
+                return;
+            }
+        }
+        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(1 + sources.len());
+        fds.push(PollFd::new(&wake, PollFlags::IN));
+        for s in &sources {
+            fds.push(PollFd::new(&s.fd, PollFlags::IN));
+        }
+        if sys::poll(&mut fds, None).is_err() {
+            continue;
+        }
+        let ready: Vec<bool> = fds[1..].iter().map(|f| !f.revents().is_empty()).collect();
+        drop(fds);
+        let mut counter = Vec::with_capacity(8);
+        let _ = sys::read(wake.as_fd(), &mut counter, 8);
+        let mut i = 0;
+        sources.retain_mut(|s| {
+            let was_ready = ready.get(i).copied().unwrap_or(false);
+            i += 1;
+            if !was_ready {
+                return true;
+            }
+            buf.clear();
+            match sys::read(s.fd.as_fd(), &mut buf, 64 << 10) {
+                Ok(n) if n > 0 => {
+                    s.partial.extend_from_slice(&buf);
+                    s.emit(false);
+                    true
+                }
+                _ => {
+                    s.emit(true);
+                    false
+                }
+            }
+        });
+    }
+}
