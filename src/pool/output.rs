@@ -122,14 +122,17 @@ impl Source {
         }
         self.partial.drain(..upto);
         // One write per batch of whole lines, under the stream's lock, so
-        // that the parent's own prints do not cut into them.
-        if self.to_stderr {
-            let _ = std::io::stderr().lock().write_all(&text);
-        } else {
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(&text);
-            let _ = out.flush();
-        }
+        // that the parent's own prints do not cut into them; above a
+        // progress bar being drawn (feature `progress`).
+        super::progress::above_bars(|| {
+            if self.to_stderr {
+                let _ = std::io::stderr().lock().write_all(&text);
+            } else {
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(&text);
+                let _ = out.flush();
+            }
+        });
     }
 }
 

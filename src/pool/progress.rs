@@ -6,11 +6,28 @@
 mod imp {
     use std::io::IsTerminal;
 
-    use indicatif::{ProgressBar, ProgressStyle};
+    use indicatif::{ProgressBar, ProgressStyle, WeakProgressBar};
 
     /// A progress bar, or nothing when stderr is not a terminal.
     #[derive(Debug)]
     pub(crate) struct Bar(Option<ProgressBar>);
+
+    /// The bars being drawn: forwarded worker output prints above them.
+    static DRAWN: std::sync::Mutex<Vec<WeakProgressBar>> = std::sync::Mutex::new(Vec::new());
+
+    /// Runs `print` with the bars being drawn taken off the screen, so that
+    /// what it prints goes above them.
+    pub(crate) fn above_bars(print: impl FnOnce()) {
+        let bar = {
+            let mut drawn = DRAWN.lock().unwrap_or_else(|p| p.into_inner());
+            drawn.retain(|b| b.upgrade().is_some_and(|b| !b.is_finished()));
+            drawn.last().and_then(WeakProgressBar::upgrade)
+        };
+        match bar {
+            Some(bar) => bar.suspend(print),
+            None => print(),
+        }
+    }
 
     impl Bar {
         fn make(bar: ProgressBar, template: &str) -> Bar {
@@ -20,6 +37,7 @@ mod imp {
             if let Ok(style) = ProgressStyle::with_template(template) {
                 bar.set_style(style);
             }
+            DRAWN.lock().unwrap_or_else(|p| p.into_inner()).push(bar.downgrade());
             Bar(Some(bar))
         }
 
@@ -74,6 +92,11 @@ mod imp {
             true
         }
     }
+
+    /// Without the feature there is no bar to print above.
+    pub(crate) fn above_bars(print: impl FnOnce()) {
+        print()
+    }
 }
 
-pub(crate) use imp::Bar;
+pub(crate) use imp::{Bar, above_bars};
