@@ -87,6 +87,9 @@ impl Drop for Source {
     }
 }
 
+/// The most bytes held for one line before it is written as it is.
+const LONGEST_LINE: usize = 1 << 20;
+
 /// One pipe the reader thread reads.
 struct Source {
     fd: OwnedFd,
@@ -105,8 +108,11 @@ impl Source {
         Source { fd, prefix: format!("[{tag}] ").into_bytes(), to_stderr, partial: Vec::new() }
     }
 
-    /// Writes every whole line held, and with `end` the rest too.
+    /// Writes every whole line held, and with `end` the rest too (also
+    /// when the rest has grown past 1 MiB without a newline: it goes as a
+    /// line of its own rather than without bound).
     fn emit(&mut self, end: bool) {
+        let end = end || self.partial.len() > LONGEST_LINE;
         let upto =
             if end { self.partial.len() } else { self.partial.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) };
         if upto == 0 {
