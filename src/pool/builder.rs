@@ -343,10 +343,10 @@ impl PoolBuilder {
     /// The token budget its workers share (GNU make's jobserver): each
     /// worker takes a token to run a chunk, and a task that waits for a
     /// pool of its own gives its token back while it waits. By default a
-    /// pool shares its process's budget: a top-level pool makes one of
-    /// `max(processes, cpu_count())` tokens, and every pool created inside
-    /// its tasks (and theirs) shares it, so nested pools never have more
-    /// busy workers than that in total (Python forbids pools inside pool
+    /// top-level pool makes a budget of `max(processes, cpu_count())`
+    /// tokens (independent pools do not hold each other back), and every
+    /// pool created inside its tasks (and theirs) shares it, so nested pools
+    /// never have more busy workers than that in total (Python forbids pools inside pool
     /// workers instead: "daemonic processes are not allowed to have
     /// children"). `Some(n)` gives this pool a budget of its own, of `n`
     /// tokens, that its nested pools share; `None` takes it out of any
@@ -514,8 +514,7 @@ impl PoolBuilder {
             memory_limit: self.memory_limit,
             track_usage: self.track_usage,
             forward_output: self.forward_output,
-            tokens: budget.as_ref().map(|(s, _)| s.clone()),
-            _lease: budget.and_then(|(_, lease)| lease).map(Arc::new),
+            tokens: budget,
             task_timeout: self.task_timeout,
             max_in_flight: self.max_in_flight.unwrap_or((processes * 64).max(256)),
             max_in_flight_bytes: self.max_in_flight_bytes.unwrap_or(DEFAULT_IN_FLIGHT_BYTES),

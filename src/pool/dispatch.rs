@@ -51,8 +51,6 @@ pub(crate) struct Config {
     pub(crate) tokens: Option<crate::synchronize::Semaphore>,
     /// Forward the workers' stdout and stderr, tagged, to the parent's.
     pub(crate) forward_output: bool,
-    /// Its lease on the process's shared budget.
-    pub(crate) _lease: Option<Arc<super::tokens::Lease>>,
     pub(crate) task_timeout: Option<Duration>,
     pub(crate) max_in_flight: usize,
     pub(crate) max_in_flight_bytes: usize,

@@ -6,10 +6,11 @@
 //! waits, so that the inner pool's workers can run (no deadlock when every
 //! outer task waits for inner work).
 //!
-//! A top-level pool makes the budget with `max(processes, cpu_count())`
+//! A top-level pool makes its budget with `max(processes, cpu_count())`
 //! tokens: its own workers are never held back, and pools nested inside
 //! them add no more busy workers. Its workers receive the semaphore with
-//! their configuration, and every pool they create shares it.
+//! their configuration, and every pool they create shares it. Independent
+//! top-level pools have budgets of their own.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,32 +31,12 @@ pub(crate) enum Tokens {
     Off,
 }
 
-/// This process's budget: the one its pool worker was given (kept for
-/// the worker's life), or the one a top-level pool made (kept while some
-/// pool uses it, so that no fd outlives the pools).
-static BUDGET: Mutex<Budget> = Mutex::new(Budget { semaphore: None, pools: 0, adopted: false });
+/// The budget this process's pool worker was given: the pools its tasks
+/// create share it. A process that is not a pool worker has none, and
+/// each of its pools makes its own (independent pools never hold each
+/// other back).
+static BUDGET: Mutex<Option<Semaphore>> = Mutex::new(None);
 
-struct Budget {
-    semaphore: Option<Semaphore>,
-    /// Pools of this process that use it.
-    pools: usize,
-    adopted: bool,
-}
-
-/// A pool's use of the shared budget: the budget goes when the last one
-/// does (unless this process is a worker that was given it).
-#[derive(Debug)]
-pub(crate) struct Lease(());
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        let mut b = budget();
-        b.pools = b.pools.saturating_sub(1);
-        if b.pools == 0 && !b.adopted {
-            b.semaphore = None;
-        }
-    }
-}
 /// Whether this process (a pool worker running a chunk) holds a token.
 static HOLDING: AtomicBool = AtomicBool::new(false);
 /// Where a worker mirrors `HOLDING` for its parent (a word of its status
@@ -76,39 +57,26 @@ pub(crate) fn forget_mirror() {
     MIRROR.clear();
 }
 
-fn budget() -> std::sync::MutexGuard<'static, Budget> {
+fn budget() -> std::sync::MutexGuard<'static, Option<Semaphore>> {
     BUDGET.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The semaphore a pool of `processes` workers gives its workers, and its
-/// lease on the shared budget.
-pub(crate) fn for_pool(tokens: Tokens, processes: usize) -> Result<Option<(Semaphore, Option<Lease>)>> {
+/// The semaphore a pool of `processes` workers gives its workers.
+pub(crate) fn for_pool(tokens: Tokens, processes: usize) -> Result<Option<Semaphore>> {
     match tokens {
         Tokens::Off => Ok(None),
-        Tokens::Own(n) => Ok(Some((Semaphore::new(n)?, None))),
-        Tokens::Shared => {
-            let mut b = budget();
-            let s = match &b.semaphore {
-                Some(s) => s.clone(),
-                None => {
-                    let n = processes.max(cpu_count()).min(u32::MAX as usize) as u32;
-                    let s = Semaphore::new(n)?;
-                    b.semaphore = Some(s.clone());
-                    s
-                }
-            };
-            b.pools += 1;
-            Ok(Some((s, Some(Lease(())))))
-        }
+        Tokens::Own(n) => Semaphore::new(n).map(Some),
+        Tokens::Shared => match budget().as_ref() {
+            Some(s) => Ok(Some(s.clone())),
+            None => Semaphore::new(processes.max(cpu_count()).min(u32::MAX as usize) as u32).map(Some),
+        },
     }
 }
 
 /// A pool worker takes on the budget it was given: the pools its tasks
 /// create share it.
 pub(crate) fn adopt(s: &Semaphore) {
-    let mut b = budget();
-    b.semaphore = Some(s.clone());
-    b.adopted = true;
+    *budget() = Some(s.clone());
 }
 
 /// A worker takes a token before a chunk (waiting for one).
@@ -133,7 +101,7 @@ pub(crate) fn lend() -> bool {
         return false;
     }
     set_holding(false);
-    match budget().semaphore.as_ref() {
+    match budget().as_ref() {
         Some(s) => s.release().is_ok(),
         None => false,
     }
@@ -142,7 +110,7 @@ pub(crate) fn lend() -> bool {
 /// After a wait that [`lend`] lent a token for: takes one again (waiting
 /// for it). Call it holding no lock that the pool's threads need.
 pub(crate) fn take_back() {
-    let s = budget().semaphore.clone();
+    let s = budget().clone();
     if let Some(s) = s {
         take(&s);
     }
