@@ -242,3 +242,22 @@ per_method! {
         check_forwarded(&String::from_utf8(out.stderr).unwrap(), "err", method);
     }
 }
+
+fn nap_ms(ms: u64) -> u64 {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    ms
+}
+
+per_method! {
+    fn a_worker_killed_holding_a_token_gives_it_back(method: StartMethod) {
+        // One token: if the killed worker's token were lost, nothing would
+        // run again.
+        let pool = Pool::builder().processes(1).start_method(method).tokens(Some(1)).build().unwrap();
+        let long = pool.apply_async(nap_ms, 60_000).unwrap();
+        // Wait until it runs (it holds the token then), then kill it.
+        assert!(common::wait_until(common::LONG, || pool.stats().running == 1));
+        assert!(long.kill());
+        assert_eq!(long.get_timeout(common::LONG).unwrap_err().kind(), ErrorKind::Cancelled);
+        assert_eq!(pool.apply_async(nap_ms, 1).unwrap().get_timeout(common::LONG).unwrap(), 1);
+    }
+}
