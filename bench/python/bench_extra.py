@@ -25,36 +25,30 @@ def wl_manager_batch():
     with ctx.Manager() as mgr:
         d = mgr.dict()
         items = {i: i for i in range(n)}
-
-        def update():
-            d.clear()
-            t0 = time.perf_counter()
-            d.update(items)
-            t1 = time.perf_counter()
-            assert len(d) == n
-            return t1 - t0
-
-        emit("manager_batch",
-             {"call": "dict.update", "items": n, "types": "int -> int",
-              "start_method": "fork"},
-             repeat(update), per_s(n), "items/s")
-
+        timed_batch(d.clear, lambda: d.update(items), lambda: len(d) == n,
+                    {"call": "dict.update", "items": n, "types": "int -> int"}, n)
         lst = mgr.list()
         values = list(range(n))
 
-        def extend():
+        def empty():
             del lst[:]
-            t0 = time.perf_counter()
-            lst.extend(values)
-            t1 = time.perf_counter()
-            assert len(lst) == n
-            return t1 - t0
+        timed_batch(empty, lambda: lst.extend(values), lambda: len(lst) == n,
+                    {"call": "list.extend", "items": n, "types": "int"}, n)
 
-        emit("manager_batch",
-             {"call": "list.extend", "items": n, "types": "int",
-              "start_method": "fork"},
-             repeat(extend), per_s(n), "items/s")
 
+def timed_batch(reset, call, check, params, n):
+    """Emits a manager_batch row: `call` timed alone, after `reset`,
+    checked by `check`."""
+    def once():
+        reset()
+        t0 = time.perf_counter()
+        call()
+        t1 = time.perf_counter()
+        assert check()
+        return t1 - t0
+
+    emit("manager_batch", dict(params, start_method="fork"),
+         repeat(once), per_s(n), "items/s")
 
 MPI_RANKS = 3
 MPI_CASES = [(5_000, 1), (1_000_000, 1000)]

@@ -208,3 +208,35 @@ impl<'de> Deserialize<'de> for Encoded {
         Ok(Encoded { bytes: bytes.0, fds: fds.into_iter().map(FdIn::into_fd).collect(), originals: Vec::new() })
     }
 }
+
+/// Declares `$name`, an owned fd that travels as a handle (its fd goes
+/// along, as the other handles' do): for fds that a parent hands its
+/// children inside a configuration. `$what` names it in errors.
+macro_rules! fd_newtype {
+    ($(#[$meta:meta])* $name:ident, $what:literal) => {
+        $(#[$meta])*
+        #[derive(Debug)]
+        pub(crate) struct $name(pub(crate) $crate::sys::OwnedFd);
+
+        impl $crate::codec::FdHandle for $name {
+            const WHAT: &'static str = $what;
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+                serde::Serialize::serialize(
+                    &$crate::codec::FdOut::<Self>::new($crate::sys::AsFd::as_fd(&self.0)),
+                    serializer,
+                )
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+                let handle = <$crate::codec::FdIn<Self> as serde::Deserialize>::deserialize(deserializer)?;
+                Ok($name(handle.into_fd()))
+            }
+        }
+    };
+}
+pub(crate) use fd_newtype;

@@ -19,7 +19,7 @@ mod plain;
 mod probe;
 mod sink;
 
-pub(crate) use fds::{Encoded, FdHandle, FdIn, FdOut, encode_with_fds, with_incoming};
+pub(crate) use fds::{Encoded, FdHandle, FdIn, FdOut, encode_with_fds, fd_newtype, with_incoming};
 pub(crate) use frame::HEADER;
 pub(crate) use frame::LEN_MASK;
 pub(crate) use frame::{

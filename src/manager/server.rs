@@ -275,14 +275,8 @@ impl Server {
             Request::Call { id, op, method, args } => {
                 let op = protocol::resolve(op)?;
                 let mut table = self.lock();
-                let entry = table.objects.get_mut(&id).ok_or_else(|| no_object(id))?;
-                let object = std::mem::replace(&mut entry.object, Box::new(()));
-                let mut slot = Slot { object: Some(object), reply: Ok(Vec::new()), would_block: false };
                 let mut freed = Vec::new();
-                let ran = run_recording(op, &args, method, &mut slot, &mut table, &mut freed);
-                if let (Some(object), Some(entry)) = (slot.object, table.objects.get_mut(&id)) {
-                    entry.object = object;
-                }
+                let (slot, ran) = run_on(&mut table, id, op, &args, method, &mut freed)?;
                 drop(table);
                 drop(freed);
                 self.changed.notify_all();
@@ -302,14 +296,8 @@ impl Server {
                 }
                 let mut table = self.lock();
                 loop {
-                    let entry = table.objects.get_mut(&id).ok_or_else(|| no_object(id))?;
-                    let object = std::mem::replace(&mut entry.object, Box::new(()));
-                    let mut slot = Slot { object: Some(object), reply: Ok(Vec::new()), would_block: false };
                     let mut freed = Vec::new();
-                    let ran = run_recording(op, &args, method, &mut slot, &mut table, &mut freed);
-                    if let (Some(object), Some(entry)) = (slot.object, table.objects.get_mut(&id)) {
-                        entry.object = object;
-                    }
+                    let (slot, ran) = run_on(&mut table, id, op, &args, method, &mut freed)?;
                     if !slot.would_block || ran.is_err() {
                         drop(table);
                         drop(freed);
@@ -385,6 +373,28 @@ impl Server {
 
 /// Runs `op` with the table locked, applying the reference changes its
 /// proxies made; a panic in it is that call's error.
+/// Runs `op` on object `id`: the object leaves the table for the call (so
+/// that the op may use the table, as a proxy inside it does) and goes back
+/// after it, unless the op dropped the object's last reference meanwhile.
+/// The slot (without the object) and how the op ended.
+fn run_on(
+    table: &mut Table,
+    id: u64,
+    op: protocol::Op,
+    args: &[u8],
+    method: u32,
+    freed: &mut Vec<Entry>,
+) -> Result<(Slot, Result<()>)> {
+    let entry = table.objects.get_mut(&id).ok_or_else(|| no_object(id))?;
+    let object = std::mem::replace(&mut entry.object, Box::new(()));
+    let mut slot = Slot { object: Some(object), reply: Ok(Vec::new()), would_block: false };
+    let ran = run_recording(op, args, method, &mut slot, table, freed);
+    if let (Some(object), Some(entry)) = (slot.object.take(), table.objects.get_mut(&id)) {
+        entry.object = object;
+    }
+    Ok((slot, ran))
+}
+
 fn run_recording(
     op: protocol::Op,
     args: &[u8],

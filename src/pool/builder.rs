@@ -407,9 +407,9 @@ impl PoolBuilder {
 
     /// Measures each task's CPU time and its worker's peak resident memory
     /// while it ran ([`AsyncResult::usage`](crate::AsyncResult::usage)), to
-    /// find the task that eats CPU or memory. It costs a few
-    /// microseconds per chunk (a clock read and a `/proc` read and write),
-    /// so it is off unless asked for.
+    /// find the task that eats CPU or memory. It adds work to every chunk
+    /// (two clock reads, and a write and a read of `/proc/self` files), so
+    /// it is off unless asked for.
     ///
     /// # Examples
     ///

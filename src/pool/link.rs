@@ -1,8 +1,8 @@
 //! The seam between the dispatcher and one worker: what the dispatcher
 //! needs of a worker's end, whatever carries it. A local worker is a child
 //! process (its control socket, its pidfd, signals, a status page shared
-//! with it); an MPI worker is a rank of the job (feature `mpi`), reached
-//! through a bridge socket that the MPI transport feeds (`crate::mpi`).
+//! with it); an MPI worker is a rank of the job (feature `mpi`), whose
+//! frames the MPI transport's threads carry (`crate::mpi`).
 //!
 //! The dispatcher, windows, chunk fates and results are the same code for
 //! both; only what a rank cannot do differs, and each such place asks the

@@ -11,31 +11,17 @@ use std::sync::{Condvar, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{FdHandle, FdIn, FdOut};
+use crate::codec;
 use crate::error::{Error, Result};
 use crate::runtime::registry;
 use crate::sys::{self, AsFd, AsRawFd, OwnedFd, PollFd, PollFlags};
 
-/// A pipe end a worker writes its output to, as it travels in the worker's
-/// configuration.
-#[derive(Debug)]
-pub(crate) struct OutputFd(OwnedFd);
-
-impl FdHandle for OutputFd {
-    const WHAT: &'static str = "a pool worker's output pipe";
-}
-
-impl Serialize for OutputFd {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        FdOut::<Self>::new(self.0.as_fd()).serialize(serializer)
-    }
-}
-
-impl<'de> Deserialize<'de> for OutputFd {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        Ok(OutputFd(FdIn::<Self>::deserialize(deserializer)?.into_fd()))
-    }
-}
+codec::fd_newtype!(
+    /// A pipe end a worker writes its output to, as it travels in the
+    /// worker's configuration.
+    OutputFd,
+    "a pool worker's output pipe"
+);
 
 /// The worker's ends: its stdout and its stderr.
 #[derive(Debug, Serialize, Deserialize)]

@@ -50,9 +50,7 @@ use std::io;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde::{Deserialize, Serialize};
-
-use crate::codec::{FdHandle, FdIn, FdOut, Sink};
+use crate::codec::{self, Sink};
 use crate::error::{Error, Result};
 use crate::runtime::registry;
 use crate::sys::{self, AsFd, AsRawFd, Mapping, OwnedFd, ShmVec};
@@ -305,25 +303,11 @@ impl Drop for StatusPage {
     }
 }
 
-/// A status page's fd on its way to the worker, inside its configuration.
-#[derive(Debug)]
-pub(crate) struct PageFd(OwnedFd);
-
-impl FdHandle for PageFd {
-    const WHAT: &'static str = "a pool worker's status page";
-}
-
-impl Serialize for PageFd {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        FdOut::<Self>::new(self.0.as_fd()).serialize(serializer)
-    }
-}
-
-impl<'de> Deserialize<'de> for PageFd {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        Ok(PageFd(FdIn::<Self>::deserialize(deserializer)?.into_fd()))
-    }
-}
+codec::fd_newtype!(
+    /// A status page's fd on its way to the worker, inside its configuration.
+    PageFd,
+    "a pool worker's status page"
+);
 
 /// The worker's side of its page: its result buffer, and the log of what
 /// it does, which it keeps in the header.

@@ -67,13 +67,7 @@ pub(crate) fn conjure<F, A, R>() -> F
 where
     F: Fn(A) -> R + Copy,
 {
-    let () = Nameable::<F>::CHECK;
-    // SAFETY: `F` is zero-sized (checked at compile time), so reading it
-    // through a dangling but aligned, non-null pointer touches no memory;
-    // as a fn item or captureless closure type it has no invariant beyond
-    // existing, and it is `Copy`, so this is no different from copying the
-    // value the caller named.
-    unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() }
+    value_of_fn_type()
 }
 
 /// Produces the one value of the zero-sized method type `F` (a fn item
@@ -84,10 +78,19 @@ pub(crate) fn conjure_method<F, T, A, R>() -> F
 where
     F: Fn(&mut T, A) -> R + Copy,
 {
+    value_of_fn_type()
+}
+
+/// The one value of `F`, which its callers' `Fn` bounds make a fn item, a
+/// captureless closure or a fn pointer, and the check below zero-sized:
+/// a fn item or a captureless closure.
+fn value_of_fn_type<F: Copy>() -> F {
     let () = Nameable::<F>::CHECK;
-    // SAFETY: as in `conjure`: `F` is zero-sized (checked at compile time),
-    // a fn item or captureless closure type with no invariant beyond
-    // existing, and `Copy`.
+    // SAFETY: `F` is zero-sized (checked at compile time), so reading it
+    // through a dangling but aligned, non-null pointer touches no memory;
+    // as a fn item or captureless closure type (every caller bounds it by
+    // `Fn`) it has no invariant beyond existing, and it is `Copy`, so this
+    // is no different from copying the value the caller named.
     unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() }
 }
 
