@@ -583,11 +583,31 @@ impl<'de> Deserialize<'de> for Error {
 pub(crate) struct RemoteError {
     pub(crate) kind: ErrorKind,
     pub(crate) message: String,
+    /// A `MemoryExceeded`'s limit and peak (the peak as 8 little-endian
+    /// bytes, last in the encoding, so that a signal handler can fill it
+    /// in a frame encoded beforehand).
+    pub(crate) memory: Option<(u64, [u8; 8])>,
+}
+
+impl RemoteError {
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        RemoteError { kind, message: message.into(), memory: None }
+    }
+
+    /// The error it stands for, its message given by the receiver.
+    pub(crate) fn into_error(self, message: String) -> Error {
+        let err = Error::new(self.kind, message);
+        match self.memory {
+            Some((limit, peak)) => err.with_memory(limit, u64::from_le_bytes(peak)),
+            None => err,
+        }
+    }
 }
 
 impl From<&Error> for RemoteError {
     fn from(err: &Error) -> Self {
-        RemoteError { kind: err.kind(), message: err.message().to_owned() }
+        let memory = err.memory().map(|(limit, peak)| (limit, peak.to_le_bytes()));
+        RemoteError { kind: err.kind(), message: err.message().to_owned(), memory }
     }
 }
 

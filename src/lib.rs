@@ -191,7 +191,9 @@ pub use pool::{
     AsCompleted, AsyncResult, Calls, Done, IMap, IMapUnordered, Pool, PoolBuilder, PoolStats, ReturnWhen, StarFn,
     TaskUsage, WorkerStats, as_completed, wait,
 };
-pub use process::{Child, ParentProcess, Process, ProcessInfo, active_children, current_process, parent_process};
+pub use process::{
+    Child, MemoryCap, ParentProcess, Process, ProcessInfo, active_children, current_process, parent_process,
+};
 pub use queue::{JoinableQueue, Queue, SimpleQueue};
 pub use shared_memory::SharedMemory;
 pub use synchronize::{

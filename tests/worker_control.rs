@@ -3,7 +3,7 @@
 
 mod common;
 
-use multiproc::{ErrorKind, Pool, StartMethod};
+use multiproc::{ErrorKind, MemoryCap, Pool, Process, StartMethod};
 
 /// This worker's pid and resident memory.
 fn pid_and_rss(_: ()) -> (u32, u64) {
@@ -59,30 +59,194 @@ fn allocate(mib: usize) -> usize {
     v.iter().step_by(4096).map(|&b| usize::from(b)).sum::<usize>() * 4096
 }
 
-per_method! {
-    fn a_task_over_memory_limit_fails_alone_with_memory_exceeded(method: StartMethod) {
-        let pool = Pool::builder().processes(2).start_method(method).memory_limit(128 << 20).build().unwrap();
-        let sizes = [8, 256, 16, 4, 32, 1];
-        let results: Vec<_> = sizes.iter().map(|&mib| pool.apply_async(allocate, mib).unwrap()).collect();
-        for (mib, r) in sizes.iter().zip(&results) {
-            match r.get_timeout(common::LONG) {
-                Ok(bytes) => assert_eq!(bytes, mib << 20, "{mib} MiB"),
-                Err(e) => {
-                    assert_eq!(*mib, 256, "only the 256 MiB task fails: {e}");
-                    assert_eq!(e.kind(), ErrorKind::MemoryExceeded, "{e}");
-                    let (limit, peak) = e.memory().unwrap();
-                    assert_eq!(limit, 128 << 20);
-                    assert!(peak > 0 && peak < 256 << 20, "{peak}");
-                    assert!(e.to_string().contains("memory_limit"), "{e}");
-                }
+/// A pool of 2 under a 128 MiB limit kept by `cap`: only the 256 MiB task
+/// fails, with `MemoryExceeded` naming the mechanism, and the pool goes on.
+fn only_the_task_over_the_limit_fails(method: StartMethod, cap: MemoryCap) {
+    let pool =
+        Pool::builder().processes(2).start_method(method).memory_limit(128 << 20).memory_cap(cap).build().unwrap();
+    let sizes = [8, 256, 16, 4, 32, 1];
+    let results: Vec<_> = sizes.iter().map(|&mib| pool.apply_async(allocate, mib).unwrap()).collect();
+    for (mib, r) in sizes.iter().zip(&results) {
+        match r.get_timeout(common::LONG) {
+            Ok(bytes) => assert_eq!(bytes, mib << 20, "{mib} MiB"),
+            Err(e) => {
+                assert_eq!(*mib, 256, "only the 256 MiB task fails: {e}");
+                assert_eq!(e.kind(), ErrorKind::MemoryExceeded, "{e}");
+                let (limit, peak) = e.memory().unwrap();
+                assert_eq!(limit, 128 << 20);
+                assert!(peak > 0 && peak < 256 << 20, "{peak}");
+                assert!(e.to_string().contains("memory_limit"), "{e}");
+                assert!(e.to_string().contains(mechanism_word(cap)), "{e}");
             }
         }
-        assert!(results[1].get_timeout(common::LONG).is_err() || !results[1].successful().unwrap_or(true));
-        // The pool goes on, in a fresh worker.
-        assert_eq!(pool.map(allocate, [2, 3]).unwrap(), [2 << 20, 3 << 20]);
-        let stats = pool.stats();
-        assert_eq!(stats.failed, 1, "{stats:?}");
     }
+    assert!(results[1].get_timeout(common::LONG).is_err());
+    // The pool goes on, in a fresh worker.
+    assert_eq!(pool.map(allocate, [2, 3]).unwrap(), [2 << 20, 3 << 20]);
+    let stats = pool.stats();
+    assert_eq!(stats.failed, 1, "{stats:?}");
+}
+
+/// The word a `MemoryExceeded` message uses for `cap`.
+fn mechanism_word(cap: MemoryCap) -> &'static str {
+    match cap {
+        MemoryCap::Cgroup => "cgroup",
+        MemoryCap::Rlimit => "RLIMIT_DATA",
+    }
+}
+
+/// Whether this machine lets the test process make memory cgroups; says
+/// so on stderr when it does not (the cgroup tests then check nothing).
+fn cgroups_here(test: &str) -> bool {
+    match MemoryCap::why_not_cgroup() {
+        None => true,
+        Some(why) => {
+            eprintln!("{test}: skipped, no memory cgroups here: {why}");
+            false
+        }
+    }
+}
+
+per_method! {
+    fn a_task_over_memory_limit_fails_alone_with_memory_exceeded(method: StartMethod) {
+        only_the_task_over_the_limit_fails(method, MemoryCap::Rlimit);
+    }
+}
+
+per_method! {
+    fn a_task_over_a_cgroup_memory_limit_fails_alone_with_memory_exceeded(method: StartMethod) {
+        if cgroups_here("cgroup memory_limit") {
+            only_the_task_over_the_limit_fails(method, MemoryCap::Cgroup);
+        }
+    }
+}
+
+/// The memory cgroups this process made and has not removed.
+fn own_groups() -> Vec<std::path::PathBuf> {
+    let prefix = format!("multiproc-{}-", std::process::id());
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let mut dirs = Vec::new();
+    for line in own.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+        let path = path.trim_start_matches('/');
+        if controllers.split(',').any(|c| c == "memory") {
+            dirs.push(std::path::Path::new("/sys/fs/cgroup/memory").join(path));
+        }
+        if controllers.is_empty() {
+            dirs.push(std::path::Path::new("/sys/fs/cgroup").join(path));
+            dirs.push(std::path::Path::new("/sys/fs/cgroup/unified").join(path));
+        }
+    }
+    dirs.iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect()
+}
+
+/// In a child of its own (so that no other test's groups are counted): a
+/// pool with cgroup limits, one task killed at its limit, and then, once
+/// the pool is gone, no group of this process is left.
+fn groups_left_after_a_pool(method: StartMethod) -> (usize, usize, usize) {
+    let pool = Pool::builder()
+        .processes(2)
+        .start_method(method)
+        .memory_limit(64 << 20)
+        .memory_cap(MemoryCap::Cgroup)
+        .build()
+        .unwrap();
+    assert_eq!(pool.map(allocate, [1, 2]).unwrap(), [1 << 20, 2 << 20]);
+    let during = own_groups().len();
+    assert_eq!(pool.apply(allocate, 256).unwrap_err().kind(), ErrorKind::MemoryExceeded);
+    assert_eq!(pool.apply(allocate, 1).unwrap(), 1 << 20);
+    pool.close();
+    pool.join().unwrap();
+    let after_join = own_groups().len();
+    drop(pool);
+    (during, after_join, own_groups().len())
+}
+
+per_method! {
+    fn memory_cgroups_are_removed_with_their_workers(method: StartMethod) {
+        if cgroups_here("cgroup removal") {
+            let child = Process::new(groups_left_after_a_pool, method).start().unwrap();
+            let (during, after_join, after_drop) = child.join_timeout(common::LONG).unwrap();
+            assert_eq!(during, 2, "one group per live worker");
+            assert_eq!((after_join, after_drop), (0, 0), "no group outlives its worker");
+        }
+    }
+}
+
+/// A `Process` with a memory_limit kept by `cap`: under it the target
+/// returns; over it `join` fails with `MemoryExceeded` (exit code 1 under
+/// RLIMIT_DATA, as Python's child after a MemoryError; −9 from a cgroup's
+/// OOM killer).
+fn a_process_over_its_limit(method: StartMethod, cap: MemoryCap) {
+    let small = Process::new(allocate, 8).start_method(method).memory_limit(64 << 20).memory_cap(cap).start().unwrap();
+    assert_eq!(small.join_timeout(common::LONG).unwrap(), 8 << 20);
+    let big = Process::new(allocate, 256).start_method(method).memory_limit(64 << 20).memory_cap(cap).start().unwrap();
+    let e = big.join_timeout(common::LONG).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::MemoryExceeded, "{e}");
+    let (limit, peak) = e.memory().unwrap();
+    assert_eq!(limit, 64 << 20);
+    assert!(peak > 0 && peak < 256 << 20, "{peak}");
+    assert!(e.to_string().contains(mechanism_word(cap)), "{e}");
+    let code = if cap == MemoryCap::Rlimit { 1 } else { -9 };
+    assert_eq!((e.exitcode(), big.exitcode()), (Some(code), Some(code)), "{e}");
+}
+
+per_method! {
+    fn a_process_over_its_rlimit_fails_with_memory_exceeded(method: StartMethod) {
+        a_process_over_its_limit(method, MemoryCap::Rlimit);
+    }
+}
+
+per_method! {
+    fn a_process_over_its_cgroup_limit_fails_with_memory_exceeded(method: StartMethod) {
+        if cgroups_here("process cgroup limit") {
+            a_process_over_its_limit(method, MemoryCap::Cgroup);
+        }
+    }
+}
+
+per_method! {
+    fn max_memory_per_child_reads_the_workers_cgroup(method: StartMethod) {
+        if cgroups_here("max_memory_per_child in a cgroup") {
+            // In a group of its own a worker's use counts from its start,
+            // so the soft cap needs no baseline.
+            let pool = Pool::builder()
+                .processes(1)
+                .start_method(method)
+                .memory_limit(512 << 20)
+                .memory_cap(MemoryCap::Cgroup)
+                .max_memory_per_child(32 << 20)
+                .build()
+                .unwrap();
+            let (first, _) = pool.apply(pid_and_rss, ()).unwrap();
+            assert_eq!(pool.apply(pid_and_rss, ()).unwrap().0, first, "under the cap, the worker stays");
+            assert_eq!(pool.apply(hog, 64).unwrap(), first);
+            assert_ne!(pool.apply(pid_and_rss, ()).unwrap().0, first, "the worker over the cap was replaced");
+            assert_eq!(pool.stats().failed, 0);
+        }
+    }
+}
+
+#[test]
+fn a_zero_process_memory_limit_is_refused() {
+    let err = Process::new(allocate, 1).memory_limit(0).start().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+}
+
+#[test]
+fn the_detected_mechanism_is_the_default() {
+    let cap = MemoryCap::detect();
+    assert_eq!(cap == MemoryCap::Cgroup, MemoryCap::why_not_cgroup().is_none());
+    let pool = Pool::builder().processes(1).memory_limit(64 << 20).build().unwrap();
+    let e = pool.apply(allocate, 256).unwrap_err();
+    assert!(e.to_string().contains(mechanism_word(cap)), "{e}");
 }
 
 #[test]

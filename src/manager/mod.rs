@@ -290,7 +290,7 @@ impl Manager {
         let started = if mine.poll(Some(START_LIMIT))? {
             mine.recv::<std::result::Result<String, RemoteError>>().map_err(protocol::gone)?
         } else {
-            Err(RemoteError { kind: ErrorKind::Timeout, message: "the manager's server did not start".into() })
+            Err(RemoteError::new(ErrorKind::Timeout, "the manager's server did not start"))
         };
         let address = match started {
             Ok(bound) => bound,

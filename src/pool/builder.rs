@@ -10,6 +10,7 @@ use super::tokens;
 use crate::codec;
 use crate::context::{Context, StartMethod, cpu_count, get_start_method};
 use crate::error::{Error, ErrorKind, Result};
+use crate::process::MemoryCap;
 use crate::runtime::{Task, TaskId};
 use crate::target::{Message, Target};
 
@@ -49,6 +50,7 @@ pub struct PoolBuilder {
     max_tasks: Option<u64>,
     max_memory: Option<u64>,
     memory_limit: Option<u64>,
+    memory_cap: Option<MemoryCap>,
     track_usage: bool,
     forward_output: bool,
     tokens: tokens::Tokens,
@@ -67,6 +69,7 @@ impl fmt::Debug for PoolBuilder {
             .field("maxtasksperchild", &self.max_tasks)
             .field("max_memory_per_child", &self.max_memory)
             .field("memory_limit", &self.memory_limit)
+            .field("memory_cap", &self.memory_cap)
             .field("track_usage", &self.track_usage)
             .field("forward_output", &self.forward_output)
             .field("tokens", &self.tokens)
@@ -87,6 +90,7 @@ impl PoolBuilder {
             max_tasks: None,
             max_memory: None,
             memory_limit: None,
+            memory_cap: None,
             track_usage: false,
             forward_output: false,
             tokens: tokens::Tokens::Shared,
@@ -188,17 +192,20 @@ impl PoolBuilder {
     /// worker's peak), its worker is replaced, and the other tasks go on
     /// (Ray's and Dask's memory-based worker kills, per task).
     ///
-    /// The mechanism is `RLIMIT_DATA` (heap and private mappings, Linux 4.7
-    /// and later): the allocator gets `ENOMEM`, Rust aborts the worker, and
-    /// the worker's abort handler notes it in its status page so that the
-    /// pool can tell it from any other crash. It counts from the worker's
-    /// size at start, because a fork child starts with its parent's heap.
-    /// Such workers run with `RUST_BACKTRACE=0`: a backtrace printed on the
-    /// refused allocation would hide its cause (the task would then fail
-    /// with `WorkerLost`, its message naming the likely cause).
-    /// Memory outside the data limit (files mapped shared, `SharedMemory`)
-    /// is not capped. Per-worker cgroups (memory.max, which would also cap
-    /// page cache and shared pages) are not used yet.
+    /// The mechanism is [`MemoryCap::detect`]'s unless
+    /// [`memory_cap`](PoolBuilder::memory_cap) chooses: a memory cgroup of
+    /// its own per worker where this process may make one (the kernel's
+    /// OOM killer ends the worker, and the group's `oom_kill` count tells
+    /// the pool why), else `RLIMIT_DATA` (the allocator gets `ENOMEM`, Rust
+    /// aborts the worker, and the worker's abort handler notes it in its
+    /// status page so that the pool can tell it from any other crash). The
+    /// error's message names the mechanism. Either way the limit counts
+    /// from the worker's start, because a fork child starts with its
+    /// parent's heap. Under `RLIMIT_DATA`, workers run with
+    /// `RUST_BACKTRACE=0` (a backtrace printed on the refused allocation
+    /// would hide its cause) and memory outside the data limit (files
+    /// mapped shared, `SharedMemory`) is not capped. MPI ranks always use
+    /// `RLIMIT_DATA`.
     ///
     /// # Examples
     ///
@@ -214,6 +221,28 @@ impl PoolBuilder {
     #[doc(alias("RLIMIT_DATA", "memory.max", "MemoryError"))]
     pub fn memory_limit(mut self, bytes: u64) -> Self {
         self.memory_limit = Some(bytes);
+        self
+    }
+
+    /// The mechanism behind [`memory_limit`](PoolBuilder::memory_limit);
+    /// the default is [`MemoryCap::detect`]. Asking for
+    /// [`MemoryCap::Cgroup`] where this process cannot make cgroups makes
+    /// `build()` fail with [`ErrorKind::Unsupported`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{ErrorKind, MemoryCap, Pool};
+    /// fn hog(mib: usize) -> usize { vec![1u8; mib << 20].len() }
+    /// let pool = Pool::builder().processes(1).memory_limit(64 << 20).memory_cap(MemoryCap::Rlimit).build()?;
+    /// let err = pool.apply(hog, 256).unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::MemoryExceeded);
+    /// assert!(err.to_string().contains("RLIMIT_DATA"));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias("cgroup", "RLIMIT_DATA"))]
+    pub fn memory_cap(mut self, cap: MemoryCap) -> Self {
+        self.memory_cap = Some(cap);
         self
     }
 
@@ -500,10 +529,13 @@ impl PoolBuilder {
             return Err(zero_timeout());
         }
         let initializer = self.initializer.transpose()?;
-        let budget = match self.backend {
-            Backend::Local => tokens::for_pool(self.tokens, processes)?,
+        let (budget, memory_cap) = match self.backend {
+            Backend::Local => {
+                let cap = self.memory_limit.map(|_| MemoryCap::resolve(self.memory_cap)).transpose()?;
+                (tokens::for_pool(self.tokens, processes)?, cap.unwrap_or(MemoryCap::Rlimit))
+            }
             #[cfg(feature = "mpi")]
-            Backend::Mpi => None,
+            Backend::Mpi => (None, MemoryCap::Rlimit),
         };
         let config = Config {
             processes,
@@ -512,6 +544,7 @@ impl PoolBuilder {
             max_tasks: self.max_tasks,
             max_memory: self.max_memory,
             memory_limit: self.memory_limit,
+            memory_cap,
             track_usage: self.track_usage,
             forward_output: self.forward_output,
             tokens: budget,

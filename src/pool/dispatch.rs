@@ -33,7 +33,7 @@ use super::worker::{self, WorkerConfig};
 use crate::codec::{self, Frame};
 use crate::context::StartMethod;
 use crate::error::{Error, ErrorKind, RemoteError, Result};
-use crate::process::Process;
+use crate::process::{MemoryCap, Process};
 use crate::runtime::{TaskId, registry};
 use crate::sys::{self, AsFd, AsRawFd, OwnedFd, PollFd, PollFlags};
 
@@ -46,6 +46,8 @@ pub(crate) struct Config {
     pub(crate) max_tasks: Option<u64>,
     pub(crate) max_memory: Option<u64>,
     pub(crate) memory_limit: Option<u64>,
+    /// How `memory_limit` is kept (`Rlimit` when there is none).
+    pub(crate) memory_cap: MemoryCap,
     pub(crate) track_usage: bool,
     /// The token budget its workers share with nested pools.
     pub(crate) tokens: Option<crate::synchronize::Semaphore>,
@@ -546,11 +548,14 @@ impl Dispatch {
                     }
                     false => (None, None),
                 };
+                // A cgroup is made and joined as for any Process; the
+                // worker itself keeps an RLIMIT_DATA limit.
+                let cgroup = config.memory_limit.filter(|_| config.memory_cap == MemoryCap::Cgroup);
                 let cfg = WorkerConfig {
                     initializer,
                     max_tasks: config.max_tasks,
                     max_memory: config.max_memory,
-                    memory_limit: config.memory_limit,
+                    memory_limit: config.memory_limit.filter(|_| cgroup.is_none()),
                     track_usage: config.track_usage,
                     tokens: config.tokens.clone(),
                     output: ends,
@@ -558,7 +563,9 @@ impl Dispatch {
                 };
                 let mut process =
                     Process::new(worker::serve, cfg).name(name.clone()).daemon(true).start_method(config.method);
-                if config.memory_limit.is_some() {
+                if let Some(limit) = cgroup {
+                    process = process.memory_limit(limit).memory_cap(MemoryCap::Cgroup);
+                } else if config.memory_limit.is_some() {
                     // Rust prints a backtrace on a refused allocation when
                     // asked to, and that work overwrites the ENOMEM that
                     // tells the worker's abort handler what happened.

@@ -104,6 +104,16 @@ impl Link {
         }
     }
 
+    /// The limit and peak of a worker that its memory cgroup's OOM killer
+    /// ended (a rank has no cgroup of ours).
+    pub(crate) fn memory_kill(&self, status: Option<ExitStatus>) -> Option<(u64, u64)> {
+        match self {
+            Link::Process(c) => c.memory_kill(status),
+            #[cfg(feature = "mpi")]
+            Link::Rank(_) => None,
+        }
+    }
+
     /// Its exit status, once it has ended.
     pub(crate) fn poll_status(&self) -> Result<Option<ExitStatus>> {
         match self {

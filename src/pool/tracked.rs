@@ -26,6 +26,7 @@ use super::status::{self, Progress, StatusPage};
 use super::wire;
 use crate::codec::{self, Frame, FrameStream};
 use crate::error::{Error, ErrorKind};
+use crate::process::MemoryCap;
 use crate::sys::{self, ExitStatus};
 
 /// Queued work a worker is given, in its own time.
@@ -661,20 +662,16 @@ impl Worker {
         let code = status.and_then(ExitStatus::exitcode);
         let aborted = matches!(status, Some(ExitStatus::Signal(s)) if s == sys::SIGABRT);
         let memory = self.page().memory_note().filter(|_| aborted);
-        if let Some((limit, peak)) = memory.filter(|&(_, peak)| peak > 0) {
-            return Error::new(
-                ErrorKind::MemoryExceeded,
-                format!(
-                    "the task went over the pool's memory_limit of {limit} bytes (an allocation was refused; its \
-                     worker '{}', pid {}, peaked at {peak} bytes resident) and failed alone; the worker was \
-                     replaced. Raise memory_limit, or make the task use less",
-                    self.link.name(),
-                    self.link.pid()
-                ),
-            )
-            .with_memory(limit, peak)
-            .with_pid(self.link.pid() as u32)
-            .with_exitcode(code);
+        let exceeded = match self.link.memory_kill(status) {
+            Some((limit, peak)) => Some((limit, peak, MemoryCap::Cgroup)),
+            None => memory.filter(|&(_, peak)| peak > 0).map(|(limit, peak)| (limit, peak, MemoryCap::Rlimit)),
+        };
+        if let Some((limit, peak, cap)) = exceeded {
+            let who = format!("the task (in pool worker '{}', pid {})", self.link.name(), self.link.pid());
+            let then = "it failed alone, and a new worker took its place";
+            return crate::process::memory_exceeded(&who, limit, peak, cap, then)
+                .with_pid(self.link.pid() as u32)
+                .with_exitcode(code);
         }
         let how = match status {
             // A limit, but the handler could not tell (a backtrace printed

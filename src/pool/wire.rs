@@ -468,7 +468,7 @@ impl<'a> Outcomes<'a> {
 /// The `INIT_FAILED` frame for an initializer that failed.
 pub(crate) fn init_failed(failure: &Failure) -> Vec<u8> {
     let err = match failure {
-        Failure::Panic(p) => RemoteError { kind: ErrorKind::Panicked, message: format!("the pool's initializer {p}") },
+        Failure::Panic(p) => RemoteError::new(ErrorKind::Panicked, format!("the pool's initializer {p}")),
         Failure::Error(e) => RemoteError::from(e),
     };
     codec::frame_of(INIT_FAILED, &err, "an error").expect("a RemoteError always serializes")

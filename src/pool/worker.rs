@@ -279,9 +279,13 @@ impl Drop for MemoryLimit {
     }
 }
 
-/// Whether this process's resident memory is above `cap`.
+/// Whether this process's memory is above `cap`: what its memory cgroup
+/// holds, if it has one, else its resident memory.
 fn over_memory(cap: Option<u64>) -> bool {
-    cap.is_some_and(|cap| sys::rss_of(sys::getpid()).is_some_and(|rss| rss > cap))
+    cap.is_some_and(|cap| {
+        let used = runtime::own_memory_group().and_then(|g| sys::memory_group_usage(&g));
+        used.or_else(|| sys::rss_of(sys::getpid())).is_some_and(|bytes| bytes > cap)
+    })
 }
 
 /// Runs the initializer; its failure (panic or error) comes back.

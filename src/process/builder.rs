@@ -10,6 +10,7 @@ use crate::codec;
 use crate::context::{StartMethod, get_start_method};
 use crate::error::{Error, ErrorKind, Result};
 use crate::process::handle::Child;
+use crate::process::{MemoryCap, MemoryPlan};
 use crate::runtime::{self, ChildRecord, Launch, Task};
 use crate::target::{Message, Target};
 
@@ -75,6 +76,8 @@ pub struct Process<A, R> {
     daemon: Option<bool>,
     method: Option<StartMethod>,
     env: Vec<(OsString, OsString)>,
+    memory_limit: Option<u64>,
+    memory_cap: Option<MemoryCap>,
     _result: PhantomData<fn() -> R>,
 }
 
@@ -86,6 +89,8 @@ impl<A, R> fmt::Debug for Process<A, R> {
             .field("daemon", &self.daemon)
             .field("start_method", &self.method)
             .field("env", &self.env)
+            .field("memory_limit", &self.memory_limit)
+            .field("memory_cap", &self.memory_cap)
             .finish_non_exhaustive()
     }
 }
@@ -110,6 +115,8 @@ impl<A: Message, R: Message> Process<A, R> {
             daemon: None,
             method: None,
             env: Vec::new(),
+            memory_limit: None,
+            memory_cap: None,
             _result: PhantomData,
         }
     }
@@ -209,6 +216,52 @@ impl<A: Message, R: Message> Process<A, R> {
         self
     }
 
+    /// A hard cap on the child's memory: `bytes` more than it holds when it
+    /// starts. Going past it ends the child, and [`Child::join`] fails with
+    /// [`ErrorKind::MemoryExceeded`] ([`Error::memory`] has the limit and
+    /// the peak) instead of a generic crash. The mechanism is a memory
+    /// cgroup of the child's own where this process may make one, else
+    /// `RLIMIT_DATA` ([`MemoryCap`] says which and how each behaves; choose
+    /// with [`memory_cap`](Process::memory_cap)). Under `RLIMIT_DATA` the
+    /// child exits with code 1, as Python's does after a `MemoryError`;
+    /// under a cgroup the OOM killer ends it (exit code −9).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{ErrorKind, Process};
+    /// fn hog(mib: usize) -> usize { vec![1u8; mib << 20].len() }
+    /// let child = Process::new(hog, 256).memory_limit(64 << 20).start()?;
+    /// let err = child.join().unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::MemoryExceeded);
+    /// assert_eq!(err.memory().unwrap().0, 64 << 20);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias("RLIMIT_DATA", "memory.max", "MemoryError", "ulimit"))]
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.memory_limit = Some(bytes);
+        self
+    }
+
+    /// The mechanism behind [`memory_limit`](Process::memory_limit); the
+    /// default is [`MemoryCap::detect`]. Asking for
+    /// [`MemoryCap::Cgroup`] where this process cannot make cgroups makes
+    /// `start()` fail with [`ErrorKind::Unsupported`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{MemoryCap, Process};
+    /// fn small(_: ()) -> u8 { 7 }
+    /// let child = Process::new(small, ()).memory_limit(64 << 20).memory_cap(MemoryCap::Rlimit).start()?;
+    /// assert_eq!(child.join()?, 7);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn memory_cap(mut self, cap: MemoryCap) -> Self {
+        self.memory_cap = Some(cap);
+        self
+    }
+
     /// Starts the process. The argument is serialized first, so a value
     /// that cannot be serialized fails here and no process is created.
     ///
@@ -242,11 +295,25 @@ impl<A: Message, R: Message> Process<A, R> {
 
     /// Encodes the argument (`what`, for errors) and starts the process;
     /// `exclusive`: the caller owns the control socket.
-    fn launch(self, what: &str, exclusive: bool) -> Result<Arc<ChildRecord>> {
+    fn launch(mut self, what: &str, exclusive: bool) -> Result<Arc<ChildRecord>> {
         check_env(&self.env)?;
+        if self.memory_limit == Some(0) {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "memory_limit must be at least 1 byte; leave it unset for a child without a cap",
+            ));
+        }
         let method = self.method.unwrap_or_else(get_start_method);
         let arg = codec::encode_with_fds(&self.arg, what)?;
         codec::check_len(arg.bytes.len() as u64, codec::max_frame_size(), &format!("{what}, encoded,"))?;
+        let memory = self.memory_limit.map(|limit| MemoryPlan::new(limit, self.memory_cap)).transpose()?;
+        if memory.as_ref().is_some_and(|m| m.cap() == MemoryCap::Rlimit) {
+            // Rust prints a backtrace on a refused allocation when asked
+            // to, and that work overwrites the ENOMEM that tells the
+            // child's abort handler what happened.
+            self.env.push(("RUST_BACKTRACE".into(), "0".into()));
+            self.env.push(("RUST_LIB_BACKTRACE".into(), "0".into()));
+        }
         runtime::launch(Launch {
             task: self.task,
             arg: &arg,
@@ -255,6 +322,7 @@ impl<A: Message, R: Message> Process<A, R> {
             method,
             env: &self.env,
             exclusive,
+            memory,
         })
     }
 }

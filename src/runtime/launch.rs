@@ -13,6 +13,7 @@ use super::{forkserver, registry};
 use crate::codec;
 use crate::context::StartMethod;
 use crate::error::{Error, Result};
+use crate::process::MemoryPlan;
 use crate::sys::{self, AsFd, Environ, Forked, OwnedFd};
 
 /// Everything needed to start one child.
@@ -26,16 +27,25 @@ pub(crate) struct Launch<'a> {
     pub(crate) env: &'a [(OsString, OsString)],
     /// The caller reads the control socket itself (a pool worker).
     pub(crate) exclusive: bool,
+    /// The child's hard memory limit, and the cgroup made for it.
+    pub(crate) memory: Option<MemoryPlan>,
 }
 
 /// Starts the child and records it in the registry.
-pub(crate) fn launch(l: Launch<'_>) -> Result<Arc<ChildRecord>> {
+pub(crate) fn launch(mut l: Launch<'_>) -> Result<Arc<ChildRecord>> {
     serve::install_panic_hook();
-    match l.method {
+    // The record keeps the child's group until the child has been waited
+    // for (if the start fails, the group goes now).
+    let group = l.memory.as_mut().and_then(|m| m.group.take());
+    let child = match l.method {
         StartMethod::Fork => fork(l),
         StartMethod::Spawn => spawn(l),
         StartMethod::ForkServer => via_server(l),
+    }?;
+    if let Some(group) = group {
+        child.keep_memory_group(group);
     }
+    Ok(child)
 }
 
 fn env_bytes(env: &[(OsString, OsString)]) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -63,7 +73,7 @@ fn fork(l: Launch<'_>) -> Result<Arc<ChildRecord>> {
     let _ = err.flush();
     sys::flush_c_stdio();
     let mut reg = registry::lock();
-    let info = reg.next_child_info(l.name, l.daemon, StartMethod::Fork, Vec::new());
+    let info = reg.next_child_info(l.name, l.daemon, StartMethod::Fork, Vec::new()).with_memory(l.memory.as_ref());
     let (parent_end, child_end) = socketpair()?;
     match sys::fork().map_err(|e| Error::io("fork()", e))? {
         Forked::Child => {
@@ -97,7 +107,9 @@ fn fork(l: Launch<'_>) -> Result<Arc<ChildRecord>> {
 }
 
 fn spawn(l: Launch<'_>) -> Result<Arc<ChildRecord>> {
-    let info = registry::lock().next_child_info(l.name, l.daemon, StartMethod::Spawn, Vec::new());
+    let info = registry::lock()
+        .next_child_info(l.name, l.daemon, StartMethod::Spawn, Vec::new())
+        .with_memory(l.memory.as_ref());
     let frame = serve::task_frame(l.task, &info, &l.arg.bytes)?;
     let _window = registry::fd_window();
     let child = exec_child(&info, l.env, l.exclusive)?;
@@ -107,7 +119,9 @@ fn spawn(l: Launch<'_>) -> Result<Arc<ChildRecord>> {
 }
 
 fn via_server(l: Launch<'_>) -> Result<Arc<ChildRecord>> {
-    let info = registry::lock().next_child_info(l.name, l.daemon, StartMethod::ForkServer, env_bytes(l.env));
+    let info = registry::lock()
+        .next_child_info(l.name, l.daemon, StartMethod::ForkServer, env_bytes(l.env))
+        .with_memory(l.memory.as_ref());
     let frame = serve::task_frame(l.task, &info, &l.arg.bytes)?;
     // Handles need their fds sent on the control socket with the frame.
     let inline = frame.len() <= forkserver::INLINE_TASK && l.arg.fds.is_empty();

@@ -69,7 +69,7 @@ pub(crate) use reaper::adopt;
 pub(crate) use record::ChildRecord;
 #[cfg(feature = "mpi")]
 pub(crate) use serve::install_panic_hook;
-pub(crate) use serve::{Failure, catch_panic, finish, quiet_panics};
+pub(crate) use serve::{Failure, catch_panic, finish, own_memory_group, quiet_panics};
 pub(crate) use task::{Task, TaskId};
 #[cfg(feature = "mpi")]
 pub(crate) use trampoline::fingerprint;

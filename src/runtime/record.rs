@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use super::serve::ChildInfo;
 use crate::codec::{self, Frame, FrameReader, ReadOutcome, kind};
 use crate::error::{Error, ErrorKind, PanicInfo, RemoteError, Result};
+use crate::process::MemoryCap;
 use crate::sys::{self, AsFd, AsRawFd, BorrowedFd, ExitStatus, OwnedFd, PollFd, PollFlags, RawFd};
 
 /// How the parent learns that a child ended.
@@ -44,6 +45,9 @@ pub(crate) struct ChildRecord {
     /// The control socket belongs to someone else (a pool's dispatcher):
     /// never read it here, only reap.
     exclusive: bool,
+    /// The memory cgroup made for the child, if it has one: read when it
+    /// has ended, removed with the record.
+    memory_group: std::sync::OnceLock<sys::MemoryGroup>,
 }
 
 #[derive(Debug)]
@@ -90,7 +94,21 @@ impl ChildRecord {
             }),
             detached: AtomicBool::new(false),
             exclusive,
+            memory_group: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Keeps the child's memory group until the record goes.
+    pub(crate) fn keep_memory_group(&self, group: sys::MemoryGroup) {
+        let _ = self.memory_group.set(group);
+    }
+
+    /// The limit and peak of a child that its memory group's OOM killer
+    /// ended (with its status `status`), if that is how it ended.
+    pub(crate) fn memory_kill(&self, status: Option<ExitStatus>) -> Option<(u64, u64)> {
+        let group = self.memory_group.get()?;
+        let killed = matches!(status, Some(ExitStatus::Signal(s)) if s == sys::SIGKILL);
+        (killed && group.oom_kills() > 0).then(|| (group.limit(), group.peak().unwrap_or(group.limit())))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -366,11 +384,12 @@ impl ChildRecord {
             }
             kind::ERROR => {
                 let remote: RemoteError = codec::decode(&frame.payload, "an error report")?;
-                Err(Error::new(
-                    remote.kind,
-                    format!("in process '{}' (pid {}): {}", self.name, self.pid, remote.message),
-                )
-                .with_exitcode(code))
+                if let Some((limit, peak)) = remote.memory {
+                    let then = format!("it exited with code {}", code.unwrap_or(1));
+                    return Err(self.over_memory(limit, u64::from_le_bytes(peak), MemoryCap::Rlimit, &then, code));
+                }
+                let message = format!("in process '{}' (pid {}): {}", self.name, self.pid, remote.message);
+                Err(remote.into_error(message).with_exitcode(code))
             }
             other => Err(Error::new(
                 ErrorKind::Protocol,
@@ -380,7 +399,16 @@ impl ChildRecord {
         }
     }
 
+    /// The `MemoryExceeded` error of this child.
+    fn over_memory(&self, limit: u64, peak: u64, cap: MemoryCap, then: &str, code: Option<i32>) -> Error {
+        let who = format!("process '{}' (pid {})", self.name, self.pid);
+        crate::process::memory_exceeded(&who, limit, peak, cap, then).with_exitcode(code)
+    }
+
     fn ended_without_reply(&self, status: ExitStatus) -> Error {
+        if let Some((limit, peak)) = self.memory_kill(Some(status)) {
+            return self.over_memory(limit, peak, MemoryCap::Cgroup, "it was killed by SIGKILL", status.exitcode());
+        }
         match status {
             ExitStatus::Code(code) => Error::new(
                 ErrorKind::Exited,

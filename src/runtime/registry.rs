@@ -101,6 +101,7 @@ impl Registry {
             start_method,
             default_method: crate::context::default_start_method(),
             env,
+            memory: None,
         }
     }
 

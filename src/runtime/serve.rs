@@ -13,6 +13,7 @@ use super::trampoline::{self, Trampoline};
 use crate::codec::{self, FrameBuf, kind};
 use crate::context::StartMethod;
 use crate::error::{Error, ErrorKind, PanicInfo, RemoteError, Result};
+use crate::process::{ChildMemory, MemoryPlan};
 use crate::sys::{self, AsFd, AsRawFd, OwnedFd};
 
 /// Who a child is, as its parent describes it.
@@ -32,6 +33,15 @@ pub(crate) struct ChildInfo {
     /// Environment additions the child applies to itself (fork and fork
     /// server; a spawned child gets them from `execve`).
     pub(crate) env: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The child's hard memory limit, if it has one.
+    pub(crate) memory: Option<ChildMemory>,
+}
+
+impl ChildInfo {
+    pub(crate) fn with_memory(mut self, plan: Option<&MemoryPlan>) -> Self {
+        self.memory = plan.map(|p| p.child.clone());
+        self
+    }
 }
 
 /// The first thing a re-exec'd or fork-server child reads.
@@ -121,6 +131,28 @@ pub(crate) fn serve(control: OwnedFd, inline: Option<&[u8]>) -> ! {
     run(control, header.info, environ, call, arg, fds)
 }
 
+/// Puts this child under its memory limit: into the cgroup made for it,
+/// or under `RLIMIT_DATA` with a refused allocation answered on `control`
+/// by a `MemoryExceeded` reply (and exit code 1, as Python's child after
+/// a `MemoryError`).
+fn limit_memory(memory: &ChildMemory, control: &OwnedFd) -> Result<()> {
+    if let Some(group) = &memory.group {
+        return sys::join_memory_group(group).map_err(|e| Error::io("joining the child's memory cgroup", e));
+    }
+    sys::limit_data_growth(memory.limit).map_err(|e| Error::io("setting the child's memory_limit (RLIMIT_DATA)", e))?;
+    // Encoded now, with room at its end for the peak, which the abort
+    // handler fills in.
+    let mut report = RemoteError::new(ErrorKind::MemoryExceeded, "memory_limit");
+    report.memory = Some((memory.limit, [0; 8]));
+    sys::reply_on_out_of_memory(control.as_raw_fd(), error_frame_of(&report));
+    Ok(())
+}
+
+/// The memory cgroup this process was put in at its start, if any.
+pub(crate) fn own_memory_group() -> Option<std::path::PathBuf> {
+    registry::lock().current.as_ref()?.memory.as_ref()?.group.clone()
+}
+
 /// Replies with `err` and exits with code 1, without running anything.
 fn refuse(control: &OwnedFd, err: &Error) -> ! {
     let _ = codec::write_frame(control.as_fd(), &error_frame(err), "the reply");
@@ -142,6 +174,11 @@ pub(crate) fn run(
 ) -> ! {
     if let Some(environ) = environ {
         environ.install();
+    }
+    if let Some(memory) = &info.memory {
+        if let Err(e) = limit_memory(memory, &control) {
+            refuse(&control, &e);
+        }
     }
     sys::set_title(&format!("multiproc: {}", info.name));
     sys::watch_parent(control.as_raw_fd());
@@ -287,5 +324,9 @@ pub(crate) fn run_guarded(f: impl FnOnce() -> Result<Vec<u8>>) -> Vec<u8> {
 
 /// The reply frame for an error raised in the child.
 fn error_frame(err: &Error) -> Vec<u8> {
-    codec::frame_of(kind::ERROR, &RemoteError::from(err), "an error").expect("a RemoteError always serializes")
+    error_frame_of(&RemoteError::from(err))
+}
+
+fn error_frame_of(report: &RemoteError) -> Vec<u8> {
+    codec::frame_of(kind::ERROR, report, "an error").expect("a RemoteError always serializes")
 }

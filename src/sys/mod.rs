@@ -13,6 +13,7 @@
 //! | `rand.rs` | `getrandom` |
 //! | `title.rs` | process titles (`argv[0]`, `PR_SET_NAME`) |
 //! | `elf.rs` | the executable's GNU build-id |
+//! | `cgroup.rs` | memory cgroups (v2, or v1's memory controller): a group per child with a limit, its OOM kills and peak |
 //!
 //! Each function here is safe to call, `pub(crate)`, and returns
 //! `io::Result` or owns its fds, as rustix's do; the exceptions are
@@ -25,6 +26,7 @@
 
 #![allow(unsafe_code)]
 
+mod cgroup;
 mod elf;
 mod fd;
 mod futex;
@@ -35,6 +37,7 @@ mod rand;
 mod signal;
 mod title;
 
+pub(crate) use cgroup::{MemoryGroup, join_memory_group, memory_group_usage, memory_groups};
 pub(crate) use elf::build_id;
 pub(crate) use fd::{
     FileId, PollFd, PollFlags, close_all_except, close_raw, dup_onto_stderr, dup_onto_stdout, eventfd, file_id,
@@ -61,8 +64,8 @@ pub(crate) use rand::random_bytes;
 pub(crate) use signal::block_sigterm_in_this_thread;
 pub(crate) use signal::{
     SIGABRT, SIGCONT, SIGINT, SIGKILL, SIGSTOP, SIGTERM, forget_out_of_memory, hold_sigint, ignore_sigpipe,
-    interrupt_only_when_sent, limit_data_growth, note_out_of_memory, reset_signal_mask, signal_name, watch_parent,
-    watch_parent_from_thread,
+    interrupt_only_when_sent, limit_data_growth, note_out_of_memory, reply_on_out_of_memory, reset_signal_mask,
+    signal_name, watch_parent, watch_parent_from_thread,
 };
 pub(crate) use title::{prepare_title, set_title};
 

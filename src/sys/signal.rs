@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use rustix::fd::{AsRawFd, BorrowedFd};
+use rustix::fd::{AsRawFd, BorrowedFd, RawFd};
 
 pub(crate) const SIGKILL: i32 = libc::SIGKILL;
 pub(crate) const SIGTERM: i32 = libc::SIGTERM;
@@ -172,7 +172,7 @@ pub(crate) fn forget_out_of_memory() {
 extern "C" fn on_abort(_sig: i32) {
     // SAFETY: `__errno_location` returns this thread's errno.
     let errno = unsafe { *libc::__errno_location() };
-    if errno != libc::ENOMEM || !OOM_WORD.is_set() {
+    if errno != libc::ENOMEM {
         return;
     }
     // SAFETY: `usage` is written by `getrusage` before it is read.
@@ -181,7 +181,49 @@ extern "C" fn on_abort(_sig: i32) {
         libc::getrusage(libc::RUSAGE_SELF, &mut usage);
         (usage.ru_maxrss.max(0) as u64) * 1024
     };
-    OOM_WORD.store(peak.max(1));
+    if OOM_WORD.is_set() {
+        OOM_WORD.store(peak.max(1));
+    }
+    let frame = OOM_REPLY.load(Ordering::Acquire);
+    if !frame.is_null() {
+        let len = OOM_REPLY_LEN.load(Ordering::Acquire);
+        // SAFETY: `frame` points to `len` bytes leaked by
+        // `reply_on_out_of_memory` (never freed, `len` ≥ 8); this handler
+        // is their only writer; `write` and `_exit` are
+        // async-signal-safe.
+        unsafe {
+            let bytes = std::slice::from_raw_parts_mut(frame, len);
+            bytes[len - 8..].copy_from_slice(&peak.max(1).to_le_bytes());
+            let fd = OOM_REPLY_FD.load(Ordering::Acquire);
+            let mut off = 0;
+            while off < len {
+                let n = libc::write(fd, bytes[off..].as_ptr().cast(), len - off);
+                if n <= 0 {
+                    break;
+                }
+                off += n as usize;
+            }
+            libc::_exit(1);
+        }
+    }
+}
+
+static OOM_REPLY: std::sync::atomic::AtomicPtr<u8> = std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+static OOM_REPLY_LEN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static OOM_REPLY_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// For the rest of this (child) process: an abort that follows a refused
+/// allocation writes `frame` on `fd`, its last 8 bytes replaced by the
+/// process's peak resident memory in bytes (little-endian), and exits with
+/// code 1 instead of dying by SIGABRT. `frame` is kept for the handler.
+#[doc(alias("SIGABRT", "ENOMEM"))]
+pub(crate) fn reply_on_out_of_memory(fd: RawFd, frame: Vec<u8>) {
+    assert!(frame.len() >= 8, "the reply ends with the peak's 8 bytes");
+    let frame: &'static mut [u8] = Box::leak(frame.into_boxed_slice());
+    OOM_REPLY_LEN.store(frame.len(), Ordering::Release);
+    OOM_REPLY_FD.store(fd, Ordering::Release);
+    OOM_REPLY.store(frame.as_mut_ptr(), Ordering::Release);
+    set_disposition(libc::SIGABRT, on_abort as *const () as libc::sighandler_t, 0);
 }
 
 /// `setrlimit(RLIMIT_DATA)` to this process's data size now plus `bytes`
