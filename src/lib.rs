@@ -101,6 +101,7 @@ pub mod connection;
 mod context;
 mod error;
 mod handle;
+mod logging;
 pub mod manager;
 #[cfg(feature = "mpi")]
 pub mod mpi;
@@ -122,6 +123,8 @@ pub use context::{
 };
 pub use error::{Error, ErrorKind, PanicInfo, Result};
 pub use handle::Handle;
+#[cfg(feature = "log")]
+pub use logging::{ForwardingLogger, log_to_stderr};
 pub use manager::Manager;
 /// Makes a type's methods callable on a value that lives in a [`Manager`]'s
 /// server (Python's `BaseManager.register(typeid, callable)`), on an

@@ -573,7 +573,7 @@ impl Dispatch {
                 }
                 let child = process.start_worker()?;
                 if let Some(parent) = forward {
-                    parent.forward(format!("{name} {}", child.pid));
+                    parent.forward(&name, child.pid);
                 }
                 Link::Process(child)
             }

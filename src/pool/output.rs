@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec;
 use crate::error::{Error, Result};
+use crate::logging;
 use crate::runtime::registry;
 use crate::sys::{self, AsFd, AsRawFd, OwnedFd, PollFd, PollFlags};
 
@@ -23,28 +24,35 @@ codec::fd_newtype!(
     "a pool worker's output pipe"
 );
 
-/// The worker's ends: its stdout and its stderr.
+/// The worker's ends: its stdout, its stderr and its log records, with
+/// the levels of records to send.
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct WorkerEnds(OutputFd, OutputFd);
+pub(crate) struct WorkerEnds(OutputFd, OutputFd, OutputFd, logging::Levels);
 
 impl WorkerEnds {
-    /// In the worker: its stdout and stderr become the pipes.
+    /// In the worker: its stdout and stderr become the pipes, and its log
+    /// records go to the third (features `log`, `tracing`).
     pub(crate) fn redirect(self) {
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();
         let _ = sys::dup_onto_stdout(self.0.0.as_fd());
         let _ = sys::dup_onto_stderr(self.1.0.as_fd());
+        logging::forward_from_worker(self.2.0, self.3);
     }
 }
 
 /// The parent's ends, until the worker has started (its pid is in the tag).
 #[derive(Debug)]
-pub(crate) struct ParentEnds(OwnedFd, OwnedFd);
+pub(crate) struct ParentEnds(OwnedFd, OwnedFd, OwnedFd);
 
 impl ParentEnds {
-    /// Hands the ends to the reader thread, tagged `tag`.
-    pub(crate) fn forward(self, tag: String) {
-        let sources = [Source::new(self.0, &tag, false), Source::new(self.1, &tag, true)];
+    /// Hands the ends to the reader thread, for worker `name`, `pid`.
+    pub(crate) fn forward(self, name: &str, pid: i32) {
+        let sources = [
+            Source::new(self.0, name, pid, Stream::Stdout),
+            Source::new(self.1, name, pid, Stream::Stderr),
+            Source::new(self.2, name, pid, Stream::Records),
+        ];
         let mut state = STATE.lock().unwrap_or_else(|p| p.into_inner());
         state.pending.extend(sources);
         if let Some(wake) = &state.wake {
@@ -59,12 +67,14 @@ impl ParentEnds {
     }
 }
 
-/// Two pipes for one worker.
+/// Three pipes for one worker.
 pub(crate) fn pipes() -> Result<(WorkerEnds, ParentEnds)> {
     let what = "creating a pool worker's output pipes";
     let (out_r, out_w) = sys::pipe().map_err(|e| Error::io(what, e))?;
     let (err_r, err_w) = sys::pipe().map_err(|e| Error::io(what, e))?;
-    Ok((WorkerEnds(OutputFd(out_w), OutputFd(err_w)), ParentEnds(out_r, err_r)))
+    let (log_r, log_w) = sys::pipe().map_err(|e| Error::io(what, e))?;
+    let levels = logging::Levels::current();
+    Ok((WorkerEnds(OutputFd(out_w), OutputFd(err_w), OutputFd(log_w), levels), ParentEnds(out_r, err_r, log_r)))
 }
 
 impl Drop for Source {
@@ -76,37 +86,52 @@ impl Drop for Source {
 /// The most bytes held for one line before it is written as it is.
 const LONGEST_LINE: usize = 1 << 20;
 
+/// What a pipe carries.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stream {
+    Stdout,
+    Stderr,
+    /// Framed log records.
+    Records,
+}
+
 /// One pipe the reader thread reads.
 struct Source {
     fd: OwnedFd,
-    /// `[name pid] `.
-    prefix: Vec<u8>,
-    to_stderr: bool,
-    /// The start of a line not ended yet.
+    name: String,
+    pid: String,
+    stream: Stream,
+    /// The start of a line (or record) not ended yet.
     partial: Vec<u8>,
 }
 
 impl Source {
-    fn new(fd: OwnedFd, tag: &str, to_stderr: bool) -> Source {
+    fn new(fd: OwnedFd, name: &str, pid: i32, stream: Stream) -> Source {
         // Forked children close it (an internal fd), so that it lives in the
         // parent only.
         registry::lock().add_internal(fd.as_raw_fd());
-        Source { fd, prefix: format!("[{tag}] ").into_bytes(), to_stderr, partial: Vec::new() }
+        Source { fd, name: name.to_owned(), pid: pid.to_string(), stream, partial: Vec::new() }
     }
 
     /// Writes every whole line held, and with `end` the rest too (also
     /// when the rest has grown past 1 MiB without a newline: it goes as a
-    /// line of its own rather than without bound).
+    /// line of its own rather than without bound). Records are emitted
+    /// again through the parent's logger, whole ones only.
     fn emit(&mut self, end: bool) {
+        if self.stream == Stream::Records {
+            super::progress::above_bars(|| logging::reemit_all(&mut self.partial, &self.name, &self.pid));
+            return;
+        }
         let end = end || self.partial.len() > LONGEST_LINE;
         let upto =
             if end { self.partial.len() } else { self.partial.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) };
         if upto == 0 {
             return;
         }
+        let prefix = format!("[{} {}] ", self.name, self.pid);
         let mut text = Vec::with_capacity(upto + 64);
         for line in self.partial[..upto].split_inclusive(|&b| b == b'\n') {
-            text.extend_from_slice(&self.prefix);
+            text.extend_from_slice(prefix.as_bytes());
             text.extend_from_slice(line);
             if !line.ends_with(b"\n") {
                 text.push(b'\n');
@@ -117,7 +142,7 @@ impl Source {
         // that the parent's own prints do not cut into them; above a
         // progress bar being drawn (feature `progress`).
         super::progress::above_bars(|| {
-            if self.to_stderr {
+            if self.stream == Stream::Stderr {
                 let _ = std::io::stderr().lock().write_all(&text);
             } else {
                 let mut out = std::io::stdout().lock();

@@ -102,6 +102,7 @@ impl Registry {
             default_method: crate::context::default_start_method(),
             env,
             memory: None,
+            log_level: crate::logging::inherited_level(),
         }
     }
 

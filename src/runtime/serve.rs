@@ -35,6 +35,8 @@ pub(crate) struct ChildInfo {
     pub(crate) env: Vec<(Vec<u8>, Vec<u8>)>,
     /// The child's hard memory limit, if it has one.
     pub(crate) memory: Option<ChildMemory>,
+    /// The level of its parent's `log_to_stderr`, if it was called.
+    pub(crate) log_level: Option<u8>,
 }
 
 impl ChildInfo {
@@ -180,6 +182,7 @@ pub(crate) fn run(
             refuse(&control, &e);
         }
     }
+    crate::logging::inherit(info.log_level);
     sys::set_title(&format!("multiproc: {}", info.name));
     sys::watch_parent(control.as_raw_fd());
     if info.start_method != StartMethod::Fork {
