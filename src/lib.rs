@@ -63,7 +63,8 @@
 //! | sockets and files in `args=` (`reduction.DupFd`, `send_handle`) | [`Handle`] |
 //! | `Manager()`, `BaseManager`, `dict()`, `list()`, `Array()`, `Namespace()`, `Value()`, `Queue()`, `Lock()`, `RLock()`, `Condition()`, `Event()`, `Barrier()` proxies | [`Manager`], and the [`manager`] module |
 //! | `BaseManager.register` (your own types in the server) | [`managed`], or [`Manager::create`] |
-//! | billiard's `max_memory_per_child`, a hard memory cap, nested pools | [`PoolBuilder::max_memory_per_child`], [`PoolBuilder::memory_limit`], [`PoolBuilder::tokens`] |
+//! | billiard's `max_memory_per_child`, a hard memory cap, nested pools | [`PoolBuilder::max_memory_per_child`], [`PoolBuilder::memory_limit`], [`Process::memory_limit`], [`MemoryCap`], [`PoolBuilder::tokens`] |
+//! | `log_to_stderr`, children's prints and logs in the parent | `log_to_stderr` and `ForwardingLogger` (feature `log`), [`PoolBuilder::forward_output`], [`Process::forward_output`] |
 //! | mpi4py.futures' `MPIPoolExecutor` (feature `mpi`) | `Pool::builder().mpi()`, and the `mpi` module |
 //! | exceptions | one [`Error`] with an [`ErrorKind`] |
 //! | — | [`set_max_frame_size`]: the cap on any one message |
@@ -72,7 +73,7 @@
 //!
 //! Each feature is a facade folder under `src/`: `process/`, `pool/`,
 //! `connection/`, `queue/`, `synchronize/`, `shared_memory/`, `manager/`, plus
-//! `context.rs`, `error.rs`, `handle.rs` and `target.rs`. Underneath them:
+//! `context.rs`, `error.rs`, `handle.rs`, `logging.rs` and `target.rs`. Underneath them:
 //! `runtime/` is how a child comes to exist and runs (the bootstrap that
 //! serves before `main`, the start methods, the fork server, task identity,
 //! the parent's records of its children); `codec/` turns values into

@@ -122,7 +122,7 @@ fn send(record: &Forwarded) {
 
 /// In the parent: the whole records framed in `bytes` (the rest stays for
 /// the next read), emitted again tagged with the worker's `name` and `pid`.
-pub(crate) fn reemit_all(bytes: &mut Vec<u8>, name: &str, pid: &str) {
+pub(crate) fn reemit_all(bytes: &mut Vec<u8>, name: &str, pid: i32) {
     let mut used = 0;
     while let Some(len) = whole_frame(&bytes[used..]) {
         let frame = &bytes[used..used + len];
@@ -154,7 +154,7 @@ const LONGEST_RECORD: u64 = 64 << 20;
 /// Emits `record` of worker `name` (`pid`) through this process's logger
 /// or subscriber.
 #[cfg_attr(not(any(feature = "log", feature = "tracing")), allow(unused_variables))]
-fn reemit(record: &Forwarded, name: &str, pid: &str) {
+fn reemit(record: &Forwarded, name: &str, pid: i32) {
     match record.origin {
         #[cfg(feature = "log")]
         Origin::Log => {

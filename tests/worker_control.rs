@@ -370,13 +370,8 @@ fn a_zero_token_budget_is_refused() {
 }
 
 /// Checks one stream of examples/worker_logs: 4 tasks × 1,000 lines, each
-/// whole, tagged `[<Method>PoolWorker-N pid]`, each exactly once.
-fn check_forwarded(text: &str, word: &str, method: StartMethod) {
-    let prefix = match method {
-        StartMethod::Fork => "ForkPoolWorker-",
-        StartMethod::Spawn => "SpawnPoolWorker-",
-        StartMethod::ForkServer => "ForkServerPoolWorker-",
-    };
+/// whole, tagged `[<prefix>N pid]`, each exactly once.
+fn check_forwarded(text: &str, word: &str, prefix: &str) {
     let mut seen = std::collections::HashSet::new();
     for line in text.lines() {
         let rest =
@@ -402,8 +397,18 @@ per_method! {
         };
         let out = std::process::Command::new(common::example("worker_logs")).arg(arg).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        check_forwarded(&String::from_utf8(out.stdout).unwrap(), "line", method);
-        check_forwarded(&String::from_utf8(out.stderr).unwrap(), "err", method);
+        let prefix = match method {
+            StartMethod::Fork => "ForkPoolWorker-",
+            StartMethod::Spawn => "SpawnPoolWorker-",
+            StartMethod::ForkServer => "ForkServerPoolWorker-",
+        };
+        check_forwarded(&String::from_utf8(out.stdout).unwrap(), "line", prefix);
+        check_forwarded(&String::from_utf8(out.stderr).unwrap(), "err", prefix);
+        // Plain children, each joined: all their lines are out by then.
+        let out = std::process::Command::new(common::example("worker_logs")).args([arg, "process"]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        check_forwarded(&String::from_utf8(out.stdout).unwrap(), "line", "Process-");
+        check_forwarded(&String::from_utf8(out.stderr).unwrap(), "err", "Process-");
     }
 }
 

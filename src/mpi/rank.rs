@@ -87,7 +87,6 @@ fn start(bytes: &[u8]) -> (Hello, Option<(WorkerConfig, StatusPage)>) {
             track_usage: start.track_usage,
             // A budget is a semaphore of this host: ranks have none.
             tokens: None,
-            output: None,
             status: page.for_worker()?,
         };
         Ok((cfg, page))

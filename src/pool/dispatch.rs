@@ -541,13 +541,6 @@ impl Dispatch {
         let page = StatusPage::new()?;
         let link = match config.backend {
             Backend::Local => {
-                let (ends, forward) = match config.forward_output {
-                    true => {
-                        let (worker, parent) = super::output::pipes()?;
-                        (Some(worker), Some(parent))
-                    }
-                    false => (None, None),
-                };
                 // A cgroup is made and joined as for any Process; the
                 // worker itself keeps an RLIMIT_DATA limit.
                 let cgroup = config.memory_limit.filter(|_| config.memory_cap == MemoryCap::Cgroup);
@@ -558,11 +551,13 @@ impl Dispatch {
                     memory_limit: config.memory_limit.filter(|_| cgroup.is_none()),
                     track_usage: config.track_usage,
                     tokens: config.tokens.clone(),
-                    output: ends,
                     status: page.for_worker()?,
                 };
-                let mut process =
-                    Process::new(worker::serve, cfg).name(name.clone()).daemon(true).start_method(config.method);
+                let mut process = Process::new(worker::serve, cfg)
+                    .name(name.clone())
+                    .daemon(true)
+                    .start_method(config.method)
+                    .forward_output(config.forward_output);
                 if let Some(limit) = cgroup {
                     process = process.memory_limit(limit).memory_cap(MemoryCap::Cgroup);
                 } else if config.memory_limit.is_some() {
@@ -571,11 +566,7 @@ impl Dispatch {
                     // tells the worker's abort handler what happened.
                     process = process.env("RUST_BACKTRACE", "0").env("RUST_LIB_BACKTRACE", "0");
                 }
-                let child = process.start_worker()?;
-                if let Some(parent) = forward {
-                    parent.forward(&name, child.pid);
-                }
-                Link::Process(child)
+                Link::Process(process.start_worker()?)
             }
             #[cfg(feature = "mpi")]
             Backend::Mpi => {

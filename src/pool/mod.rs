@@ -24,7 +24,7 @@ mod iter;
 mod job;
 mod link;
 mod outbox;
-mod output;
+pub(crate) mod output;
 mod progress;
 mod result;
 mod star;

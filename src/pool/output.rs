@@ -1,59 +1,70 @@
-//! Workers' output in the parent (`PoolBuilder::forward_output`): each
-//! worker's stdout and stderr are pipes whose other ends one reader thread
-//! in the parent polls; every whole line a worker writes comes out of the
-//! parent's own stdout or stderr as one write, tagged with the worker's
-//! name and pid (`[ForkPoolWorker-1 4242] ...`), so that lines of several
-//! workers never interleave inside a line. A last line without a newline
-//! comes out when the worker ends.
+//! Children's output in the parent (`PoolBuilder::forward_output`,
+//! `Process::forward_output`): each child's stdout and stderr are pipes
+//! whose other ends one reader thread in the parent polls; every whole line
+//! a child writes comes out of the parent's own stdout or stderr as one
+//! write, tagged with the child's name and pid (`[ForkPoolWorker-1 4242]
+//! ...`), so that lines of several children never interleave inside a
+//! line. A last line without a newline comes out when the child ends. A
+//! third pipe carries its log records (`crate::logging`).
 
 use std::io::Write;
 use std::sync::{Condvar, Mutex};
 
-use serde::{Deserialize, Serialize};
-
-use crate::codec;
 use crate::error::{Error, Result};
 use crate::logging;
 use crate::runtime::registry;
 use crate::sys::{self, AsFd, AsRawFd, OwnedFd, PollFd, PollFlags};
 
-codec::fd_newtype!(
-    /// A pipe end a worker writes its output to, as it travels in the
-    /// worker's configuration.
-    OutputFd,
-    "a pool worker's output pipe"
-);
+/// How many pipes a child's output takes: stdout, stderr, log records.
+pub(crate) const PIPES: usize = 3;
 
-/// The worker's ends: its stdout, its stderr and its log records, with
-/// the levels of records to send.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct WorkerEnds(OutputFd, OutputFd, OutputFd, logging::Levels);
+/// The child's ends: its stdout, its stderr and its log records. They
+/// travel with the child's argument (inherited by a fork child, passed
+/// with `SCM_RIGHTS` to the others), last among its fds.
+#[derive(Debug)]
+pub(crate) struct ChildEnds(pub(crate) [OwnedFd; PIPES]);
 
-impl WorkerEnds {
-    /// In the worker: its stdout and stderr become the pipes, and its log
-    /// records go to the third (features `log`, `tracing`).
-    pub(crate) fn redirect(self) {
-        let _ = std::io::stdout().flush();
-        let _ = std::io::stderr().flush();
-        let _ = sys::dup_onto_stdout(self.0.0.as_fd());
-        let _ = sys::dup_onto_stderr(self.1.0.as_fd());
-        logging::forward_from_worker(self.2.0, self.3);
+/// In the child: its stdout and stderr become the pipes of `ends` (its last
+/// [`PIPES`] fds), and its log records go to the third at `levels`
+/// (features `log`, `tracing`).
+pub(crate) fn redirect(ends: Vec<OwnedFd>, levels: logging::Levels) {
+    let Ok([out, err, records]) = <[OwnedFd; PIPES]>::try_from(ends) else { return };
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    let _ = sys::dup_onto_stdout(out.as_fd());
+    let _ = sys::dup_onto_stderr(err.as_fd());
+    logging::forward_from_worker(records, levels);
+}
+
+/// The parent's ends, until the child has started (its pid is in the tag).
+#[derive(Debug)]
+pub(crate) struct ParentEnds(Option<[OwnedFd; PIPES]>);
+
+impl Drop for ParentEnds {
+    /// Ends never handed to the reader (the child did not start) are no
+    /// longer internal fds.
+    fn drop(&mut self) {
+        if let Some(fds) = self.0.take() {
+            let mut reg = registry::lock();
+            for fd in &fds {
+                reg.remove_internal(fd.as_raw_fd());
+            }
+        }
     }
 }
 
-/// The parent's ends, until the worker has started (its pid is in the tag).
-#[derive(Debug)]
-pub(crate) struct ParentEnds(OwnedFd, OwnedFd, OwnedFd);
-
 impl ParentEnds {
-    /// Hands the ends to the reader thread, for worker `name`, `pid`.
-    pub(crate) fn forward(self, name: &str, pid: i32) {
+    /// Hands the ends to the reader thread, for child `name`, `pid`.
+    pub(crate) fn forward(mut self, name: &str, pid: i32) {
+        let Some([out, err, records]) = self.0.take() else { return };
         let sources = [
-            Source::new(self.0, name, pid, Stream::Stdout),
-            Source::new(self.1, name, pid, Stream::Stderr),
-            Source::new(self.2, name, pid, Stream::Records),
+            Source::new(out, name, pid, Stream::Stdout),
+            Source::new(err, name, pid, Stream::Stderr),
+            Source::new(records, name, pid, Stream::Records),
         ];
+        FORWARDED_ANY.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut state = STATE.lock().unwrap_or_else(|p| p.into_inner());
+        state.open.push((pid, PIPES));
         state.pending.extend(sources);
         if let Some(wake) = &state.wake {
             let _ = sys::write_all(wake.as_fd(), &1u64.to_ne_bytes());
@@ -67,14 +78,20 @@ impl ParentEnds {
     }
 }
 
-/// Three pipes for one worker.
-pub(crate) fn pipes() -> Result<(WorkerEnds, ParentEnds)> {
-    let what = "creating a pool worker's output pipes";
+/// The pipes for one child.
+pub(crate) fn pipes() -> Result<(ChildEnds, ParentEnds)> {
+    let what = "creating a child's output pipes";
     let (out_r, out_w) = sys::pipe().map_err(|e| Error::io(what, e))?;
     let (err_r, err_w) = sys::pipe().map_err(|e| Error::io(what, e))?;
     let (log_r, log_w) = sys::pipe().map_err(|e| Error::io(what, e))?;
-    let levels = logging::Levels::current();
-    Ok((WorkerEnds(OutputFd(out_w), OutputFd(err_w), OutputFd(log_w), levels), ParentEnds(out_r, err_r, log_r)))
+    // Forked children close the parent's ends (internal fds), so that they
+    // live in the parent only, from now on.
+    let mut reg = registry::lock();
+    for fd in [&out_r, &err_r, &log_r] {
+        reg.add_internal(fd.as_raw_fd());
+    }
+    drop(reg);
+    Ok((ChildEnds([out_w, err_w, log_w]), ParentEnds(Some([out_r, err_r, log_r]))))
 }
 
 impl Drop for Source {
@@ -99,7 +116,7 @@ enum Stream {
 struct Source {
     fd: OwnedFd,
     name: String,
-    pid: String,
+    pid: i32,
     stream: Stream,
     /// The start of a line (or record) not ended yet.
     partial: Vec<u8>,
@@ -107,10 +124,7 @@ struct Source {
 
 impl Source {
     fn new(fd: OwnedFd, name: &str, pid: i32, stream: Stream) -> Source {
-        // Forked children close it (an internal fd), so that it lives in the
-        // parent only.
-        registry::lock().add_internal(fd.as_raw_fd());
-        Source { fd, name: name.to_owned(), pid: pid.to_string(), stream, partial: Vec::new() }
+        Source { fd, name: name.to_owned(), pid, stream, partial: Vec::new() }
     }
 
     /// Writes every whole line held, and with `end` the rest too (also
@@ -119,7 +133,7 @@ impl Source {
     /// again through the parent's logger, whole ones only.
     fn emit(&mut self, end: bool) {
         if self.stream == Stream::Records {
-            super::progress::above_bars(|| logging::reemit_all(&mut self.partial, &self.name, &self.pid));
+            super::progress::above_bars(|| logging::reemit_all(&mut self.partial, &self.name, self.pid));
             return;
         }
         let end = end || self.partial.len() > LONGEST_LINE;
@@ -156,16 +170,38 @@ impl Source {
 struct State {
     /// Sources registered and not taken by the reader thread yet.
     pending: Vec<Source>,
+    /// Each child's pid and how many of its pipes are still open.
+    open: Vec<(i32, usize)>,
     /// Wakes the reader thread for new sources.
     wake: Option<OwnedFd>,
     running: bool,
 }
 
-static STATE: Mutex<State> = Mutex::new(State { pending: Vec::new(), wake: None, running: false });
+static STATE: Mutex<State> = Mutex::new(State { pending: Vec::new(), open: Vec::new(), wake: None, running: false });
+/// Whether any child's output was ever forwarded (a join that finds it
+/// false has nothing to wait for).
+static FORWARDED_ANY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 /// Told when the reader thread has read every source to its end.
 static DRAINED: Condvar = Condvar::new();
 
-/// Waits (up to `limit`) until the reader thread has read every worker's
+/// Waits (up to `limit`) until the reader thread has read child `pid`'s
+/// output to its end: a child that was joined has printed all it will.
+pub(crate) fn drain_child(pid: i32, limit: std::time::Duration) {
+    if !FORWARDED_ANY.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    let deadline = std::time::Instant::now() + limit;
+    let mut state = STATE.lock().unwrap_or_else(|p| p.into_inner());
+    while state.open.iter().any(|&(p, _)| p == pid) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        state = DRAINED.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0;
+    }
+}
+
+/// Waits (up to `limit`) until the reader thread has read every child's
 /// output to its end: a pool that was joined has printed all it will.
 pub(crate) fn drain(limit: std::time::Duration) {
     let deadline = std::time::Instant::now() + limit;
@@ -217,6 +253,7 @@ fn read_all() {
         drop(fds);
         let mut counter = Vec::with_capacity(8);
         let _ = sys::read(wake.as_fd(), &mut counter, 8);
+        let mut closed: Vec<i32> = Vec::new();
         let mut i = 0;
         sources.retain_mut(|s| {
             let was_ready = ready.get(i).copied().unwrap_or(false);
@@ -233,9 +270,22 @@ fn read_all() {
                 }
                 _ => {
                     s.emit(true);
+                    closed.push(s.pid);
                     false
                 }
             }
         });
+        if !closed.is_empty() {
+            let mut state = STATE.lock().unwrap_or_else(|p| p.into_inner());
+            for pid in closed {
+                if let Some(i) = state.open.iter().position(|&(p, _)| p == pid) {
+                    state.open[i].1 -= 1;
+                    if state.open[i].1 == 0 {
+                        state.open.swap_remove(i);
+                    }
+                }
+            }
+            DRAINED.notify_all();
+        }
     }
 }

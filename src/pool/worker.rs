@@ -36,8 +36,6 @@ pub(crate) struct WorkerConfig {
     /// The token budget it shares with other workers and nested pools: a
     /// token per chunk.
     pub(crate) tokens: Option<crate::synchronize::Semaphore>,
-    /// Pipes its stdout and stderr go to (`forward_output`).
-    pub(crate) output: Option<super::output::WorkerEnds>,
     /// Its status page, where it logs what it does and keeps its results
     /// until they are sent.
     pub(crate) status: PageFd,
@@ -49,13 +47,10 @@ const SPIN: Duration = Duration::from_micros(50);
 /// The worker's main loop. Leaves the process (through `runtime::finish`)
 /// when told to, after its quota of chunks, at end of file, or on a broken
 /// stream; returns only if it cannot find its control socket.
-pub(crate) fn serve(mut cfg: WorkerConfig) {
+pub(crate) fn serve(cfg: WorkerConfig) {
     let Some(link) = registry::lock().parent_link.clone() else {
         return;
     };
-    if let Some(output) = cfg.output.take() {
-        output.redirect();
-    }
     sys::watch_parent_from_thread(link.as_raw_fd());
     runtime::quiet_panics();
     let _ = sys::set_nonblocking(link.as_fd(), true);

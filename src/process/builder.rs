@@ -9,6 +9,8 @@ use std::sync::Arc;
 use crate::codec;
 use crate::context::{StartMethod, get_start_method};
 use crate::error::{Error, ErrorKind, Result};
+use crate::logging::Levels;
+use crate::pool::output;
 use crate::process::handle::Child;
 use crate::process::{MemoryCap, MemoryPlan};
 use crate::runtime::{self, ChildRecord, Launch, Task};
@@ -78,6 +80,7 @@ pub struct Process<A, R> {
     env: Vec<(OsString, OsString)>,
     memory_limit: Option<u64>,
     memory_cap: Option<MemoryCap>,
+    forward_output: bool,
     _result: PhantomData<fn() -> R>,
 }
 
@@ -91,6 +94,7 @@ impl<A, R> fmt::Debug for Process<A, R> {
             .field("env", &self.env)
             .field("memory_limit", &self.memory_limit)
             .field("memory_cap", &self.memory_cap)
+            .field("forward_output", &self.forward_output)
             .finish_non_exhaustive()
     }
 }
@@ -117,6 +121,7 @@ impl<A: Message, R: Message> Process<A, R> {
             env: Vec::new(),
             memory_limit: None,
             memory_cap: None,
+            forward_output: false,
             _result: PhantomData,
         }
     }
@@ -262,6 +267,31 @@ impl<A: Message, R: Message> Process<A, R> {
         self
     }
 
+    /// With `true`, what the child writes to its stdout and stderr comes
+    /// out of the parent's, each whole line tagged with the child's name
+    /// and pid (`[Process-1 4242] ...`), through one reader thread in the
+    /// parent, and its `log` records and `tracing` events are emitted
+    /// again by the parent's logger (features `log`, `tracing`), as for a
+    /// pool's [`forward_output`](crate::PoolBuilder::forward_output).
+    /// [`Child::join`] returns once the child's last line is out (or 2 s
+    /// after the child ended, if something it started still holds its
+    /// output open).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Process;
+    /// fn greet(_: ()) { println!("hello"); }
+    /// // Prints "[greeter 4242] hello" on the parent's stdout.
+    /// Process::new(greet, ()).name("greeter").forward_output(true).start()?.join()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias("log_to_stderr"))]
+    pub fn forward_output(mut self, forward: bool) -> Self {
+        self.forward_output = forward;
+        self
+    }
+
     /// Starts the process. The argument is serialized first, so a value
     /// that cannot be serialized fails here and no process is created.
     ///
@@ -304,8 +334,17 @@ impl<A: Message, R: Message> Process<A, R> {
             ));
         }
         let method = self.method.unwrap_or_else(get_start_method);
-        let arg = codec::encode_with_fds(&self.arg, what)?;
+        let mut arg = codec::encode_with_fds(&self.arg, what)?;
         codec::check_len(arg.bytes.len() as u64, codec::max_frame_size(), &format!("{what}, encoded,"))?;
+        // The output pipes travel last among the argument's fds.
+        let output = match self.forward_output {
+            true => {
+                let (child_ends, parent_ends) = output::pipes()?;
+                arg.fds.extend(child_ends.0);
+                Some(parent_ends)
+            }
+            false => None,
+        };
         let memory = self.memory_limit.map(|limit| MemoryPlan::new(limit, self.memory_cap)).transpose()?;
         if memory.as_ref().is_some_and(|m| m.cap() == MemoryCap::Rlimit) {
             // Rust prints a backtrace on a refused allocation when asked
@@ -314,7 +353,7 @@ impl<A: Message, R: Message> Process<A, R> {
             self.env.push(("RUST_BACKTRACE".into(), "0".into()));
             self.env.push(("RUST_LIB_BACKTRACE".into(), "0".into()));
         }
-        runtime::launch(Launch {
+        let child = runtime::launch(Launch {
             task: self.task,
             arg: &arg,
             name: self.name,
@@ -323,7 +362,12 @@ impl<A: Message, R: Message> Process<A, R> {
             env: &self.env,
             exclusive,
             memory,
-        })
+            forward_output: output.as_ref().map(|_| Levels::current()),
+        })?;
+        if let Some(parent_ends) = output {
+            parent_ends.forward(&child.name, child.pid);
+        }
+        Ok(child)
     }
 }
 

@@ -340,6 +340,8 @@ impl<R: DeserializeOwned> Child<R> {
     }
 
     fn take(&self) -> Result<R> {
+        // What it printed (forward_output) is out before join returns.
+        crate::pool::output::drain_child(self.record.pid, std::time::Duration::from_secs(2));
         let outcome = self.record.take_outcome();
         registry::lock().remove(&self.record);
         codec::decode(&outcome?.0, "the return value")

@@ -29,6 +29,9 @@ pub(crate) struct Launch<'a> {
     pub(crate) exclusive: bool,
     /// The child's hard memory limit, and the cgroup made for it.
     pub(crate) memory: Option<MemoryPlan>,
+    /// The child's output goes to the parent, with log records at these
+    /// levels (its pipes are the last fds of `arg`).
+    pub(crate) forward_output: Option<crate::logging::Levels>,
 }
 
 /// Starts the child and records it in the registry.
@@ -73,7 +76,9 @@ fn fork(l: Launch<'_>) -> Result<Arc<ChildRecord>> {
     let _ = err.flush();
     sys::flush_c_stdio();
     let mut reg = registry::lock();
-    let info = reg.next_child_info(l.name, l.daemon, StartMethod::Fork, Vec::new()).with_memory(l.memory.as_ref());
+    let info = reg
+        .next_child_info(l.name, l.daemon, StartMethod::Fork, Vec::new())
+        .with_launch(l.memory.as_ref(), l.forward_output);
     let (parent_end, child_end) = socketpair()?;
     match sys::fork().map_err(|e| Error::io("fork()", e))? {
         Forked::Child => {
@@ -109,7 +114,7 @@ fn fork(l: Launch<'_>) -> Result<Arc<ChildRecord>> {
 fn spawn(l: Launch<'_>) -> Result<Arc<ChildRecord>> {
     let info = registry::lock()
         .next_child_info(l.name, l.daemon, StartMethod::Spawn, Vec::new())
-        .with_memory(l.memory.as_ref());
+        .with_launch(l.memory.as_ref(), l.forward_output);
     let frame = serve::task_frame(l.task, &info, &l.arg.bytes)?;
     let _window = registry::fd_window();
     let child = exec_child(&info, l.env, l.exclusive)?;
@@ -121,7 +126,7 @@ fn spawn(l: Launch<'_>) -> Result<Arc<ChildRecord>> {
 fn via_server(l: Launch<'_>) -> Result<Arc<ChildRecord>> {
     let info = registry::lock()
         .next_child_info(l.name, l.daemon, StartMethod::ForkServer, env_bytes(l.env))
-        .with_memory(l.memory.as_ref());
+        .with_launch(l.memory.as_ref(), l.forward_output);
     let frame = serve::task_frame(l.task, &info, &l.arg.bytes)?;
     // Handles need their fds sent on the control socket with the frame.
     let inline = frame.len() <= forkserver::INLINE_TASK && l.arg.fds.is_empty();

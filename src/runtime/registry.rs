@@ -103,6 +103,7 @@ impl Registry {
             env,
             memory: None,
             log_level: crate::logging::inherited_level(),
+            forward_output: None,
         }
     }
 

@@ -37,11 +37,16 @@ pub(crate) struct ChildInfo {
     pub(crate) memory: Option<ChildMemory>,
     /// The level of its parent's `log_to_stderr`, if it was called.
     pub(crate) log_level: Option<u8>,
+    /// Its output goes to its parent (`forward_output`), with log records
+    /// at these levels: the pipes are its last fds.
+    pub(crate) forward_output: Option<crate::logging::Levels>,
 }
 
 impl ChildInfo {
-    pub(crate) fn with_memory(mut self, plan: Option<&MemoryPlan>) -> Self {
-        self.memory = plan.map(|p| p.child.clone());
+    /// Adds what the launch says of the child's memory and output.
+    pub(crate) fn with_launch(mut self, memory: Option<&MemoryPlan>, output: Option<crate::logging::Levels>) -> Self {
+        self.memory = memory.map(|p| p.child.clone());
+        self.forward_output = output;
         self
     }
 }
@@ -183,6 +188,11 @@ pub(crate) fn run(
         }
     }
     crate::logging::inherit(info.log_level);
+    let mut fds = fds;
+    if let Some(levels) = info.forward_output {
+        let ends = fds.split_off(fds.len().saturating_sub(crate::pool::output::PIPES));
+        crate::pool::output::redirect(ends, levels);
+    }
     sys::set_title(&format!("multiproc: {}", info.name));
     sys::watch_parent(control.as_raw_fd());
     if info.start_method != StartMethod::Fork {
