@@ -30,10 +30,10 @@ fn base() -> Result<&'static Base, String> {
     BASE.get_or_init(find_base).as_ref().map_err(Clone::clone)
 }
 
-/// The mount point and root of each cgroup hierarchy, from
-/// `/proc/self/mountinfo`: (fstype, super options, root, mount point).
-fn cgroup_mounts() -> Vec<(String, String, String, PathBuf)> {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return Vec::new() };
+/// The mount point and root of each cgroup hierarchy in `mountinfo`
+/// (`/proc/self/mountinfo`'s text): (fstype, super options, root, mount
+/// point).
+fn cgroup_mounts(info: &str) -> Vec<(String, String, String, PathBuf)> {
     info.lines()
         .filter_map(|line| {
             let (left, right) = line.split_once(" - ")?;
@@ -57,35 +57,49 @@ fn under(mount: &Path, root: &str, path: &str) -> PathBuf {
     mount.join(rel)
 }
 
+/// This process's own cgroup directories, from its `/proc/self/cgroup`
+/// text `own` and `mountinfo`: in the v2 hierarchy, and in the v1
+/// hierarchy that has the memory controller (either may be missing).
+fn own_dirs(own: &str, mountinfo: &str) -> (Option<PathBuf>, Option<PathBuf>) {
+    let mounts = cgroup_mounts(mountinfo);
+    // v2: "0::/path".
+    let v2 = own.lines().find_map(|l| l.strip_prefix("0::")).and_then(|path| {
+        let (_, _, root, mount) = mounts.iter().find(|m| m.0 == "cgroup2")?;
+        Some(under(mount, root, path))
+    });
+    // v1: "N:memory:/path" (or "N:cpu,memory:/path").
+    let v1 = own
+        .lines()
+        .find_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            controllers.split(',').any(|c| c == "memory").then_some(path)
+        })
+        .and_then(|path| {
+            let (_, _, root, mount) =
+                mounts.iter().find(|m| m.0 == "cgroup" && m.1.split(',').any(|o| o == "memory"))?;
+            Some(under(mount, root, path))
+        });
+    (v2, v1)
+}
+
 fn find_base() -> Result<Base, String> {
     let own =
         std::fs::read_to_string("/proc/self/cgroup").map_err(|e| format!("/proc/self/cgroup cannot be read ({e})"))?;
-    let mounts = cgroup_mounts();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let (v2, v1) = own_dirs(&own, &mountinfo);
     let mut why = Vec::new();
-    // v2: "0::/path", with the memory controller enabled for children.
-    if let Some(path) = own.lines().find_map(|l| l.strip_prefix("0::")) {
-        if let Some((_, _, root, mount)) = mounts.iter().find(|m| m.0 == "cgroup2") {
-            let dir = under(mount, root, path);
-            match v2_ready(&dir) {
-                Ok(()) => return Ok(Base { dir, version: 2 }),
-                Err(e) => why.push(format!("cgroup v2 at {}: {e}", dir.display())),
-            }
+    // v2 first, with the memory controller enabled for children.
+    if let Some(dir) = v2 {
+        match v2_ready(&dir) {
+            Ok(()) => return Ok(Base { dir, version: 2 }),
+            Err(e) => why.push(format!("cgroup v2 at {}: {e}", dir.display())),
         }
     }
-    // v1: "N:memory:/path" (or "N:cpu,memory:/path").
-    let v1 = own.lines().find_map(|l| {
-        let mut parts = l.splitn(3, ':');
-        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-        controllers.split(',').any(|c| c == "memory").then_some(path)
-    });
-    if let Some(path) = v1 {
-        let mount = mounts.iter().find(|m| m.0 == "cgroup" && m.1.split(',').any(|o| o == "memory"));
-        if let Some((_, _, root, mount)) = mount {
-            let dir = under(mount, root, path);
-            match writable(&dir) {
-                Ok(()) => return Ok(Base { dir, version: 1 }),
-                Err(e) => why.push(format!("cgroup v1 memory at {}: {e}", dir.display())),
-            }
+    if let Some(dir) = v1 {
+        match writable(&dir) {
+            Ok(()) => return Ok(Base { dir, version: 1 }),
+            Err(e) => why.push(format!("cgroup v1 memory at {}: {e}", dir.display())),
         }
     }
     if why.is_empty() {
@@ -199,4 +213,43 @@ pub(crate) fn join_memory_group(dir: &Path) -> io::Result<()> {
 pub(crate) fn memory_group_usage(dir: &Path) -> Option<u64> {
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok()?.trim().parse().ok();
     read("memory.current").or_else(|| read("memory.usage_in_bytes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_v2_only_system_finds_its_unified_group() {
+        // A systemd host: everything in one v2 hierarchy.
+        let own = "0::/user.slice/user-1000.slice/session-2.scope\n";
+        let info = "25 30 0:23 / /sys/fs/cgroup rw,nosuid shared:9 - cgroup2 cgroup2 rw,nsdelegate\n\
+                    30 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n";
+        let (v2, v1) = own_dirs(own, info);
+        assert_eq!(v2.unwrap(), Path::new("/sys/fs/cgroup/user.slice/user-1000.slice/session-2.scope"));
+        assert_eq!(v1, None);
+    }
+
+    #[test]
+    fn a_container_sees_its_group_from_its_mount_root() {
+        // A cgroup namespace's root is mounted; the path is relative to it.
+        let own = "0::/\n";
+        let info = "700 690 0:26 / /sys/fs/cgroup ro,nosuid - cgroup2 cgroup rw\n";
+        assert_eq!(own_dirs(own, info).0.unwrap(), Path::new("/sys/fs/cgroup"));
+        // A bind of a sub-tree: the mount's root is cut from the path.
+        let own = "0::/docker/abc\n";
+        let info = "700 690 0:26 /docker/abc /sys/fs/cgroup rw - cgroup2 cgroup rw\n";
+        assert_eq!(own_dirs(own, info).0.unwrap(), Path::new("/sys/fs/cgroup"));
+    }
+
+    #[test]
+    fn a_hybrid_system_finds_the_v1_memory_hierarchy() {
+        let own = "4:memory:/process_api/a9\n1:cpu,cpuacct:/\n0::/\n";
+        let info = "31 25 0:27 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+                    32 25 0:28 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu,cpuacct\n\
+                    33 25 0:29 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n";
+        let (v2, v1) = own_dirs(own, info);
+        assert_eq!(v2.unwrap(), Path::new("/sys/fs/cgroup/unified"));
+        assert_eq!(v1.unwrap(), Path::new("/sys/fs/cgroup/memory/process_api/a9"));
+    }
 }
