@@ -84,7 +84,9 @@ pub(crate) fn forward_from_worker(fd: std::os::fd::OwnedFd, levels: Levels) {
         #[cfg(feature = "log")]
         FORWARDING.store(true, std::sync::atomic::Ordering::Relaxed);
         #[cfg(feature = "log")]
-        if levels.log > 0 && log::set_boxed_logger(Box::new(LogForwarder)).is_ok() {
+        // log_to_stderr's logger, which in a worker that forwards sends
+        // each record to the parent.
+        if levels.log > 0 && log::set_boxed_logger(Box::new(StderrLogger)).is_ok() {
             log::set_max_level(log_filter(levels.log));
         }
         #[cfg(feature = "tracing")]
@@ -232,25 +234,6 @@ fn level_number(level: tracing::Level) -> u8 {
         tracing::Level::DEBUG => 4,
         _ => 5,
     }
-}
-
-/// The `log` logger of a worker that forwards.
-#[cfg(feature = "log")]
-struct LogForwarder;
-
-#[cfg(feature = "log")]
-impl log::Log for LogForwarder {
-    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.level() <= log::max_level()
-    }
-
-    fn log(&self, record: &log::Record<'_>) {
-        if self.enabled(record.metadata()) {
-            send_log(record);
-        }
-    }
-
-    fn flush(&self) {}
 }
 
 #[cfg(feature = "log")]
