@@ -94,6 +94,7 @@
 //! - `src/codec/cast.rs` — `TypeId`-checked casts for the plain fast paths;
 //! - `src/shared_memory/buf.rs` — `SharedMemory::buf` and `buf_mut`;
 //! - `tests/common/counting_alloc.rs` — a counting global allocator;
+//! - `tests/common/crash.rs` — a real segmentation fault, for the fault matrix;
 //! - `benches/mp/raw.rs` — the bare `fork` + `waitpid` floor.
 //! <!-- unsafe-allowed:end -->
 

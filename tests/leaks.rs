@@ -1,6 +1,7 @@
 //! Leak checks: after 200 start/join cycles per start method (plus panics,
-//! kills and dropped handles), this process has the same fds, threads and
-//! children as before, and no zombies.
+//! kills and dropped handles, and managers started and dropped), this
+//! process has the same fds, threads and children as before, and no
+//! zombies.
 //!
 //! One test in its own binary, so that no other test changes the counts.
 
@@ -55,6 +56,17 @@ fn no_fd_thread_or_process_leaks_after_200_cycles_per_method() {
             assert!(child.join_timeout(Duration::ZERO).unwrap_err().is_timeout());
             child.terminate().unwrap();
             drop(child); // detached: the reaper thread takes it
+        }
+    }
+
+    // Managers started, used and dropped (each kept a connection open for
+    // the process's life before the fault matrix found it).
+    for method in common::METHODS {
+        for _ in 0..5 {
+            let m = multiproc::Manager::builder().start_method(method).start().unwrap();
+            m.dict::<u32, u32>().unwrap().insert(1, 2).unwrap();
+            let other = multiproc::Manager::connect(m.address(), m.authkey()).unwrap();
+            assert_eq!(other.object_count().unwrap(), 0);
         }
     }
 

@@ -110,8 +110,11 @@ impl fmt::Debug for Link {
 }
 
 /// This process's links, by server address and key (with the pid that
-/// made them: a forked child makes its own).
-type Links = HashMap<(String, Vec<u8>), (u32, Arc<Link>)>;
+/// made them: a forked child makes its own). Weak: a link goes, with its
+/// connections, when its last manager handle and proxy go (held strongly,
+/// every manager ever started kept a connection open for the process's
+/// life).
+type Links = HashMap<(String, Vec<u8>), (u32, std::sync::Weak<Link>)>;
 static LINKS: OnceLock<Mutex<Links>> = OnceLock::new();
 
 fn links() -> MutexGuard<'static, Links> {
@@ -153,20 +156,18 @@ impl Link {
     pub(crate) fn to(address: &str, authkey: &[u8]) -> Result<Arc<Link>> {
         let me = std::process::id();
         let key = (address.to_string(), authkey.to_vec());
-        let (link, old) = {
+        let link = {
             let mut links = links();
-            match links.get(&key) {
-                Some((pid, link)) if *pid == me => (Arc::clone(link), None),
-                _ => {
+            match links.get(&key).filter(|(pid, _)| *pid == me).and_then(|(_, weak)| weak.upgrade()) {
+                Some(link) => link,
+                None => {
+                    links.retain(|_, (_, weak)| weak.strong_count() > 0);
                     let link = Link::lazy(address, authkey, 0);
-                    let old = links.insert(key, (me, Arc::clone(&link)));
-                    (link, old)
+                    links.insert(key, (me, Arc::downgrade(&link)));
+                    link
                 }
             }
         };
-        // The parent's link, inherited through a fork, goes (outside the
-        // table's lock); its connections were forgotten at the fork.
-        drop(old);
         link.connected()?;
         Ok(link)
     }

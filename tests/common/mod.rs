@@ -5,6 +5,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod counting_alloc;
+pub mod crash;
 pub mod probe;
 
 use std::path::PathBuf;
@@ -183,4 +184,84 @@ pub fn dev_shm() -> std::collections::BTreeSet<String> {
     std::fs::read_dir("/dev/shm")
         .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default()
+}
+
+/// What a process holds that a leak would grow: fds (but the spare status
+/// pages, a bounded cache), threads, children (and their states, so that
+/// zombies show), memory mappings and `/dev/shm` entries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Holdings {
+    pub fds: Vec<String>,
+    pub threads: usize,
+    pub children: Vec<(u32, char)>,
+    pub mappings: usize,
+    pub dev_shm: std::collections::BTreeSet<String>,
+}
+
+impl Holdings {
+    /// What this process holds now.
+    pub fn now() -> Holdings {
+        let mut fds: Vec<String> = std::fs::read_dir("/proc/self/fd")
+            .map(|d| {
+                d.flatten().filter_map(|e| std::fs::read_link(e.path()).ok()).map(|p| p.display().to_string()).collect()
+            })
+            .unwrap_or_default();
+        // The read_dir's own fd, and the bounded cache of status pages.
+        fds.retain(|f| !f.starts_with("/proc/") && !f.contains("multiproc-pool-worker"));
+        fds.sort();
+        let mappings = std::fs::read_to_string("/proc/self/maps").map(|m| m.lines().count()).unwrap_or(0);
+        Holdings { fds, threads: thread_count(), children: children(), mappings, dev_shm: dev_shm() }
+    }
+
+    /// Whether `self` (later) holds no more than `before`: as many fds or
+    /// fewer, no more threads, children or mappings (`slack` extra mappings
+    /// allowed: the allocator's arenas grow), no new `/dev/shm` entry.
+    pub fn within(&self, before: &Holdings, slack: usize) -> bool {
+        self.fds.len() <= before.fds.len()
+            && self.threads <= before.threads
+            && self.children.len() <= before.children.len()
+            && self.children.iter().all(|&(_, s)| s != 'Z')
+            && self.mappings <= before.mappings + slack
+            && self.dev_shm.is_subset(&before.dev_shm)
+    }
+}
+
+/// A leak check: the holdings at its creation, compared by
+/// [`LeakGuard::check`] (which waits up to [`LONG`] for children and
+/// threads being reaped). Use it in a binary, or a serial group, of its
+/// own: the counts are process-wide, so other tests running beside it
+/// would be counted too.
+pub struct LeakGuard {
+    before: Holdings,
+    slack: usize,
+}
+
+impl LeakGuard {
+    pub fn new() -> LeakGuard {
+        LeakGuard { before: Holdings::now(), slack: 16 }
+    }
+
+    /// Panics, saying what grew, unless everything is back to what it was.
+    pub fn check(&self, what: &str) {
+        let mut now = Holdings::now();
+        if !now.within(&self.before, self.slack) {
+            wait_until(LONG, || {
+                now = Holdings::now();
+                now.within(&self.before, self.slack)
+            });
+        }
+        assert!(
+            now.within(&self.before, self.slack),
+            "{what} leaked: spare status pages {} (at most 16); before {:#?}\nafter {now:#?}",
+            spare_pages(),
+            self.before
+        );
+        assert!(spare_pages() <= 16, "{} spare status pages", spare_pages());
+    }
+}
+
+impl Default for LeakGuard {
+    fn default() -> Self {
+        LeakGuard::new()
+    }
 }
