@@ -61,3 +61,23 @@ fn fork_starts_do_not_capture_other_threads_fds_in_flight() {
     assert!(finished.is_ok(), "spawn / fork-server starts got stuck behind forked children");
     starter.join().unwrap();
 }
+
+/// Pools made and used from two threads at once, with fork workers: a
+/// worker adopts the process's token budget first thing, and a fork taken
+/// while the other thread held the budget's lock (making a pool's
+/// semaphore) left that worker waiting for it for ever, its task never
+/// started (found by CI as a hang in tests/pool_callbacks.rs).
+#[test]
+fn fork_workers_start_while_other_threads_make_pools() {
+    let _w = common::watchdog("fork_budget_race");
+    let run = || {
+        for _ in 0..60 {
+            let pool = multiproc::Pool::builder().processes(2).start_method(StartMethod::Fork).build().unwrap();
+            let r = pool.apply_async(seven, ()).unwrap();
+            assert_eq!(r.get_timeout(LONG).expect("a fork worker never ran its task"), 7);
+        }
+    };
+    let other = std::thread::spawn(run);
+    run();
+    other.join().unwrap();
+}

@@ -30,7 +30,7 @@ mod result;
 mod star;
 mod stats;
 mod status;
-mod tokens;
+pub(crate) mod tokens;
 mod tracked;
 mod wire;
 mod worker;

@@ -61,13 +61,27 @@ fn budget() -> std::sync::MutexGuard<'static, Option<Semaphore>> {
     BUDGET.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// This process's budget, if it adopted one (the lock is held only for
+/// the clone: never across a syscall, so that a fork from another thread
+/// finds it free — see also [`hold_across_fork`]).
+fn adopted() -> Option<Semaphore> {
+    budget().clone()
+}
+
+/// Holds the budget's lock across a fork: a fork child that found it held
+/// by a thread that does not exist in the child would wait for ever for it
+/// (a pool worker adopts its budget first thing).
+pub(crate) fn hold_across_fork() -> std::sync::MutexGuard<'static, Option<Semaphore>> {
+    budget()
+}
+
 /// The semaphore a pool of `processes` workers gives its workers.
 pub(crate) fn for_pool(tokens: Tokens, processes: usize) -> Result<Option<Semaphore>> {
     match tokens {
         Tokens::Off => Ok(None),
         Tokens::Own(n) => Semaphore::new(n).map(Some),
-        Tokens::Shared => match budget().as_ref() {
-            Some(s) => Ok(Some(s.clone())),
+        Tokens::Shared => match adopted() {
+            Some(s) => Ok(Some(s)),
             None => Semaphore::new(processes.max(cpu_count()).min(u32::MAX as usize) as u32).map(Some),
         },
     }
@@ -101,7 +115,7 @@ pub(crate) fn lend() -> bool {
         return false;
     }
     set_holding(false);
-    match budget().as_ref() {
+    match adopted() {
         Some(s) => s.release().is_ok(),
         None => false,
     }
@@ -110,8 +124,7 @@ pub(crate) fn lend() -> bool {
 /// After a wait that [`lend`] lent a token for: takes one again (waiting
 /// for it). Call it holding no lock that the pool's threads need.
 pub(crate) fn take_back() {
-    let s = budget().clone();
-    if let Some(s) = s {
+    if let Some(s) = adopted() {
         take(&s);
     }
 }
