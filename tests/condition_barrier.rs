@@ -218,24 +218,6 @@ fn the_action_runs_once_per_round_and_its_panic_breaks_the_round() {
 }
 
 #[test]
-fn conditions_and_barriers_leave_no_fds_or_shm_entries_behind() {
-    let _w = common::watchdog("conditions_and_barriers_leave_no_fds_or_shm_entries_behind");
-    let round = || {
-        let c = Condition::new().unwrap();
-        c.acquire().unwrap().notify_all();
-        let b = Barrier::new(1).unwrap();
-        b.wait().unwrap();
-    };
-    round();
-    let (before, shm_before) = (common::fd_count(), common::dev_shm());
-    for _ in 0..50 {
-        round();
-    }
-    assert_eq!(common::fd_count(), before);
-    assert_eq!(common::dev_shm(), shm_before, "memfd objects put nothing in /dev/shm");
-}
-
-#[test]
 fn waiters_of_an_aborted_round_fail_even_when_aborted_twice() {
     let _w = common::watchdog("waiters_of_an_aborted_round_fail_even_when_aborted_twice");
     for _ in 0..20 {

@@ -389,29 +389,6 @@ fn nothing_is_read_beyond_a_short_message_before_authentication() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-#[test]
-fn connections_leave_no_fds_behind() {
-    let _w = common::watchdog("connections_leave_no_fds_behind");
-    let round = || {
-        let (a, b) = Pipe(true).unwrap();
-        let (r, w) = Pipe(false).unwrap();
-        a.send_bytes(b"x").unwrap();
-        w.send_bytes(b"y").unwrap();
-        assert_eq!((recv_bytes(&b).unwrap(), recv_bytes(&r).unwrap()), (b"x".to_vec(), b"y".to_vec()));
-        let l = Listener::bind("127.0.0.1:0", Some(b"k")).unwrap();
-        let address = l.address().clone();
-        let t = std::thread::spawn(move || Client(address, Some(b"k")).map(drop));
-        drop(accept(&l).unwrap());
-        t.join().unwrap().unwrap();
-    };
-    round();
-    let before = common::fd_count();
-    for _ in 0..20 {
-        round();
-    }
-    assert_eq!(common::fd_count(), before);
-}
-
 fn close_my_copy(w: Connection) {
     w.close();
     assert!(w.send_bytes(b"x").is_err());
