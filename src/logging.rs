@@ -112,6 +112,28 @@ fn forwarding() -> bool {
 #[cfg(feature = "log")]
 static FORWARDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Holds the record pipe's lock across a fork (features `log`,
+/// `tracing`): a child that forwards too takes it first thing, and would
+/// wait for ever for a lock held by a thread that does not exist in it.
+pub(crate) fn hold_across_fork() -> RecordsHeld {
+    RecordsHeld {
+        #[cfg(any(feature = "log", feature = "tracing"))]
+        _guard: SINK.lock().unwrap_or_else(|p| p.into_inner()),
+    }
+}
+
+/// [`hold_across_fork`]'s hold, until dropped (nothing without the
+/// features: there is no record pipe).
+pub(crate) struct RecordsHeld {
+    #[cfg(any(feature = "log", feature = "tracing"))]
+    _guard: std::sync::MutexGuard<'static, Option<OwnedFd>>,
+}
+
+#[cfg(not(any(feature = "log", feature = "tracing")))]
+impl Drop for RecordsHeld {
+    fn drop(&mut self) {}
+}
+
 /// Sends one record to the parent (dropped if the pipe is gone).
 #[cfg(any(feature = "log", feature = "tracing"))]
 fn send(record: &Forwarded) {

@@ -71,6 +71,7 @@ fn fork(l: Launch<'_>) -> Result<Arc<ChildRecord>> {
     let windows = registry::no_fd_windows();
     let links = crate::manager::hold_across_fork();
     let budget = crate::pool::tokens::hold_across_fork();
+    let records = crate::logging::hold_across_fork();
     let mut out = std::io::stdout().lock();
     let mut err = std::io::stderr().lock();
     let _ = out.flush();
@@ -90,6 +91,7 @@ fn fork(l: Launch<'_>) -> Result<Arc<ChildRecord>> {
             drop(out);
             links.forget_parents_connections();
             drop(budget);
+            drop(records);
             drop(windows);
             if parent_death && !sys::set_parent_death_kill(parent_pid) {
                 sys::exit_now(255);
