@@ -381,16 +381,15 @@ fn condition_case(fault: Fault, _step: &str, method: StartMethod) -> Outcome {
         let mut g = cond2.acquire().unwrap();
         g.wait_timeout(common::LONG).unwrap()
     });
-    let mut woke = false;
+    // Notified until it has woken (it may not be waiting yet at first).
     while !live.is_finished() && since.elapsed() < common::LONG {
         let g = cond.acquire_timeout(TWO_S).map_err(|e| format!("the condition's lock after the fault: {e}"))?;
         g.notify_all();
         drop(g);
         std::thread::yield_now();
-        woke = live.is_finished();
     }
     let notified = live.join().map_err(|_| "the live waiter panicked".to_string())?;
-    check(notified || woke, || "the live waiter was not woken".into())?;
+    check(notified, || "the live waiter was not woken".into())?;
     check(since.elapsed() <= TWO_S, || format!("took {:?}", since.elapsed()))?;
     bury(&child, fault)
 }
@@ -485,8 +484,17 @@ fn manager_server_case(fault: Fault, _step: &str, method: StartMethod) -> Outcom
     if fault == Fault::Stop {
         // A stopped server: a call waits; once the server is killed it
         // fails with ManagerGone.
-        let call = std::thread::spawn(move || d2.get(&1));
-        std::thread::sleep(STOP_WAIT);
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let call = std::thread::spawn(move || {
+            let _ = tid_tx.send(std::fs::read_link("/proc/thread-self").ok());
+            d2.get(&1)
+        });
+        // The caller is asleep in its call (its thread's state is S).
+        let me = tid_rx.recv_timeout(common::LONG).ok().flatten().ok_or("the caller's thread id")?;
+        let stat = std::path::Path::new("/proc").join(me).join("stat");
+        let asleep =
+            || std::fs::read_to_string(&stat).is_ok_and(|s| s.rsplit(") ").next().is_some_and(|r| r.starts_with('S')));
+        check(common::wait_until(common::LONG, asleep), || "the caller never blocked".into())?;
         check(!call.is_finished(), || "a call answered by a stopped server".into())?;
         let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
         let since = Instant::now();

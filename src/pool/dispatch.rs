@@ -561,10 +561,7 @@ impl Dispatch {
                 if let Some(limit) = cgroup {
                     process = process.memory_limit(limit).memory_cap(MemoryCap::Cgroup);
                 } else if config.memory_limit.is_some() {
-                    // Rust prints a backtrace on a refused allocation when
-                    // asked to, and that work overwrites the ENOMEM that
-                    // tells the worker's abort handler what happened.
-                    process = process.env("RUST_BACKTRACE", "0").env("RUST_LIB_BACKTRACE", "0");
+                    process = process.without_backtraces();
                 }
                 Link::Process(process.start_worker()?)
             }

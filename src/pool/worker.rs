@@ -121,6 +121,8 @@ pub(crate) fn run(chan: &mut impl Channel, cfg: WorkerConfig) -> i32 {
     let mut received = 0u64;
     let mut done = 0u64;
     let mut batch = Batch::default();
+    // Looked up once: the memory cgroup whose use max_memory_per_child reads.
+    let group = cfg.max_memory.and_then(|_| runtime::own_memory_group());
     loop {
         let frame = match stream.next_buffered("the pool's task stream") {
             Ok(Some(frame)) => frame,
@@ -157,7 +159,7 @@ pub(crate) fn run(chan: &mut impl Channel, cfg: WorkerConfig) -> i32 {
                     }
                 }
                 done += 1;
-                if cfg.max_tasks.is_some_and(|max| done >= max) || over_memory(cfg.max_memory) {
+                if cfg.max_tasks.is_some_and(|max| done >= max) || over_memory(cfg.max_memory, group.as_deref()) {
                     // What it had not started goes to another worker.
                     let _ = page.flush(|b| chan.send(b));
                     return 0;
@@ -275,10 +277,10 @@ impl Drop for MemoryLimit {
 }
 
 /// Whether this process's memory is above `cap`: what its memory cgroup
-/// holds, if it has one, else its resident memory.
-fn over_memory(cap: Option<u64>) -> bool {
+/// (`group`) holds, if it has one, else its resident memory.
+fn over_memory(cap: Option<u64>, group: Option<&std::path::Path>) -> bool {
     cap.is_some_and(|cap| {
-        let used = runtime::own_memory_group().and_then(|g| sys::memory_group_usage(&g));
+        let used = group.and_then(sys::memory_group_usage);
         used.or_else(|| sys::rss_of(sys::getpid())).is_some_and(|bytes| bytes > cap)
     })
 }

@@ -317,6 +317,14 @@ impl<A: Message, R: Message> Process<A, R> {
         Ok(Child::new(self.launch("the argument", false)?))
     }
 
+    /// The child runs with `RUST_BACKTRACE=0`, for an `RLIMIT_DATA` limit:
+    /// Rust prints a backtrace on a refused allocation when asked to, and
+    /// that work overwrites the ENOMEM that tells the child's abort handler
+    /// what happened.
+    pub(crate) fn without_backtraces(self) -> Self {
+        self.env("RUST_BACKTRACE", "0").env("RUST_LIB_BACKTRACE", "0")
+    }
+
     /// Starts the process as a pool worker: like [`start`](Process::start),
     /// but the caller reads the control socket itself.
     pub(crate) fn start_worker(self) -> Result<Arc<ChildRecord>> {
@@ -347,11 +355,7 @@ impl<A: Message, R: Message> Process<A, R> {
         };
         let memory = self.memory_limit.map(|limit| MemoryPlan::new(limit, self.memory_cap)).transpose()?;
         if memory.as_ref().is_some_and(|m| m.cap() == MemoryCap::Rlimit) {
-            // Rust prints a backtrace on a refused allocation when asked
-            // to, and that work overwrites the ENOMEM that tells the
-            // child's abort handler what happened.
-            self.env.push(("RUST_BACKTRACE".into(), "0".into()));
-            self.env.push(("RUST_LIB_BACKTRACE".into(), "0".into()));
+            self = self.without_backtraces();
         }
         let child = runtime::launch(Launch {
             task: self.task,
