@@ -572,3 +572,32 @@ fn last_accepted_is_the_peers_address() {
     let _conn = unix.accept().unwrap();
     assert_eq!(unix.last_accepted(), None, "a Unix client has no address");
 }
+
+#[test]
+fn wait_on_a_listener_wakes_for_a_handshake_that_moves_on() {
+    // Two clients connect at once; `accept` returns the first whose
+    // handshake ends. The other's handshake goes on between calls: `wait`
+    // on the listener sees it move, with no new client coming.
+    let _w = common::watchdog("wait_on_a_listener_wakes_for_a_handshake_that_moves_on");
+    let listener = Listener::bind("\0multiproc-test-wait-handshakes", Some(b"key")).unwrap();
+    let clients: Vec<_> = (0..2u8)
+        .map(|i| {
+            std::thread::spawn(move || -> multiproc::Result<()> {
+                let conn = Client("\0multiproc-test-wait-handshakes", Some(b"key"))?;
+                conn.send(&i)?;
+                Ok(())
+            })
+        })
+        .collect();
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let conn = accept(&listener).unwrap();
+        assert!(conn.poll(Some(LONG)).unwrap());
+        got.push(conn.recv::<u8>().unwrap());
+    }
+    got.sort();
+    assert_eq!(got, [0, 1]);
+    for c in clients {
+        c.join().unwrap().unwrap();
+    }
+}

@@ -10,8 +10,10 @@
 //! so that it talks to every Python 3; HMAC-MD5 remains a sound MAC. Other
 //! digests Python allows (sha384, sha3_*) are refused with a clear error.
 //!
-//! Every message of the handshake is read with a 256-byte cap, and each
-//! waits at most [`HANDSHAKE_TIMEOUT`].
+//! Every message of the handshake is read with a 256-byte cap. A client
+//! waits at most [`HANDSHAKE_TIMEOUT`] for each; a listener takes its
+//! clients through the handshake side by side ([`Handshake`]), each within
+//! [`HANDSHAKE_TIMEOUT`] in all.
 
 use std::time::{Duration, Instant};
 
@@ -115,26 +117,42 @@ fn digest_and_payload(message: &[u8]) -> Result<(Option<Digest>, &[u8])> {
     )))
 }
 
-fn recv(conn: &Connection, step: &str) -> Result<Vec<u8>> {
-    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
-    conn.recv_until(CAP as u64, Some(deadline)).map_err(|e| match e.kind() {
+/// What each step waits for, as its errors say it.
+const ANSWER_STEP: &str = "waiting for the answer to our challenge";
+const CHALLENGE_STEP: &str = "waiting for the peer's challenge";
+const VERDICT_STEP: &str = "waiting for the peer's verdict on our answer";
+
+/// A receive error of the handshake, said as one.
+fn step_error(e: Error, step: &str) -> Error {
+    match e.kind() {
         ErrorKind::FrameTooLarge => fail(format!("the peer sent a message above {CAP} bytes while {step}")),
         ErrorKind::Eof => fail(format!("the peer closed the connection while {step} (wrong authkey on its side?)")),
         ErrorKind::Timeout => fail(format!("the peer sent no whole message within {HANDSHAKE_TIMEOUT:?} while {step}")),
+        ErrorKind::Protocol => fail(format!("the peer sent bytes that are not a message while {step}: {e}")),
         _ => e,
-    })
+    }
 }
 
-/// Sends a challenge and checks the answer (Python's `deliver_challenge`).
-pub(crate) fn deliver_challenge(conn: &Connection, key: &[u8]) -> Result<()> {
+fn recv(conn: &Connection, step: &str) -> Result<Vec<u8>> {
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    conn.recv_until(CAP as u64, Some(deadline)).map_err(|e| step_error(e, step))
+}
+
+/// Sends a fresh challenge; returns what the answer must be the MAC of.
+fn send_challenge(conn: &Connection) -> Result<Vec<u8>> {
     let mut message = b"{sha256}".to_vec();
     let mut nonce = [0u8; NONCE];
     sys::random_bytes(&mut nonce).map_err(|e| Error::io("drawing a random challenge", e))?;
     message.extend_from_slice(&nonce);
     conn.send_bytes(&[CHALLENGE, &message].concat())?;
-    let answer = recv(conn, "waiting for the answer to our challenge")?;
-    let verified = match digest_and_payload(&answer) {
-        Ok((digest, mac)) => digest.unwrap_or(Digest::Md5).verify(key, &message, mac),
+    Ok(message)
+}
+
+/// Checks the peer's answer to our challenge `message`, and tells it the
+/// verdict.
+fn judge_answer(conn: &Connection, key: &[u8], message: &[u8], answer: &[u8]) -> Result<()> {
+    let verified = match digest_and_payload(answer) {
+        Ok((digest, mac)) => digest.unwrap_or(Digest::Md5).verify(key, message, mac),
         Err(_) => false,
     };
     if !verified {
@@ -144,9 +162,8 @@ pub(crate) fn deliver_challenge(conn: &Connection, key: &[u8]) -> Result<()> {
     conn.send_bytes(WELCOME)
 }
 
-/// Answers the peer's challenge (Python's `answer_challenge`).
-pub(crate) fn answer_challenge(conn: &Connection, key: &[u8]) -> Result<()> {
-    let challenge = recv(conn, "waiting for the peer's challenge")?;
+/// Answers the peer's `challenge` (the whole message, prefix included).
+fn send_answer(conn: &Connection, key: &[u8], challenge: &[u8]) -> Result<()> {
     let Some(message) = challenge.strip_prefix(CHALLENGE) else {
         return Err(fail(
             "the peer did not send an authentication challenge (is it expecting an authkey? does it speak this \
@@ -160,12 +177,101 @@ pub(crate) fn answer_challenge(conn: &Connection, key: &[u8]) -> Result<()> {
         (None, _) => Digest::Md5.mac(key, message),
         (Some(d), _) => [format!("{{{}}}", d.name()).as_bytes(), &d.mac(key, message)].concat(),
     };
-    conn.send_bytes(&answer)?;
-    let verdict = recv(conn, "waiting for the peer's verdict on our answer")?;
+    conn.send_bytes(&answer)
+}
+
+fn judge_verdict(verdict: &[u8]) -> Result<()> {
     if verdict != WELCOME {
         return Err(fail("the peer rejected our answer: it does not have the same authkey"));
     }
     Ok(())
+}
+
+/// Sends a challenge and checks the answer (Python's `deliver_challenge`).
+pub(crate) fn deliver_challenge(conn: &Connection, key: &[u8]) -> Result<()> {
+    let message = send_challenge(conn)?;
+    judge_answer(conn, key, &message, &recv(conn, ANSWER_STEP)?)
+}
+
+/// Answers the peer's challenge (Python's `answer_challenge`).
+pub(crate) fn answer_challenge(conn: &Connection, key: &[u8]) -> Result<()> {
+    send_answer(conn, key, &recv(conn, CHALLENGE_STEP)?)?;
+    judge_verdict(&recv(conn, VERDICT_STEP)?)
+}
+
+/// Where a [`Handshake`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Answer,
+    Challenge,
+    Verdict,
+}
+
+/// A listener's side of the handshake (`deliver_challenge`, then
+/// `answer_challenge`) as steps that never wait, so that one thread can
+/// take many peers through it at once: [`advance`](Handshake::advance)
+/// goes as far as the messages that have arrived allow. The whole
+/// handshake must end by its deadline, [`HANDSHAKE_TIMEOUT`] after it
+/// started; until then the connection holds at most one message header
+/// and [`CAP`] bytes.
+#[derive(Debug)]
+pub(crate) struct Handshake {
+    /// What the peer's answer must be the MAC of.
+    challenge: Vec<u8>,
+    step: Step,
+    deadline: Instant,
+}
+
+impl Handshake {
+    /// Sends our challenge on a connection just accepted.
+    pub(crate) fn start(conn: &Connection) -> Result<Handshake> {
+        Ok(Handshake {
+            challenge: send_challenge(conn)?,
+            step: Step::Answer,
+            deadline: Instant::now() + HANDSHAKE_TIMEOUT,
+        })
+    }
+
+    pub(crate) fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    fn step_name(&self) -> &'static str {
+        match self.step {
+            Step::Answer => ANSWER_STEP,
+            Step::Challenge => CHALLENGE_STEP,
+            Step::Verdict => VERDICT_STEP,
+        }
+    }
+
+    /// Takes the peer's messages that have arrived: `Ok(true)` once both
+    /// sides are proven, `Ok(false)` while a message is still on its way.
+    pub(crate) fn advance(&mut self, conn: &Connection, key: &[u8]) -> Result<bool> {
+        loop {
+            let Some(message) = conn.try_recv_small(CAP).map_err(|e| step_error(e, self.step_name()))? else {
+                return Ok(false);
+            };
+            match self.step {
+                Step::Answer => {
+                    judge_answer(conn, key, &self.challenge, &message)?;
+                    self.step = Step::Challenge;
+                }
+                Step::Challenge => {
+                    send_answer(conn, key, &message)?;
+                    self.step = Step::Verdict;
+                }
+                Step::Verdict => return judge_verdict(&message).map(|()| true),
+            }
+        }
+    }
+
+    /// The error once the deadline has passed.
+    pub(crate) fn timed_out(&self) -> Error {
+        fail(format!(
+            "the peer did not finish the handshake within {HANDSHAKE_TIMEOUT:?}; it stopped while {}",
+            self.step_name()
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -394,15 +394,7 @@ impl Connection {
             self.fill(&mut r)?;
         };
         if len > limit {
-            let e = Error::new(
-                ErrorKind::FrameTooLarge,
-                format!(
-                    "a message of {len} bytes is above the limit of {limit} bytes; nothing was allocated, and the \
-                     connection is unusable now. Raise the limit (multiproc::set_max_frame_size) or send less"
-                ),
-            );
-            r.broken = Some(format!("the connection is unusable after an earlier error: {e}"));
-            return Err(e);
+            return Err(too_large(&mut r, len, limit));
         }
         let len = len as usize;
         if len <= READ_CHUNK {
@@ -445,6 +437,42 @@ impl Connection {
         Ok(msg)
     }
 
+    /// The next message if it has arrived whole, without waiting (`None`
+    /// while it has not). No byte past that message's end is read, so a
+    /// caller with a small `limit` (a handshake) holds at most a header
+    /// and `limit` bytes per connection, whatever the peer sends.
+    pub(crate) fn try_recv_small(&self, limit: usize) -> Result<Option<Vec<u8>>> {
+        self.check(false)?;
+        let mut r = lock(&self.reader);
+        if let Some(why) = &r.broken {
+            return Err(Error::new(ErrorKind::Protocol, why.clone()));
+        }
+        loop {
+            let have = r.buf.len() - r.pos;
+            let found = framing::parse_header(&r.buf[r.pos..]).inspect_err(|e| {
+                r.broken = Some(format!("the connection is unusable after an earlier error: {e}"));
+            })?;
+            let need = match found {
+                Some((_, len)) if len > limit as u64 => return Err(too_large(&mut r, len, limit as u64)),
+                Some((head, len)) if have >= head + len as usize => {
+                    let msg = r.buf[r.pos + head..r.pos + head + len as usize].to_vec();
+                    r.pos += head + len as usize;
+                    r.compact();
+                    return Ok(Some(msg));
+                }
+                Some((head, len)) => head + len as usize - have,
+                // A long header's 8 more bytes, or the first 4.
+                None if have >= 4 => 12 - have,
+                None => 4 - have,
+            };
+            let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
+            if sys::poll(&mut fds, Some(Duration::ZERO)).map_err(|e| Error::io("polling a connection", e))? == 0 {
+                return Ok(None);
+            }
+            self.fill_at_most(&mut r, need)?;
+        }
+    }
+
     /// Waits until the socket is readable, or fails with
     /// [`ErrorKind::Timeout`] once `deadline` passes.
     fn ready_by(&self, deadline: Option<Instant>) -> Result<()> {
@@ -468,9 +496,14 @@ impl Connection {
 
     /// Reads more bytes into the buffer (blocking).
     fn fill(&self, r: &mut Reader) -> Result<()> {
+        self.fill_at_most(r, READ_CHUNK)
+    }
+
+    /// Reads up to `max` more bytes into the buffer (blocking).
+    fn fill_at_most(&self, r: &mut Reader, max: usize) -> Result<()> {
         r.compact();
         let partial = r.buf.len() > r.pos;
-        match sys::read(self.fd.as_fd(), &mut r.buf, READ_CHUNK) {
+        match sys::read(self.fd.as_fd(), &mut r.buf, max) {
             Ok(0) => Err(self.ended(partial)),
             Ok(_) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Err(self.ended(partial)),
@@ -596,6 +629,20 @@ impl Reader {
             self.pos = 0;
         }
     }
+}
+
+/// The error for a message above `limit`, which leaves the connection
+/// unusable (its next bytes are that message's body, unread).
+fn too_large(r: &mut Reader, len: u64, limit: u64) -> Error {
+    let e = Error::new(
+        ErrorKind::FrameTooLarge,
+        format!(
+            "a message of {len} bytes is above the limit of {limit} bytes; nothing was allocated, and the connection \
+             is unusable now. Raise the limit (multiproc::set_max_frame_size) or send less"
+        ),
+    );
+    r.broken = Some(format!("the connection is unusable after an earlier error: {e}"));
+    e
 }
 
 impl AsFd for Connection {

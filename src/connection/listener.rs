@@ -2,15 +2,18 @@
 //! start each other, on a Unix socket path, an abstract Unix name, or TCP,
 //! with Python's authkey handshake.
 
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
 
 use super::{Connection, auth};
 use crate::error::{Error, ErrorKind, Result};
-use crate::sys::{self, AsFd, BorrowedFd, OwnedFd};
+use crate::sys::{self, AsFd, AsRawFd, BorrowedFd, OwnedFd, PollFd, PollFlags, RawFd};
 
 /// Where a [`Listener`] listens and a [`Client`] connects, as Python's
 /// addresses: a filesystem path, an abstract name (a string starting with
@@ -243,9 +246,18 @@ impl fmt::Display for Address {
 /// `multiprocessing.connection.Listener`). With an authkey, every new
 /// connection must pass Python's challenge/response handshake, in both
 /// directions, before `accept` returns it. Until then, each message the
-/// client sends is capped at 256 bytes and must arrive whole within 20 s,
-/// nothing is deserialized, and nothing reaches the caller. (Bytes it
-/// sends early are buffered, up to 64 KiB, as for any connection.)
+/// client sends is capped at 256 bytes, the whole handshake must end
+/// within 20 s, nothing is deserialized, and nothing reaches the caller.
+///
+/// Unlike Python's, whose `accept` runs one handshake at a time, `accept`
+/// takes every client that has connected through its handshake side by
+/// side and returns the first to finish: a client that connects and then
+/// sends nothing, or one byte a second, does not hold up the others. Up to
+/// 1,024 handshakes are in progress at once (the oldest is dropped for a
+/// new one beyond that), each holding a socket and a few hundred bytes.
+/// A client that fails, or does not finish in time, is one
+/// [`ErrorKind::Authentication`] error from `accept`, in the order they
+/// end; the listener goes on.
 ///
 /// A Unix socket file is created with mode 0600 and removed when the
 /// listener is closed or dropped (if it is still the same file).
@@ -279,7 +291,150 @@ pub struct Listener {
     /// The socket file this listener created: its path, device and inode.
     file: Option<(PathBuf, u64, u64)>,
     closed: AtomicBool,
-    last_accepted: std::sync::Mutex<Option<Address>>,
+    last_accepted: Mutex<Option<Address>>,
+    /// With an authkey: the clients between `accept(2)` and the end of
+    /// their handshake.
+    handshakes: Option<Handshakes>,
+}
+
+/// How many handshakes a listener runs at once.
+const MAX_HANDSHAKES: usize = 1024;
+
+/// The poller's token for the listening socket (the others are the fd
+/// numbers of the connections in their handshake).
+const LISTENING: u64 = u64::MAX;
+
+/// A listener's clients in their handshake, taken through it side by side
+/// by whichever thread is in [`Listener::accept`].
+struct Handshakes {
+    /// Watches the listening socket and every connection in a handshake;
+    /// it polls readable while one of them is, so [`wait`](super::wait)
+    /// on the listener watches it.
+    poller: sys::Poller,
+    /// The process that made the poller: a fork child that accepts on an
+    /// inherited listener shares its epoll set, so it runs its
+    /// handshakes one at a time instead, as Python does.
+    pid: i32,
+    state: Mutex<InProgress>,
+}
+
+/// A client accepted, with its address (TCP only).
+type Accepted = (Connection, Option<Address>);
+
+#[derive(Default)]
+struct InProgress {
+    /// By fd number (the poller's token).
+    clients: HashMap<RawFd, (Accepted, auth::Handshake)>,
+    /// Handshakes that ended, in the order they did, for `accept` to return.
+    ended: VecDeque<Result<Accepted>>,
+}
+
+impl Handshakes {
+    fn new(listening: BorrowedFd<'_>) -> std::io::Result<Handshakes> {
+        let poller = sys::Poller::new()?;
+        poller.add(listening, LISTENING)?;
+        Ok(Handshakes { poller, pid: sys::getpid(), state: Mutex::new(InProgress::default()) })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, InProgress> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs handshakes until one ends, and returns it.
+    fn accept(&self, listener: &Listener, key: &[u8]) -> Result<Accepted> {
+        let mut state = self.lock();
+        let mut ready = Vec::new();
+        loop {
+            listener.check_open()?;
+            if let Some(ended) = state.ended.pop_front() {
+                return ended;
+            }
+            let now = Instant::now();
+            let late: Vec<RawFd> =
+                state.clients.iter().filter(|(_, (_, h))| h.deadline() <= now).map(|(fd, _)| *fd).collect();
+            for fd in late {
+                let (_, handshake) = self.forget(&mut state, fd);
+                state.ended.push_back(Err(handshake.timed_out()));
+            }
+            if !state.ended.is_empty() {
+                continue;
+            }
+            let next_deadline = state.clients.values().map(|(_, h)| h.deadline()).min();
+            let timeout = next_deadline.map(|d| d.saturating_duration_since(now));
+            self.poller.wait(timeout, &mut ready).map_err(|e| Error::io("waiting for clients", e))?;
+            for &token in &ready {
+                if token == LISTENING {
+                    self.admit(&mut state, listener)?;
+                    continue;
+                }
+                let fd = token as RawFd;
+                let Some(((conn, _), handshake)) = state.clients.get_mut(&fd) else {
+                    continue;
+                };
+                match handshake.advance(conn, key) {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        let (accepted, _) = self.forget(&mut state, fd);
+                        state.ended.push_back(Ok(accepted));
+                    }
+                    Err(e) => {
+                        self.forget(&mut state, fd);
+                        state.ended.push_back(Err(e));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Accepts a waiting client, if one still is, and sends its challenge.
+    fn admit(&self, state: &mut InProgress, listener: &Listener) -> Result<()> {
+        let accepted = match listener.accept_now() {
+            Ok(Some(accepted)) => accepted,
+            Ok(None) => return Ok(()),
+            // Out of fds: the oldest handshake makes room.
+            Err(e) if is_out_of_fds(&e) && !state.clients.is_empty() => {
+                self.drop_oldest(state, "this process ran out of file descriptors");
+                return Ok(());
+            }
+            Err(e) => return Err(listener.accept_error(e)),
+        };
+        if state.clients.len() >= MAX_HANDSHAKES {
+            self.drop_oldest(state, &format!("{MAX_HANDSHAKES} other handshakes were in progress"));
+        }
+        let fd = accepted.0.as_fd().as_raw_fd();
+        let started = auth::Handshake::start(&accepted.0).and_then(|h| {
+            self.poller.add(accepted.0.as_fd(), fd as u64).map(|()| h).map_err(|e| Error::io("watching a client", e))
+        });
+        match started {
+            Ok(handshake) => {
+                state.clients.insert(fd, (accepted, handshake));
+            }
+            Err(e) => state.ended.push_back(Err(e)),
+        }
+        Ok(())
+    }
+
+    /// Ends the handshake that started first, with an error saying `why`.
+    fn drop_oldest(&self, state: &mut InProgress, why: &str) {
+        if let Some(fd) = state.clients.iter().min_by_key(|(_, (_, h))| h.deadline()).map(|(fd, _)| *fd) {
+            self.forget(state, fd);
+            state.ended.push_back(Err(Error::new(
+                ErrorKind::Authentication,
+                format!("a client in its handshake was disconnected to make room for a new one: {why}"),
+            )));
+        }
+    }
+
+    fn forget(&self, state: &mut InProgress, fd: RawFd) -> (Accepted, auth::Handshake) {
+        let client = state.clients.remove(&fd).expect("a client in its handshake");
+        let _ = self.poller.remove(client.0.0.as_fd());
+        client
+    }
+}
+
+fn is_out_of_fds(e: &std::io::Error) -> bool {
+    // EMFILE (this process) and ENFILE (the system).
+    matches!(e.raw_os_error(), Some(24 | 23))
 }
 
 impl fmt::Debug for Listener {
@@ -336,13 +491,21 @@ impl Listener {
                 fd
             }
         };
+        // Non-blocking, so that an accept after a wake-up never waits
+        // (another process may take the client first).
+        sys::set_nonblocking(fd.as_fd(), true).map_err(|e| bind_error(&address, e))?;
+        let handshakes = match authkey {
+            Some(_) => Some(Handshakes::new(fd.as_fd()).map_err(|e| bind_error(&address, e))?),
+            None => None,
+        };
         Ok(Listener {
             fd,
             address,
             authkey: authkey.map(<[u8]>::to_vec),
             file,
             closed: AtomicBool::new(false),
-            last_accepted: std::sync::Mutex::new(None),
+            last_accepted: Mutex::new(None),
+            handshakes,
         })
     }
 
@@ -383,30 +546,63 @@ impl Listener {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn accept(&self) -> Result<Connection> {
+        let (conn, peer) = match (&self.authkey, &self.handshakes) {
+            (Some(key), Some(handshakes)) if handshakes.pid == sys::getpid() => handshakes.accept(self, key)?,
+            (key, _) => {
+                let (conn, peer) = self.accept_waiting()?;
+                if let Some(key) = key {
+                    auth::deliver_challenge(&conn, key)?;
+                    auth::answer_challenge(&conn, key)?;
+                }
+                (conn, peer)
+            }
+        };
+        *self.last_accepted.lock().unwrap_or_else(|p| p.into_inner()) = peer;
+        Ok(conn)
+    }
+
+    fn check_open(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::new(ErrorKind::InvalidState, "the listener is closed; bind a new one"));
         }
-        let fd = sys::accept(self.fd.as_fd()).map_err(|e| {
-            if self.closed.load(Ordering::Acquire) {
-                Error::new(ErrorKind::InvalidState, "the listener was closed while accepting")
-            } else {
-                Error::io(&format!("accepting a connection on {}", self.address), e)
-            }
-        })?;
-        if matches!(self.address, Address::Tcp(_)) {
-            sys::set_nodelay(fd.as_fd());
+        Ok(())
+    }
+
+    fn accept_error(&self, e: std::io::Error) -> Error {
+        if self.closed.load(Ordering::Acquire) {
+            Error::new(ErrorKind::InvalidState, "the listener was closed while accepting")
+        } else {
+            Error::io(&format!("accepting a connection on {}", self.address), e)
         }
+    }
+
+    /// Waits for a client and accepts it (no handshake).
+    fn accept_waiting(&self) -> Result<Accepted> {
+        loop {
+            self.check_open()?;
+            if let Some(accepted) = self.accept_now().map_err(|e| self.accept_error(e))? {
+                return Ok(accepted);
+            }
+            let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
+            sys::poll(&mut fds, None).map_err(|e| self.accept_error(e))?;
+        }
+    }
+
+    /// Accepts a client if one is waiting (no handshake).
+    fn accept_now(&self) -> std::io::Result<Option<Accepted>> {
+        let fd = match sys::accept(self.fd.as_fd()) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) => return Err(e),
+        };
         let peer = match self.address {
-            Address::Tcp(_) => sys::peer_tcp_addr(fd.as_fd()).ok().map(Address::Tcp),
+            Address::Tcp(_) => {
+                sys::set_nodelay(fd.as_fd());
+                sys::peer_tcp_addr(fd.as_fd()).ok().map(Address::Tcp)
+            }
             _ => None,
         };
-        let conn = Connection::new(fd, true, true);
-        if let Some(key) = &self.authkey {
-            auth::deliver_challenge(&conn, key)?;
-            auth::answer_challenge(&conn, key)?;
-        }
-        *self.last_accepted.lock().unwrap_or_else(|p| p.into_inner()) = peer;
-        Ok(conn)
+        Ok(Some((Connection::new(fd, true, true), peer)))
     }
 
     /// The address of the peer of the last connection accepted (Python's
@@ -463,7 +659,16 @@ impl Drop for Listener {
 
 impl super::wait::sealed::Watch for Listener {
     fn wait_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+        match &self.handshakes {
+            Some(h) if h.pid == sys::getpid() => h.poller.as_fd(),
+            _ => self.fd.as_fd(),
+        }
+    }
+
+    fn ready_now(&self) -> bool {
+        // A thread in `accept` holds the lock; what it finds, it returns.
+        let ended = |h: &Handshakes| h.state.try_lock().is_ok_and(|s| !s.ended.is_empty());
+        self.handshakes.as_ref().is_some_and(ended)
     }
 }
 

@@ -4,7 +4,7 @@
 //!
 //! | file | area |
 //! |---|---|
-//! | `fd.rs` | pipes, eventfds, reads and writes, `poll`, closing, `fstat`/`ftruncate` |
+//! | `fd.rs` | pipes, eventfds, reads and writes, `poll` and epoll, closing, `fstat`/`ftruncate` |
 //! | `net.rs` | socket pairs, sends and receives, `SCM_RIGHTS`, listen/connect/accept |
 //! | `mm.rs` | `memfd`, POSIX `shm_open`, and [`Mapping`], the one owner of a shared mapping (with [`GuardedMapping`] for bytes a lock guards) |
 //! | `futex.rs` | futex waits and wakes, process-shared robust mutexes |
@@ -40,9 +40,9 @@ mod title;
 pub(crate) use cgroup::{MemoryGroup, join_memory_group, memory_group_usage, memory_groups};
 pub(crate) use elf::build_id;
 pub(crate) use fd::{
-    FileId, PollFd, PollFlags, close_all_except, close_raw, dup_onto_stderr, dup_onto_stdout, eventfd, file_id,
-    file_len, grow_file, page_size, pipe, poll, raw_fd_is, read, read_file_at, retire, set_len, set_nonblocking,
-    take_inherited, write_all,
+    FileId, PollFd, PollFlags, Poller, close_all_except, close_raw, close_raw_all, dup_onto_stderr, dup_onto_stdout,
+    eventfd, file_id, file_len, grow_file, page_size, pipe, poll, raw_fd_is, read, read_file_at, retire, set_len,
+    set_nonblocking, take_inherited, write_all,
 };
 pub(crate) use futex::{Locked, MUTEX_BYTES, RobustMutex, futex_wait, futex_wake};
 pub(crate) use mm::{
