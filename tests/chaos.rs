@@ -159,7 +159,7 @@ fn queue_round(rng: &mut Rng) -> (u64, u64) {
             Err(e) => assert!(matches!(e.kind(), ErrorKind::Empty | ErrorKind::Timeout), "{method}: {e}"),
         }
     }
-    let mut lived = vec![false; PRODUCERS];
+    let mut lived = [false; PRODUCERS];
     for (p, c) in children.iter().enumerate() {
         match c.join_timeout(common::LONG) {
             Ok(()) => lived[p] = true,
@@ -297,7 +297,9 @@ fn every_task_and_message_ends_once_under_chaos() {
     // One round of each, side by side and without chaos, before counting:
     // the allocator's per-thread arenas (mappings it keeps) are made.
     let warm: Vec<_> = streams.iter().map(|&(_, round)| std::thread::spawn(move || round(&mut Rng(seed)))).collect();
-    warm.into_iter().for_each(|t| drop(t.join().unwrap()));
+    for t in warm {
+        t.join().unwrap();
+    }
     let guard = common::LeakGuard::new();
     let stop = Arc::new(AtomicBool::new(false));
     let kills = Arc::new(Kills::default());
