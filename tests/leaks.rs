@@ -26,10 +26,6 @@ fn forever(_: ()) {
     }
 }
 
-fn snapshot() -> (usize, usize, Vec<(u32, char)>) {
-    (common::fd_count(), common::thread_count(), common::children())
-}
-
 #[test]
 fn no_fd_thread_or_process_leaks_after_200_cycles_per_method() {
     // Warm up: the fork server starts, lazy statics initialise.
@@ -37,8 +33,7 @@ fn no_fd_thread_or_process_leaks_after_200_cycles_per_method() {
         Process::new(square, 1).start_method(method).start().unwrap().join_timeout(LONG).unwrap();
     }
     let _w = common::watchdog_for("leaks", Duration::from_secs(300));
-    let before = snapshot();
-    assert!(before.2.iter().all(|&(_, state)| state != 'Z'), "zombies before: {before:?}");
+    let guard = common::LeakGuard::new();
 
     for method in common::METHODS {
         for i in 0..200u64 {
@@ -71,8 +66,5 @@ fn no_fd_thread_or_process_leaks_after_200_cycles_per_method() {
     }
 
     // Detached children are reaped by a thread that exits when done.
-    let settled = common::wait_until(LONG, || snapshot() == before);
-    let after = snapshot();
-    assert!(settled, "before {before:?}\nafter  {after:?}");
-    assert!(after.2.iter().all(|&(_, state)| state != 'Z'), "zombies after: {after:?}");
+    guard.check("200 processes per start method, their failure paths, and 15 managers");
 }

@@ -8,7 +8,6 @@ mod common;
 
 use std::time::Duration;
 
-use common::LONG;
 use multiproc::Pool;
 
 fn square(x: u64) -> u64 {
@@ -27,11 +26,6 @@ fn nap(ms: u64) -> u64 {
     ms
 }
 
-/// Fds (but the spare status pages), threads and children.
-fn snapshot() -> (usize, usize, Vec<(u32, char)>) {
-    (common::fd_count() - common::spare_pages(), common::thread_count(), common::children())
-}
-
 #[test]
 fn pools_leave_no_fd_thread_or_process_behind() {
     let _w = common::watchdog_for("pool_leaks", Duration::from_secs(300));
@@ -39,7 +33,7 @@ fn pools_leave_no_fd_thread_or_process_behind() {
     for method in common::METHODS {
         drop(Pool::builder().processes(1).start_method(method).build().unwrap());
     }
-    let before = snapshot();
+    let guard = common::LeakGuard::new();
     for method in common::METHODS {
         for round in 0..10 {
             let pool = Pool::builder().processes(2).start_method(method).build().unwrap();
@@ -55,8 +49,6 @@ fn pools_leave_no_fd_thread_or_process_behind() {
             drop(pool);
         }
     }
-    let settled = common::wait_until(LONG, || snapshot() == before);
-    let after = snapshot();
-    assert!(settled, "before {before:?}\nafter  {after:?}");
-    assert!(common::spare_pages() <= 16, "{} spare status pages after 60 pools", common::spare_pages());
+    // The guard also checks that at most 16 spare status pages are kept.
+    guard.check("60 pools, their failures, timeouts and dropped iterators");
 }
