@@ -80,6 +80,8 @@
 //! frames, with handles' fds beside the bytes; and `sys/` holds every
 //! operating-system call, grouped by area. The README's "Architecture"
 //! section draws the layers.
+//! The hidden `fuzzing` module (feature `fuzzing`, off by default) feeds
+//! bytes to the private wire decoders for the fuzz targets in `fuzz/`.
 //!
 //! # Unsafe code
 //!
@@ -102,6 +104,9 @@ mod codec;
 pub mod connection;
 mod context;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod handle;
 mod logging;
 pub mod manager;

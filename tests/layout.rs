@@ -1,6 +1,7 @@
 //! The crate's layout rules that a compiler does not check: every place
 //! that allows `unsafe_code` is listed in the crate documentation (and
-//! nothing else is), and no test hook is public.
+//! nothing else is), and no test hook is public (but the fuzz targets'
+//! entry points, behind the `fuzzing` feature).
 
 use std::path::{Path, PathBuf};
 
@@ -77,7 +78,14 @@ fn test_hooks_are_not_public() {
             // The item a `#[doc(hidden)]` is on: the next line that is not
             // another attribute or a comment.
             let item = || lines[i + 1..].iter().find(|l| !l.starts_with('#') && !l.starts_with("//"));
-            let hidden_pub = line.starts_with("#[doc(hidden") && item().is_some_and(|l| l.starts_with("pub "));
+            // The fuzz targets' entry points (`fuzz/`, another crate) are the
+            // one exception: they cannot be `#[cfg(test)]`, so they are
+            // behind the non-default `fuzzing` feature, hidden.
+            let before = lines[..i].iter().rev().take_while(|l| l.starts_with('#') || l.starts_with("//"));
+            let after = lines[i..].iter().take_while(|l| l.starts_with('#'));
+            let for_fuzzing = before.chain(after).any(|l| *l == "#[cfg(feature = \"fuzzing\")]");
+            let hidden_pub =
+                line.starts_with("#[doc(hidden") && !for_fuzzing && item().is_some_and(|l| l.starts_with("pub "));
             let dunder = ["pub fn __", "pub unsafe fn __", "pub mod __", "pub struct __", "pub static __"];
             assert!(
                 !(dunder.iter().any(|d| line.starts_with(d)) || hidden_pub),

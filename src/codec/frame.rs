@@ -370,7 +370,7 @@ impl FrameStream {
 
     /// Adds bytes of the stream that arrived some other way (an MPI
     /// message): the next bytes after what it holds.
-    #[cfg(any(feature = "mpi", test))]
+    #[cfg(any(feature = "mpi", feature = "fuzzing", test))]
     pub(crate) fn push(&mut self, mut bytes: &[u8]) {
         if let Some((_, want, payload)) = &mut self.big {
             let n = (*want - payload.len()).min(bytes.len());

@@ -20,6 +20,8 @@ mod callback;
 mod calls;
 mod dispatch;
 mod executor;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz;
 mod iter;
 mod job;
 mod link;

@@ -279,8 +279,8 @@ impl Worker {
         let head = wire::result_head(&payload);
         let front = self.in_flight.front().map(|f| &f.chunk);
         match (head, front) {
-            (Ok((job, index, first, count)), Some(c))
-                if c.job.id == job && c.index == index && c.first == first && count <= c.count =>
+            (Ok(head @ (job, index, first, count)), Some(c))
+                if wire::answers(head, (c.job.id, c.index, c.first, c.count)) =>
             {
                 let f = self.in_flight.pop_front().expect("front exists");
                 self.items_back += u64::from(count);

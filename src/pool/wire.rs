@@ -311,14 +311,43 @@ fn short(what: &str) -> Error {
     Error::new(ErrorKind::Protocol, format!("a {what} frame is too short; the stream is corrupt"))
 }
 
-/// Runs a `TASK` payload, the worker's chunk number `seq`, and appends
-/// its `RESULT` frame to the page's buffer (whole once this returns).
-pub(crate) fn run_task(payload: &[u8], seq: u64, page: &mut WorkerPage) -> Result<()> {
+/// The entry point a `TASK` payload names, checked before anything is
+/// written: `None` for an id that does not resolve here, whose items are
+/// then refused one by one, in a result frame within the frame-size limit.
+fn open_task(payload: &[u8]) -> Result<Option<ChunkTrampoline<WorkerPage>>> {
     if payload.len() < TASK_HEAD {
         return Err(short("task"));
     }
+    let call = runtime::resolve_chunk(u64_at(payload, 20), u64_at(payload, 28));
+    if call.is_none() {
+        // A count no result frame can answer is not believed: the id is
+        // corrupt, and so may the count be (2^32 refusals are hundreds of
+        // GiB).
+        let count = u32_at(payload, 16);
+        let result = (RESULT_HEAD as u64).saturating_add(u64::from(count).saturating_mul(refusal().len() as u64));
+        if result > codec::max_frame_size() {
+            return Err(Error::new(
+                ErrorKind::Protocol,
+                format!(
+                    "refused a pool task whose id does not match this build and whose {count} items are more than \
+                     a result frame can refuse; the stream is corrupt, and nothing was run"
+                ),
+            ));
+        }
+    }
+    Ok(call)
+}
+
+/// Runs a `TASK` payload, the worker's chunk number `seq`, and appends
+/// its `RESULT` frame to the page's buffer (whole once this returns).
+pub(crate) fn run_task(payload: &[u8], seq: u64, page: &mut WorkerPage) -> Result<()> {
+    let call = open_task(payload)?;
+    run_opened(payload, call, seq, page);
+    Ok(())
+}
+
+fn run_opened(payload: &[u8], call: Option<ChunkTrampoline<WorkerPage>>, seq: u64, page: &mut WorkerPage) {
     let (job, index, first, count) = (u64_at(payload, 0), u32_at(payload, 8), u32_at(payload, 12), u32_at(payload, 16));
-    let call: Option<ChunkTrampoline<WorkerPage>> = runtime::resolve_chunk(u64_at(payload, 20), u64_at(payload, 28));
     // Results are about as big as the arguments: reserve that much once.
     page.out.reserve(payload.len() + 64);
     let frame_start = page.out.len();
@@ -341,29 +370,26 @@ pub(crate) fn run_task(payload: &[u8], seq: u64, page: &mut WorkerPage) -> Resul
     let header = (u64::from(RESULT) << 56) | (len & codec::LEN_MASK);
     written[frame_start..head_at].copy_from_slice(&header.to_le_bytes());
     page.commit();
-    Ok(())
 }
 
 /// Runs a `TASK` chunk like [`run_task`], and puts a `USAGE` frame before
 /// its `RESULT`: the CPU time of the chunk and the worker's peak resident
 /// memory while it ran.
 pub(crate) fn run_task_measured(payload: &[u8], seq: u64, page: &mut WorkerPage) -> Result<()> {
-    if payload.len() < TASK_HEAD {
-        return Err(short("task"));
-    }
+    let call = open_task(payload)?;
     let at = page.out.len();
     page.out.extend_from_slice(&((u64::from(USAGE) << 56) | USAGE_LEN as u64).to_le_bytes());
     page.out.extend_from_slice(&payload[..12]);
     page.out.extend_from_slice(&[0; 16]);
     sys::reset_peak_rss();
     let cpu = sys::thread_cpu_time();
-    let ran = run_task(payload, seq, page);
+    run_opened(payload, call, seq, page);
     let cpu = (sys::thread_cpu_time().saturating_sub(cpu)).as_nanos().min(u128::from(u64::MAX)) as u64;
     let peak = sys::peak_rss().unwrap_or(0);
     let written = page.out.written_mut();
     written[at + codec::HEADER + 12..at + codec::HEADER + 20].copy_from_slice(&cpu.to_le_bytes());
     written[at + codec::HEADER + 20..at + codec::HEADER + 28].copy_from_slice(&peak.to_le_bytes());
-    ran
+    Ok(())
 }
 
 /// A `USAGE` payload: job id, chunk index, CPU time, peak resident bytes.
@@ -379,15 +405,23 @@ pub(crate) fn usage(payload: &[u8]) -> Result<(u64, u32, std::time::Duration, u6
     ))
 }
 
-/// Fails every item of a chunk whose task id does not resolve here.
-fn refuse_all(count: u32, page: &mut WorkerPage) {
+/// The outcome of an item of a chunk whose task id does not resolve here.
+fn refusal() -> Vec<u8> {
     let refused = Failure::Error(Error::new(
         ErrorKind::Protocol,
         "refused a pool task whose id does not match this build; nothing was run",
     ));
+    let mut outcome = Vec::new();
+    push_failure(&mut outcome, &refused);
+    outcome
+}
+
+/// Fails every item of a chunk whose task id does not resolve here.
+fn refuse_all(count: u32, page: &mut WorkerPage) {
+    let refused = refusal();
     for item in 0..count {
         page.log.start_item(item);
-        push_failure(&mut page.out, &refused);
+        page.out.extend_from_slice(&refused);
         page.log.finish_item(item, true, page.out.len());
     }
 }
@@ -399,6 +433,14 @@ pub(crate) fn result_head(payload: &[u8]) -> Result<(u64, u32, u32, u32)> {
         return Err(short("result"));
     }
     Ok((u64_at(payload, 0), u32_at(payload, 8), u32_at(payload, 12), u32_at(payload, 16)))
+}
+
+/// Whether a `RESULT` whose head is `head` (job id, chunk index, first
+/// item, item count) answers the chunk `sent` (the same, as it was sent):
+/// the same chunk from the same item, with no more items than were sent.
+pub(crate) fn answers(head: (u64, u32, u32, u32), sent: (u64, u32, u32, u32)) -> bool {
+    let ((job, index, first, count), (sent_job, sent_index, sent_first, sent_count)) = (head, sent);
+    job == sent_job && index == sent_index && first == sent_first && count <= sent_count
 }
 
 /// A `RESULT` payload for the first `count` outcomes of a chunk that a
@@ -578,6 +620,34 @@ mod tests {
 
     fn task_for<F: Fn(Touchy) -> usize + Copy + 'static>(_: F) -> TaskId {
         chunk_task::<F, Touchy, usize>()
+    }
+
+    /// Found by the `pool_wire` fuzz target: a `TASK` whose id does not
+    /// resolve and whose count says 2^32 - 1 items had the worker write a
+    /// refusal per item, hundreds of GiB, for a result no dispatcher takes.
+    #[test]
+    fn a_foreign_task_id_with_more_items_than_a_result_can_refuse_is_refused_whole() {
+        let (_status, mut page) = page();
+        let mut payload = [0u8; TASK_HEAD];
+        payload[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
+        for run in [run_task, run_task_measured] {
+            let started = std::time::Instant::now();
+            let err = run(&payload, 0, &mut page).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
+            assert!(err.to_string().contains("nothing was run"), "{err}");
+            assert_eq!(page.out.len(), 0, "nothing is written for a task refused whole");
+            assert!(started.elapsed() < std::time::Duration::from_secs(1), "{:?}", started.elapsed());
+        }
+        // As many refusals as a result frame holds are still sent, each item
+        // failing on its own.
+        let mut frame = Vec::new();
+        let mut task = task_of(halve);
+        task.offset ^= 8;
+        let head = ChunkHead { job: 3, index: 0, task, delivery: Delivery::Prompt };
+        append_task(&mut frame, &head, std::iter::repeat_n(2u32, 1000)).unwrap();
+        let result = run(&frame, 1, &mut page);
+        assert_eq!(result_head(&result.payload).unwrap(), (3, 0, 0, 1000));
+        assert_eq!(failed_items(&result.payload), 1000);
     }
 
     #[test]

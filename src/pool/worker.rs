@@ -138,8 +138,8 @@ pub(crate) fn run(chan: &mut impl Channel, cfg: WorkerConfig) -> i32 {
         if batch.should_flush(!stream.has_buffered(), page.held()) && page.flush(|b| chan.send(b)).is_err() {
             return 0;
         }
-        match frame.kind {
-            wire::TASK => {
+        match Order::of(&frame) {
+            Ok(Order::Task(payload)) => {
                 let seq = received;
                 received += 1;
                 chan.look_for_stop();
@@ -149,11 +149,11 @@ pub(crate) fn run(chan: &mut impl Channel, cfg: WorkerConfig) -> i32 {
                     }
                     let started = Instant::now();
                     let run = if cfg.track_usage { wire::run_task_measured } else { wire::run_task };
-                    if run(&frame.payload, seq, &mut page).is_err() {
+                    if run(payload, seq, &mut page).is_err() {
                         let _ = page.flush(|b| chan.send(b));
                         return 1;
                     }
-                    batch.ran(started, wire::delivery(&frame.payload));
+                    batch.ran(started, wire::delivery(payload));
                     if let Some(t) = &cfg.tokens {
                         tokens::give_back(t);
                     }
@@ -165,11 +165,35 @@ pub(crate) fn run(chan: &mut impl Channel, cfg: WorkerConfig) -> i32 {
                     return 0;
                 }
             }
-            wire::EXIT => {
+            Ok(Order::Exit) => {
                 let _ = page.flush(|b| chan.send(b));
                 return 0;
             }
-            _ => return 1,
+            Err(_) => return 1,
+        }
+    }
+}
+
+/// What a frame from the dispatcher tells a worker to do.
+#[derive(Debug)]
+pub(crate) enum Order<'a> {
+    /// Run this `TASK` payload.
+    Task(&'a [u8]),
+    /// Leave.
+    Exit,
+}
+
+impl Order<'_> {
+    /// The order `frame` gives; a frame of another kind means that the
+    /// stream is corrupt, and the worker leaves with exit code 1.
+    pub(crate) fn of(frame: &codec::Frame) -> crate::error::Result<Order<'_>> {
+        match frame.kind {
+            wire::TASK => Ok(Order::Task(&frame.payload)),
+            wire::EXIT => Ok(Order::Exit),
+            other => Err(crate::error::Error::new(
+                crate::error::ErrorKind::Protocol,
+                format!("a pool worker got a frame of unknown kind {other}; its task stream is corrupt"),
+            )),
         }
     }
 }

@@ -119,7 +119,7 @@ fn spawn(l: Launch<'_>) -> Result<Arc<ChildRecord>> {
     let info = registry::lock()
         .next_child_info(l.name, l.daemon, StartMethod::Spawn, Vec::new())
         .with_launch(l.memory.as_ref(), l.forward_output);
-    let frame = serve::task_frame(l.task, &info, &l.arg.bytes)?;
+    let frame = serve::task_frame(l.task.id(), &info, &l.arg.bytes)?;
     let _window = registry::fd_window();
     let child = exec_child(&info, l.env, l.exclusive)?;
     send_task(&child, &frame, &l.arg.fds)?;
@@ -131,7 +131,7 @@ fn via_server(l: Launch<'_>) -> Result<Arc<ChildRecord>> {
     let info = registry::lock()
         .next_child_info(l.name, l.daemon, StartMethod::ForkServer, env_bytes(l.env))
         .with_launch(l.memory.as_ref(), l.forward_output);
-    let frame = serve::task_frame(l.task, &info, &l.arg.bytes)?;
+    let frame = serve::task_frame(l.task.id(), &info, &l.arg.bytes)?;
     // Handles need their fds sent on the control socket with the frame.
     let inline = frame.len() <= forkserver::INLINE_TASK && l.arg.fds.is_empty();
     let _window = registry::fd_window();

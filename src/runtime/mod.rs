@@ -53,6 +53,8 @@
 
 mod bootstrap;
 mod forkserver;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz;
 mod launch;
 mod reaper;
 mod record;

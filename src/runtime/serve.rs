@@ -8,9 +8,9 @@ use std::panic::AssertUnwindSafe;
 use serde::{Deserialize, Serialize};
 
 use super::registry;
-use super::task::{Task, TaskId};
+use super::task::TaskId;
 use super::trampoline::{self, Trampoline};
-use crate::codec::{self, FrameBuf, kind};
+use crate::codec::{self, Frame, FrameBuf, kind};
 use crate::context::StartMethod;
 use crate::error::{Error, ErrorKind, PanicInfo, RemoteError, Result};
 use crate::process::{ChildMemory, MemoryPlan};
@@ -68,13 +68,8 @@ const PARENT_GONE_EXIT: i32 = 255;
 
 /// The frame a parent sends to a spawn or fork-server child: the task
 /// header, then the encoded argument as raw bytes.
-pub(crate) fn task_frame(task: Task, info: &ChildInfo, arg: &[u8]) -> Result<Vec<u8>> {
-    let header = TaskHeader {
-        magic: MAGIC,
-        fingerprint: trampoline::fingerprint().to_vec(),
-        task: task.id(),
-        info: info.clone(),
-    };
+pub(crate) fn task_frame(task: TaskId, info: &ChildInfo, arg: &[u8]) -> Result<Vec<u8>> {
+    let header = TaskHeader { magic: MAGIC, fingerprint: trampoline::fingerprint().to_vec(), task, info: info.clone() };
     let mut frame = FrameBuf::new();
     frame.push(&header, "the task header")?;
     frame.extend(arg);
@@ -104,38 +99,41 @@ pub(crate) fn serve(control: OwnedFd, inline: Option<&[u8]>) -> ! {
         Ok(frame) => frame,
         Err(e) => refuse(&control, &e),
     };
-    if frame.kind != kind::TASK {
-        let e = Error::new(
-            ErrorKind::Protocol,
-            format!("the child expected a task frame and got kind {}; the stream is corrupt", frame.kind),
-        );
-        refuse(&control, &e);
-    }
-    let (header, arg) = match codec::decode_prefix::<TaskHeader>(&frame.payload, "the task header") {
-        Ok(parts) => parts,
+    let (info, call, arg) = match open_task(&frame) {
+        Ok(task) => task,
         Err(e) => refuse(&control, &e),
     };
+    let environ = sys::Environ::with_additions(&info.env);
+    run(control, info, environ, call, arg, fds)
+}
+
+/// Opens a task frame as a spawn or fork-server child does: checks its
+/// kind, the header's magic, the build fingerprint and the task id's tag,
+/// and gives who the child is, what it runs and the encoded argument.
+/// Nothing is called: an id whose tag does not match is refused here.
+pub(crate) fn open_task(frame: &Frame) -> Result<(ChildInfo, Trampoline, &[u8])> {
+    if frame.kind != kind::TASK {
+        return Err(Error::new(
+            ErrorKind::Protocol,
+            format!("the child expected a task frame and got kind {}; the stream is corrupt", frame.kind),
+        ));
+    }
+    let (header, arg) = codec::decode_prefix::<TaskHeader>(&frame.payload, "the task header")?;
     if header.magic != MAGIC {
-        let e = Error::new(
+        return Err(Error::new(
             ErrorKind::Protocol,
             "the parent speaks another version of the multiproc task protocol; run the same build on both sides",
-        );
-        refuse(&control, &e);
+        ));
     }
     if header.fingerprint != trampoline::fingerprint() {
-        let e = Error::new(
+        return Err(Error::new(
             ErrorKind::BuildMismatch,
             "the child runs a different build of the executable than its parent (build fingerprints differ); \
              the task was refused. Rebuild and restart so that both run the same binary",
-        );
-        refuse(&control, &e);
+        ));
     }
-    let call = match header.task.resolve() {
-        Ok(call) => call,
-        Err(e) => refuse(&control, &e),
-    };
-    let environ = sys::Environ::with_additions(&header.info.env);
-    run(control, header.info, environ, call, arg, fds)
+    let call = header.task.resolve()?;
+    Ok((header.info, call, arg))
 }
 
 /// Puts this child under its memory limit: into the cgroup made for it,
