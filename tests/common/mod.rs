@@ -101,6 +101,25 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Raises the soft limit on open files to the hard limit if it is below
+/// `need` (a fresh machine's soft limit is often 1,024), and fails the test
+/// if the hard limit is below `need` too.
+pub fn raise_fd_limit(need: u64) {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current.is_some_and(|c| c < need) {
+        limit.current = limit.maximum;
+        setrlimit(Resource::Nofile, limit).expect("raising RLIMIT_NOFILE to its hard limit");
+    }
+    let limit = getrlimit(Resource::Nofile);
+    assert!(
+        limit.current.is_none_or(|c| c >= need),
+        "RLIMIT_NOFILE is {:?} (hard {:?}); this test needs {need} open files",
+        limit.current,
+        limit.maximum
+    );
+}
+
 /// Open fds of this process.
 pub fn fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0).saturating_sub(1)
@@ -176,7 +195,11 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 
 /// Sends SIGKILL to `pid` (cleanup of strays after a failed assertion).
 pub fn sigkill(pid: u32) {
-    let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+    // Quietly: the process may be gone already.
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .stderr(std::process::Stdio::null())
+        .status();
 }
 
 /// The names in /dev/shm now.
@@ -264,4 +287,22 @@ impl Default for LeakGuard {
     fn default() -> Self {
         LeakGuard::new()
     }
+}
+
+/// Checks that `docs/reliability.md`'s section between
+/// `<!-- {section}:start -->` and `<!-- {section}:end -->` is `fresh`, the
+/// table a test made from its own cases (`MULTIPROC_BLESS=1` rewrites it).
+pub fn check_published(section: &str, fresh: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/reliability.md");
+    let doc = std::fs::read_to_string(&path).unwrap_or_default();
+    let (start, end) = (format!("<!-- {section}:start -->\n"), format!("<!-- {section}:end -->"));
+    let span = doc.find(&start).map(|a| a + start.len()).zip(doc.find(&end));
+    if span.map(|(a, b)| &doc[a..b]) == Some(fresh) {
+        return;
+    }
+    if let (Some((a, b)), Some(_)) = (span, std::env::var_os("MULTIPROC_BLESS")) {
+        std::fs::write(&path, format!("{}{fresh}{}", &doc[..a], &doc[b..])).unwrap();
+        return;
+    }
+    panic!("docs/reliability.md's {section} table is stale; run with MULTIPROC_BLESS=1 to rewrite it:\n{fresh}");
 }
