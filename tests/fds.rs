@@ -49,11 +49,19 @@ fn children_get_only_the_fds_they_need() {
     // do not.
     let user_file = std::fs::File::open("/proc/self/status").unwrap();
     let user_fd = std::os::fd::AsRawFd::as_raw_fd(&user_file);
-    // Other children, so that there are internal fds around to leak.
-    let others: Vec<_> = common::METHODS
-        .iter()
-        .map(|&m| Process::new(forever, ()).daemon(true).start_method(m).start().unwrap())
-        .collect();
+    // Other children, so that there are internal fds around to leak, and
+    // a user fd opened between them, its number amid theirs: a fork child
+    // closes the internal ones in runs of consecutive numbers, and must
+    // keep this one.
+    let start_others = || -> Vec<_> {
+        (common::METHODS.iter().cycle().take(6))
+            .map(|&m| Process::new(forever, ()).daemon(true).start_method(m).start().unwrap())
+            .collect()
+    };
+    let mut others = start_others();
+    let amid_file = std::fs::File::open("/proc/self/status").unwrap();
+    let amid_fd = std::os::fd::AsRawFd::as_raw_fd(&amid_file);
+    others.extend(start_others());
 
     // Every fd opened since the test began is CLOEXEC: multiproc's
     // sockets, pidfds and pipes, and Rust's own file.
@@ -76,7 +84,8 @@ fn children_get_only_the_fds_they_need() {
         match method {
             StartMethod::Fork => {
                 assert!(extra.iter().any(|(fd, _)| *fd == user_fd), "fork inherits user fds: {fds:?}");
-                assert_eq!(extra.len(), 2, "fork: the user's file and the control socket, got {fds:?}");
+                assert!(extra.iter().any(|(fd, _)| *fd == amid_fd), "fork inherits user fds: {fds:?}");
+                assert_eq!(extra.len(), 3, "fork: the user's two files and the control socket, got {fds:?}");
             }
             _ => {
                 assert_eq!(extra.len(), 1, "{method}: only the control socket, got {fds:?}");

@@ -11,7 +11,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::OnceLock;
 
 use common::LONG;
-use multiproc::{ErrorKind, Handle, Pool, Process, StartMethod};
+use multiproc::{ErrorKind, Handle, Pool, Process, Queue, StartMethod};
 
 /// Accepts two connections and answers each with this process's pid.
 fn serve_two(listener: Handle<TcpListener>) -> u32 {
@@ -101,6 +101,30 @@ per_method! {
             line.push(byte[0] as char);
         }
         assert_eq!(line.parse::<u32>().unwrap(), pid);
+    }
+}
+
+fn put_index_in_each(queues: Vec<Queue<u32>>) -> multiproc::Result<()> {
+    for (i, q) in queues.iter().enumerate() {
+        q.put(&(i as u32))?;
+    }
+    Ok(())
+}
+
+per_method! {
+    /// 300 queues are 600 fds, more than one message carries (the kernel's
+    /// SCM_MAX_FD, 253): they travel in batches, in order. (They were
+    /// refused before, "at most 253 can travel to one process"; found by
+    /// tests/load.rs's 1,000 queues and 1,000 locks.)
+    fn a_child_gets_more_handles_than_one_message_carries(method: StartMethod) {
+        common::raise_fd_limit(4_096);
+        let queues: Vec<Queue<u32>> = (0..300).map(|_| Queue::new().unwrap()).collect();
+        let child = Process::new(put_index_in_each, queues.clone()).start_method(method).start().unwrap();
+        child.join_timeout(LONG).unwrap().unwrap();
+        for (i, q) in queues.iter().enumerate() {
+            assert_eq!(q.get_timeout(LONG).unwrap(), i as u32, "queue {i}");
+            assert!(q.empty(), "queue {i}");
+        }
     }
 }
 

@@ -71,6 +71,28 @@ per_method! {
     }
 }
 
+fn exit_when_told((go, code): (multiproc::Event, i32)) {
+    let _ = go.wait(Some(LONG));
+    std::process::exit(code)
+}
+
+per_method! {
+    /// 300 children end at once, more than one wait of the fork server's
+    /// epoll set reports (256): each one's exit code still comes back.
+    fn three_hundred_children_ending_at_once_each_report_their_exit_code(method: StartMethod) {
+        common::raise_fd_limit(4_096);
+        let go = multiproc::Event::new().unwrap();
+        let children: Vec<_> = (0..300)
+            .map(|i| Process::new(exit_when_told, (go.clone(), i % 7)).start_method(method).start().unwrap())
+            .collect();
+        go.set();
+        for (i, child) in children.iter().enumerate() {
+            let _ = child.join_timeout(LONG);
+            assert_eq!(child.exitcode(), Some(i as i32 % 7), "child {i}");
+        }
+    }
+}
+
 per_method! {
     fn carries_back_panic_message_and_location(method: StartMethod) {
         let child = Process::new(boom, "kaboom 42".to_string()).start_method(method).start().unwrap();

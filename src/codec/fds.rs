@@ -17,7 +17,7 @@ use serde::de::Error as _;
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::sys::{self, AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 thread_local! {
@@ -83,16 +83,6 @@ pub(crate) fn encode_with_fds<T: Serialize + ?Sized>(value: &T, what: &str) -> R
     let outer = restore.0.take().expect("set above");
     let (fds, originals) = OUTGOING.with(|o| std::mem::replace(&mut *o.borrow_mut(), outer)).unwrap_or_default();
     let bytes = bytes?;
-    if fds.len() > sys::MAX_FDS {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            format!(
-                "{what} holds {} handles (queues, connections); at most {} can travel to one process",
-                fds.len(),
-                sys::MAX_FDS
-            ),
-        ));
-    }
     Ok(Encoded { bytes, fds, originals })
 }
 

@@ -145,11 +145,22 @@ impl FrameReader {
     /// Reads from `fd` until a whole frame is assembled, the fd would block,
     /// or the peer closes. `what` names the stream in errors.
     pub(crate) fn read_from(&mut self, fd: BorrowedFd<'_>, what: &str) -> Result<ReadOutcome> {
+        self.read_collecting(fd, what, None)
+    }
+
+    /// [`read_from`](FrameReader::read_from), with `recvmsg` when `fds` is
+    /// given: the fds attached to the bytes read are appended to it.
+    fn read_collecting(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        what: &str,
+        mut fds: Option<&mut Vec<sys::OwnedFd>>,
+    ) -> Result<ReadOutcome> {
         loop {
             match self.want {
                 None => {
                     let need = HEADER - self.header.len();
-                    match read_some(fd, &mut self.header, need, what)? {
+                    match read_some(fd, &mut self.header, need, what, fds.as_deref_mut())? {
                         None => return Ok(ReadOutcome::Pending),
                         Some(0) => {
                             return Ok(ReadOutcome::Eof { partial: !self.header.is_empty() });
@@ -171,7 +182,7 @@ impl FrameReader {
                         self.payload.reserve_exact(grow);
                     }
                     let room = (self.payload.capacity() - self.payload.len()).min(len - self.payload.len());
-                    match read_some(fd, &mut self.payload, room, what)? {
+                    match read_some(fd, &mut self.payload, room, what, fds.as_deref_mut())? {
                         None => return Ok(ReadOutcome::Pending),
                         Some(0) => return Ok(ReadOutcome::Eof { partial: true }),
                         Some(_) => {}
@@ -194,9 +205,20 @@ impl FrameReader {
 }
 
 /// One read of up to `max` bytes appended to `buf`: `None` if it would
-/// block, `Some(0)` at end of file.
-fn read_some(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize, what: &str) -> Result<Option<usize>> {
-    match sys::read(fd, buf, max) {
+/// block, `Some(0)` at end of file. With `fds`, a `recvmsg` that appends
+/// the fds attached to those bytes.
+fn read_some(
+    fd: BorrowedFd<'_>,
+    buf: &mut Vec<u8>,
+    max: usize,
+    what: &str,
+    fds: Option<&mut Vec<sys::OwnedFd>>,
+) -> Result<Option<usize>> {
+    let read = match fds {
+        Some(fds) => sys::recv_append(fd, buf, max, fds),
+        None => sys::read(fd, buf, max),
+    };
+    match read {
         Ok(n) => Ok(Some(n)),
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(Some(0)),
@@ -204,13 +226,20 @@ fn read_some(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize, what: &str) -> R
     }
 }
 
-/// Reads the rest of one frame from a blocking fd with `reader`. End of
-/// file before a frame begins gives `Ok(None)`.
-fn read_frame_blocking_with(reader: &mut FrameReader, fd: BorrowedFd<'_>, what: &str) -> Result<Option<Frame>> {
-    match reader.read_from(fd, what)? {
-        ReadOutcome::Frame(f) => Ok(Some(f)),
-        ReadOutcome::Eof { partial: false } => Ok(None),
-        ReadOutcome::Eof { partial: true } => Err(Error::new(
+/// Reads one frame from a blocking stream socket, with the fds that came
+/// attached to it (see [`write_frame_with_fds`]). `Ok(None)` at end of file
+/// before a frame.
+pub(crate) fn read_frame_with_fds(
+    fd: BorrowedFd<'_>,
+    limit: u64,
+    what: &str,
+) -> Result<Option<(Frame, Vec<sys::OwnedFd>)>> {
+    let mut reader = FrameReader::new(limit);
+    let mut fds = Vec::new();
+    match reader.read_collecting(fd, what, Some(&mut fds))? {
+        ReadOutcome::Frame(frame) => Ok(Some((frame, fds))),
+        ReadOutcome::Eof { partial: false } if fds.is_empty() => Ok(None),
+        ReadOutcome::Eof { .. } => Err(Error::new(
             ErrorKind::Protocol,
             format!("{what} ended in the middle of a frame; the peer died or wrote a corrupt frame"),
         )),
@@ -220,52 +249,35 @@ fn read_frame_blocking_with(reader: &mut FrameReader, fd: BorrowedFd<'_>, what: 
     }
 }
 
-/// Reads one frame from a blocking stream socket, with the fds that came
-/// attached to its header (see [`write_frame_with_fds`]). `Ok(None)` at end
-/// of file before a frame.
-pub(crate) fn read_frame_with_fds(
-    fd: BorrowedFd<'_>,
-    limit: u64,
-    what: &str,
-) -> Result<Option<(Frame, Vec<sys::OwnedFd>)>> {
-    let mut header = Vec::with_capacity(HEADER);
-    let mut fds = Vec::new();
-    while header.len() < HEADER {
-        let want = HEADER - header.len();
-        let n =
-            sys::recv_append(fd, &mut header, want, &mut fds).map_err(|e| Error::io(&format!("reading {what}"), e))?;
-        if n == 0 {
-            if header.is_empty() && fds.is_empty() {
-                return Ok(None);
-            }
-            return Err(Error::new(
-                ErrorKind::Protocol,
-                format!("{what} ended in the middle of a frame; the peer died or wrote a corrupt frame"),
-            ));
-        }
-    }
-    let mut reader = FrameReader::new(limit);
-    reader.header = header;
-    reader.parse_header(what)?;
-    match read_frame_blocking_with(&mut reader, fd, what)? {
-        Some(frame) => Ok(Some((frame, fds))),
-        None => Err(Error::new(
-            ErrorKind::Protocol,
-            format!("{what} ended in the middle of a frame; the peer died or wrote a corrupt frame"),
-        )),
-    }
-}
-
-/// Writes a whole frame to a blocking stream socket, with `fds` attached to
-/// its header (`SCM_RIGHTS`), for [`read_frame_with_fds`].
+/// Writes a whole frame to a blocking stream socket, with `fds` attached
+/// (`SCM_RIGHTS`), for [`read_frame_with_fds`].
+///
+/// One message carries at most [`sys::MAX_FDS`] fds, so more go in
+/// batches: batch `i` rides on byte `i` of the frame alone, and the last
+/// one on the rest of the header (or on its own byte past it). A Unix
+/// stream socket ends a read after bytes that carry fds, so the reader
+/// gets each batch with its own `recvmsg` and none is cut off. The frame
+/// has a byte for every batch: each handle's slot index takes one.
 pub(crate) fn write_frame_with_fds(fd: BorrowedFd<'_>, frame: &[u8], fds: &[sys::OwnedFd]) -> std::io::Result<()> {
     use sys::AsFd;
     if fds.is_empty() {
         return sys::send_all(fd, frame);
     }
-    let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
-    sys::send_fds(fd, &frame[..HEADER.min(frame.len())], &borrowed)?;
-    sys::send_all(fd, &frame[HEADER.min(frame.len())..])
+    let batches = fds.len().div_ceil(sys::MAX_FDS);
+    let carriers = HEADER.max(batches);
+    if frame.len() < carriers {
+        return Err(std::io::Error::other(format!(
+            "{} fds need {carriers} bytes to ride on, and the frame has {}",
+            fds.len(),
+            frame.len()
+        )));
+    }
+    for (i, batch) in fds.chunks(sys::MAX_FDS).enumerate() {
+        let bytes = if i + 1 == batches { &frame[i..carriers] } else { &frame[i..=i] };
+        let borrowed: Vec<BorrowedFd<'_>> = batch.iter().map(AsFd::as_fd).collect();
+        sys::send_fds(fd, bytes, &borrowed)?;
+    }
+    sys::send_all(fd, &frame[carriers..])
 }
 
 /// Appends one frame of `kind` to `out`, whose payload `body` appends; on
@@ -397,14 +409,14 @@ impl FrameStream {
                 payload.reserve_exact(grow);
             }
             let room = (payload.capacity() - payload.len()).min(missing);
-            return read_some(fd, payload, room, what);
+            return read_some(fd, payload, room, what, None);
         }
         if self.pos > 0 && (self.pos == self.buf.len() || self.pos > STREAM_BUF / 2) {
             self.buf.drain(..self.pos);
             self.pos = 0;
         }
         let room = STREAM_BUF.saturating_sub(self.buf.len()).max(HEADER);
-        read_some(fd, &mut self.buf, room, what)
+        read_some(fd, &mut self.buf, room, what, None)
     }
 }
 
@@ -456,6 +468,40 @@ mod tests {
             }
         }
         assert!(matches!(r.read_from(b.as_fd(), "test").unwrap(), ReadOutcome::Eof { partial: false }));
+    }
+
+    /// More fds than one message carries (`SCM_MAX_FD`, 253) travel in
+    /// batches, each with its own byte; a second frame follows intact.
+    /// (Before, an argument with more than 253 handles was refused.)
+    #[test]
+    fn a_frame_carries_more_fds_than_one_message_can() {
+        // 1,200 fds are open at the peak; a soft limit is often 1,024.
+        let mut limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+        limit.current = limit.maximum.map(|m| m.min(4_096));
+        let _ = rustix::process::setrlimit(rustix::process::Resource::Nofile, limit);
+        let (a, b) = socketpair_stream().unwrap();
+        for n in [1, sys::MAX_FDS, sys::MAX_FDS + 1, 600] {
+            let files: Vec<sys::OwnedFd> = (0..n).map(|_| sys::memfd("batch", 0).unwrap()).collect();
+            let ids: Vec<u64> = files.iter().map(|f| sys::file_id(f.as_fd()).unwrap().0.ino).collect();
+            // One byte per fd, as the handles' slot indices take.
+            let frame = frame_of(kind::TASK, &vec![7u8; n], "v").unwrap();
+            let writer = {
+                let a = a.try_clone().unwrap();
+                std::thread::spawn(move || {
+                    write_frame_with_fds(a.as_fd(), &frame, &files).unwrap();
+                    write_frame(a.as_fd(), &frame_of(kind::VALUE, &5u32, "v").unwrap(), "test").unwrap();
+                })
+            };
+            let (f, fds) = read_frame_with_fds(b.as_fd(), 1 << 20, "test").unwrap().unwrap();
+            assert_eq!((f.kind, decode::<Vec<u8>>(&f.payload, "v").unwrap()), (kind::TASK, vec![7u8; n]));
+            let got: Vec<u64> = fds.iter().map(|f| sys::file_id(f.as_fd()).unwrap().0.ino).collect();
+            assert_eq!(got, ids, "{n} fds, in order");
+            let (f, fds) = read_frame_with_fds(b.as_fd(), 1 << 20, "test").unwrap().unwrap();
+            assert_eq!((f.kind, decode::<u32>(&f.payload, "v").unwrap(), fds.len()), (kind::VALUE, 5, 0));
+            writer.join().unwrap();
+        }
+        drop(a);
+        assert!(read_frame_with_fds(b.as_fd(), 1 << 20, "test").unwrap().is_none());
     }
 
     #[test]
