@@ -308,7 +308,7 @@ const LISTENING: u64 = u64::MAX;
 /// by whichever thread is in [`Listener::accept`].
 struct Handshakes {
     /// Watches the listening socket and every connection in a handshake;
-    /// it polls readable while one of them is, so [`wait`](super::wait)
+    /// it polls readable while one of them is, so [`wait`](fn@super::wait)
     /// on the listener watches it.
     poller: sys::Poller,
     /// The process that made the poller: a fork child that accepts on an
