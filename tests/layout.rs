@@ -96,3 +96,34 @@ fn test_hooks_are_not_public() {
         }
     }
 }
+
+/// `docs/reliability.md`'s campaign table names, for each part, the command
+/// that runs it: each `--test X` names a test binary that exists, an
+/// ignored one (`--ignored`) is run by `.ci/run` as written, and a script
+/// it names is called by `.ci/run` too. (The others run in `cargo test`.)
+#[test]
+fn the_reliability_campaign_names_commands_that_ci_runs() {
+    let doc = std::fs::read_to_string(root().join("docs/reliability.md")).unwrap();
+    let ci = std::fs::read_to_string(root().join(".ci/run")).unwrap();
+    let (start, end) = ("<!-- campaign:start -->", "<!-- campaign:end -->");
+    let table = &doc[doc.find(start).expect("the campaign table")..doc.find(end).expect("its end")];
+    let mut commands = 0;
+    for row in table.lines().skip(3) {
+        let Some(command) = row.split('|').nth(3).and_then(|c| c.trim().strip_prefix('`')?.strip_suffix('`')) else {
+            continue;
+        };
+        commands += 1;
+        let words: Vec<&str> = command.split_whitespace().collect();
+        for pair in words.windows(2).filter(|w| w[0] == "--test") {
+            let file = root().join("tests").join(format!("{}.rs", pair[1]));
+            assert!(file.exists(), "{command}: {} does not exist", file.display());
+            if command.contains("--ignored") {
+                assert!(ci.contains(&format!("--test {} -- --ignored", pair[1])), "{command}: .ci/run does not run it");
+            }
+        }
+        if !command.starts_with("cargo") {
+            assert!(root().join(words[0]).exists() && ci.contains(words[0]), "{command}: .ci/run does not call it");
+        }
+    }
+    assert!(commands >= 6, "only {commands} commands in the campaign table");
+}
