@@ -303,6 +303,9 @@ fn forged_ids_at_a_manager() {
 #[test]
 fn hostile_peers_are_refused_while_honest_clients_are_served() {
     let _watchdog = common::watchdog_for("hostile peers", Duration::from_secs(240));
+    // The siege holds about 2,000 fds (both ends of 1,000 connections);
+    // a fresh machine's soft limit is often 1,024.
+    common::raise_fd_limit(4096);
     let guard = common::LeakGuard::new();
     let dir = common::temp_dir("hostile");
     {
