@@ -601,3 +601,65 @@ fn wait_on_a_listener_wakes_for_a_handshake_that_moves_on() {
         c.join().unwrap().unwrap();
     }
 }
+
+/// In a child with almost no fds to spare: binds `path`, says "ready" on
+/// `to_parent`, and accepts until an honest client says "ping"; answers
+/// "pong" and returns how many handshakes were dropped to make room.
+fn serve_with_few_fds((path, to_parent): (String, Connection)) -> multiproc::Result<u32> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let listener = Listener::bind(path.as_str(), Some(b"k"))?;
+    let open: Vec<u64> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+        .collect();
+    // New fds take the lowest free numbers, below the limit: leave five
+    // (six once the listing's own fd is closed) for the listener's epoll
+    // set and its clients, no more.
+    let sixth_free = (0..).filter(|n| !open.contains(n)).nth(5).unwrap();
+    let mut limit = getrlimit(Resource::Nofile);
+    limit.current = Some(sixth_free);
+    setrlimit(Resource::Nofile, limit).unwrap();
+    to_parent.send_bytes(b"ready")?;
+    let mut dropped = 0;
+    loop {
+        match accept(&listener) {
+            Ok(conn) => {
+                assert_eq!(recv_bytes(&conn)?, b"ping");
+                conn.send_bytes(b"pong")?;
+                return Ok(dropped);
+            }
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::Authentication, "{e}");
+                assert!(e.to_string().contains("ran out of file descriptors"), "{e}");
+                dropped += 1;
+            }
+        }
+    }
+}
+
+#[test]
+fn a_listener_out_of_fds_drops_its_oldest_handshake_for_a_new_client() {
+    let _w = common::watchdog("a_listener_out_of_fds_drops_its_oldest_handshake_for_a_new_client");
+    let path = common::temp_dir("few-fds").join("s.sock");
+    let (ours, theirs) = Pipe(true).unwrap();
+    let child = Process::new(serve_with_few_fds, (path.to_str().unwrap().to_string(), theirs))
+        .start_method(StartMethod::Fork)
+        .start()
+        .unwrap();
+    assert_eq!(recv_bytes(&ours).unwrap(), b"ready");
+    // Twenty peers that connect and say nothing: more than the child has
+    // fds for.
+    let idle: Vec<UnixStream> = (0..20).map(|_| UnixStream::connect(&path).unwrap()).collect();
+    let honest = {
+        let path = path.clone();
+        std::thread::spawn(move || -> multiproc::Result<Vec<u8>> {
+            let conn = Client(path.as_path(), Some(b"k"))?;
+            conn.send_bytes(b"ping")?;
+            recv_bytes(&conn)
+        })
+    };
+    let dropped = child.join_timeout(LONG).unwrap().expect("the child ended within LONG");
+    assert_eq!(honest.join().unwrap().unwrap(), b"pong");
+    assert!(dropped >= 14, "only {dropped} handshakes were dropped, yet the child had fds for at most six clients");
+    drop(idle);
+}

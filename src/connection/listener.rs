@@ -392,7 +392,7 @@ impl Handshakes {
             Ok(Some(accepted)) => accepted,
             Ok(None) => return Ok(()),
             // Out of fds: the oldest handshake makes room.
-            Err(e) if is_out_of_fds(&e) && !state.clients.is_empty() => {
+            Err(e) if sys::is_out_of_fds(&e) && !state.clients.is_empty() => {
                 self.drop_oldest(state, "this process ran out of file descriptors");
                 return Ok(());
             }
@@ -430,11 +430,6 @@ impl Handshakes {
         let _ = self.poller.remove(client.0.0.as_fd());
         client
     }
-}
-
-fn is_out_of_fds(e: &std::io::Error) -> bool {
-    // EMFILE (this process) and ENFILE (the system).
-    matches!(e.raw_os_error(), Some(24 | 23))
 }
 
 impl fmt::Debug for Listener {

@@ -39,6 +39,13 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     Ok(rustix::io::ioctl_fionbio(fd, on)?)
 }
 
+/// Whether `e` says the process (`EMFILE`) or the system (`ENFILE`) has
+/// no file descriptor left to give.
+pub(crate) fn is_out_of_fds(e: &io::Error) -> bool {
+    let raw = e.raw_os_error();
+    raw == Some(Errno::MFILE.raw_os_error()) || raw == Some(Errno::NFILE.raw_os_error())
+}
+
 /// `read(2)`, retried on `EINTR`. `Ok(0)` is end of file.
 pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
     buf.reserve(max);

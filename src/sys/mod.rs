@@ -41,8 +41,8 @@ pub(crate) use cgroup::{MemoryGroup, join_memory_group, memory_group_usage, memo
 pub(crate) use elf::build_id;
 pub(crate) use fd::{
     FileId, PollFd, PollFlags, Poller, close_all_except, close_raw, close_raw_all, dup_onto_stderr, dup_onto_stdout,
-    eventfd, file_id, file_len, grow_file, page_size, pipe, poll, raw_fd_is, read, read_file_at, retire, set_len,
-    set_nonblocking, take_inherited, write_all,
+    eventfd, file_id, file_len, grow_file, is_out_of_fds, page_size, pipe, poll, raw_fd_is, read, read_file_at, retire,
+    set_len, set_nonblocking, take_inherited, write_all,
 };
 pub(crate) use futex::{Locked, MUTEX_BYTES, RobustMutex, futex_wait, futex_wake};
 pub(crate) use mm::{
