@@ -64,11 +64,50 @@ pub fn watchdog_for(what: &'static str, limit: Duration) -> Watchdog {
     let (tx, rx) = mpsc::channel::<()>();
     let thread = thread::spawn(move || {
         if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
-            eprintln!("watchdog: test '{what}' still running after {limit:?}; aborting");
+            // Straight to fd 2: the harness's capture of `eprintln!` is
+            // lost when the process aborts.
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "watchdog: test '{what}' still running after {limit:?}; aborting");
+            dump_stacks();
             std::process::abort();
         }
     });
     Watchdog { stop: Some(tx), thread: Some(thread) }
+}
+
+/// Prints every thread's stack of this process and of its children on
+/// stderr, with gdb if the machine has it: where a hang was, for a run that
+/// cannot be repeated at will.
+fn dump_stacks() {
+    use std::os::fd::AsFd;
+    use std::process::{Command, Stdio};
+    let me = std::process::id();
+    let children: Vec<u32> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // The parent pid is the second field after the command's ")".
+            stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+                == Some(me)
+        })
+        .collect();
+    for pid in std::iter::once(me).chain(children.into_iter().take(8)) {
+        let gdb = Command::new("gdb")
+            .args(["-p", &pid.to_string(), "-batch", "-nx", "-ex", "thread apply all bt"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(std::io::stderr().as_fd().try_clone_to_owned().expect("a copy of stderr")))
+            .stderr(Stdio::null())
+            .spawn();
+        let Ok(mut gdb) = gdb else { return };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while gdb.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(50));
+        }
+        let _ = gdb.kill();
+        let _ = gdb.wait();
+    }
 }
 
 impl Drop for Watchdog {
