@@ -26,8 +26,12 @@ mod mpi;
 mod pool;
 #[path = "mp/raw.rs"]
 mod raw;
+#[path = "mp/raw_shm.rs"]
+mod raw_shm;
 #[path = "mp/report.rs"]
 mod report;
+#[path = "mp/scaling.rs"]
+mod scaling;
 #[path = "mp/shared.rs"]
 mod shared;
 #[path = "mp/spawn_join.rs"]
@@ -47,11 +51,27 @@ type Workload = fn(&Config);
 /// Every workload of bench_mp.py, in its order.
 const WORKLOADS: &[(&str, Workload)] = &[
     ("spawn_join", spawn_join::run),
-    ("pool_create", pool::pool_create),
-    ("pool_map_small", pool::pool_map_small),
-    ("pool_imap_unordered", pool::pool_imap_unordered),
-    ("apply_async_latency", pool::apply_async_latency),
-    ("queue_small", channels::queue_small),
+    ("pool_create", |cfg| {
+        pool::pool_create(cfg);
+        raw::pool_lifecycle("pool_create", &["fork", "spawn", "forkserver"], cfg.reps);
+    }),
+    ("pool_map_small", |cfg| {
+        pool::pool_map_small(cfg);
+        raw::pool_lifecycle("pool_map_small", &["fork"], cfg.reps);
+        raw_shm::maps("pool_map_small", cfg.reps);
+    }),
+    ("pool_imap_unordered", |cfg| {
+        pool::pool_imap_unordered(cfg);
+        raw_shm::maps("pool_imap_unordered", cfg.reps);
+    }),
+    ("apply_async_latency", |cfg| {
+        pool::apply_async_latency(cfg);
+        raw_shm::apply_async_latency(cfg.reps);
+    }),
+    ("queue_small", |cfg| {
+        channels::queue_small(cfg);
+        raw_shm::queue_small(cfg.reps);
+    }),
     ("queue_large", |cfg| {
         channels::queue_large(cfg);
         raw::queue_large(cfg.reps);
@@ -69,13 +89,23 @@ const WORKLOADS: &[(&str, Workload)] = &[
         pool::cpu_bound(cfg, serial);
         cpu::cpu_bound_rayon(cfg.reps, serial);
     }),
-    ("shared_value", shared::shared_value),
-    ("executor_map", pool::executor_map),
+    ("shared_value", |cfg| {
+        shared::shared_value(cfg);
+        raw_shm::shared_value(cfg.reps);
+    }),
+    ("executor_map", |cfg| {
+        pool::executor_map(cfg);
+        raw_shm::maps("executor_map", cfg.reps);
+    }),
     ("manager_dict", manager::manager_dict),
     ("manager_batch", |cfg| {
         manager::manager_batch(cfg);
         raw::manager_batch(cfg.reps);
     }),
+    ("scaling_spawn_join", scaling::spawn_join),
+    ("scaling_queue_producers", scaling::queue_producers),
+    ("scaling_pool_workers", scaling::pool_workers),
+    ("scaling_worker_memory", scaling::worker_memory),
     #[cfg(feature = "mpi")]
     ("mpi_pool", |cfg| {
         mpi::mpi_pool(cfg.reps);

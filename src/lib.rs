@@ -97,7 +97,8 @@
 //! - `src/shared_memory/buf.rs` — `SharedMemory::buf` and `buf_mut`;
 //! - `tests/common/counting_alloc.rs` — a counting global allocator;
 //! - `tests/common/crash.rs` — a real segmentation fault, for the fault matrix;
-//! - `benches/mp/raw.rs` — the bare `fork` + `waitpid` floor.
+//! - `benches/mp/raw.rs` — the bare `fork` + `waitpid` floor;
+//! - `benches/mp/raw_shm.rs` — the shared-memory floors (a mapping, `fork`).
 //! <!-- unsafe-allowed:end -->
 
 mod codec;

@@ -114,9 +114,97 @@ def wl_mpi_pool():
                  impl="python-mpi4py")
 
 
+def wl_scaling_queue_producers():
+    """200,000 messages of 64 bytes through one Queue from 1, 2, 4 or 8
+    producer processes, timed from "go" to the last get."""
+    n = 200_000
+    msg = os.urandom(64)
+    ctx = mp.get_context("fork")
+    for producers in (1, 2, 4, 8):
+        def run():
+            q = ctx.Queue()
+            procs, ctrls = bench_mp._run_children(
+                ctx, [(bench_mp._child_queue_producer, (q, n // producers, msg))
+                      for _ in range(producers)])
+            t0 = bench_mp._handshake_start(ctrls)
+            get = q.get
+            for _ in range(n):
+                m = get()
+            t1 = time.perf_counter()
+            assert m == msg
+            bench_mp._wait_done(ctrls)
+            bench_mp._join_all(procs, ctrls)
+            q.close()
+            return t1 - t0
+
+        emit("scaling_queue_producers",
+             {"queue": "Queue", "start_method": "fork", "n": n,
+              "msg": "bytes[64]", "producers": producers},
+             repeat(run), per_s(n), "msgs/s")
+
+
+def wl_scaling_pool_workers():
+    """20,000 square tasks through imap_unordered with chunksize 1 on a
+    pool of 1, 2, 4, 16 or 64 workers."""
+    n = 20_000
+    ctx = mp.get_context("fork")
+    for workers in (1, 2, 4, 16, 64):
+        with ctx.Pool(workers) as pool:
+            pool.map(bench_mp.square, range(1000), chunksize=1)
+
+            def run():
+                t0 = time.perf_counter()
+                count = sum(1 for _ in pool.imap_unordered(
+                    bench_mp.square, range(n), chunksize=1))
+                t1 = time.perf_counter()
+                assert count == n
+                return t1 - t0
+
+            emit("scaling_pool_workers",
+                 {"start_method": "fork", "processes": workers, "n": n,
+                  "chunksize": 1},
+                 repeat(run), bench_mp.us_per(n), "us/task")
+
+
+def rss_pss_kib(pid):
+    fields = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            name, _, rest = line.partition(":")
+            if name in ("Rss", "Pss"):
+                fields[name] = float(rest.split()[0])
+    return fields["Rss"], fields["Pss"]
+
+
+def wl_scaling_worker_memory():
+    """An idle, warm Pool(4)'s resident and proportional memory per worker
+    (Rss and Pss of /proc/PID/smaps_rollup, KiB), per start method. The
+    "seconds" fields of these rows hold KiB."""
+    workers = 4
+    for method in ("fork", "spawn", "forkserver"):
+        ctx = mp.get_context(method)
+        rss, pss = [], []
+        for _ in range(bench_mp.REPS):
+            with ctx.Pool(workers) as pool:
+                pool.map(bench_mp.square, range(100), chunksize=1)
+                pids = [p.pid for p in pool._pool]
+                assert len(pids) == workers
+                both = [rss_pss_kib(pid) for pid in pids]
+                rss.append(sum(r for r, _ in both) / workers)
+                pss.append(sum(p for _, p in both) / workers)
+        for metric, values in (("RSS", rss), ("PSS", pss)):
+            emit("scaling_worker_memory",
+                 {"start_method": method, "processes": workers,
+                  "metric": metric, "state": "idle after a map"},
+                 values, lambda v: v, "KiB/worker")
+
+
 WORKLOADS = {
     "manager_batch": wl_manager_batch,
     "mpi_pool": wl_mpi_pool,
+    "scaling_queue_producers": wl_scaling_queue_producers,
+    "scaling_pool_workers": wl_scaling_pool_workers,
+    "scaling_worker_memory": wl_scaling_worker_memory,
 }
 
 

@@ -28,6 +28,7 @@ pub fn serve_role() -> bool {
     match parts.as_slice() {
         ["exit"] => {}
         ["echo"] => echo(),
+        ["square"] => square_worker(std::io::stdin().as_fd(), std::io::stdout().as_fd()),
         ["send", chunk, total] => send(chunk.parse().unwrap(), total.parse().unwrap()),
         ["batch", kind] => batch_sink(kind),
         _ => panic!("unknown {ROLE} {role:?}"),
@@ -45,6 +46,16 @@ fn echo() {
             return;
         }
         rustix::io::write(stdout.as_fd(), &buf).unwrap();
+    }
+}
+
+/// Reads little-endian `u64`s from `input` and writes their squares to
+/// `output` until end of file: a pool worker with nothing around it.
+fn square_worker(input: std::os::fd::BorrowedFd<'_>, output: std::os::fd::BorrowedFd<'_>) {
+    let mut buf = [0u8; 8];
+    while read_full(input, &mut buf) == 8 {
+        let x = u64::from_le_bytes(buf);
+        write_full(output, &(x * x).to_le_bytes());
     }
 }
 
@@ -212,17 +223,110 @@ fn raw_fork_and_wait() -> std::io::Result<()> {
     }
 }
 
+/// Forks a child that serves [`square_worker`] on its end of a socketpair,
+/// and returns our end and its pid. `unsafe_code` is allowed for this item
+/// alone: the raw `fork`, with nothing of multiproc around it.
+#[allow(unsafe_code)]
+fn fork_square_worker() -> (OwnedFd, libc::pid_t) {
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    // SAFETY: the child makes only `close`, `read`, `write` and `_exit`
+    // system calls, all async-signal-safe, so forking a multithreaded
+    // process is sound here.
+    match unsafe { libc::fork() } {
+        -1 => panic!("fork: {}", std::io::Error::last_os_error()),
+        0 => {
+            drop(ours);
+            square_worker(theirs.as_fd(), theirs.as_fd());
+            // SAFETY: `_exit` has no preconditions.
+            unsafe { libc::_exit(0) }
+        }
+        pid => (ours.into(), pid),
+    }
+}
+
+/// A bare pool worker: a fork child, or this executable exec'd.
+enum BareWorker {
+    Forked(libc::pid_t),
+    Execed(Child),
+}
+
+impl BareWorker {
+    fn start(method: &str) -> (OwnedFd, BareWorker) {
+        if method == "spawn" {
+            let (ours, theirs) = UnixStream::pair().unwrap();
+            let theirs = OwnedFd::from(theirs);
+            let child = helper("square", Stdio::from(theirs.try_clone().unwrap()), Stdio::from(theirs));
+            (ours.into(), BareWorker::Execed(child))
+        } else {
+            let (ours, pid) = fork_square_worker();
+            (ours, BareWorker::Forked(pid))
+        }
+    }
+
+    fn join(self) {
+        match self {
+            BareWorker::Forked(pid) => {
+                let pid = rustix::process::Pid::from_raw(pid).unwrap();
+                rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()).unwrap();
+            }
+            BareWorker::Execed(mut child) => {
+                child.wait().unwrap();
+            }
+        }
+    }
+}
+
+/// The lifecycle floors of `pool_create` and `pool_map_small`: two bare
+/// workers started (fork for the fork and forkserver rows, exec for spawn),
+/// one `square(3)` round trip, then end of file to both and a wait for
+/// each.
+pub fn pool_lifecycle(workload: &str, methods: &[&str], reps: usize) {
+    for &method in methods {
+        let (mut create, mut first, mut shutdown) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..reps {
+            let t0 = Instant::now();
+            let workers: Vec<(OwnedFd, BareWorker)> = (0..2).map(|_| BareWorker::start(method)).collect();
+            let t1 = Instant::now();
+            write_full(workers[0].0.as_fd(), &3u64.to_le_bytes());
+            let mut answer = [0u8; 8];
+            read_full(workers[0].0.as_fd(), &mut answer);
+            assert_eq!(u64::from_le_bytes(answer), 9);
+            let t2 = Instant::now();
+            let (fds, workers): (Vec<OwnedFd>, Vec<BareWorker>) = workers.into_iter().unzip();
+            drop(fds);
+            workers.into_iter().for_each(BareWorker::join);
+            let t3 = Instant::now();
+            create.push((t1 - t0).as_secs_f64());
+            first.push((t2 - t0).as_secs_f64());
+            shutdown.push((t3 - t2).as_secs_f64());
+        }
+        let how = if method == "spawn" { "exec of this executable" } else { "fork()" };
+        let row = |phase: &str| json!({"start_method": method, "processes": 2, "phase": phase});
+        let what = |phase: &str| format!("two bare workers by {how}: {phase}");
+        emit_raw(workload, row("constructor"), &create, Unit::Millis, &what("started"));
+        emit_raw(
+            workload,
+            row("constructor_to_first_result"),
+            &first,
+            Unit::Millis,
+            &what("started, then one square(3) over a socketpair"),
+        );
+        emit_raw(workload, row("close_join"), &shutdown, Unit::Millis, &what("end of file to both, and waitpid"));
+    }
+}
+
+/// `n` bare `fork()` + `waitpid` in sequence.
+pub fn fork_and_wait(n: usize) {
+    for _ in 0..n {
+        raw_fork_and_wait().unwrap();
+    }
+}
+
 /// `spawn_join`'s floors: `fork()` + `waitpid` under the fork and
 /// forkserver rows, exec of this executable under the spawn row.
 pub fn spawn_join(reps: usize) {
     for method in ["fork", "forkserver"] {
-        let samples = repeat(reps, || {
-            time(|| {
-                for _ in 0..SPAWN_N {
-                    raw_fork_and_wait().unwrap();
-                }
-            })
-        });
+        let samples = repeat(reps, || time(|| fork_and_wait(SPAWN_N)));
         emit_raw(
             "spawn_join",
             json!({"start_method": method, "n": SPAWN_N}),
@@ -270,13 +374,16 @@ pub fn pipe_pingpong(reps: usize) {
         child.wait().unwrap();
         took
     });
-    emit_raw(
-        "pipe_pingpong",
-        json!({"api": "send_bytes/recv_bytes", "duplex": true, "payload": "b'12345678'", "round_trips": N - 1, "start_method": "fork"}),
-        &samples,
-        Unit::MicrosPer((N - 1) as f64, "us/round_trip"),
-        "write/read of 8 bytes on a socketpair, echoed by a child process",
-    );
+    // The same 8 bytes under both rows: a `u64` is 8 bytes on the wire too.
+    for (api, payload) in [("send_bytes/recv_bytes", "b'12345678'"), ("send/recv(pickle)", "12345678")] {
+        emit_raw(
+            "pipe_pingpong",
+            json!({"api": api, "duplex": true, "payload": payload, "round_trips": N - 1, "start_method": "fork"}),
+            &samples,
+            Unit::MicrosPer((N - 1) as f64, "us/round_trip"),
+            "write/read of 8 bytes on a socketpair, echoed by a child process",
+        );
+    }
 }
 
 /// `pipe_throughput`'s floors: 1 GiB in 1 MiB writes from a child, through
@@ -348,6 +455,6 @@ pub fn queue_large(reps: usize) {
     );
 }
 
-fn emit_raw(workload: &str, params: Value, samples: &[f64], unit: Unit, what: &str) {
+pub fn emit_raw(workload: &str, params: Value, samples: &[f64], unit: Unit, what: &str) {
     emit(workload, "raw", params, samples, unit, Some(json!({ "what": what })));
 }

@@ -28,6 +28,8 @@ pub enum Unit {
     Millis,
     /// A speedup: this reference time over the measured time, in "x".
     Ratio(f64),
+    /// Not a time: the samples are already in this unit (a size).
+    Amount(&'static str),
 }
 
 impl Unit {
@@ -38,12 +40,13 @@ impl Unit {
             Unit::GbPerSecond(bytes) => bytes / s / 1e9,
             Unit::Millis => s * 1e3,
             Unit::Ratio(reference) => reference / s,
+            Unit::Amount(_) => s,
         }
     }
 
     fn name(self) -> &'static str {
         match self {
-            Unit::PerSecond(_, name) | Unit::MicrosPer(_, name) => name,
+            Unit::PerSecond(_, name) | Unit::MicrosPer(_, name) | Unit::Amount(name) => name,
             Unit::GbPerSecond(_) => "GB/s",
             Unit::Millis => "ms",
             Unit::Ratio(_) => "x",
