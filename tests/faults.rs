@@ -467,6 +467,14 @@ fn shm_case(fault: Fault, _step: &str, method: StartMethod) -> Outcome {
     })
 }
 
+/// Whether every thread of `pid` is stopped (state `T` in its stat).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("stat")).ok())
+        .all(|stat| stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T')))
+}
+
 /// The server's object whose method suffers the fault.
 struct Fragile;
 
@@ -495,7 +503,14 @@ fn manager_server_case(fault: Fault, _step: &str, method: StartMethod) -> Outcom
     match fault {
         Fault::Kill | Fault::Stop => {
             let sig = if fault == Fault::Kill { "KILL" } else { "STOP" };
-            let _ = Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status();
+            let sent = Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status();
+            check(sent.as_ref().is_ok_and(|s| s.success()), || format!("kill -{sig} {pid}: {sent:?}"))?;
+            if fault == Fault::Stop {
+                // A stop lands on each thread when it next runs: wait for
+                // all of them, so that no call is answered meanwhile.
+                let stopped = common::wait_until(common::LONG, || all_threads_stopped(pid));
+                check(stopped, || format!("the server (pid {pid}) was not stopped within {:?}", common::LONG))?;
+            }
         }
         _ => {
             let r = fragile.call(|_: &mut Fragile, f: Fault| inject(f), fault);

@@ -40,6 +40,10 @@ use crate::report::{Unit, repeat};
 /// on this machine, long enough to catch a reply that is on its way.
 const SPIN: u32 = 1 << 11;
 
+/// "Every sleeper" for `FUTEX_WAKE`: the kernel reads the count as an
+/// `int`, so `u32::MAX` (-1) would wake one at most.
+const WAKE_ALL: u32 = i32::MAX as u32;
+
 /// `AtomicU32`s in a 64-byte cache line: words that two processes write
 /// are kept this far apart.
 const LINE: usize = 16;
@@ -119,7 +123,7 @@ fn reap(pid: libc::pid_t) {
 fn publish(word: &AtomicU32, sleeping: &AtomicU32) {
     word.fetch_add(1, Ordering::SeqCst);
     if sleeping.load(Ordering::SeqCst) != 0 && sleeping.swap(0, Ordering::SeqCst) != 0 {
-        let _ = futex::wake(word, futex::Flags::empty(), u32::MAX);
+        let _ = futex::wake(word, futex::Flags::empty(), WAKE_ALL);
     }
 }
 
@@ -280,7 +284,7 @@ impl MapFloor {
                         self.ctl[DONE].fetch_add((end - start) as u32, Ordering::SeqCst);
                         let sleeping = &ctl[DONE_SLEEPING];
                         if sleeping.load(Ordering::SeqCst) != 0 && sleeping.swap(0, Ordering::SeqCst) != 0 {
-                            let _ = futex::wake(&ctl[DONE], futex::Flags::empty(), u32::MAX);
+                            let _ = futex::wake(&ctl[DONE], futex::Flags::empty(), WAKE_ALL);
                         }
                         claim = self.next[0].load(Ordering::Acquire);
                     }
