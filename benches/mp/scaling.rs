@@ -35,8 +35,8 @@ fn square(x: u64) -> u64 {
     x * x
 }
 
-/// Waits for one byte (or end of file) on `conn`: a child that stays alive
-/// until the parent lets it go.
+/// Waits for a message (or end of file) on `conn`: a child that stays
+/// alive until the parent lets it go.
 fn linger(conn: Connection) {
     let _ = conn.recv_bytes();
 }
@@ -88,7 +88,12 @@ pub fn spawn_join(cfg: &Config) {
             Unit::MicrosPer(100.0, "us/process"),
             "fork() + _exit + waitpid",
         );
-        drop(ours);
+        // A word to each: every child holds the others' ends too (a fork
+        // child inherits the parent's fds, as in Python), so end of file
+        // would never come.
+        for c in &ours {
+            c.send_bytes(b"go").unwrap();
+        }
         for p in alive {
             p.join().unwrap();
         }
