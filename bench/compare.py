@@ -197,6 +197,7 @@ def plot(rows, path):
         import matplotlib.pyplot as plt
     except ImportError:
         sys.exit("compare.py: --plot needs matplotlib (pip install matplotlib)")
+    everything = rows
     rows = [r for r in rows if r["ratio_vs_python"] is not None]
     if not rows:
         sys.exit("compare.py: nothing to plot: no row has a multiproc figure")
@@ -217,7 +218,7 @@ def plot(rows, path):
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     log(f"# wrote {path}")
-    plot_scaling(plt, rows, path)
+    plot_scaling(plt, everything, path)
 
 
 # The x axis of each scaling workload, and its axis label.
