@@ -13,7 +13,10 @@ rows from bench/python/bench_extra.py (same schema).
 Every row of Python's baseline (impl "python-multiprocessing", or
 "python-mpi4py" for mpi_pool) is matched
 with multiproc's row of the same workload and params, and with the
-limit: the "raw" row (or the "rayon" row) of the same workload and params.
+limit: the "raw" row (or, where there is none, the "rayon" row) of the
+same workload and params. Rows of ours that Python has no row for (a
+timed map, scaling_spawn_join) follow, against their limit only. Every
+workload of ours runs by default; Python's side runs where it has one.
 Ratios are oriented so that > 1 means multiproc is better: for a time
 (us/..., ms) it is other/multiproc, for a rate (.../s, GB/s, x) it is
 multiproc/other.
