@@ -89,8 +89,7 @@ fn dump_stacks() {
         .filter(|pid| {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
             // The parent pid is the second field after the command's ")".
-            stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
-                == Some(me)
+            stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok()) == Some(me)
         })
         .collect();
     for pid in std::iter::once(me).chain(children.into_iter().take(8)) {
