@@ -7,7 +7,7 @@
 //! stdout; `main` serves the role before doing anything else.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
@@ -226,9 +226,13 @@ fn raw_fork_and_wait() -> std::io::Result<()> {
 /// Forks a child that serves [`square_worker`] on its end of a socketpair,
 /// and returns our end and its pid. `unsafe_code` is allowed for this item
 /// alone: the raw `fork`, with nothing of multiproc around it.
+/// The child closes `others` (the parent's ends of earlier workers'
+/// sockets), so that each worker sees end of file when the parent closes
+/// its end, not when the last worker exits.
 #[allow(unsafe_code)]
-fn fork_square_worker() -> (OwnedFd, libc::pid_t) {
+fn fork_square_worker(others: &[OwnedFd]) -> (OwnedFd, libc::pid_t) {
     let (ours, theirs) = UnixStream::pair().unwrap();
+    let others: Vec<i32> = others.iter().map(|fd| fd.as_raw_fd()).collect();
     // SAFETY: the child makes only `close`, `read`, `write` and `_exit`
     // system calls, all async-signal-safe, so forking a multithreaded
     // process is sound here.
@@ -236,6 +240,11 @@ fn fork_square_worker() -> (OwnedFd, libc::pid_t) {
         -1 => panic!("fork: {}", std::io::Error::last_os_error()),
         0 => {
             drop(ours);
+            for fd in others {
+                // SAFETY: the parent's copy stays its own; this closes the
+                // child's inherited copy, which nothing in the child uses.
+                unsafe { libc::close(fd) };
+            }
             square_worker(theirs.as_fd(), theirs.as_fd());
             // SAFETY: `_exit` has no preconditions.
             unsafe { libc::_exit(0) }
@@ -251,14 +260,14 @@ enum BareWorker {
 }
 
 impl BareWorker {
-    fn start(method: &str) -> (OwnedFd, BareWorker) {
+    fn start(method: &str, others: &[OwnedFd]) -> (OwnedFd, BareWorker) {
         if method == "spawn" {
             let (ours, theirs) = UnixStream::pair().unwrap();
             let theirs = OwnedFd::from(theirs);
             let child = helper("square", Stdio::from(theirs.try_clone().unwrap()), Stdio::from(theirs));
             (ours.into(), BareWorker::Execed(child))
         } else {
-            let (ours, pid) = fork_square_worker();
+            let (ours, pid) = fork_square_worker(others);
             (ours, BareWorker::Forked(pid))
         }
     }
@@ -285,14 +294,18 @@ pub fn pool_lifecycle(workload: &str, methods: &[&str], reps: usize) {
         let (mut create, mut first, mut shutdown) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..reps {
             let t0 = Instant::now();
-            let workers: Vec<(OwnedFd, BareWorker)> = (0..2).map(|_| BareWorker::start(method)).collect();
+            let (mut fds, mut workers) = (Vec::new(), Vec::new());
+            for _ in 0..2 {
+                let (fd, worker) = BareWorker::start(method, &fds);
+                fds.push(fd);
+                workers.push(worker);
+            }
             let t1 = Instant::now();
-            write_full(workers[0].0.as_fd(), &3u64.to_le_bytes());
+            write_full(fds[0].as_fd(), &3u64.to_le_bytes());
             let mut answer = [0u8; 8];
-            read_full(workers[0].0.as_fd(), &mut answer);
+            read_full(fds[0].as_fd(), &mut answer);
             assert_eq!(u64::from_le_bytes(answer), 9);
             let t2 = Instant::now();
-            let (fds, workers): (Vec<OwnedFd>, Vec<BareWorker>) = workers.into_iter().unzip();
             drop(fds);
             workers.into_iter().for_each(BareWorker::join);
             let t3 = Instant::now();

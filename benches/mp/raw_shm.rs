@@ -93,7 +93,9 @@ impl<T: ZeroWord> Drop for Shared<T> {
     }
 }
 
-/// Forks a child that runs `body` and `_exit`s; returns its pid.
+/// Forks a child that runs `body` and `_exit`s (1 if `body` panicked, so
+/// that a failure never unwinds into the parent's code in the child);
+/// returns its pid.
 fn fork_child(body: impl FnOnce()) -> libc::pid_t {
     // SAFETY: the child runs only `body`, which in this file is atomics,
     // arithmetic and futex calls on an inherited mapping, then `_exit`:
@@ -101,9 +103,9 @@ fn fork_child(body: impl FnOnce()) -> libc::pid_t {
     match unsafe { libc::fork() } {
         -1 => panic!("fork: {}", std::io::Error::last_os_error()),
         0 => {
-            body();
+            let code = i32::from(std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).is_err());
             // SAFETY: `_exit` has no preconditions.
-            unsafe { libc::_exit(0) }
+            unsafe { libc::_exit(code) }
         }
         pid => pid,
     }
@@ -117,20 +119,26 @@ fn reap(pid: libc::pid_t) {
     assert_eq!(status.1.exit_status(), Some(0), "a floor's child failed");
 }
 
-/// Adds one to the event counter `word` and, if a waiter said it sleeps
-/// (`sleeping` set), clears that and wakes every sleeper: one wake-up
-/// call per sleep, not per event.
-fn publish(word: &AtomicU32, sleeping: &AtomicU32) {
-    word.fetch_add(1, Ordering::SeqCst);
-    if sleeping.load(Ordering::SeqCst) != 0 && sleeping.swap(0, Ordering::SeqCst) != 0 {
+/// Adds `n` to the event counter `word` and wakes its sleepers, if any are
+/// counted in `sleepers`.
+fn publish_n(word: &AtomicU32, n: u32, sleepers: &AtomicU32) {
+    word.fetch_add(n, Ordering::SeqCst);
+    if sleepers.load(Ordering::SeqCst) != 0 {
         let _ = futex::wake(word, futex::Flags::empty(), WAKE_ALL);
     }
 }
 
+/// Adds one to the event counter `word` and wakes its sleepers, if any.
+fn publish(word: &AtomicU32, sleepers: &AtomicU32) {
+    publish_n(word, 1, sleepers);
+}
+
 /// Waits until `word` is no longer `seen`: spins [`SPIN`] times, then
-/// says so in `sleeping` and sleeps on the futex (a change between the two
-/// is seen by the check after saying so). Returns the new value.
-fn await_change(word: &AtomicU32, seen: u32, sleeping: &AtomicU32) -> u32 {
+/// counts itself in `sleepers` and sleeps on the futex. A publisher either
+/// sees the count (and wakes it, or its wait finds the word changed) or
+/// published before the count, which the check after counting sees.
+/// Returns the new value.
+fn await_change(word: &AtomicU32, seen: u32, sleepers: &AtomicU32) -> u32 {
     for _ in 0..SPIN {
         let now = word.load(Ordering::Acquire);
         if now != seen {
@@ -138,21 +146,21 @@ fn await_change(word: &AtomicU32, seen: u32, sleeping: &AtomicU32) -> u32 {
         }
         spin_loop();
     }
-    loop {
-        sleeping.store(1, Ordering::SeqCst);
-        let now = word.load(Ordering::SeqCst);
-        if now != seen {
-            return now;
-        }
+    sleepers.fetch_add(1, Ordering::SeqCst);
+    let mut now = word.load(Ordering::SeqCst);
+    while now == seen {
         let _ = futex::wait(word, futex::Flags::empty(), seen, None);
+        now = word.load(Ordering::SeqCst);
     }
+    sleepers.fetch_sub(1, Ordering::SeqCst);
+    now
 }
 
 /// Waits until `word` reaches at least `target` (a counter that only grows).
-fn await_at_least(word: &AtomicU32, target: u32, sleeping: &AtomicU32) {
+fn await_at_least(word: &AtomicU32, target: u32, sleepers: &AtomicU32) {
     let mut now = word.load(Ordering::Acquire);
     while now.wrapping_sub(target) > u32::MAX / 2 {
-        now = await_change(word, now, sleeping);
+        now = await_change(word, now, sleepers);
     }
 }
 
@@ -164,11 +172,13 @@ const SLOT_WORDS: usize = 8;
 const RING_SLOTS: u32 = 1024;
 // Control words of the ring, each side's on a cache line of its own.
 const HEAD: usize = 0;
-const HEAD_SLEEPING: usize = 1;
+const HEAD_SLEEPERS: usize = 1;
 const TAIL: usize = LINE;
-const TAIL_SLEEPING: usize = LINE + 1;
+const TAIL_SLEEPERS: usize = LINE + 1;
 const GO: usize = 2 * LINE;
-const GO_SLEEPING: usize = 2 * LINE + 1;
+const GO_SLEEPERS: usize = 2 * LINE + 1;
+const READY: usize = 3 * LINE;
+const READY_SLEEPERS: usize = 3 * LINE + 1;
 
 /// `queue_small`'s floor: `n` 64-byte messages from a fork child to the
 /// parent through a ring in shared memory, timed from "go" to the last
@@ -176,31 +186,36 @@ const GO_SLEEPING: usize = 2 * LINE + 1;
 pub fn queue_small(reps: usize) {
     const N: u32 = 200_000;
     let samples = repeat(reps, || {
-        let ctl: Shared<AtomicU32> = Shared::new(3 * LINE);
+        let ctl: Shared<AtomicU32> = Shared::new(4 * LINE);
         let slots: Shared<AtomicU64> = Shared::new(RING_SLOTS as usize * SLOT_WORDS);
         let producer = fork_child(|| {
-            await_change(&ctl[GO], 0, &ctl[GO_SLEEPING]);
+            // Ready, with the ring's pages touched, as the Queue's child
+            // says ready before the clock starts.
+            slots.iter().for_each(|w| w.store(0, Ordering::Relaxed));
+            publish(&ctl[READY], &ctl[READY_SLEEPERS]);
+            await_change(&ctl[GO], 0, &ctl[GO_SLEEPERS]);
             let msg: [u64; SLOT_WORDS] = std::array::from_fn(|i| 0x0b30_5560_7b92_a6c1u64.rotate_left(i as u32 * 7));
             for head in 0..N {
-                await_at_least(&ctl[TAIL], (head + 1).saturating_sub(RING_SLOTS), &ctl[TAIL_SLEEPING]);
+                await_at_least(&ctl[TAIL], (head + 1).saturating_sub(RING_SLOTS), &ctl[TAIL_SLEEPERS]);
                 let slot = &slots[(head % RING_SLOTS) as usize * SLOT_WORDS..][..SLOT_WORDS];
                 for (w, m) in slot.iter().zip(msg) {
                     w.store(m, Ordering::Relaxed);
                 }
-                publish(&ctl[HEAD], &ctl[HEAD_SLEEPING]);
+                publish(&ctl[HEAD], &ctl[HEAD_SLEEPERS]);
             }
         });
+        await_at_least(&ctl[READY], 1, &ctl[READY_SLEEPERS]);
         let t0 = Instant::now();
-        publish(&ctl[GO], &ctl[GO_SLEEPING]);
+        publish(&ctl[GO], &ctl[GO_SLEEPERS]);
         let mut last = [0u64; SLOT_WORDS];
         for tail in 0..N {
-            await_at_least(&ctl[HEAD], tail + 1, &ctl[HEAD_SLEEPING]);
+            await_at_least(&ctl[HEAD], tail + 1, &ctl[HEAD_SLEEPERS]);
             let slot = &slots[(tail % RING_SLOTS) as usize * SLOT_WORDS..][..SLOT_WORDS];
             for (m, w) in last.iter_mut().zip(slot) {
                 *m = w.load(Ordering::Relaxed);
             }
             std::hint::black_box(&last);
-            publish(&ctl[TAIL], &ctl[TAIL_SLEEPING]);
+            publish(&ctl[TAIL], &ctl[TAIL_SLEEPERS]);
         }
         let took = t0.elapsed();
         assert_eq!(last[0], 0x0b30_5560_7b92_a6c1, "the last message arrived whole");
@@ -225,12 +240,12 @@ pub fn queue_small(reps: usize) {
 
 // Control words of a map: the parent's, then the workers' count.
 const GEN: usize = 0;
-const GEN_SLEEPING: usize = 1;
+const GEN_SLEEPERS: usize = 1;
 const QUIT: usize = 2;
 const LEN: usize = 3;
 const CHUNK: usize = 4;
 const DONE: usize = LINE;
-const DONE_SLEEPING: usize = LINE + 1;
+const DONE_SLEEPERS: usize = LINE + 1;
 
 /// Two fork workers that square `inputs` into `outputs` in chunks claimed
 /// from `next` (job generation in the high half, index in the low half).
@@ -262,7 +277,7 @@ impl MapFloor {
         let ctl = &self.ctl;
         let mut generation = 0;
         loop {
-            generation = await_change(&ctl[GEN], generation, &ctl[GEN_SLEEPING]);
+            generation = await_change(&ctl[GEN], generation, &ctl[GEN_SLEEPERS]);
             if ctl[QUIT].load(Ordering::Acquire) != 0 {
                 return;
             }
@@ -281,11 +296,7 @@ impl MapFloor {
                             let x = self.inputs[i].load(Ordering::Relaxed);
                             self.outputs[i].store(x * x, Ordering::Relaxed);
                         }
-                        self.ctl[DONE].fetch_add((end - start) as u32, Ordering::SeqCst);
-                        let sleeping = &ctl[DONE_SLEEPING];
-                        if sleeping.load(Ordering::SeqCst) != 0 && sleeping.swap(0, Ordering::SeqCst) != 0 {
-                            let _ = futex::wake(&ctl[DONE], futex::Flags::empty(), WAKE_ALL);
-                        }
+                        publish_n(&ctl[DONE], (end - start) as u32, &ctl[DONE_SLEEPERS]);
                         claim = self.next[0].load(Ordering::Acquire);
                     }
                     Err(now) => claim = now,
@@ -295,24 +306,35 @@ impl MapFloor {
     }
 
     /// One map of `0..len` in chunks of `chunk`: inputs written, workers
-    /// woken, results copied out. Returns the time it took.
-    fn map(&self, len: u32, chunk: u32) -> Duration {
+    /// woken, results copied out into a `Vec` (`collect`, as `map` does) or
+    /// each read once (as `imap_unordered(..).count()` takes each). Returns
+    /// the time it took.
+    fn map(&self, len: u32, chunk: u32, collect: bool) -> Duration {
         let ctl = &self.ctl;
         let t0 = Instant::now();
         for (i, w) in self.inputs[..len as usize].iter().enumerate() {
             w.store(i as u64, Ordering::Relaxed);
         }
-        ctl[LEN].store(len, Ordering::Relaxed);
-        ctl[CHUNK].store(chunk, Ordering::Relaxed);
+        // The new job's claim word first: a worker still in the last job
+        // that reads the new length (acquire) then sees the new
+        // generation, and claims nothing.
         ctl[DONE].store(0, Ordering::Relaxed);
         let generation = ctl[GEN].load(Ordering::Relaxed).wrapping_add(1);
         self.next[0].store(u64::from(generation) << 32, Ordering::Release);
-        publish(&ctl[GEN], &ctl[GEN_SLEEPING]);
-        await_at_least(&ctl[DONE], len, &ctl[DONE_SLEEPING]);
-        let out: Vec<u64> = self.outputs[..len as usize].iter().map(|w| w.load(Ordering::Relaxed)).collect();
+        ctl[LEN].store(len, Ordering::Release);
+        ctl[CHUNK].store(chunk, Ordering::Release);
+        publish(&ctl[GEN], &ctl[GEN_SLEEPERS]);
+        await_at_least(&ctl[DONE], len, &ctl[DONE_SLEEPERS]);
+        let results = self.outputs[..len as usize].iter().map(|w| w.load(Ordering::Relaxed));
+        let last = if collect {
+            let out: Vec<u64> = results.collect();
+            std::hint::black_box(&out);
+            out[len as usize - 1]
+        } else {
+            results.fold(0, |_, r| std::hint::black_box(r))
+        };
         let took = t0.elapsed();
-        let last = u64::from(len - 1);
-        assert_eq!(out[len as usize - 1], last * last);
+        assert_eq!(last, u64::from(len - 1) * u64::from(len - 1));
         took
     }
 }
@@ -320,7 +342,7 @@ impl MapFloor {
 impl Drop for MapFloor {
     fn drop(&mut self) {
         self.ctl[QUIT].store(1, Ordering::Release);
-        publish(&self.ctl[GEN], &self.ctl[GEN_SLEEPING]);
+        publish(&self.ctl[GEN], &self.ctl[GEN_SLEEPERS]);
         for pid in self.workers.drain(..) {
             reap(pid);
         }
@@ -334,6 +356,7 @@ const MAP_WHAT: &str = "two warm fork workers claim chunks of the same size by c
 /// The floors of the three map-shaped workloads, with the chunk sizes and
 /// params of their multiproc rows.
 pub fn maps(workload: &str, reps: usize) {
+    let collect = workload != "pool_imap_unordered";
     let rows: Vec<(u32, u32, Value)> = match workload {
         "pool_map_small" => [None, Some(10_000u32)]
             .into_iter()
@@ -361,10 +384,13 @@ pub fn maps(workload: &str, reps: usize) {
             .collect(),
         _ => unreachable!("no map floor for {workload}"),
     };
-    let floor = MapFloor::start(rows.iter().map(|r| r.0 as usize).max().unwrap());
-    floor.map(1000, 100);
+    let largest = rows.iter().map(|r| r.0).max().unwrap();
+    let floor = MapFloor::start(largest as usize);
+    // Warm: every page of the mapping touched once, as a warm pool's
+    // buffers are.
+    floor.map(largest, 1000, collect);
     for (n, chunk, params) in rows {
-        let samples = repeat(reps, || floor.map(n, chunk));
+        let samples = repeat(reps, || floor.map(n, chunk, collect));
         emit_raw(workload, params, &samples, Unit::PerSecond(f64::from(n), "items/s"), MAP_WHAT);
     }
 }
@@ -374,10 +400,10 @@ pub fn maps(workload: &str, reps: usize) {
 // ---------------------------------------------------------------------------
 
 const REQ: usize = 0;
-const REQ_SLEEPING: usize = 1;
+const REQ_SLEEPERS: usize = 1;
 const STOP: usize = 2;
 const RESP: usize = LINE;
-const RESP_SLEEPING: usize = LINE + 1;
+const RESP_SLEEPERS: usize = LINE + 1;
 
 /// `apply_async_latency`'s floor: 10,000 calls of `square(3)` on a warm
 /// fork worker, one at a time, through one argument and one result word.
@@ -388,20 +414,20 @@ pub fn apply_async_latency(reps: usize) {
     let worker = fork_child(|| {
         let mut seen = 0;
         loop {
-            seen = await_change(&ctl[REQ], seen, &ctl[REQ_SLEEPING]);
+            seen = await_change(&ctl[REQ], seen, &ctl[REQ_SLEEPERS]);
             if ctl[STOP].load(Ordering::Acquire) != 0 {
                 return;
             }
             let x = data[0].load(Ordering::Relaxed);
             data[1].store(x * x, Ordering::Relaxed);
-            publish(&ctl[RESP], &ctl[RESP_SLEEPING]);
+            publish(&ctl[RESP], &ctl[RESP_SLEEPERS]);
         }
     });
     let call = |x: u64| {
         let before = ctl[RESP].load(Ordering::Acquire);
         data[0].store(x, Ordering::Relaxed);
-        publish(&ctl[REQ], &ctl[REQ_SLEEPING]);
-        await_change(&ctl[RESP], before, &ctl[RESP_SLEEPING]);
+        publish(&ctl[REQ], &ctl[REQ_SLEEPERS]);
+        await_change(&ctl[RESP], before, &ctl[RESP_SLEEPERS]);
         data[1].load(Ordering::Relaxed)
     };
     for _ in 0..200 {
@@ -415,7 +441,7 @@ pub fn apply_async_latency(reps: usize) {
         t0.elapsed()
     });
     ctl[STOP].store(1, Ordering::Release);
-    publish(&ctl[REQ], &ctl[REQ_SLEEPING]);
+    publish(&ctl[REQ], &ctl[REQ_SLEEPERS]);
     reap(worker);
     emit_raw(
         "apply_async_latency",
@@ -434,9 +460,11 @@ pub fn apply_async_latency(reps: usize) {
 const LOCK: usize = 0;
 const VALUE: usize = 1;
 const FINISHED: usize = LINE;
-const FINISHED_SLEEPING: usize = LINE + 1;
+const FINISHED_SLEEPERS: usize = LINE + 1;
 const START: usize = 2 * LINE;
-const START_SLEEPING: usize = 2 * LINE + 1;
+const START_SLEEPERS: usize = 2 * LINE + 1;
+const BOTH_READY: usize = 3 * LINE;
+const BOTH_READY_SLEEPERS: usize = 3 * LINE + 1;
 
 /// Takes the three-state futex mutex at `m` (0 free, 1 held, 2 held with
 /// waiters).
@@ -464,24 +492,27 @@ fn unlock(m: &AtomicU32) {
 pub fn shared_value(reps: usize) {
     const N: u32 = 100_000;
     let samples = repeat(reps, || {
-        let ctl: Shared<AtomicU32> = Shared::new(3 * LINE);
+        let ctl: Shared<AtomicU32> = Shared::new(4 * LINE);
         let children: Vec<_> = (0..2)
             .map(|_| {
                 fork_child(|| {
-                    await_change(&ctl[START], 0, &ctl[START_SLEEPING]);
+                    publish(&ctl[BOTH_READY], &ctl[BOTH_READY_SLEEPERS]);
+                    await_change(&ctl[START], 0, &ctl[START_SLEEPERS]);
                     for _ in 0..N {
                         lock(&ctl[LOCK]);
                         let v = ctl[VALUE].load(Ordering::Relaxed);
                         ctl[VALUE].store(v + 1, Ordering::Relaxed);
                         unlock(&ctl[LOCK]);
                     }
-                    publish(&ctl[FINISHED], &ctl[FINISHED_SLEEPING]);
+                    publish(&ctl[FINISHED], &ctl[FINISHED_SLEEPERS]);
                 })
             })
             .collect();
+        // Both ready before the clock starts, as Python's children say.
+        await_at_least(&ctl[BOTH_READY], 2, &ctl[BOTH_READY_SLEEPERS]);
         let t0 = Instant::now();
-        publish(&ctl[START], &ctl[START_SLEEPING]);
-        await_at_least(&ctl[FINISHED], 2, &ctl[FINISHED_SLEEPING]);
+        publish(&ctl[START], &ctl[START_SLEEPERS]);
+        await_at_least(&ctl[FINISHED], 2, &ctl[FINISHED_SLEEPERS]);
         let took = t0.elapsed();
         assert_eq!(ctl[VALUE].load(Ordering::Relaxed), 2 * N);
         children.into_iter().for_each(reap);
