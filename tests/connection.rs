@@ -602,7 +602,7 @@ fn wait_on_a_listener_wakes_for_a_handshake_that_moves_on() {
     }
 }
 
-/// In a child with almost no fds to spare: binds `path`, says "ready" on
+/// In a (spawned) child with almost no fds to spare: binds `path`, says "ready" on
 /// `to_parent`, and accepts until an honest client says "ping"; answers
 /// "pong" and returns how many handshakes were dropped to make room.
 fn serve_with_few_fds((path, to_parent): (String, Connection)) -> multiproc::Result<u32> {
@@ -642,8 +642,11 @@ fn a_listener_out_of_fds_drops_its_oldest_handshake_for_a_new_client() {
     let _w = common::watchdog("a_listener_out_of_fds_drops_its_oldest_handshake_for_a_new_client");
     let path = common::temp_dir("few-fds").join("s.sock");
     let (ours, theirs) = Pipe(true).unwrap();
+    // Spawn, not fork: a fork child would inherit, for its whole life, the
+    // fds of the tests running beside it (say, a listener whose address
+    // another test then binds again).
     let child = Process::new(serve_with_few_fds, (path.to_str().unwrap().to_string(), theirs))
-        .start_method(StartMethod::Fork)
+        .start_method(StartMethod::Spawn)
         .start()
         .unwrap();
     assert_eq!(recv_bytes(&ours).unwrap(), b"ready");
