@@ -401,6 +401,29 @@ per_method! {
     }
 }
 
+#[test]
+fn a_sigint_the_moment_a_fork_child_starts_is_ignored_too() {
+    let _w = common::watchdog("a_sigint_the_moment_a_fork_child_starts_is_ignored_too");
+    // kill(2) straight after start() returns, while the child may still be
+    // on its way to its SIGINT handler: the signal must wait for it.
+    let children: Vec<_> = (0..20)
+        .map(|_| {
+            let child = Process::new(forever, ()).daemon(true).start_method(StartMethod::Fork).start().unwrap();
+            let pid = rustix::process::Pid::from_raw(child.pid() as i32).unwrap();
+            rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+            child
+        })
+        .collect();
+    for child in &children {
+        let end = child.join_timeout(Duration::from_millis(50));
+        assert!(end.as_ref().is_err_and(|e| e.is_timeout()), "a child ended on SIGINT: {end:?}");
+    }
+    for child in children {
+        child.terminate().unwrap();
+        assert_eq!(child.join_timeout(LONG).unwrap_err().exitcode(), Some(-15));
+    }
+}
+
 fn cmdline_and_comm(pid: u32) -> (String, String) {
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
     let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ").trim().to_string();

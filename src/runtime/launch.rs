@@ -82,7 +82,17 @@ fn fork(l: Launch<'_>) -> Result<Arc<ChildRecord>> {
         .next_child_info(l.name, l.daemon, StartMethod::Fork, Vec::new())
         .with_launch(l.memory.as_ref(), l.forward_output);
     let (parent_end, child_end) = socketpair()?;
-    match sys::fork().map_err(|e| Error::io("fork()", e))? {
+    // A SIGINT before the child's handler is in place would end it (the
+    // default action): held across the fork, it waits for the handler.
+    let held = sys::hold_sigint_for_fork();
+    let forked = sys::fork().map_err(|e| Error::io("fork()", e));
+    if !matches!(forked, Ok(Forked::Child)) {
+        drop(held);
+    } else {
+        // The child's mask is set by `interrupt_only_when_sent` below.
+        std::mem::forget(held);
+    }
+    match forked? {
         Forked::Child => {
             drop(parent_end);
             reg.reset_after_fork();

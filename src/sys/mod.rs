@@ -63,9 +63,9 @@ pub(crate) use rand::random_bytes;
 #[cfg(test)]
 pub(crate) use signal::block_sigterm_in_this_thread;
 pub(crate) use signal::{
-    SIGABRT, SIGCONT, SIGINT, SIGKILL, SIGSTOP, SIGTERM, forget_out_of_memory, hold_sigint, ignore_sigpipe,
-    interrupt_only_when_sent, limit_data_growth, note_out_of_memory, reply_on_out_of_memory, reset_signal_mask,
-    signal_name, watch_parent, watch_parent_from_thread,
+    SIGABRT, SIGCONT, SIGINT, SIGKILL, SIGSTOP, SIGTERM, forget_out_of_memory, hold_sigint, hold_sigint_for_fork,
+    ignore_sigpipe, interrupt_only_when_sent, limit_data_growth, note_out_of_memory, reply_on_out_of_memory,
+    reset_signal_mask, signal_name, watch_parent, watch_parent_from_thread,
 };
 pub(crate) use title::{prepare_title, set_title};
 

@@ -45,6 +45,38 @@ pub(crate) fn hold_sigint() {
     sigint_mask(libc::SIG_BLOCK);
 }
 
+/// SIGINT held in this thread across a fork, for the parent's side: the
+/// child starts with it held, so that a Ctrl-C (or `kill -INT`) landing
+/// before the child's own handler is in place is kept, not fatal
+/// ([`interrupt_only_when_sent`] lets it through). Dropping the guard puts
+/// back the mask it found; the child forgets its copy.
+#[must_use]
+pub(crate) struct SigintHeld(libc::sigset_t);
+
+/// Holds SIGINT in this thread until the returned guard drops.
+#[doc(alias("SIGINT", "pthread_sigmask"))]
+pub(crate) fn hold_sigint_for_fork() -> SigintHeld {
+    // SAFETY: both sets are initialised (`sigemptyset`, and by
+    // `pthread_sigmask` for the old one) before they are read.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+        SigintHeld(old)
+    }
+}
+
+impl Drop for SigintHeld {
+    fn drop(&mut self) {
+        // SAFETY: `self.0` is the mask `pthread_sigmask` returned.
+        unsafe {
+            libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut());
+        }
+    }
+}
+
 fn sigint_mask(how: i32) {
     // SAFETY: `set` is initialised by `sigemptyset` before use.
     unsafe {
