@@ -42,7 +42,7 @@ pub(super) fn ignore(sig: i32) {
 /// kept, not lost). The signal stays pending in the server, harmlessly.
 #[doc(alias("SIGINT", "pthread_sigmask"))]
 pub(crate) fn hold_sigint() {
-    sigint_mask(libc::SIG_BLOCK);
+    let _ = sigint_mask(libc::SIG_BLOCK);
 }
 
 /// SIGINT held in this thread across a fork, for the parent's side: the
@@ -56,16 +56,7 @@ pub(crate) struct SigintHeld(libc::sigset_t);
 /// Holds SIGINT in this thread until the returned guard drops.
 #[doc(alias("SIGINT", "pthread_sigmask"))]
 pub(crate) fn hold_sigint_for_fork() -> SigintHeld {
-    // SAFETY: both sets are initialised (`sigemptyset`, and by
-    // `pthread_sigmask` for the old one) before they are read.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
-        SigintHeld(old)
-    }
+    SigintHeld(sigint_mask(libc::SIG_BLOCK))
 }
 
 impl Drop for SigintHeld {
@@ -77,13 +68,18 @@ impl Drop for SigintHeld {
     }
 }
 
-fn sigint_mask(how: i32) {
-    // SAFETY: `set` is initialised by `sigemptyset` before use.
+/// Changes SIGINT's place in this thread's mask (`how`: block or
+/// unblock) and returns the mask it found.
+fn sigint_mask(how: i32) -> libc::sigset_t {
+    // SAFETY: `set` is initialised by `sigemptyset` before use, and `old`
+    // by `pthread_sigmask` before it is read.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
-        libc::pthread_sigmask(how, &set, std::ptr::null_mut());
+        libc::pthread_sigmask(how, &set, &mut old);
+        old
     }
 }
 
@@ -98,7 +94,7 @@ pub(crate) fn interrupt_only_when_sent() {
     set_disposition(libc::SIGINT, on_sigint as *const () as libc::sighandler_t, libc::SA_SIGINFO);
     // An interrupt held since the start (`hold_sigint`, or the spawn
     // child's mask) arrives now.
-    sigint_mask(libc::SIG_UNBLOCK);
+    let _ = sigint_mask(libc::SIG_UNBLOCK);
 }
 
 /// The value an interrupt carries, to tell it from any other SIGINT.
