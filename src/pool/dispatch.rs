@@ -447,16 +447,17 @@ impl Shared {
     /// The dispatcher thread.
     fn run(&self) {
         loop {
-            let (children, want_write, timeout) = {
+            let (children, want_write, timeout, quick) = {
                 let mut d = self.lock();
                 if d.finished() {
                     return;
                 }
                 let children: Vec<Arc<Link>> = d.workers.iter().map(|w| Arc::clone(&w.link)).collect();
                 let want_write: Vec<bool> = d.workers.iter().map(|w| !w.out.is_empty()).collect();
+                let quick = d.workers.iter().any(Worker::expects_quick_results);
                 let now = Instant::now();
                 let timeout = d.watch_timeouts(now).map(|t| t.saturating_duration_since(now));
-                (children, want_write, timeout)
+                (children, want_write, timeout, quick)
             };
             let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(1 + 2 * children.len());
             fds.push(PollFd::new(&self.wake, PollFlags::IN));
@@ -465,15 +466,16 @@ impl Shared {
                 fds.push(PollFd::from_borrowed_fd(child.control(), events));
                 fds.push(PollFd::from_borrowed_fd(child.ended_fd(), PollFlags::IN));
             }
-            if sys::poll(&mut fds, timeout).is_err() {
+            if !(quick && look_without_sleeping(&mut fds)) && sys::poll(&mut fds, timeout).is_err() {
                 std::thread::yield_now();
             }
+            let readable: Vec<bool> = (0..children.len()).map(|i| !fds[1 + 2 * i].revents().is_empty()).collect();
             let ended: Vec<bool> = (0..children.len()).map(|i| !fds[2 + 2 * i].revents().is_empty()).collect();
             drop(fds);
             let mut counter = Vec::with_capacity(8);
             let _ = sys::read(self.wake.as_fd(), &mut counter, 8);
             let mut d = self.lock();
-            d.service(&self.config, &children, &ended);
+            d.service(&self.config, &children, &readable, &ended);
         }
     }
 }
@@ -678,12 +680,20 @@ impl Dispatch {
         self.status = Status::Broken(err);
     }
 
-    /// One round of the dispatcher's work, after a poll.
-    fn service(&mut self, config: &Config, polled: &[Arc<Link>], ended: &[bool]) {
+    /// One round of the dispatcher's work, after a poll of the `polled`
+    /// workers' control sockets (`readable`) and ends (`ended`).
+    fn service(&mut self, config: &Config, polled: &[Arc<Link>], readable: &[bool], ended: &[bool]) {
         let now = Instant::now();
         // Results first, also from workers that ended: what they wrote
-        // before they died is good.
-        self.take_results(now);
+        // before they died is good. Only the workers with something to
+        // read are read: a read of each of 64 workers per round would cost
+        // more than the round's result.
+        let same = polled.len() == self.workers.len()
+            && polled.iter().zip(&self.workers).all(|(p, w)| Arc::ptr_eq(p, &w.link));
+        let to_read: Vec<bool> = (0..self.workers.len())
+            .map(|i| !same || readable[i] || ended[i] || !self.workers[i].link.is_local())
+            .collect();
+        self.take_results(now, &to_read);
         for (child, _) in polled.iter().zip(ended).filter(|(_, e)| **e) {
             if let Some(i) = self.workers.iter().position(|w| Arc::ptr_eq(&w.link, child)) {
                 self.bury(i, config);
@@ -704,9 +714,9 @@ impl Dispatch {
         }
     }
 
-    /// Reads and handles every worker's results.
-    fn take_results(&mut self, now: Instant) {
-        for i in 0..self.workers.len() {
+    /// Reads and handles the results of the workers `to_read` names.
+    fn take_results(&mut self, now: Instant, to_read: &[bool]) {
+        for (i, _) in to_read.iter().enumerate().filter(|(_, read)| **read) {
             let frames = self.workers[i].read();
             let results = frames.iter().filter(|f| f.kind == wire::RESULT).count();
             for frame in frames {
@@ -812,6 +822,25 @@ impl Dispatch {
                 return;
             }
         }
+    }
+}
+
+/// How long the dispatcher looks for quick results before it sleeps in
+/// `poll`: about what a wake-up costs it on a busy machine.
+const SPIN: Duration = Duration::from_micros(50);
+
+/// Polls `fds` without sleeping, yielding the CPU between looks, for up to
+/// `SPIN`; whether any is ready.
+fn look_without_sleeping(fds: &mut [PollFd<'_>]) -> bool {
+    let until = Instant::now() + SPIN;
+    loop {
+        if matches!(sys::poll(fds, Some(Duration::ZERO)), Ok(n) if n > 0) {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::yield_now();
     }
 }
 

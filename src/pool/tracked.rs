@@ -31,6 +31,9 @@ use crate::sys::{self, ExitStatus};
 
 /// Queued work a worker is given, in its own time.
 const WINDOW_WORK_US: f64 = 2000.0;
+/// Chunks that take less than this (µs) come back while the dispatcher
+/// looks for them without sleeping (`expects_quick_results`).
+const QUICK_US: f64 = 20.0;
 /// The most chunks in one worker's window (fewer than `status::SLOTS`).
 const MAX_WINDOW: usize = 64;
 /// Queued work an MPI rank is given, and the most chunks in its window.
@@ -150,6 +153,15 @@ impl Worker {
 
     fn page(&self) -> &StatusPage {
         self.page.as_ref().expect("a worker keeps its page until it is dropped")
+    }
+
+    /// Whether the worker holds chunks whose results come back soon: its
+    /// chunks take under `QUICK_US` each (or it has not finished one yet).
+    /// The dispatcher looks for their results for a short while before it
+    /// sleeps, so that a quick round trip (`apply_async(...).get()`) does
+    /// not wait for the dispatcher thread to be woken.
+    pub(super) fn expects_quick_results(&self) -> bool {
+        !self.in_flight.is_empty() && self.pace.mean_us < QUICK_US
     }
 
     fn window(&self) -> usize {
