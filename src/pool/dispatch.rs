@@ -373,6 +373,33 @@ impl Shared {
         self.wake();
     }
 
+    /// Takes the results that have come, and sends what they made room
+    /// for, if the dispatcher thread is not at it: a caller that waits
+    /// for a quick result calls this between its looks, and so gets the
+    /// result without waiting for the dispatcher thread's turn. (The
+    /// thread still deals with ended workers and timeouts; it sees their
+    /// pidfds as before.)
+    pub(crate) fn help(&self) {
+        // A forked child's copy of the pool must not read its parent's
+        // workers.
+        if std::process::id() != self.owner {
+            return;
+        }
+        let Ok(mut d) = self.state.try_lock() else {
+            return;
+        };
+        if d.finished() {
+            return;
+        }
+        let all = vec![true; d.workers.len()];
+        d.take_results(Instant::now(), &all);
+        let stuck = d.after_results(&self.config);
+        drop(d);
+        if stuck {
+            self.wake();
+        }
+    }
+
     /// What the pool is doing.
     pub(crate) fn stats(&self) -> PoolStats {
         let mut d = self.lock();
@@ -700,7 +727,15 @@ impl Dispatch {
             }
         }
         self.replace_workers(config);
-        self.pump(config);
+        self.after_results(config);
+    }
+
+    /// What follows taking results: sends queued chunks where there is
+    /// room, and, once the pool is closed and its queue empty, tells each
+    /// idle worker to leave. True if the dispatcher thread must look
+    /// again (as `pump`).
+    fn after_results(&mut self, config: &Config) -> bool {
+        let mut stuck = self.pump(config);
         if matches!(self.status, Status::Closed) && self.queue.is_empty() {
             for w in &mut self.workers {
                 if w.in_flight.is_empty() && !w.retiring {
@@ -709,9 +744,11 @@ impl Dispatch {
                     let _ = codec::append_frame(&mut exit, wire::EXIT, |_| Ok(()));
                     w.out.push(Arc::new(exit));
                     w.flush();
+                    stuck |= !w.out.is_empty();
                 }
             }
         }
+        stuck
     }
 
     /// Reads and handles the results of the workers `to_read` names.

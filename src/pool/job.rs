@@ -344,6 +344,7 @@ impl Job {
         deadline: Option<Instant>,
         whole: bool,
         ready: impl Fn(&JobState) -> bool,
+        help: &dyn Fn(),
     ) -> Result<MutexGuard<'_, JobState>> {
         let start = Instant::now();
         let spin_until = if self.spin.load(Ordering::Relaxed) { start + SPIN } else { start };
@@ -360,6 +361,7 @@ impl Job {
             if now >= spin_until {
                 break;
             }
+            help();
             std::thread::yield_now();
         }
         let mut st = self.lock();
@@ -402,18 +404,20 @@ impl Job {
 
     /// Waits for chunk `index` to finish, without taking it; its item count.
     pub(crate) fn wait_chunk(&self, index: u32) -> Result<u32> {
-        let st = self.wait_for(None, false, |st| !st.is_pending(index))?;
+        let st = self.wait_for(None, false, |st| !st.is_pending(index), &|| {})?;
         Ok(st.slot(index).map_or(0, |(count, _)| *count))
     }
 
     /// Waits for every chunk (up to `deadline`).
-    pub(crate) fn wait_all(&self, deadline: Option<Instant>) -> Result<()> {
-        self.wait_for(deadline, true, |st| st.pending == 0).map(drop)
+    /// While it looks without sleeping, it calls `help` between looks:
+    /// the pool's `Shared::help`, which takes results that have come.
+    pub(crate) fn wait_all(&self, deadline: Option<Instant>, help: &dyn Fn()) -> Result<()> {
+        self.wait_for(deadline, true, |st| st.pending == 0, help).map(drop)
     }
 
     /// Waits for chunk `index` and takes it.
     pub(crate) fn take(&self, index: u32, deadline: Option<Instant>) -> Result<Chunk> {
-        let mut st = self.wait_for(deadline, false, |st| !st.is_pending(index))?;
+        let mut st = self.wait_for(deadline, false, |st| !st.is_pending(index), &|| {})?;
         // Taken in order, as `map` does, it is at the front: no scan of
         // every finished chunk per take.
         if let Some(at) = st.finished.iter().position(|&f| f == index) {
@@ -427,7 +431,7 @@ impl Job {
     /// Waits for any finished chunk not taken yet and takes it (up to
     /// `deadline`); `None` when no chunk is pending or waiting.
     pub(crate) fn take_any(&self, deadline: Option<Instant>) -> Result<Option<(u32, Chunk)>> {
-        let mut st = self.wait_for(deadline, false, |st| !st.finished.is_empty() || st.pending == 0)?;
+        let mut st = self.wait_for(deadline, false, |st| !st.finished.is_empty() || st.pending == 0, &|| {})?;
         let Some(index) = st.finished.pop_front() else {
             return Ok(None);
         };

@@ -161,7 +161,7 @@ impl<T> AsyncResult<T> {
     /// ```
     #[doc(alias("result"))]
     pub fn get(&self) -> Result<T> {
-        self.inner.job.wait_all(None)?;
+        self.inner.job.wait_all(None, &|| self.inner.shared.help())?;
         self.settle(None);
         self.take()
     }
@@ -208,7 +208,7 @@ impl<T> AsyncResult<T> {
     #[doc(alias("get", "result"))]
     pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
         let deadline = Instant::now().checked_add(timeout);
-        self.inner.job.wait_all(deadline)?;
+        self.inner.job.wait_all(deadline, &|| self.inner.shared.help())?;
         if !self.settle(deadline) {
             return Err(Error::new(
                 ErrorKind::Timeout,
@@ -232,7 +232,7 @@ impl<T> AsyncResult<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn wait(&self) {
-        let _ = self.inner.job.wait_all(None);
+        let _ = self.inner.job.wait_all(None, &|| self.inner.shared.help());
         self.settle(None);
     }
 
@@ -251,7 +251,7 @@ impl<T> AsyncResult<T> {
     #[doc(alias("wait"))]
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         let deadline = Instant::now().checked_add(timeout);
-        self.inner.job.wait_all(deadline).is_ok() && self.settle(deadline)
+        self.inner.job.wait_all(deadline, &|| self.inner.shared.help()).is_ok() && self.settle(deadline)
     }
 
     /// Whether the result is ready (done, failed or cancelled).
