@@ -391,8 +391,9 @@ impl Shared {
         if d.finished() {
             return;
         }
-        let all = vec![true; d.workers.len()];
-        d.take_results(Instant::now(), &all);
+        // Only workers with chunks out have results to give (and a rank's
+        // come through its thread): one `recv` per look, not one per worker.
+        d.take_results(Instant::now(), |_, w| !w.in_flight.is_empty() || !w.link.is_local());
         let stuck = d.after_results(&self.config);
         drop(d);
         if stuck {
@@ -717,10 +718,7 @@ impl Dispatch {
         // more than the round's result.
         let same = polled.len() == self.workers.len()
             && polled.iter().zip(&self.workers).all(|(p, w)| Arc::ptr_eq(p, &w.link));
-        let to_read: Vec<bool> = (0..self.workers.len())
-            .map(|i| !same || readable[i] || ended[i] || !self.workers[i].link.is_local())
-            .collect();
-        self.take_results(now, &to_read);
+        self.take_results(now, |i, w| !same || readable[i] || ended[i] || !w.link.is_local());
         for (child, _) in polled.iter().zip(ended).filter(|(_, e)| **e) {
             if let Some(i) = self.workers.iter().position(|w| Arc::ptr_eq(&w.link, child)) {
                 self.bury(i, config);
@@ -751,9 +749,13 @@ impl Dispatch {
         stuck
     }
 
-    /// Reads and handles the results of the workers `to_read` names.
-    fn take_results(&mut self, now: Instant, to_read: &[bool]) {
-        for (i, _) in to_read.iter().enumerate().filter(|(_, read)| **read) {
+    /// Reads and handles the results of the workers that `to_read`
+    /// (given each worker's index) picks.
+    fn take_results(&mut self, now: Instant, to_read: impl Fn(usize, &Worker) -> bool) {
+        for i in 0..self.workers.len() {
+            if !to_read(i, &self.workers[i]) {
+                continue;
+            }
             let frames = self.workers[i].read();
             let results = frames.iter().filter(|f| f.kind == wire::RESULT).count();
             for frame in frames {

@@ -86,11 +86,10 @@ fn fork(l: Launch<'_>) -> Result<Arc<ChildRecord>> {
     // default action): held across the fork, it waits for the handler.
     let held = sys::hold_sigint_for_fork();
     let forked = sys::fork().map_err(|e| Error::io("fork()", e));
-    if !matches!(forked, Ok(Forked::Child)) {
-        drop(held);
-    } else {
+    match forked {
         // The child's mask is set by `interrupt_only_when_sent` below.
-        std::mem::forget(held);
+        Ok(Forked::Child) => std::mem::forget(held),
+        _ => drop(held),
     }
     match forked? {
         Forked::Child => {
