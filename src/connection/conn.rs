@@ -74,6 +74,10 @@ struct Reader {
     pos: usize,
     /// Set when the stream can no longer be trusted (a refused header).
     broken: Option<String>,
+    /// The last message was larger than a read: the next header is read
+    /// alone, so that a large body goes straight into its own buffer
+    /// instead of through this one (a copy of up to `READ_CHUNK` bytes).
+    header_alone: bool,
 }
 
 impl fmt::Debug for Connection {
@@ -391,12 +395,14 @@ impl Connection {
                 break found;
             }
             self.ready_by(deadline)?;
-            self.fill(&mut r)?;
+            let max = if r.header_alone { framing::header_bytes_missing(r.buf.len() - r.pos) } else { READ_CHUNK };
+            self.fill_at_most(&mut r, max)?;
         };
         if len > limit {
             return Err(too_large(&mut r, len, limit));
         }
         let len = len as usize;
+        r.header_alone = len > READ_CHUNK;
         if len <= READ_CHUNK {
             // A small message waits whole in the buffer, so that a timeout
             // consumes nothing.
@@ -461,9 +467,7 @@ impl Connection {
                     return Ok(Some(msg));
                 }
                 Some((head, len)) => head + len as usize - have,
-                // A long header's 8 more bytes, or the first 4.
-                None if have >= 4 => 12 - have,
-                None => 4 - have,
+                None => framing::header_bytes_missing(have),
             };
             let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
             if sys::poll(&mut fds, Some(Duration::ZERO)).map_err(|e| Error::io("polling a connection", e))? == 0 {
@@ -724,5 +728,46 @@ mod tests {
         let t = std::thread::spawn(move || a.send_bytes(&sent));
         assert_eq!(b.recv_bytes().unwrap(), big);
         t.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn every_size_arrives_whole_whatever_came_before() {
+        // After a message larger than a read, the next header is read
+        // alone: small messages behind it, a long-form header, and a
+        // header that comes in pieces must all still arrive whole.
+        let (a, b) = super::super::Pipe(true).unwrap();
+        // Every receive has a generous deadline, so a hang fails the test.
+        let recv = || b.recv_until(1 << 30, Some(Instant::now() + Duration::from_secs(20)));
+        let big = |n: usize, seed: u8| -> Vec<u8> { (0..n).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect() };
+        let (first, second) = (big(READ_CHUNK + 1, 1), big(3 * READ_CHUNK, 2));
+        // More than a socket buffer holds: sent from a thread.
+        let sender = std::thread::scope(|s| {
+            let t = s.spawn(|| -> Result<()> {
+                a.send_bytes(&first)?;
+                a.send_bytes(b"one")?;
+                a.send_bytes(b"")?;
+                a.send_bytes(&second)
+            });
+            for want in [&first[..], b"one", b"", &second] {
+                assert_eq!(recv().unwrap(), want);
+            }
+            t.join().unwrap()
+        });
+        sender.unwrap();
+        // A long-form header (Python's for 2 GiB and more; any length is
+        // legal in it), in pieces, after a large message.
+        let (long, n) = framing::header(5, true);
+        raw(&a, &long[..3]);
+        let soon = || Some(Instant::now() + Duration::from_millis(30));
+        assert_eq!(b.recv_until(256, soon()).unwrap_err().kind(), ErrorKind::Timeout);
+        raw(&a, &long[3..9]);
+        assert_eq!(b.recv_until(256, soon()).unwrap_err().kind(), ErrorKind::Timeout);
+        raw(&a, &long[9..n]);
+        raw(&a, b"fives");
+        a.send_bytes(&first).unwrap();
+        assert_eq!(b.recv_until(256, soon()).unwrap(), b"fives");
+        assert_eq!(recv().unwrap(), first);
+        a.send_bytes(b"last").unwrap();
+        assert_eq!(recv().unwrap(), b"last");
     }
 }

@@ -38,6 +38,12 @@ pub(crate) fn parse_header(bytes: &[u8]) -> Result<Option<(usize, u64)>> {
     }
 }
 
+/// How many more bytes complete a header of which `have` bytes are there
+/// and did not parse yet: the short form's 4, or the long form's 8 more.
+pub(crate) fn header_bytes_missing(have: usize) -> usize {
+    if have >= 4 { 12 - have } else { 4 - have }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
