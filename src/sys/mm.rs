@@ -507,7 +507,10 @@ impl crate::codec::Sink for ShmVec {
         self.len += 1;
     }
 
-    #[inline]
+    // Always: a pool worker appends each item's few bytes here, and a
+    // call for each (then `memmove` for the unknown length) cost more than
+    // the copy.
+    #[inline(always)]
     fn extend_from_slice(&mut self, bytes: &[u8]) {
         if bytes.len() > self.capacity() - self.len {
             self.room(bytes.len());
