@@ -346,10 +346,10 @@ impl Worker {
         if !self.link.is_local() || !self.in_flight.iter().any(|f| Arc::ptr_eq(&f.chunk.job, job)) {
             return false;
         }
-        if self.killed {
-            self.doomed.push(Arc::clone(job));
-            return true;
-        }
+        // A worker already killed (for another job) is frozen too: it may
+        // have finished this job's chunk before it stopped (a chunk sent
+        // again after another worker died can come before that job's in
+        // the window), and then its result, on its way, is delivered.
         let now = self.freeze();
         // The job's first chunk here that had not finished when the worker
         // stopped (its earlier ones may have finished, their results on
@@ -363,13 +363,16 @@ impl Worker {
         let Some(seq) = unfinished else {
             // Every chunk of the job here finished before the worker
             // stopped: nothing of it is left to stop.
-            self.thaw();
+            if !self.killed {
+                self.thaw();
+            }
             return false;
         };
-        let limit = status::pos(seq + 1, 0);
         self.doomed.push(Arc::clone(job));
-        self.stop = Some((limit, Fate::Cancelled));
-        self.kill();
+        if !self.killed {
+            self.stop = Some((status::pos(seq + 1, 0), Fate::Cancelled));
+            self.kill();
+        }
         true
     }
 
