@@ -363,13 +363,15 @@ impl Worker {
         let Some(seq) = unfinished else {
             // Every chunk of the job here finished before the worker
             // stopped: nothing of it is left to stop.
-            if !self.killed {
-                self.thaw();
-            }
+            self.thaw();
             return false;
         };
         self.doomed.push(Arc::clone(job));
-        if !self.killed {
+        if self.killed {
+            // Let it go on to its end: the signal it was sent may be one
+            // it handles (`terminate_workers` sends `SIGTERM`).
+            self.thaw();
+        } else {
             self.stop = Some((status::pos(seq + 1, 0), Fate::Cancelled));
             self.kill();
         }
