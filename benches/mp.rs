@@ -99,7 +99,10 @@ const WORKLOADS: &[(&str, Workload)] = &[
         pool::executor_map(cfg);
         raw_shm::maps("executor_map", cfg.reps);
     }),
-    ("manager_dict", manager::manager_dict),
+    ("manager_dict", |cfg| {
+        manager::manager_dict(cfg);
+        raw::manager_dict(cfg.reps);
+    }),
     ("manager_batch", |cfg| {
         manager::manager_batch(cfg);
         raw::manager_batch(cfg.reps);

@@ -31,6 +31,7 @@ pub fn serve_role() -> bool {
         ["square"] => square_worker(std::io::stdin().as_fd(), std::io::stdout().as_fd()),
         ["send", chunk, total] => send(chunk.parse().unwrap(), total.parse().unwrap()),
         ["batch", kind] => batch_sink(kind),
+        ["dict"] => dict_server(),
         _ => panic!("unknown {ROLE} {role:?}"),
     }
     true
@@ -140,6 +141,71 @@ impl std::hash::Hasher for Fold {
     }
 }
 
+/// A set or a get on [`dict_server`]: an operation byte, a key, a value.
+const DICT_REQUEST: usize = 17;
+
+/// Serves sets and gets of `u64`s on a `HashMap` (the manager's hash),
+/// one request at a time from stdin (looked for without sleeping first),
+/// each answered on stdout with 8 bytes (the value got, or 0 for a set),
+/// until end of file.
+fn dict_server() {
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    let mut dict: std::collections::HashMap<u64, u64, FoldState> = Default::default();
+    let mut req = [0u8; DICT_REQUEST];
+    let word = |c: &[u8]| u64::from_le_bytes(c.try_into().unwrap());
+    while read_full_spinning(stdin.as_fd(), &mut req) == DICT_REQUEST {
+        let (key, value) = (word(&req[1..9]), word(&req[9..]));
+        let answer = if req[0] == b's' {
+            dict.insert(key, value);
+            0
+        } else {
+            dict.get(&key).copied().unwrap_or(u64::MAX)
+        };
+        write_full(stdout.as_fd(), &answer.to_le_bytes());
+    }
+}
+
+/// `manager_dict`'s floor: the same 10,000 set/get pairs, each operation a
+/// request and an answer on a socketpair to a child process that keeps
+/// the `HashMap`; both sides look for 50 µs before they sleep.
+pub fn manager_dict(reps: usize) {
+    const PAIRS: u64 = 10_000;
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    let theirs = OwnedFd::from(theirs);
+    let mut child = helper("dict", Stdio::from(theirs.try_clone().unwrap()), Stdio::from(theirs));
+    let call = |op: u8, key: u64, value: u64| -> u64 {
+        let mut req = [0u8; DICT_REQUEST];
+        req[0] = op;
+        req[1..9].copy_from_slice(&key.to_le_bytes());
+        req[9..].copy_from_slice(&value.to_le_bytes());
+        write_full(ours.as_fd(), &req);
+        let mut answer = [0u8; 8];
+        assert_eq!(read_full_spinning(ours.as_fd(), &mut answer), 8, "the dict server stopped");
+        u64::from_le_bytes(answer)
+    };
+    // The first call waits out the child's start-up: untimed.
+    call(b's', u64::MAX, 0);
+    let samples = repeat(reps, || {
+        time(|| {
+            for i in 0..PAIRS {
+                call(b's', i, i);
+                assert_eq!(call(b'g', i, 0), i);
+            }
+        })
+    });
+    drop(ours);
+    child.wait().unwrap();
+    emit_raw(
+        "manager_dict",
+        json!({"proxy": "Manager().dict()", "set_get_pairs": PAIRS, "ops": 2 * PAIRS, "from": "child process", "start_method": "fork"}),
+        &samples,
+        Unit::PerSecond(2.0 * PAIRS as f64, "ops/s"),
+        "each set and get a 17-byte request and an 8-byte answer on a socketpair to a child process that keeps a \
+         HashMap (the manager's hash); both sides look for 50 us before they sleep",
+    );
+}
+
 /// `manager_batch`'s floors: the batch's bytes through a socketpair to a
 /// child process that puts the items in a list or a dict and answers.
 pub fn manager_batch(reps: usize) {
@@ -169,6 +235,24 @@ pub fn manager_batch(reps: usize) {
              multiply-fold hash, and a one-byte answer",
         );
     }
+}
+
+/// As [`read_full`], but looking without sleeping first (yielding the CPU
+/// between looks) for up to 50 µs, as the manager's client and server do:
+/// a round trip's floor that does not pay two wake-ups when the answer is
+/// quick.
+fn read_full_spinning(fd: std::os::fd::BorrowedFd<'_>, buf: &mut [u8]) -> usize {
+    let start = Instant::now();
+    let mut got = 0;
+    while got < buf.len() && start.elapsed() < std::time::Duration::from_micros(50) {
+        match rustix::net::recv(fd, &mut buf[got..], rustix::net::RecvFlags::DONTWAIT) {
+            Ok((0, _)) => return got,
+            Ok((n, _)) => got += n,
+            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => std::thread::yield_now(),
+            Err(e) => panic!("recv: {e}"),
+        }
+    }
+    got + read_full(fd, &mut buf[got..])
 }
 
 fn read_full(fd: std::os::fd::BorrowedFd<'_>, buf: &mut [u8]) -> usize {
