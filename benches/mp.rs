@@ -102,6 +102,7 @@ const WORKLOADS: &[(&str, Workload)] = &[
     ("manager_dict", |cfg| {
         manager::manager_dict(cfg);
         raw::manager_dict(cfg.reps);
+        raw::manager_start(cfg.reps);
     }),
     ("manager_batch", |cfg| {
         manager::manager_batch(cfg);

@@ -412,6 +412,32 @@ pub fn pool_lifecycle(workload: &str, methods: &[&str], reps: usize) {
     }
 }
 
+/// `manager_dict`'s `Manager() start` floor: one bare server forked and
+/// heard from once (a `square(3)` on a socketpair), as the constructor
+/// returns once its server has answered; its end (end of file and
+/// `waitpid`) is not timed, as `shutdown` is not.
+pub fn manager_start(reps: usize) {
+    let samples = repeat(reps, || {
+        let t0 = Instant::now();
+        let (fd, server) = BareWorker::start("fork", &[]);
+        write_full(fd.as_fd(), &3u64.to_le_bytes());
+        let mut answer = [0u8; 8];
+        read_full(fd.as_fd(), &mut answer);
+        let took = t0.elapsed();
+        assert_eq!(u64::from_le_bytes(answer), 9);
+        drop(fd);
+        server.join();
+        took
+    });
+    emit_raw(
+        "manager_dict",
+        json!({"phase": "Manager() start", "start_method": "fork"}),
+        &samples,
+        Unit::Millis,
+        "a bare server by fork(), heard from once (one square(3) over a socketpair)",
+    );
+}
+
 /// `n` bare `fork()` + `waitpid` in sequence.
 pub fn fork_and_wait(n: usize) {
     for _ in 0..n {
