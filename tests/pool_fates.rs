@@ -339,3 +339,46 @@ per_method! {
         assert_eq!(pool.apply(hold_at, (0, 9)).unwrap(), 0, "the pool goes on");
     }
 }
+
+fn tenfold(i: u64) -> u64 {
+    i * 10
+}
+
+per_method! {
+    fn active_children_leaves_a_dead_worker_to_its_pool(method: StartMethod) {
+        // active_children() reaps the children that ended, as Python's
+        // does, but a pool's worker is its pool's to reap: a fork server
+        // reports a child's end once, and a pool that never heard it would
+        // go on sending tasks to a worker that is gone. A thread calls
+        // active_children() without pause while workers are killed, so
+        // that it looks at each death as soon as the pool does.
+        let pool = multiproc::Pool::builder().processes(2).start_method(method).build().unwrap();
+        assert_eq!(pool.apply(tenfold, 1).unwrap(), 10);
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let outcome = std::thread::scope(|s| {
+            s.spawn(|| {
+                while !stop.load(Ordering::SeqCst) {
+                    let _ = multiproc::active_children();
+                }
+            });
+            let outcome = (0..10).try_for_each(|round| {
+                let victim = pool.stats().workers[round % 2].pid;
+                common::sigkill(victim);
+                let replaced = common::wait_until(LONG, || {
+                    let workers = pool.stats().workers;
+                    workers.len() == 2 && workers.iter().all(|w| w.pid != victim)
+                });
+                if !replaced {
+                    return Err(format!("round {round}: the pool never replaced its killed worker {victim}"));
+                }
+                match pool.map_async(tenfold, 0..40).unwrap().get_timeout(LONG) {
+                    Ok(all) if all == (0..40).map(|i| i * 10).collect::<Vec<u64>>() => Ok(()),
+                    other => Err(format!("round {round}: {other:?}")),
+                }
+            });
+            stop.store(true, Ordering::SeqCst);
+            outcome
+        });
+        outcome.unwrap();
+    }
+}

@@ -748,12 +748,25 @@ mod tests {
                 a.send_bytes(b"")?;
                 a.send_bytes(&second)
             });
+            // A wrong or missing message closes the receiving end before
+            // the assertion, so that the sender fails instead of blocking
+            // the scope's join for ever.
+            let mut got = Vec::new();
             for want in [&first[..], b"one", b"", &second] {
-                assert_eq!(recv().unwrap(), want);
+                let r = recv();
+                let good = matches!(&r, Ok(m) if m == want);
+                got.push((r, want));
+                if !good {
+                    b.close();
+                    break;
+                }
             }
-            t.join().unwrap()
+            (got, t.join().unwrap())
         });
-        sender.unwrap();
+        for (r, want) in sender.0 {
+            assert_eq!(r.unwrap(), want);
+        }
+        sender.1.unwrap();
         // A long-form header (Python's for 2 GiB and more; any length is
         // legal in it), in pieces, after a large message.
         let (long, n) = framing::header(5, true);

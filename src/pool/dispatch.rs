@@ -50,7 +50,7 @@ pub(crate) struct Config {
     pub(crate) memory_cap: MemoryCap,
     pub(crate) track_usage: bool,
     /// The token budget its workers share with nested pools.
-    pub(crate) tokens: Option<crate::synchronize::Semaphore>,
+    pub(crate) tokens: Option<super::tokens::Budget>,
     /// Forward the workers' stdout and stderr, tagged, to the parent's.
     pub(crate) forward_output: bool,
     pub(crate) task_timeout: Option<Duration>,
@@ -467,12 +467,15 @@ impl Shared {
         Arc::clone(&self.callbacks)
     }
 
-    /// Kills and reaps every worker, without the dispatcher thread.
+    /// Kills and reaps every worker, without the dispatcher thread; the
+    /// tokens they held go back to the budget (which pools nested around
+    /// this one may share).
     fn reap_all(&self) {
         let workers = std::mem::take(&mut self.lock().workers);
         for mut w in workers {
             w.kill();
             let _ = w.link.wait(None);
+            reclaim_tokens(&self.config, &w.link);
         }
     }
 
@@ -833,10 +836,7 @@ impl Dispatch {
     /// Removes a worker that has ended: every chunk it held gets its fate.
     fn bury(&mut self, i: usize, config: &Config) {
         let w = self.workers.remove(i);
-        // A worker that died holding a token: it goes back for it.
-        if let Some(tokens) = config.tokens.as_ref().filter(|_| w.holds_token()) {
-            let _ = tokens.release();
-        }
+        reclaim_tokens(config, &w.link);
         let (name, pid, ready) = (w.link.name().to_owned(), w.link.pid(), w.ready);
         // A worker that ends of its own before it is ready (a crash, an
         // abort, an exit in the initializer or at start-up) counts; one
@@ -880,6 +880,15 @@ impl Dispatch {
                 return;
             }
         }
+    }
+}
+
+/// Gives back the token that a worker which has ended held, if it held one
+/// (it may have died between any two of its instructions). A rank takes
+/// none from this process's budget.
+fn reclaim_tokens(config: &Config, link: &Link) {
+    if let Some(tokens) = config.tokens.as_ref().filter(|_| link.is_local()) {
+        tokens.reclaim(link.pid() as u32);
     }
 }
 

@@ -72,8 +72,6 @@ const OFF_ITEMS: usize = 80;
 /// an allocation was refused (0: none was).
 const OFF_MEM_LIMIT: usize = 88;
 const OFF_OOM_PEAK: usize = 96;
-/// 1 while the worker holds a token of its pool's budget.
-const OFF_TOKEN: usize = 104;
 const OFF_SLOTS: usize = 128;
 
 const MAGIC: u64 = 0x6d70_7374_6174_0001;
@@ -249,12 +247,6 @@ impl StatusPage {
         }
     }
 
-    /// What the worker is doing now.
-    /// Whether the worker holds a token of its pool's budget.
-    pub(crate) fn holds_token(&self) -> bool {
-        self.header.u64_at(OFF_TOKEN).load(Ordering::Acquire) == 1
-    }
-
     /// The worker's memory limit, if it has one, and the peak it had when
     /// the limit refused an allocation (0 if none was refused).
     pub(crate) fn memory_note(&self) -> Option<(u64, u64)> {
@@ -351,11 +343,6 @@ impl WorkerPage {
         registry::lock().add_internal(raw);
         let log = ItemLog { header, base: 0, seq: 0, done: 0, failed: 0, items: 0 };
         Ok(WorkerPage { out, log, fd: raw })
-    }
-
-    /// The word where the worker says whether it holds a token.
-    pub(crate) fn token_word(&self) -> &std::sync::atomic::AtomicU64 {
-        self.log.word(OFF_TOKEN)
     }
 
     /// Notes the worker's memory limit; returns the word where its abort

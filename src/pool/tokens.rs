@@ -1,5 +1,5 @@
 //! The token budget that nested pools share, as GNU make's jobserver: a
-//! process-shared semaphore holding one token per worker allowed to run at
+//! table in shared memory holding one token per worker allowed to run at
 //! once, across a pool and every pool created inside its tasks (and inside
 //! theirs). A worker takes a token before each chunk and gives it back
 //! after; a task that waits for a pool of its own lends its token while it
@@ -8,17 +8,23 @@
 //!
 //! A top-level pool makes its budget with `max(processes, cpu_count())`
 //! tokens: its own workers are never held back, and pools nested inside
-//! them add no more busy workers. Its workers receive the semaphore with
+//! them add no more busy workers. Its workers receive the budget with
 //! their configuration, and every pool they create shares it. Independent
 //! top-level pools have budgets of their own.
+//!
+//! Each token is a slot that holds the pid of the process that took it, so
+//! that a worker that dies holding one (killed between any two of its
+//! instructions) gives it back through its parent, which frees the slots
+//! with the dead worker's pid when it buries it: a count of free tokens,
+//! as in a semaphore, could not tell whether the dead worker had taken one.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::context::cpu_count;
-use crate::error::Result;
-use crate::synchronize::Semaphore;
-use crate::sys::WordSlot;
+use crate::error::{Error, Result};
+use crate::synchronize::block::{Block, Kind, START, block_serde};
+use crate::sys;
 
 /// A pool's choice of budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,94 +37,198 @@ pub(crate) enum Tokens {
     Off,
 }
 
+/// Bumped by every release: what a waiter for a token sleeps on.
+const OFF_RELEASES: usize = START;
+/// How many processes sleep on it.
+const OFF_WAITERS: usize = START + 4;
+/// How many tokens (slots) the budget has.
+const OFF_COUNT: usize = START + 8;
+/// The slots: 0 when free, else the pid of the process that holds it.
+const OFF_SLOTS: usize = START + 64;
+
+/// A budget of tokens in shared memory, shared by the workers of a pool
+/// and of the pools nested in it.
+#[derive(Debug, Clone)]
+pub(crate) struct Budget {
+    block: Arc<Block>,
+}
+
+block_serde!(Budget, Kind::Tokens, "a pool's token budget", |b| Budget::attached(b), |s| &s.block);
+
+impl Budget {
+    pub(crate) fn new(tokens: u32) -> Result<Budget> {
+        let len = (OFF_SLOTS + 4 * tokens as usize).next_multiple_of(sys::page_size());
+        let block = Block::new(Kind::Tokens, len, |m| {
+            m.u32_at(OFF_COUNT).store(tokens, Ordering::Relaxed);
+            Ok(())
+        })?;
+        Ok(Budget { block })
+    }
+
+    /// A budget that arrived from another process, checked for its size.
+    fn attached<E: serde::de::Error>(block: Arc<Block>) -> std::result::Result<Budget, E> {
+        let budget = Budget { block };
+        let fits = OFF_SLOTS + 4 * budget.count() <= budget.block.map().len();
+        if fits { Ok(budget) } else { Err(E::custom("a pool's token budget arrived with fewer slots than it counts")) }
+    }
+
+    fn word(&self, off: usize) -> &AtomicU32 {
+        self.block.map().u32_at(off)
+    }
+
+    fn count(&self) -> usize {
+        self.word(OFF_COUNT).load(Ordering::Relaxed) as usize
+    }
+
+    fn slot(&self, i: usize) -> &AtomicU32 {
+        self.word(OFF_SLOTS + 4 * i)
+    }
+
+    /// Takes a free slot for `pid`, looking first where `pid` points (so
+    /// that workers do not all race for the first one); its index.
+    fn try_take(&self, pid: u32) -> Option<usize> {
+        let n = self.count();
+        let first = pid as usize % n.max(1);
+        (0..n).map(|k| (first + k) % n).find(|&i| {
+            let slot = self.slot(i);
+            slot.load(Ordering::Relaxed) == 0
+                && slot.compare_exchange(0, pid, Ordering::SeqCst, Ordering::Relaxed).is_ok()
+        })
+    }
+
+    /// Waits for a free slot and takes it for `pid`; its index.
+    fn take(&self, pid: u32) -> Result<usize> {
+        for spin in 0..64 {
+            if let Some(i) = self.try_take(pid) {
+                return Ok(i);
+            }
+            for _ in 0..(1u32 << (spin / 8)) {
+                std::hint::spin_loop();
+            }
+        }
+        let (releases, waiters) = (self.word(OFF_RELEASES), self.word(OFF_WAITERS));
+        loop {
+            waiters.fetch_add(1, Ordering::SeqCst);
+            let seen = releases.load(Ordering::SeqCst);
+            let taken = self.try_take(pid);
+            let slept = match taken {
+                Some(_) => Ok(()),
+                None => sys::futex_wait(releases, seen, Some(crate::synchronize::nap(None))),
+            };
+            waiters.fetch_sub(1, Ordering::SeqCst);
+            slept.map_err(|e| Error::io("waiting for a token of the pool's budget", e))?;
+            if let Some(i) = taken.or_else(|| self.try_take(pid)) {
+                return Ok(i);
+            }
+        }
+    }
+
+    /// Frees the slots that `pid` holds in `slots`; how many it held.
+    fn free(&self, pid: u32, slots: impl Iterator<Item = usize>) -> u32 {
+        let freed = slots
+            .filter(|&i| self.slot(i).compare_exchange(pid, 0, Ordering::SeqCst, Ordering::Relaxed).is_ok())
+            .count() as u32;
+        if freed > 0 {
+            let releases = self.word(OFF_RELEASES);
+            releases.fetch_add(1, Ordering::SeqCst);
+            if self.word(OFF_WAITERS).load(Ordering::SeqCst) > 0 {
+                sys::futex_wake(releases, freed);
+            }
+        }
+        freed
+    }
+
+    /// Gives back the tokens of process `pid`, which has ended (a pool's
+    /// worker, buried by its pool): how many it held.
+    pub(crate) fn reclaim(&self, pid: u32) -> u32 {
+        self.free(pid, 0..self.count())
+    }
+
+    /// How many tokens are free now.
+    #[cfg(test)]
+    fn free_now(&self) -> usize {
+        (0..self.count()).filter(|&i| self.slot(i).load(Ordering::SeqCst) == 0).count()
+    }
+}
+
 /// The budget this process's pool worker was given: the pools its tasks
 /// create share it. A process that is not a pool worker has none, and
 /// each of its pools makes its own (independent pools never hold each
 /// other back).
-static BUDGET: Mutex<Option<Semaphore>> = Mutex::new(None);
+static BUDGET: Mutex<Option<Budget>> = Mutex::new(None);
 
-/// Whether this process (a pool worker running a chunk) holds a token.
-static HOLDING: AtomicBool = AtomicBool::new(false);
-/// Where a worker mirrors `HOLDING` for its parent (a word of its status
-/// page): a worker that dies holding a token has it given back for it.
-static MIRROR: WordSlot = WordSlot::new();
+/// The token this process holds, if it holds one: its pid in the high
+/// half, its slot in the low (a forked child's copy names its parent).
+static HELD: AtomicU64 = AtomicU64::new(0);
 
-fn set_holding(held: bool) {
-    HOLDING.store(held, Ordering::Release);
-    MIRROR.store(u64::from(held));
-}
-
-/// Mirrors this worker's holding in `word` until [`forget_mirror`].
-pub(crate) fn mirror_in(word: &AtomicU64) {
-    MIRROR.set(word);
-}
-
-pub(crate) fn forget_mirror() {
-    MIRROR.clear();
-}
-
-fn budget() -> std::sync::MutexGuard<'static, Option<Semaphore>> {
+fn budget() -> std::sync::MutexGuard<'static, Option<Budget>> {
     BUDGET.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// This process's budget, if it adopted one (the lock is held only for
 /// the clone: never across a syscall, so that a fork from another thread
 /// finds it free — see also [`hold_across_fork`]).
-fn adopted() -> Option<Semaphore> {
+fn adopted() -> Option<Budget> {
     budget().clone()
 }
 
 /// Holds the budget's lock across a fork: a fork child that found it held
 /// by a thread that does not exist in the child would wait for ever for it
 /// (a pool worker adopts its budget first thing).
-pub(crate) fn hold_across_fork() -> std::sync::MutexGuard<'static, Option<Semaphore>> {
+pub(crate) fn hold_across_fork() -> std::sync::MutexGuard<'static, Option<Budget>> {
     budget()
 }
 
-/// The semaphore a pool of `processes` workers gives its workers.
-pub(crate) fn for_pool(tokens: Tokens, processes: usize) -> Result<Option<Semaphore>> {
+/// The budget a pool of `processes` workers gives its workers.
+pub(crate) fn for_pool(tokens: Tokens, processes: usize) -> Result<Option<Budget>> {
     match tokens {
         Tokens::Off => Ok(None),
-        Tokens::Own(n) => Semaphore::new(n).map(Some),
+        Tokens::Own(n) => Budget::new(n).map(Some),
         Tokens::Shared => match adopted() {
             Some(s) => Ok(Some(s)),
-            None => Semaphore::new(processes.max(cpu_count()).min(u32::MAX as usize) as u32).map(Some),
+            None => Budget::new(processes.max(cpu_count()).min(u32::MAX as usize) as u32).map(Some),
         },
     }
 }
 
 /// A pool worker takes on the budget it was given: the pools its tasks
 /// create share it.
-pub(crate) fn adopt(s: &Semaphore) {
+pub(crate) fn adopt(s: &Budget) {
     *budget() = Some(s.clone());
 }
 
+/// The slot this process holds, if it holds one.
+fn held() -> Option<(u32, usize)> {
+    let held = HELD.load(Ordering::Acquire);
+    let pid = (held >> 32) as u32;
+    (held != 0 && pid == std::process::id()).then_some((pid, held as u32 as usize))
+}
+
 /// A worker takes a token before a chunk (waiting for one).
-pub(crate) fn take(s: &Semaphore) {
-    if s.acquire().is_ok() {
-        set_holding(true);
+pub(crate) fn take(s: &Budget) {
+    let pid = std::process::id();
+    if let Ok(i) = s.take(pid) {
+        HELD.store(u64::from(pid) << 32 | i as u64, Ordering::Release);
     }
 }
 
+/// Gives this process's token back to `s`, if it holds one: true if it
+/// did.
+fn give(s: &Budget) -> bool {
+    let Some((pid, i)) = held() else { return false };
+    HELD.store(0, Ordering::Release);
+    s.free(pid, std::iter::once(i)) > 0
+}
+
 /// A worker gives its token back after a chunk.
-pub(crate) fn give_back(s: &Semaphore) {
-    if HOLDING.load(Ordering::Acquire) {
-        set_holding(false);
-        let _ = s.release();
-    }
+pub(crate) fn give_back(s: &Budget) {
+    give(s);
 }
 
 /// Before a wait for a pool's results: gives this process's token back for
 /// the wait, if it holds one; true if it did (then [`take_back`] after).
 pub(crate) fn lend() -> bool {
-    if !HOLDING.load(Ordering::Acquire) {
-        return false;
-    }
-    set_holding(false);
-    match adopted() {
-        Some(s) => s.release().is_ok(),
-        None => false,
-    }
+    held().is_some() && adopted().is_some_and(|s| give(&s))
 }
 
 /// After a wait that [`lend`] lent a token for: takes one again (waiting
@@ -126,5 +236,61 @@ pub(crate) fn lend() -> bool {
 pub(crate) fn take_back() {
     if let Some(s) = adopted() {
         take(&s);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{Event, Process, StartMethod};
+
+    const LONG: Duration = Duration::from_secs(30);
+
+    /// Takes a token of `budget` for this process, says so, and waits to
+    /// be killed: the slot is its only record of the token (the budget
+    /// travelled here as its argument, as to a pool's worker).
+    fn take_and_wait((budget, taken): (Budget, Event)) {
+        budget.take(std::process::id()).unwrap();
+        taken.set();
+        loop {
+            std::thread::park();
+        }
+    }
+
+    #[test]
+    fn the_token_of_a_killed_process_comes_back_when_its_pid_is_reclaimed() {
+        let budget = Budget::new(2).unwrap();
+        let taken = Event::new().unwrap();
+        for method in [StartMethod::Fork, StartMethod::Spawn, StartMethod::ForkServer] {
+            taken.clear();
+            let child =
+                Process::new(take_and_wait, (budget.clone(), taken.clone())).start_method(method).start().unwrap();
+            assert!(taken.wait(Some(LONG)).unwrap(), "{method}: the child took its token");
+            assert_eq!(budget.free_now(), 1, "{method}");
+            child.kill().unwrap();
+            assert!(child.join_timeout(LONG).is_err(), "{method}: killed");
+            // Another pid's tokens are not touched.
+            assert_eq!(budget.reclaim(child.pid() + 1), 0, "{method}");
+            assert_eq!(budget.reclaim(child.pid()), 1, "{method}");
+            assert_eq!(budget.free_now(), 2, "{method}");
+        }
+    }
+
+    #[test]
+    fn a_waiter_gets_the_token_that_is_reclaimed() {
+        let budget = Budget::new(1).unwrap();
+        let gone = u32::MAX - 1;
+        assert_eq!(budget.take(gone).unwrap(), 0);
+        assert_eq!(budget.try_take(1), None, "the only token is held");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = budget.clone();
+        let thread = std::thread::spawn(move || tx.send(waiter.take(7).unwrap()));
+        assert_eq!(budget.reclaim(gone), 1);
+        assert_eq!(rx.recv_timeout(LONG).expect("the waiter got the token"), 0);
+        thread.join().unwrap().unwrap();
+        assert_eq!(budget.free(7, 0..1), 1);
+        assert_eq!(budget.free_now(), 1);
     }
 }

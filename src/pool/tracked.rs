@@ -235,10 +235,6 @@ impl Worker {
     }
 
     /// Whether it holds a token of the pool's budget (its page says so).
-    pub(super) fn holds_token(&self) -> bool {
-        self.page().holds_token()
-    }
-
     pub(super) fn kill(&mut self) {
         self.stop(sys::SIGKILL);
     }

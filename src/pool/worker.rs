@@ -35,7 +35,7 @@ pub(crate) struct WorkerConfig {
     pub(crate) track_usage: bool,
     /// The token budget it shares with other workers and nested pools: a
     /// token per chunk.
-    pub(crate) tokens: Option<crate::synchronize::Semaphore>,
+    pub(crate) tokens: Option<tokens::Budget>,
     /// Its status page, where it logs what it does and keeps its results
     /// until they are sent.
     pub(crate) status: PageFd,
@@ -108,7 +108,9 @@ pub(crate) fn run(chan: &mut impl Channel, cfg: WorkerConfig) -> i32 {
             return 1;
         }
     }
-    let _budget = cfg.tokens.as_ref().map(|t| Budget::adopt(t, &page));
+    if let Some(t) = &cfg.tokens {
+        tokens::adopt(t);
+    }
     let ready = codec::frame_of(wire::READY, &(), "a ready note").expect("() serializes");
     page.out.extend_from_slice(&ready);
     page.commit();
@@ -257,26 +259,6 @@ impl Batch {
         self.held = 0;
         self.since = None;
         self.prompt = false;
-    }
-}
-
-/// A worker's share of its pool's token budget, while it runs: the pools
-/// its tasks create share the budget, and its status page says whether it
-/// holds a token (so that the parent gives back the token of a worker that
-/// dies holding one).
-struct Budget;
-
-impl Budget {
-    fn adopt(tokens: &crate::synchronize::Semaphore, page: &WorkerPage) -> Budget {
-        tokens::adopt(tokens);
-        tokens::mirror_in(page.token_word());
-        Budget
-    }
-}
-
-impl Drop for Budget {
-    fn drop(&mut self) {
-        tokens::forget_mirror();
     }
 }
 

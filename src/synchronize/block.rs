@@ -21,6 +21,8 @@ pub(crate) enum Kind {
     Value,
     Array,
     AtomicValue,
+    /// A pool's token budget (`crate::pool::tokens`).
+    Tokens,
 }
 
 impl Kind {

@@ -46,7 +46,7 @@ pub(crate) use fd::{
 };
 pub(crate) use futex::{Locked, MUTEX_BYTES, RobustMutex, futex_wait, futex_wake};
 pub(crate) use mm::{
-    GuardedMapping, Mapping, ShmVec, WordSlot, free_bytes, keep_freed_memory, memfd, shm_create, shm_open, shm_unlink,
+    GuardedMapping, Mapping, ShmVec, free_bytes, keep_freed_memory, memfd, shm_create, shm_open, shm_unlink,
 };
 pub(crate) use net::{
     MAX_FDS, accept, connect_tcp, connect_unix_abstract, connect_unix_path, listen_tcp, listen_unix_abstract,

@@ -75,24 +75,34 @@ pub fn watchdog_for(what: &'static str, limit: Duration) -> Watchdog {
     Watchdog { stop: Some(tx), thread: Some(thread) }
 }
 
-/// Prints every thread's stack of this process and of its children on
-/// stderr, with gdb if the machine has it: where a hang was, for a run that
-/// cannot be repeated at will.
+/// Prints every thread's stack of this process and of its descendants
+/// (children, and their children: a fork server's workers) on stderr, with
+/// gdb if the machine has it: where a hang was, for a run that cannot be
+/// repeated at will.
 fn dump_stacks() {
+    use std::io::Write;
     use std::os::fd::AsFd;
     use std::process::{Command, Stdio};
-    let me = std::process::id();
-    let children: Vec<u32> = std::fs::read_dir("/proc")
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
             // The parent pid is the second field after the command's ")".
-            stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok()) == Some(me)
+            let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse::<u32>().ok()?;
+            Some((pid, ppid))
         })
         .collect();
-    for pid in std::iter::once(me).chain(children.into_iter().take(8)) {
+    let mut family = vec![std::process::id()];
+    let mut i = 0;
+    while i < family.len() && family.len() < 16 {
+        let parent = family[i];
+        family.extend(parents.iter().filter(|&&(_, ppid)| ppid == parent).map(|&(pid, _)| pid));
+        i += 1;
+    }
+    for pid in family.into_iter().take(16) {
+        let _ = writeln!(std::io::stderr(), "watchdog: stacks of pid {pid}");
         let gdb = Command::new("gdb")
             .args(["-p", &pid.to_string(), "-batch", "-nx", "-ex", "thread apply all bt"])
             .stdin(Stdio::null())
