@@ -161,6 +161,10 @@ static BUDGET: Mutex<Option<Budget>> = Mutex::new(None);
 /// half, its slot in the low (a forked child's copy names its parent).
 static HELD: AtomicU64 = AtomicU64::new(0);
 
+/// The pid of the pool worker that adopted the budget (set first thing in
+/// it): a take per chunk costs no `getpid`.
+static ME: AtomicU32 = AtomicU32::new(0);
+
 fn budget() -> std::sync::MutexGuard<'static, Option<Budget>> {
     BUDGET.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -194,26 +198,28 @@ pub(crate) fn for_pool(tokens: Tokens, processes: usize) -> Result<Option<Budget
 /// A pool worker takes on the budget it was given: the pools its tasks
 /// create share it.
 pub(crate) fn adopt(s: &Budget) {
+    ME.store(std::process::id(), Ordering::Relaxed);
     *budget() = Some(s.clone());
 }
 
-/// The slot this process holds, if it holds one.
+/// The holder and slot of the token noted in `HELD`, if one is.
 fn held() -> Option<(u32, usize)> {
     let held = HELD.load(Ordering::Acquire);
-    let pid = (held >> 32) as u32;
-    (held != 0 && pid == std::process::id()).then_some((pid, held as u32 as usize))
+    (held != 0).then_some(((held >> 32) as u32, held as u32 as usize))
 }
 
 /// A worker takes a token before a chunk (waiting for one).
 pub(crate) fn take(s: &Budget) {
-    let pid = std::process::id();
+    let pid = match ME.load(Ordering::Relaxed) {
+        0 => std::process::id(),
+        me => me,
+    };
     if let Ok(i) = s.take(pid) {
         HELD.store(u64::from(pid) << 32 | i as u64, Ordering::Release);
     }
 }
 
-/// Gives this process's token back to `s`, if it holds one: true if it
-/// did.
+/// Gives the token noted in `HELD` back to `s`: true if there was one.
 fn give(s: &Budget) -> bool {
     let Some((pid, i)) = held() else { return false };
     HELD.store(0, Ordering::Release);
@@ -227,8 +233,9 @@ pub(crate) fn give_back(s: &Budget) {
 
 /// Before a wait for a pool's results: gives this process's token back for
 /// the wait, if it holds one; true if it did (then [`take_back`] after).
+/// (A process forked from a worker inherits its note, but not its token.)
 pub(crate) fn lend() -> bool {
-    held().is_some() && adopted().is_some_and(|s| give(&s))
+    held().is_some_and(|(pid, _)| pid == std::process::id()) && adopted().is_some_and(|s| give(&s))
 }
 
 /// After a wait that [`lend`] lent a token for: takes one again (waiting
