@@ -94,7 +94,7 @@ impl Drop for Link {
         let gone = conns().remove(&self.serial);
         // Closed outside the table's lock.
         if let Some(c) = gone {
-            if c.pid == std::process::id() {
+            if c.pid == crate::sys::own_pid() {
                 drop(c);
             } else {
                 std::mem::forget(c);
@@ -154,7 +154,7 @@ impl Link {
     /// if needed. The table's lock is never held across I/O, so that a
     /// fork from another thread cannot leave it held in the child.
     pub(crate) fn to(address: &str, authkey: &[u8]) -> Result<Arc<Link>> {
-        let me = std::process::id();
+        let me = crate::sys::own_pid();
         let key = (address.to_string(), authkey.to_vec());
         let link = {
             let mut links = links();
@@ -194,7 +194,7 @@ impl Link {
     /// a forked child's first use of its parent's link, the parent's
     /// connections (forgotten at the fork) give way to a token of its own.
     fn entry<'a>(&self, conns: &'a mut HashMap<u64, Conns>) -> &'a mut Conns {
-        let me = std::process::id();
+        let me = crate::sys::own_pid();
         let c = conns.entry(self.serial).or_insert_with(|| Conns { pid: me, token: new_token(), idle: Vec::new() });
         if c.pid != me {
             c.idle.drain(..).for_each(std::mem::forget);
@@ -218,7 +218,7 @@ impl Link {
     /// Puts a connection back for the next call.
     fn put_back(&self, conn: LinkConn) {
         if let Some(c) = conns().get_mut(&self.serial) {
-            if c.pid == std::process::id() {
+            if c.pid == crate::sys::own_pid() {
                 c.idle.push(conn);
                 return;
             }

@@ -378,8 +378,10 @@ impl PoolBuilder {
     /// never have more busy workers than that in total (Python forbids pools inside pool
     /// workers instead: "daemonic processes are not allowed to have
     /// children"). `Some(n)` gives this pool a budget of its own, of `n`
-    /// tokens, that its nested pools share; `None` takes it out of any
-    /// budget.
+    /// tokens, that its nested pools share (65,536 at most: more are as
+    /// good as no limit); `None` takes it out of any budget. A worker
+    /// that dies holding a token, however it dies, has it given back by
+    /// its pool.
     ///
     /// # Errors
     ///

@@ -230,7 +230,7 @@ impl Shared {
             }),
             wake,
             thread: Mutex::new(None),
-            owner: std::process::id(),
+            owner: sys::own_pid(),
             callbacks: Arc::new(Runner::default()),
         });
         {
@@ -266,7 +266,7 @@ impl Shared {
     /// Fails unless this process owns the pool: a pool copied into a
     /// forked child has no workers and no dispatcher there.
     pub(crate) fn check_owner(&self) -> Result<()> {
-        if std::process::id() == self.owner {
+        if sys::own_pid() == self.owner {
             return Ok(());
         }
         Err(Error::new(
@@ -386,7 +386,7 @@ impl Shared {
     pub(crate) fn help(&self) {
         // A forked child's copy of the pool must not read its parent's
         // workers.
-        if std::process::id() != self.owner {
+        if sys::own_pid() != self.owner {
             return;
         }
         let Ok(mut d) = self.state.try_lock() else {

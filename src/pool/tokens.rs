@@ -55,8 +55,13 @@ pub(crate) struct Budget {
 
 block_serde!(Budget, Kind::Tokens, "a pool's token budget", |b| Budget::attached(b), |s| &s.block);
 
+/// Slots a budget has at most (256 KiB of them): more tokens than that
+/// are as good as no limit, as no machine runs so many workers at once.
+const MAX_TOKENS: u32 = 1 << 16;
+
 impl Budget {
     pub(crate) fn new(tokens: u32) -> Result<Budget> {
+        let tokens = tokens.min(MAX_TOKENS);
         let len = (OFF_SLOTS + 4 * tokens as usize).next_multiple_of(sys::page_size());
         let block = Block::new(Kind::Tokens, len, |m| {
             m.u32_at(OFF_COUNT).store(tokens, Ordering::Relaxed);
@@ -161,10 +166,6 @@ static BUDGET: Mutex<Option<Budget>> = Mutex::new(None);
 /// half, its slot in the low (a forked child's copy names its parent).
 static HELD: AtomicU64 = AtomicU64::new(0);
 
-/// The pid of the pool worker that adopted the budget (set first thing in
-/// it): a take per chunk costs no `getpid`.
-static ME: AtomicU32 = AtomicU32::new(0);
-
 fn budget() -> std::sync::MutexGuard<'static, Option<Budget>> {
     BUDGET.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -198,7 +199,6 @@ pub(crate) fn for_pool(tokens: Tokens, processes: usize) -> Result<Option<Budget
 /// A pool worker takes on the budget it was given: the pools its tasks
 /// create share it.
 pub(crate) fn adopt(s: &Budget) {
-    ME.store(std::process::id(), Ordering::Relaxed);
     *budget() = Some(s.clone());
 }
 
@@ -210,10 +210,7 @@ fn held() -> Option<(u32, usize)> {
 
 /// A worker takes a token before a chunk (waiting for one).
 pub(crate) fn take(s: &Budget) {
-    let pid = match ME.load(Ordering::Relaxed) {
-        0 => std::process::id(),
-        me => me,
-    };
+    let pid = sys::own_pid();
     if let Ok(i) = s.take(pid) {
         HELD.store(u64::from(pid) << 32 | i as u64, Ordering::Release);
     }
@@ -235,7 +232,7 @@ pub(crate) fn give_back(s: &Budget) {
 /// the wait, if it holds one; true if it did (then [`take_back`] after).
 /// (A process forked from a worker inherits its note, but not its token.)
 pub(crate) fn lend() -> bool {
-    held().is_some_and(|(pid, _)| pid == std::process::id()) && adopted().is_some_and(|s| give(&s))
+    held().is_some_and(|(pid, _)| pid == sys::own_pid()) && adopted().is_some_and(|s| give(&s))
 }
 
 /// After a wait that [`lend`] lent a token for: takes one again (waiting
@@ -283,6 +280,14 @@ mod tests {
             assert_eq!(budget.reclaim(child.pid()), 1, "{method}");
             assert_eq!(budget.free_now(), 2, "{method}");
         }
+    }
+
+    #[test]
+    fn a_huge_budget_is_capped_not_allocated() {
+        let budget = Budget::new(u32::MAX).unwrap();
+        assert_eq!(budget.count(), MAX_TOKENS as usize);
+        assert!(budget.block.map().len() <= OFF_SLOTS + 4 * MAX_TOKENS as usize + sys::page_size());
+        assert_eq!(budget.free_now(), MAX_TOKENS as usize);
     }
 
     #[test]

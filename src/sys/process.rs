@@ -248,6 +248,38 @@ impl ExitStatus {
     }
 }
 
+/// This process's id as the last call here saw it; 0 until then, and in a
+/// fork child from the fork on.
+static OWN_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+extern "C" fn forget_own_pid() {
+    OWN_PID.store(0, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// This process's id, with a syscall only for the first call in a process
+/// (glibc no longer caches `getpid`): for checks made on every look of a
+/// hot loop (whether a pool is this process's own). A fork child forgets
+/// its parent's through a `pthread_atfork` handler; every fork here goes
+/// through glibc's `fork`, and a spawned child starts afresh.
+#[doc(alias("getpid"))]
+pub(crate) fn own_pid() -> u32 {
+    use std::sync::atomic::Ordering;
+    let pid = OWN_PID.load(Ordering::Relaxed);
+    if pid != 0 {
+        return pid;
+    }
+    static HANDLER: std::sync::Once = std::sync::Once::new();
+    HANDLER.call_once(|| {
+        // SAFETY: registers a child handler that only stores to an atomic
+        // (async-signal-safe, as a handler run in a fork child must be);
+        // the function lives as long as the program.
+        unsafe { libc::pthread_atfork(None, None, Some(forget_own_pid)) };
+    });
+    let pid = std::process::id();
+    OWN_PID.store(pid, Ordering::Relaxed);
+    pid
+}
+
 /// `getpid()`.
 pub(crate) fn getpid() -> i32 {
     rustix::process::getpid().as_raw_nonzero().get()
@@ -537,6 +569,20 @@ unsafe extern "C" {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_pid_is_the_childs_own_after_a_fork() {
+        assert_eq!(own_pid(), std::process::id());
+        // The parent's is cached now; the child must not see it.
+        match fork().unwrap() {
+            Forked::Child => exit_now(if own_pid() == std::process::id() { 0 } else { 1 }),
+            Forked::Parent(pid) => {
+                let pidfd = pidfd_open(pid).unwrap();
+                assert_eq!(pidfd_wait(rustix::fd::AsFd::as_fd(&pidfd), true).unwrap(), Some(ExitStatus::Code(0)));
+            }
+        }
+        assert_eq!(own_pid(), std::process::id());
+    }
 
     #[test]
     fn raw_status_round_trips() {
