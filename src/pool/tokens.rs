@@ -37,7 +37,7 @@ pub(crate) enum Tokens {
     Off,
 }
 
-/// Bumped by every release: what a waiter for a token sleeps on.
+/// Bumped by every release that finds waiters: what they sleep on.
 const OFF_RELEASES: usize = START;
 /// How many processes sleep on it.
 const OFF_WAITERS: usize = START + 4;
@@ -133,12 +133,12 @@ impl Budget {
         let freed = slots
             .filter(|&i| self.slot(i).compare_exchange(pid, 0, Ordering::SeqCst, Ordering::Relaxed).is_ok())
             .count() as u32;
-        if freed > 0 {
+        // A waiter counts itself before it looks at the slots, so that it
+        // either sees a slot freed here or is counted here and woken.
+        if freed > 0 && self.word(OFF_WAITERS).load(Ordering::SeqCst) > 0 {
             let releases = self.word(OFF_RELEASES);
             releases.fetch_add(1, Ordering::SeqCst);
-            if self.word(OFF_WAITERS).load(Ordering::SeqCst) > 0 {
-                sys::futex_wake(releases, freed);
-            }
+            sys::futex_wake(releases, freed);
         }
         freed
     }
