@@ -430,3 +430,49 @@ per_method! {
         assert_eq!(pool.apply_async(nap_ms, 1).unwrap().get_timeout(common::LONG).unwrap(), 1);
     }
 }
+
+/// The event a nested worker sets once it holds the token (given to each
+/// worker by its pool's initializer: an event cannot travel in a task).
+static RUNNING: std::sync::OnceLock<multiproc::Event> = std::sync::OnceLock::new();
+
+fn keep_running(event: multiproc::Event) {
+    let _ = RUNNING.set(event);
+}
+
+/// Says that it runs (it holds the budget's token then), and stays.
+fn hold_token(_: ()) -> u64 {
+    RUNNING.get().expect("set by the initializer").set();
+    std::thread::sleep(common::LONG);
+    0
+}
+
+/// A task that runs `hold_token` in a pool of its own (which shares the
+/// outer pool's budget: this task lends its token while it waits).
+fn nest_hold(_: ()) -> u64 {
+    let running = RUNNING.get().expect("set by the initializer").clone();
+    let inner = Pool::builder().processes(1).initializer(keep_running, running).build().unwrap();
+    inner.apply(hold_token, ()).unwrap_or(0)
+}
+
+per_method! {
+    fn a_token_held_by_a_nested_worker_comes_back_when_its_pool_dies(method: StartMethod) {
+        // One token, held by a worker of a pool nested in the outer pool's
+        // only worker. The outer worker is killed: its pool's worker dies
+        // with it (parent-death signal), and nobody is left to bury it. The
+        // next worker that waits for the token finds its holder gone and
+        // takes it back; without that, nothing would run again.
+        let running = multiproc::Event::new().unwrap();
+        let pool = Pool::builder()
+            .processes(1)
+            .start_method(method)
+            .tokens(Some(1))
+            .initializer(keep_running, running.clone())
+            .build()
+            .unwrap();
+        let nested = pool.apply_async(nest_hold, ()).unwrap();
+        assert!(running.wait(Some(common::LONG)).unwrap(), "the nested worker runs, holding the token");
+        common::sigkill(pool.stats().workers[0].pid);
+        assert_eq!(nested.get_timeout(common::LONG).unwrap_err().kind(), ErrorKind::WorkerLost);
+        assert_eq!(pool.apply_async(nap_ms, 1).unwrap().get_timeout(common::LONG).unwrap(), 1);
+    }
+}

@@ -17,6 +17,10 @@
 //! instructions) gives it back through its parent, which frees the slots
 //! with the dead worker's pid when it buries it: a count of free tokens,
 //! as in a semaphore, could not tell whether the dead worker had taken one.
+//! A holder that ended with no pool to bury it (a nested pool's worker,
+//! killed with the worker whose task made that pool) is found by the next
+//! worker that waits for a token longer than a recheck: its token is
+//! taken back.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -112,7 +116,15 @@ impl Budget {
             }
         }
         let (releases, waiters) = (self.word(OFF_RELEASES), self.word(OFF_WAITERS));
+        let mut swept = std::time::Instant::now();
         loop {
+            // A token whose holder ended with nobody to bury it (a nested
+            // pool's worker, killed with the worker that made its pool)
+            // comes back here, after a wait of a recheck.
+            if swept.elapsed() >= crate::synchronize::RECHECK {
+                self.sweep();
+                swept = std::time::Instant::now();
+            }
             waiters.fetch_add(1, Ordering::SeqCst);
             let seen = releases.load(Ordering::SeqCst);
             let taken = self.try_take(pid);
@@ -141,6 +153,18 @@ impl Budget {
             sys::futex_wake(releases, freed);
         }
         freed
+    }
+
+    /// Frees the tokens whose holders have ended (gone, or zombies):
+    /// how many.
+    fn sweep(&self) -> u32 {
+        (0..self.count())
+            .map(|i| match self.slot(i).load(Ordering::SeqCst) {
+                0 => 0,
+                pid if sys::has_exited(pid as i32) => self.free(pid, std::iter::once(i)),
+                _ => 0,
+            })
+            .sum()
     }
 
     /// Gives back the tokens of process `pid`, which has ended (a pool's
@@ -280,6 +304,36 @@ mod tests {
             assert_eq!(budget.reclaim(child.pid()), 1, "{method}");
             assert_eq!(budget.free_now(), 2, "{method}");
         }
+    }
+
+    #[test]
+    fn a_waiter_takes_back_the_token_of_a_holder_that_ended_unburied() {
+        // Tokens held by a process that was reaped, and by a zombie: no
+        // pool buries either (say, the pool died with them).
+        let budget = Budget::new(2).unwrap();
+        let mut reaped = std::process::Command::new("true").spawn().unwrap();
+        reaped.wait().unwrap();
+        let mut zombie = std::process::Command::new("true").spawn().unwrap();
+        let zombie_pid = zombie.id() as i32;
+        let t0 = std::time::Instant::now();
+        while !sys::has_exited(zombie_pid) {
+            assert!(t0.elapsed() < LONG, "the child never ended");
+            std::thread::yield_now();
+        }
+        budget.take(reaped.id()).unwrap();
+        budget.take(zombie.id()).unwrap();
+        assert!(!sys::has_exited(std::process::id() as i32));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = budget.clone();
+        let thread = std::thread::spawn(move || {
+            let first = waiter.take(7).unwrap();
+            let second = waiter.take(8).unwrap();
+            tx.send((first, second))
+        });
+        let (first, second) = rx.recv_timeout(LONG).expect("the waiter took both tokens back");
+        assert_ne!(first, second);
+        thread.join().unwrap().unwrap();
+        zombie.wait().unwrap();
     }
 
     #[test]

@@ -56,9 +56,9 @@ pub(crate) use net::{
 };
 pub(crate) use process::{
     CHILD_FD, Environ, ExecSpec, ExitStatus, Forked, at_exit, cpu_count, detach, exit_now, flush_c_stdio, fork, getpid,
-    gettid, is_main_thread, is_own_thread, is_stopped_or_gone, kill_and_reap, own_pid, parent_pidfd, peak_rss,
-    pidfd_open, pidfd_signal, pidfd_wait, remove_var, reset_peak_rss, rss_of, set_parent_death_kill, spawn_exec,
-    thread_cpu_time,
+    gettid, has_exited, is_main_thread, is_own_thread, is_stopped_or_gone, kill_and_reap, own_pid, parent_pidfd,
+    peak_rss, pidfd_open, pidfd_signal, pidfd_wait, remove_var, reset_peak_rss, rss_of, set_parent_death_kill,
+    spawn_exec, thread_cpu_time,
 };
 pub(crate) use rand::random_bytes;
 #[cfg(test)]

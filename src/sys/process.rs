@@ -438,15 +438,30 @@ pub(crate) fn peak_rss() -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// Whether process `pid` has ended: it is gone (`kill(pid, 0)` finds
+/// nobody) or a zombie that its parent has not reaped yet. A process that
+/// cannot be looked at (another user's) counts as alive.
+#[doc(alias("kill"))]
+pub(crate) fn has_exited(pid: i32) -> bool {
+    let Some(p) = Pid::from_raw(pid) else { return false };
+    match rustix::process::test_kill_process(p) {
+        Err(Errno::SRCH) => true,
+        _ => matches!(state_letter(pid), Some('Z' | 'X' | 'x')),
+    }
+}
+
+/// The state letter of process `pid` in `/proc/<pid>/stat`, if it can be
+/// read.
+fn state_letter(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rfind(')').and_then(|i| stat[i + 1..].trim_start().chars().next())
+}
+
 /// Whether process `pid` is stopped (`SIGSTOP`, or a tracer) or gone, from
 /// the state letter in `/proc/<pid>/stat`.
 #[doc(alias("/proc/pid/stat"))]
 pub(crate) fn is_stopped_or_gone(pid: i32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return true;
-    };
-    let state = stat.rfind(')').and_then(|i| stat[i + 1..].trim_start().chars().next());
-    matches!(state, None | Some('T' | 't' | 'Z' | 'X' | 'x'))
+    matches!(state_letter(pid), None | Some('T' | 't' | 'Z' | 'X' | 'x'))
 }
 
 /// A pidfd for this process's parent, if the parent is still `expected`.
