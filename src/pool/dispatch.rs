@@ -836,7 +836,6 @@ impl Dispatch {
     /// Removes a worker that has ended: every chunk it held gets its fate.
     fn bury(&mut self, i: usize, config: &Config) {
         let w = self.workers.remove(i);
-        reclaim_tokens(config, &w.link);
         let (name, pid, ready) = (w.link.name().to_owned(), w.link.pid(), w.ready);
         // A worker that ends of its own before it is ready (a crash, an
         // abort, an exit in the initializer or at start-up) counts; one
@@ -844,7 +843,11 @@ impl Dispatch {
         // not, nor does one we killed.
         let own_death = !w.killed
             && !matches!(w.link.poll_status(), Ok(Some(sys::ExitStatus::Signal(s))) if s == sys::SIGKILL || s == sys::SIGTERM);
+        let link = Arc::clone(&w.link);
         let remains = w.bury(&mut self.counts);
+        // Only now is it surely gone (a worker whose fork server died first
+        // is killed and waited for there): its token goes back.
+        reclaim_tokens(config, &link);
         self.requeue(remains.rerun);
         if ready || !own_death {
             return;
