@@ -130,7 +130,7 @@ impl Budget {
             let taken = self.try_take(pid);
             let slept = match taken {
                 Some(_) => Ok(()),
-                None => sys::futex_wait(releases, seen, Some(crate::synchronize::nap(None))),
+                None => sys::futex_wait(releases, seen, Some(crate::synchronize::RECHECK)),
             };
             waiters.fetch_sub(1, Ordering::SeqCst);
             slept.map_err(|e| Error::io("waiting for a token of the pool's budget", e))?;
@@ -240,23 +240,19 @@ pub(crate) fn take(s: &Budget) {
     }
 }
 
-/// Gives the token noted in `HELD` back to `s`: true if there was one.
-fn give(s: &Budget) -> bool {
+/// A worker gives its token back to `s` after a chunk: true if it held
+/// one (the one noted in `HELD`).
+pub(crate) fn give_back(s: &Budget) -> bool {
     let Some((pid, i)) = held() else { return false };
     HELD.store(0, Ordering::Release);
     s.free(pid, std::iter::once(i)) > 0
-}
-
-/// A worker gives its token back after a chunk.
-pub(crate) fn give_back(s: &Budget) {
-    give(s);
 }
 
 /// Before a wait for a pool's results: gives this process's token back for
 /// the wait, if it holds one; true if it did (then [`take_back`] after).
 /// (A process forked from a worker inherits its note, but not its token.)
 pub(crate) fn lend() -> bool {
-    held().is_some_and(|(pid, _)| pid == sys::own_pid()) && adopted().is_some_and(|s| give(&s))
+    held().is_some_and(|(pid, _)| pid == sys::own_pid()) && adopted().is_some_and(|s| give_back(&s))
 }
 
 /// After a wait that [`lend`] lent a token for: takes one again (waiting
